@@ -1,0 +1,60 @@
+# One entry point for set-up, the pilot pipeline, the tests and the MLflow UI.
+# `make pilot` and `make test` install everything they need on a fresh machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+# CPU wheel by default (an unpinned torch pulls a multi-GB CUDA build); a GPU user overrides it:
+#   make setup TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+export PATH := $(BIN):$(PATH)
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DVC_NO_ANALYTICS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup java pilot test bench ui clean
+
+setup: $(STAMP) java
+
+# Re-runs only when pyproject.toml or the requested torch changes.
+$(STAMP): pyproject.toml $(VENV)/.torch-spec
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+# Rewritten only when TORCH differs from the last install, so it triggers a reinstall then.
+$(VENV)/.torch-spec: FORCE
+	@mkdir -p $(VENV)
+	@echo "$(TORCH)" | cmp -s - $@ || echo "$(TORCH)" > $@
+
+# pyserini (the shop's BM25 search) needs a Java runtime (17 for pyserini 0.21).
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "Java not found: installing openjdk-17-jre-headless"; \
+	  { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; } || { \
+	    echo "Could not install Java. Install a Java 17 runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) and re-run."; exit 1; }; }
+
+# The pilot: every stage on the embedded defaults (offline student, oracle teacher, CPU).
+pilot: setup
+	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "make pilot runs in a git clone (DVC needs git)"; exit 1; }
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/rollouts.py
+
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --port 5000
+
+clean:
+	rm -rf $(VENV) mlflow.db mlruns .pytest_cache
+
+FORCE:

@@ -1,0 +1,139 @@
+"""Typed, validated parameters: one pydantic model per `params.yaml` section.
+
+Every stage loads the whole file through `load_params`, so an unknown key or an out-of-range value anywhere stops
+the stage before any work, with a message naming the key (e.g. `student.learning_rate`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from teachable.envs.babyai import BABYAI_LEVELS
+
+
+class ParamsError(ValueError):
+    """Raised for a params file that does not validate; the message names each bad key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvParams(Section):
+    name: Literal["babyai"] = "babyai"
+    levels: list[str] = Field(default_factory=lambda: ["GoToLocal", "PickupDist"], min_length=1)
+    max_steps: int = Field(32, ge=1, le=1000)
+    history_len: int = Field(2, ge=0, le=16, description="previous actions shown in the prompt")
+
+    @field_validator("levels")
+    @classmethod
+    def _known_levels(cls, levels: list[str]) -> list[str]:
+        unknown = [lvl for lvl in levels if lvl not in BABYAI_LEVELS]
+        if unknown:
+            raise ValueError(f"unknown BabyAI level(s) {unknown}; known: {sorted(BABYAI_LEVELS)}")
+        return levels
+
+
+class PatchRates(Section):
+    """Share of behaviour-cloning examples that carry each kind of in-context patch."""
+
+    demo: float = Field(0.2, ge=0, le=1)
+    hint: float = Field(0.1, ge=0, le=1)
+    contrast: float = Field(0.05, ge=0, le=1)
+    placebo: float = Field(0.07, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> PatchRates:
+        if self.demo + self.hint + self.contrast + self.placebo > 1:
+            raise ValueError("patch rates must sum to at most 1")
+        return self
+
+
+class StudentParams(Section):
+    base_model: str | None = Field(None, description="HF path or id; null builds the offline student")
+    dir: str = "models/student"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    score_batch_size: int = Field(64, ge=1, le=4096, description="states per forward pass when scoring")
+    # Offline student: data
+    n_train_tasks: int = Field(1500, ge=1, description="expert demonstrations per level")
+    noise: float = Field(0.2, ge=0, lt=1, description="share of off-expert (DAgger-style) actions in the demos")
+    patch_rates: PatchRates = Field(default_factory=PatchRates)
+    # Offline student: model (a Qwen2 decoder built from a config)
+    vocab_size: int = Field(1024, ge=300, le=65536)
+    hidden_size: int = Field(128, ge=16)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(384, ge=16)
+    # Offline student: training, stopped once held-out success reaches target_success
+    learning_rate: float = Field(2e-3, gt=0, le=1)
+    batch_size: int = Field(64, ge=1)
+    max_train_steps: int = Field(600, ge=1)
+    eval_every: int = Field(50, ge=1)
+    n_eval_tasks: int = Field(64, ge=1)
+    eval_temperature: float = Field(1.0, ge=0, le=10)
+    target_success: float = Field(0.4, ge=0, le=1, description="stop training at this held-out success")
+    success_band: tuple[float, float] = (0.25, 0.75)
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> StudentParams:
+        if self.hidden_size % self.num_heads:
+            raise ValueError("hidden_size must be a multiple of num_heads")
+        lo, hi = self.success_band
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError("success_band must be [lo, hi] with 0 <= lo <= hi <= 1")
+        return self
+
+
+class RolloutParams(Section):
+    n_tasks: int = Field(200, ge=1)
+    temperature: float = Field(1.0, ge=0, le=10, description="0 = greedy")
+    batch_size: int = Field(64, ge=1, le=4096, description="concurrent episodes")
+    action_mode: Literal["score", "generate"] = "score"
+
+
+class SnapshotParams(Section):
+    max_snapshots: int = Field(300, ge=1)
+    steps: Literal["all", "last_k"] = Field("all", description="which steps of a failed episode qualify")
+    last_k: int = Field(8, ge=1, description="with steps=last_k, the last k steps before the failure")
+    min_step: int = Field(1, ge=0, description="skip the first steps (nothing has gone wrong yet)")
+    expert_tasks: int = Field(20, ge=0, description="experiment B: expert trajectories to sample states from")
+    expert_sample_rate: float = Field(0.1, ge=0, le=1)
+    retention_max: int = Field(100, ge=0, description="tasks the base student solves, kept for phase 3")
+
+
+class Params(Section):
+    seed: int = Field(0, ge=0)
+    env: EnvParams = Field(default_factory=EnvParams)
+    student: StudentParams = Field(default_factory=StudentParams)
+    rollouts: RolloutParams = Field(default_factory=RolloutParams)
+    snapshots: SnapshotParams = Field(default_factory=SnapshotParams)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"invalid parameters in {source}:"]
+    for err in error.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict, source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as error:
+        raise ParamsError(_describe(error, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    with path.open() as fh:
+        raw = yaml.safe_load(fh)
+    return parse_params(raw, str(path))

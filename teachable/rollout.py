@@ -1,0 +1,187 @@
+"""The batched rollout engine: many episodes in lock-step, one policy call per step for all live episodes.
+
+An episode starts from `reset(seed)` or from a stored state (replayed once, verified by hash, then forked by
+deepcopy for every further rollout from the same state). Its first step can be forced to a given action or carry
+a patch in the prompt; the whole episode can be under expert control. Student sampling uses one random generator
+per episode, seeded from the spec, so an episode's actions do not depend on which others share its batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from teachable.envs import TextEnv, make_env, restore_env
+from teachable.policy.hf import to_distribution
+from teachable.policy.parsing import parse_action
+from teachable.policy.prompts import build_messages
+from teachable.records import Episode, Step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    episode_id: str
+    level: str
+    seed: int  # the task
+    sample_seed: int = 0  # the student's sampling
+    start_actions: tuple[str, ...] = ()  # a stored state: replayed from reset(seed)
+    start_hash: str | None = None
+    forced_action: str | None = None  # taken at the first step instead of the policy's choice
+    patch: str | None = None  # in the prompt at the first step only
+    control: str = "student"  # or "expert"
+
+    @property
+    def task_id(self) -> str:
+        return f"{self.level}-{self.seed}"
+
+
+@dataclass
+class _Live:
+    spec: RolloutSpec
+    env: TextEnv
+    rng: np.random.Generator
+    steps: list[Step] = field(default_factory=list)
+    n_steps: int = 0
+    reward: float = 0.0
+    success: bool = False
+    done: bool = False
+    pending: tuple[str | None, dict[str, float], bool] | None = None
+
+
+class RolloutEngine:
+    def __init__(
+        self,
+        policy,
+        env_name: str = "babyai",
+        max_steps: int = 32,
+        history_len: int = 1,
+        temperature: float = 1.0,
+        batch_size: int = 64,
+        record_steps: bool = True,
+        action_mode: str = "score",
+        progress: bool = False,
+    ):
+        if action_mode not in ("score", "generate"):
+            raise ValueError(f"action_mode must be 'score' or 'generate', got {action_mode!r}")
+        self.policy = policy
+        self.env_name = env_name
+        self.max_steps = max_steps
+        self.history_len = history_len
+        self.temperature = temperature
+        self.batch_size = batch_size
+        self.record_steps = record_steps
+        self.action_mode = action_mode
+        self.progress = progress
+
+    # -- starting episodes ---------------------------------------------------------------------------------------
+    def _start(self, spec: RolloutSpec, templates: dict) -> _Live:
+        if spec.start_actions:
+            key = (spec.level, spec.seed, spec.start_actions)
+            if key not in templates:
+                state = {"level": spec.level, "seed": spec.seed, "actions": list(spec.start_actions)}
+                templates[key] = restore_env(self.env_name, state, spec.start_hash, self.max_steps)
+            env = templates[key].fork()
+        else:
+            env = make_env(self.env_name, spec.level, self.max_steps)
+            env.reset(spec.seed)
+        return _Live(spec, env, np.random.default_rng(spec.sample_seed), n_steps=env.step_count)
+
+    def messages(self, live: _Live) -> list[dict]:
+        first = live.n_steps == len(live.spec.start_actions)
+        history = live.env.history[-self.history_len :] if self.history_len else []
+        return build_messages(
+            live.env.mission,
+            live.env.observation,
+            live.env.valid_actions(),
+            history,
+            live.spec.patch if first else None,
+        )
+
+    # -- choosing actions ----------------------------------------------------------------------------------------
+    def _choose_scored(self, lives: Sequence[_Live]) -> None:
+        scores = self.policy.score([self.messages(lv) for lv in lives], [lv.env.valid_actions() for lv in lives])
+        for lv, sc in zip(lives, scores):
+            probs = to_distribution(sc.logliks)
+            sampling = to_distribution(sc.logliks, self.temperature)
+            idx = int(np.argmax(sampling)) if self.temperature == 0 else int(lv.rng.choice(len(sampling), p=sampling))
+            lv.pending = (sc.candidates[idx], dict(zip(sc.candidates, np.round(probs, 6).tolist())), True)
+
+    def _choose_generated(self, lives: Sequence[_Live]) -> None:
+        seed = int(lives[0].rng.integers(2**31)) if lives else 0
+        replies = self.policy.generate([self.messages(lv) for lv in lives], temperature=self.temperature, seed=seed)
+        for lv, reply in zip(lives, replies):
+            action = parse_action(reply, lv.env.valid_actions())
+            lv.pending = (action, {}, action is not None)
+
+    def _choose(self, lives: list[_Live]) -> None:
+        ask = []
+        for lv in lives:
+            first = lv.n_steps == len(lv.spec.start_actions)
+            if first and lv.spec.forced_action is not None:
+                lv.pending = (lv.spec.forced_action, {}, True)
+            elif lv.spec.control == "expert":
+                lv.pending = (lv.env.expert_action(), {}, True)
+            else:
+                ask.append(lv)
+        if ask:
+            (self._choose_scored if self.action_mode == "score" else self._choose_generated)(ask)
+
+    # -- stepping ------------------------------------------------------------------------------------------------
+    def _advance(self, lv: _Live) -> None:
+        action, probs, parse_ok = lv.pending
+        if self.record_steps:
+            lv.steps.append(
+                Step(obs=lv.env.observation, valid_actions=lv.env.valid_actions(), action=action,
+                     action_probs=probs, parse_ok=parse_ok, state_hash=lv.env.state_hash())
+            )
+        lv.n_steps += 1
+        if action is not None:  # an unparseable reply wastes the step and changes nothing
+            _, reward, terminated, truncated, info = lv.env.step(action)
+            lv.reward += reward
+            lv.success = lv.success or info.get("success", False)
+            lv.done = terminated or truncated
+        lv.done = lv.done or lv.n_steps >= self.max_steps
+
+    def _finish(self, lv: _Live) -> Episode:
+        spec = lv.spec
+        return Episode(
+            episode_id=spec.episode_id, env=self.env_name, task_id=spec.task_id, seed=spec.seed,
+            policy="expert" if spec.control == "expert" else self.policy_name, mission=lv.env.mission,
+            success=lv.success,
+            reward=round(lv.reward, 6), n_steps=lv.n_steps - len(spec.start_actions), steps=lv.steps,
+        )
+
+    @property
+    def policy_name(self) -> str:
+        return getattr(self.policy, "name", type(self.policy).__name__)
+
+    def run(self, specs: Sequence[RolloutSpec], on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
+        """Run every spec to the end; results come back in the order of `specs`."""
+        order = {spec.episode_id: i for i, spec in enumerate(specs)}
+        if len(order) != len(specs):
+            raise ValueError("episode_id must be unique within one run")
+        pending, live, templates = deque(specs), [], {}
+        results: list[Episode | None] = [None] * len(specs)
+        bar = tqdm(total=len(specs), desc="episodes", unit="ep", disable=not self.progress)
+        while pending or live:
+            while pending and len(live) < self.batch_size:
+                live.append(self._start(pending.popleft(), templates))
+            self._choose(live)
+            for lv in live:
+                self._advance(lv)
+            for lv in [lv for lv in live if lv.done]:
+                episode = self._finish(lv)
+                results[order[lv.spec.episode_id]] = episode
+                if on_episode:
+                    on_episode(episode)
+                bar.update(1)
+            live = [lv for lv in live if not lv.done]
+        bar.close()
+        return results

@@ -1,0 +1,58 @@
+"""What every stage script shares: logging, validated params, clean failure on bad input, resumable scratch logs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from teachable.config import Params, ParamsError, load_params
+from teachable.envs import RestoreError
+from teachable.records import RecordError, iter_jsonl
+
+SCRATCH_DIR = Path(".scratch")
+
+
+def run(main: Callable[[Params], None], params_path: str = "params.yaml") -> None:
+    """Call `main(params)`; bad params, records or snapshots end the stage with one clear line and exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        params = load_params(params_path)
+        main(params)
+    except (ParamsError, RecordError, RestoreError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+class ScratchLog:
+    """Finished units of a long stage, appended one JSON line at a time under a name keyed by the stage's params,
+    so a killed run restarted with the same params skips what is done (and other params never mix in)."""
+
+    def __init__(self, stage: str, key: dict):
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.path = SCRATCH_DIR / f"{stage}-{digest}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def load(self, model=None) -> list:
+        if not self.path.exists():
+            return []
+        self._drop_torn_tail()
+        return list(iter_jsonl(self.path, model))
+
+    def _drop_torn_tail(self) -> None:
+        """A kill mid-write can leave a partial last line; cut it so the log stays valid JSONL."""
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    def append(self, record) -> None:
+        line = record.model_dump_json() if hasattr(record, "model_dump_json") else json.dumps(record)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,10 @@
+"""The student: any HF causal LM, or the offline student this package builds when none is given."""
+
+from __future__ import annotations
+
+from teachable.config import StudentParams
+
+
+def student_path(params: StudentParams) -> str:
+    """Where the student's weights are: the given base model, or the offline student's directory."""
+    return params.base_model or params.dir

@@ -1,0 +1,43 @@
+"""Task seeds, kept in disjoint ranges per purpose so no task is both trained on and evaluated on.
+
+A task is (level, seed); task i of a split uses level `levels[i % len(levels)]` and seed `offset + base + i`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SPLIT_OFFSETS = {
+    "pipeline": 0,  # phase 0 student rollouts (snapshots, retention panel)
+    "student_train": 10_000_000,  # the offline student's demonstrations
+    "student_eval": 20_000_000,  # the offline student's held-out success
+    "expert": 30_000_000,  # experiment B: states sampled from expert trajectories
+    "heldout": 40_000_000,  # phase 3 evaluation
+}
+SPLIT_SIZE = 10_000_000
+
+
+@dataclass(frozen=True)
+class Task:
+    level: str
+    seed: int
+
+    @property
+    def task_id(self) -> str:
+        return f"{self.level}-{self.seed}"
+
+
+def make_tasks(levels: list[str], n: int, split: str, base_seed: int = 0) -> list[Task]:
+    if split not in SPLIT_OFFSETS:
+        raise ValueError(f"unknown split {split!r}; known: {sorted(SPLIT_OFFSETS)}")
+    if base_seed + n > SPLIT_SIZE:
+        raise ValueError(f"{n} tasks from seed {base_seed} overflow the {split!r} seed range")
+    offset = SPLIT_OFFSETS[split] + base_seed
+    return [Task(levels[i % len(levels)], offset + i) for i in range(n)]
+
+
+def split_of(seed: int) -> str:
+    for name, offset in SPLIT_OFFSETS.items():
+        if offset <= seed < offset + SPLIT_SIZE:
+            return name
+    raise ValueError(f"seed {seed} is in no split")

@@ -1,0 +1,56 @@
+"""MLflow tracking: one run per stage execution, tagged with the stage, the git revision and the DVC experiment.
+
+The tracking URI comes from MLFLOW_TRACKING_URI (the Makefile exports an absolute SQLite path); without it, a
+SQLite file at the repository root is used, never the deprecated file store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+EXPERIMENT = "teachable-moments"
+SECRET_MARKERS = ("key", "token", "secret", "password")
+
+
+def _git_rev() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+def flatten(params: dict, prefix: str = "") -> dict[str, str]:
+    """Nested params -> dotted keys; values that look like secrets are never logged."""
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif any(marker in key.lower() for marker in SECRET_MARKERS) and "max" not in key.lower():
+            continue
+        else:
+            flat[name] = str(value)[:500]
+    return flat
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: dict) -> Iterator:
+    """Open an MLflow run for one stage execution; yields the mlflow module for metric/artifact logging."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(EXPERIMENT)
+    tags = {"stage": stage, "git_rev": _git_rev()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    with mlflow.start_run(run_name=stage, tags=tags):
+        mlflow.log_params(flatten(params))
+        yield mlflow

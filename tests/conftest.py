@@ -1,0 +1,33 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from teachable.config import parse_params  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_student_dir(tmp_path_factory):
+    """An untrained offline-student-shaped model saved in HF format (random weights: fine for mechanics)."""
+    from teachable.policy.prompts import build_messages
+    from teachable.student.build import build_model, train_tokenizer
+    from teachable.envs.babyai import ACTIONS
+
+    params = parse_params({"student": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}})
+    texts = [m["content"] for m in build_messages("go to the red ball", "You see: red ball 2 forward.", ACTIONS,
+                                                  [{"obs": "x", "action": "turn left"}], "Teacher: do 'go forward'.")]
+    tokenizer = train_tokenizer(texts + ACTIONS, 400)
+    model = build_model(params.student, tokenizer, seed=0)
+    path = tmp_path_factory.mktemp("student")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tiny_student_dir):
+    from teachable.policy.hf import HFPolicy
+
+    return HFPolicy.load(str(tiny_student_dir), device="cpu", batch_size=8)

@@ -1,0 +1,77 @@
+import dataclasses
+
+import numpy as np
+
+from teachable.envs import make_env
+from teachable.envs.babyai import ACTIONS
+from teachable.policy.hf import Scores
+from teachable.rollout import RolloutEngine, RolloutSpec
+
+
+class RecordingPolicy:
+    """A test double: a fixed preference for one action; remembers every prompt it was shown."""
+
+    name = "recording"
+
+    def __init__(self, favourite="turn left"):
+        self.favourite = favourite
+        self.prompts = []
+        self.calls = 0
+
+    def score(self, messages, candidates):
+        self.calls += 1
+        self.prompts += [m[-1]["content"] for m in messages]
+        return [Scores(c, np.array([0.0 if a == self.favourite else -1.0 for a in c])) for c in candidates]
+
+
+def specs(n, **kw):
+    return [RolloutSpec(f"e{i}", "GoToLocal", 100 + i, sample_seed=i, **kw) for i in range(n)]
+
+
+def test_forced_first_action_is_taken_then_the_policy_acts():
+    engine = RolloutEngine(RecordingPolicy("turn right"), max_steps=5, temperature=0)
+    (ep,) = engine.run(specs(1, forced_action="go forward"))
+    assert [s.action for s in ep.steps] == ["go forward"] + ["turn right"] * 4
+
+
+def test_patch_is_in_the_prompt_at_the_first_step_only():
+    policy = RecordingPolicy()
+    RolloutEngine(policy, max_steps=3, temperature=0).run(specs(1, patch="Teacher: hello there."))
+    assert ["Teacher: hello there." in p for p in policy.prompts] == [True, False, False]
+
+
+def test_one_policy_call_per_step_for_all_live_episodes():
+    policy = RecordingPolicy()
+    RolloutEngine(policy, max_steps=4, batch_size=64).run(specs(10))
+    assert policy.calls == 4
+
+
+def test_same_seeds_give_identical_records_whatever_the_batch_size(tiny_policy):
+    run = lambda batch: RolloutEngine(tiny_policy, max_steps=6, temperature=1.0, batch_size=batch).run(specs(6))
+    a, b, c = run(6), run(6), run(2)
+    assert [e.model_dump() for e in a] == [e.model_dump() for e in b]
+    assert [[s.action for s in e.steps] for e in a] == [[s.action for s in e.steps] for e in c]
+
+
+def test_rollout_from_a_stored_state_continues_from_it():
+    env = make_env("babyai", "GoToLocal")
+    env.reset(100)
+    for action in ["turn left", "go forward", "turn right"]:
+        env.step(action)
+    engine = RolloutEngine(RecordingPolicy(), max_steps=6, temperature=0)
+    spec = RolloutSpec("s", "GoToLocal", 100, start_actions=tuple(env.state()["actions"]),
+                       start_hash=env.state_hash())
+    a, b = engine.run([spec, dataclasses.replace(spec, episode_id="s2")])  # the second one is a fork
+    assert a.steps[0].state_hash == env.state_hash() == b.steps[0].state_hash
+    assert a.n_steps == 3  # horizon 6 counts the 3 replayed actions
+
+
+def test_expert_control_solves_the_task():
+    episodes = RolloutEngine(None, max_steps=64).run(specs(5, control="expert"))
+    assert all(ep.success and ep.policy == "expert" for ep in episodes)
+
+
+def test_probabilities_are_recorded_for_every_valid_action():
+    (ep,) = RolloutEngine(RecordingPolicy(), max_steps=2).run(specs(1))
+    probs = ep.steps[0].action_probs
+    assert list(probs) == ACTIONS and abs(sum(probs.values()) - 1) < 1e-5
