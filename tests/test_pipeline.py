@@ -20,8 +20,6 @@ TINY = {
     "rollouts": {"n_tasks": 12, "batch_size": 8},
     "snapshots": {"max_snapshots": 20, "expert_tasks": 2, "expert_sample_rate": 0.5},
 }
-IGNORE = shutil.ignore_patterns(".venv", ".git", ".scratch", "mlflow.db", "mlruns", "__pycache__", ".pytest_cache",
-                                "*.egg-info", "student", "rollouts", "*.jsonl", "phase0", "dvc.lock")
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -34,7 +32,12 @@ def merge(base: dict, override: dict) -> dict:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     work = tmp_path_factory.mktemp("clone") / "project"
-    shutil.copytree(ROOT, work, ignore=IGNORE)
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    for name in listed:  # the project as a fresh clone would have it: no outputs, no dvc.lock, no venv
+        if name != "dvc.lock" and (ROOT / name).is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, work / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (work / "params.yaml").write_text(yaml.safe_dump(merge(params, TINY)))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "DVC_NO_ANALYTICS": "1",

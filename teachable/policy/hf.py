@@ -119,24 +119,44 @@ class HFPolicy:
         token_logp = torch.zeros((n_states, n_cands, length), device=self.device)
         token_logp[:, :, 0] = first.gather(1, cand_ids[:, :, 0])
 
-        if length > 1:  # the rest run on top of the prompt's cache, repeated once per candidate
-            cache = prompt_out.cache
-            cache.batch_repeat_interleave(n_cands)
-            flat_ids = cand_ids[:, :, :-1].reshape(n_states * n_cands, length - 1)
-            flat_mask = torch.cat(
-                [mask.repeat_interleave(n_cands, 0), cand_mask[:, :, :-1].reshape(n_states * n_cands, length - 1)],
-                dim=-1,
-            )
-            start = positions[:, -1:].repeat_interleave(n_cands, 0) + 1
-            flat_pos = start + torch.arange(length - 1, device=self.device)
-            out = self.model(input_ids=flat_ids, attention_mask=flat_mask, position_ids=flat_pos, cache=cache)
-            logits = out.logits.float()
-            targets = cand_ids[:, :, 1:].reshape(n_states * n_cands, length - 1)
-            rest = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-            token_logp[:, :, 1:] = rest.view(n_states, n_cands, length - 1)
+        if length > 1:
+            rest = self._candidate_pass(prompt_out.cache, mask, positions[:, -1] + 1, tokens)
+            token_logp[:, :, 1:] = rest[:, :n_cands, : length - 1]
 
         totals = (token_logp * cand_mask).sum(-1).cpu().numpy().astype(np.float64)
         return [totals[i, : len(c)] for i, c in enumerate(candidates)]
+
+    def _candidate_pass(self, cache, prompt_mask, prompt_len, tokens) -> torch.Tensor:
+        """Log-probs of every candidate token after the first, all candidates of a state in one sequence.
+
+        A state's candidates are laid side by side after its prompt; a 4D mask lets each token attend to the
+        prompt (through the shared cache, never copied per candidate) and to the earlier tokens of its own
+        candidate only, with positions restarting after the prompt for every candidate (tree attention).
+        Returns (states, max candidates, max length - 1), zero where there is no token.
+        """
+        rows = [[(k, j, t[j], t[j + 1]) for k, t in enumerate(cands) for j in range(len(t) - 1)] for cands in tokens]
+        n_states, width = len(rows), max(len(r) for r in rows)
+        n_cands, length = max(len(c) for c in tokens), max(len(t) for c in tokens for t in c)
+        out = torch.zeros((n_states, n_cands, length - 1), device=self.device)
+        if width == 0:
+            return out
+        grid = np.zeros((4, n_states, width), dtype=np.int64)  # candidate, offset, input token, target token
+        grid[0] = -1 - np.arange(width)  # padding: a candidate of its own (attends to itself only)
+        for i, row in enumerate(rows):
+            if row:
+                grid[:, i, : len(row)] = np.array(row).T
+        cand, offset, inputs, targets = (torch.from_numpy(g).to(self.device) for g in grid)
+        own = (cand[:, :, None] == cand[:, None, :]) & (offset[:, None, :] <= offset[:, :, None])
+        seen_prompt = prompt_mask[:, None, :].bool().expand(n_states, width, prompt_mask.shape[1])
+        attend = torch.cat([seen_prompt, own], dim=-1)[:, None]
+        positions = prompt_len[:, None] + offset
+        logits = self.model(input_ids=inputs, attention_mask=attend, position_ids=positions, cache=cache).logits
+        logits = logits.float()
+        logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        real = cand >= 0
+        idx = real.nonzero(as_tuple=True)
+        out[idx[0], cand[idx], offset[idx]] = logp[idx]
+        return out
 
     @torch.inference_mode()
     def score_naive(self, messages: list[dict], candidates: list[str]) -> np.ndarray:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import torch
 from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -107,6 +108,7 @@ class _SuccessStop(TrainerCallback):
 def build_student(params: StudentParams, env: EnvParams, seed: int, out_dir: str | Path) -> dict:
     """Build, train and save the offline student; returns its card (also written as card.json by the stage)."""
     started = time.time()
+    datasets.disable_progress_bars()
     train_tasks = make_tasks(env.levels, params.n_train_tasks * len(env.levels), "student_train")
     examples = demonstrations(
         env.name, train_tasks, env.max_steps, env.history_len, params.noise, params.patch_rates, seed
