@@ -42,8 +42,7 @@ def main(params: Params) -> None:
         engine = RolloutEngine(policy, env.name, env.max_steps, env.history_len, p.temperature, p.batch_size,
                                action_mode=p.action_mode, progress=True)
         engine.run([s for s in specs if s.episode_id not in done], on_episode=scratch.append)
-        episodes = [ep for ep in scratch.load(Episode)]
-        episodes.sort(key=lambda ep: ep.episode_id)
+        episodes = sorted(scratch.load(Episode), key=lambda ep: ep.episode_id)
         metrics = summarise(episodes)
         write_jsonl(OUT, episodes)
         write_json(METRICS, metrics)

@@ -75,3 +75,25 @@ def test_probabilities_are_recorded_for_every_valid_action():
     (ep,) = RolloutEngine(RecordingPolicy(), max_steps=2).run(specs(1))
     probs = ep.steps[0].action_probs
     assert list(probs) == ACTIONS and abs(sum(probs.values()) - 1) < 1e-5
+
+
+class ChattyPolicy:
+    """A test double for generate mode: replies alternate between a parseable action and noise."""
+
+    name = "chatty"
+
+    def generate(self, messages, temperature=0.0, seed=0):
+        self.n = getattr(self, "n", 0) + 1
+        return ["I will go forward." if self.n % 2 else "hmm, not sure" for _ in messages]
+
+
+def test_generate_mode_counts_unparseable_replies_as_wasted_steps():
+    (ep,) = RolloutEngine(ChattyPolicy(), max_steps=4, action_mode="generate").run(specs(1))
+    assert [s.parse_ok for s in ep.steps] == [True, False, True, False]
+    assert [s.action for s in ep.steps] == ["go forward", None, "go forward", None]
+    assert ep.n_steps == 4
+
+
+def test_generate_mode_with_a_real_model_reports_parse_failures(tiny_policy):
+    (ep,) = RolloutEngine(tiny_policy, max_steps=2, action_mode="generate").run(specs(1))
+    assert len(ep.steps) == 2 and all(s.action in ACTIONS or not s.parse_ok for s in ep.steps)

@@ -1,0 +1,45 @@
+"""A killed `rollouts` stage, restarted, runs only the unfinished episodes and writes what an uninterrupted run
+would have written."""
+
+import importlib.util
+from pathlib import Path
+
+from teachable.config import parse_params
+from teachable.records import Episode, read_jsonl
+from teachable.rollout import RolloutEngine
+from teachable.stage import ScratchLog
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_stage(name):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rollouts_resume_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = parse_params({"env": {"levels": ["GoToLocal"], "max_steps": 6},
+                           "student": {"dir": str(tiny_student_dir)}, "rollouts": {"n_tasks": 6, "batch_size": 4}})
+    stage = load_stage("rollouts")
+    stage.main(params)
+    uninterrupted = read_jsonl(stage.OUT, Episode)
+    assert not any(Path(".scratch").glob("*.jsonl"))  # the scratch log is removed once the output is written
+
+    key = params.model_dump(mode="json", include={"seed", "env", "student", "rollouts"})
+    scratch = ScratchLog("rollouts", key)
+    for episode in uninterrupted[:4]:  # what a run killed after four episodes left behind
+        scratch.append(episode)
+    with scratch.path.open("a") as fh:
+        fh.write('{"episode_id": "ep0000')  # torn by the kill
+
+    ran = []
+    original = RolloutEngine.run
+    monkeypatch.setattr(RolloutEngine, "run", lambda self, specs, **kw: ran.extend(specs) or original(self, specs, **kw))
+    Path(stage.OUT).unlink()
+    stage.main(params)
+    assert [s.episode_id for s in ran] == ["ep000004", "ep000005"]
+    assert read_jsonl(stage.OUT, Episode) == uninterrupted
