@@ -17,19 +17,9 @@ import numpy as np
 import torch
 
 from teachable.config import load_params
-from teachable.policy.hf import HFPolicy, Scores
+from teachable.policy.hf import HFPolicy, NaivePolicy
 from teachable.rollout import RolloutEngine, RolloutSpec
 from teachable.tasks import make_tasks
-
-
-class NaivePolicy:
-    """One state at a time, one forward pass per candidate."""
-
-    def __init__(self, policy: HFPolicy):
-        self.policy, self.name = policy, policy.name
-
-    def score(self, messages, candidates):
-        return [Scores(c, self.policy.score_naive(m, c)) for m, c in zip(messages, candidates)]
 
 
 def timed_run(engine: RolloutEngine, specs) -> tuple[float, int, list]:

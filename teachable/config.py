@@ -106,12 +106,58 @@ class SnapshotParams(Section):
     retention_max: int = Field(100, ge=0, description="tasks the base student solves, kept for phase 3")
 
 
+class TeacherParams(Section):
+    name: Literal["oracle", "openai"] = "oracle"
+    model: str = "gpt-4o-mini"
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(256, ge=16, le=4096)
+    base_url: str | None = Field(None, description="any OpenAI-compatible server; null = api.openai.com")
+    retries: int = Field(2, ge=0, le=10, description="re-asks after an unusable answer")
+    client_retries: int = Field(2, ge=0, le=10, description="the openai client's own retries (429, 5xx)")
+    timeout_s: float = Field(60, gt=0)
+    max_calls: int = Field(5000, ge=0)
+    max_usd: float = Field(5.0, ge=0)
+    usd_per_mtok_in: float = Field(0.15, ge=0)
+    usd_per_mtok_out: float = Field(0.60, ge=0)
+    on_invalid: Literal["oracle", "drop"] = Field("oracle", description="an unusable answer: oracle advice, or drop")
+
+
+class LabelParams(Section):
+    n_student_rollouts: int = Field(7, ge=1, description="student alone from the state (p_student)")
+    n_force_rollouts: int = Field(7, ge=1, description="expert action forced at the state, student after")
+    n_expert_rollouts: int = Field(2, ge=1, description="expert in control from the state (L_upper)")
+    n_per_condition: int = Field(2, ge=1, description="CPT rollouts per patch condition")
+    temperature: float = Field(1.0, ge=0, le=10)
+    chunk_size: int = Field(16, ge=1, description="snapshots whose rollouts are batched together")
+    batch_size: int = Field(64, ge=1, le=4096, description="concurrent episodes")
+    skip_leverage: bool = False
+    skip_cpt: bool = False
+    max_snapshots: int | None = Field(None, ge=1, description="label only the first N snapshots")
+
+
+class QuadrantParams(Section):
+    mode: Literal["auto", "manual"] = "auto"
+    quantile: float = Field(0.5, gt=0, lt=1, description="auto: thresholds at this quantile of U and of L_local")
+    U_threshold: float | None = Field(None, ge=0)
+    L_threshold: float | None = Field(None, ge=-1, le=1)
+    min_per_quadrant: int = Field(10, ge=0)
+
+    @model_validator(mode="after")
+    def _manual_needs_thresholds(self) -> QuadrantParams:
+        if self.mode == "manual" and (self.U_threshold is None or self.L_threshold is None):
+            raise ValueError("mode manual needs U_threshold and L_threshold")
+        return self
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     env: EnvParams = Field(default_factory=EnvParams)
     student: StudentParams = Field(default_factory=StudentParams)
     rollouts: RolloutParams = Field(default_factory=RolloutParams)
     snapshots: SnapshotParams = Field(default_factory=SnapshotParams)
+    teacher: TeacherParams = Field(default_factory=TeacherParams)
+    label: LabelParams = Field(default_factory=LabelParams)
+    quadrants: QuadrantParams = Field(default_factory=QuadrantParams)
 
 
 def _describe(error: ValidationError, source: str) -> str:

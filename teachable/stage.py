@@ -12,6 +12,7 @@ from pathlib import Path
 from teachable.config import Params, ParamsError, load_params
 from teachable.envs import RestoreError
 from teachable.records import RecordError, iter_jsonl
+from teachable.teacher.openai_teacher import TeacherConfigError
 
 SCRATCH_DIR = Path(".scratch")
 
@@ -22,7 +23,7 @@ def run(main: Callable[[Params], None], params_path: str = "params.yaml") -> Non
     try:
         params = load_params(params_path)
         main(params)
-    except (ParamsError, RecordError, RestoreError, FileNotFoundError) as err:
+    except (ParamsError, RecordError, RestoreError, TeacherConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

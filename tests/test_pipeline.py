@@ -1,4 +1,4 @@
-"""End to end: `dvc repro` through `snapshots` in a temporary copy of the project at a tiny scale."""
+"""End to end: `dvc repro` of the whole pipeline in a temporary copy of the project at a tiny scale."""
 
 import os
 import shutil
@@ -19,6 +19,8 @@ TINY = {
                 "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
     "rollouts": {"n_tasks": 12, "batch_size": 8},
     "snapshots": {"max_snapshots": 20, "expert_tasks": 2, "expert_sample_rate": 0.5},
+    "label": {"n_student_rollouts": 2, "n_force_rollouts": 2, "n_expert_rollouts": 1, "n_per_condition": 1},
+    "quadrants": {"min_per_quadrant": 2},
 }
 
 
@@ -46,12 +48,12 @@ def project(tmp_path_factory):
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"]):
         assert run(*cmd).returncode == 0
-    result = run("dvc", "repro", "snapshots")
+    result = run("dvc", "repro")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work, run
 
 
-def test_repro_writes_every_phase0_output(project):
+def test_repro_writes_every_output(project):
     work, _ = project
     assert (work / "models/student/model.safetensors").exists()
     assert (work / "models/student/card.json").exists()
@@ -62,17 +64,23 @@ def test_repro_writes_every_phase0_output(project):
     for snap in snaps[:5]:
         verify_restorable(snap, max_steps=12)
     assert (work / "dvc.lock").exists()
+    labeled = read_jsonl(work / "data/quadrant_snapshots.jsonl")
+    assert len(labeled) == len(snaps)
+    assert all({"U", "leverage", "cpt", "teacher", "quadrant"} <= set(r) for r in labeled)
+    for name in ("hist_U.png", "hist_L.png", "scatter_U_L.png", "quadrant_thresholds.json", "u_l.csv"):
+        assert (work / "reports/phase1" / name).stat().st_size > 0
 
 
 def test_metrics_are_visible_to_dvc(project):
     _, run = project
     shown = run("dvc", "metrics", "show", "--json")
-    assert "success_rate" in shown.stdout and "n_snapshots" in shown.stdout
+    for metric in ("success_rate", "n_snapshots", "n_labeled", "Q1_highU_highL"):
+        assert metric in shown.stdout
 
 
 def test_second_repro_is_a_no_op(project):
     _, run = project
-    result = run("dvc", "repro", "snapshots")
+    result = run("dvc", "repro")
     assert result.returncode == 0 and "didn't change" in result.stdout
 
 
@@ -82,7 +90,7 @@ def test_each_stage_is_one_mlflow_run(project):
 
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["teachable-moments"])
-    assert sorted(runs["tags.stage"]) == ["rollouts", "snapshots", "student"]
+    assert sorted(runs["tags.stage"]) == ["label", "quadrants", "rollouts", "snapshots", "student"]
     assert (runs["tags.git_rev"].str.len() == 40).all()
 
 
@@ -93,3 +101,16 @@ def test_an_unknown_param_stops_the_stage_naming_the_key(project):
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     result = run(sys.executable, "stages/rollouts.py")
     assert result.returncode == 2 and "rollouts.n_taks: unknown key" in result.stderr
+
+
+def test_the_openai_teacher_without_a_key_fails_before_any_work(project):
+    work, run = project
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["rollouts"].pop("n_taks", None)
+    params["teacher"]["name"] = "openai"
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    before = (work / "data/labeled_snapshots.jsonl").read_bytes()
+    result = subprocess.run([sys.executable, "stages/label.py"], cwd=work, capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"})
+    assert result.returncode == 2 and "OPENAI_API_KEY is not set" in result.stderr
+    assert (work / "data/labeled_snapshots.jsonl").read_bytes() == before

@@ -1,23 +1,32 @@
-"""Text environments: the `TextEnv` protocol and a factory by name."""
+"""Text environments: the `TextEnv` protocol and a registry by name (BabyAI built in; others register)."""
 
 from teachable.envs.base import RestoreError, TextEnv
 
+_REGISTRY: dict[str, type] = {}
 
-def make_env(name: str, level: str, max_steps: int | None = None) -> TextEnv:
-    if name == "babyai":
+
+def register_env(name: str, cls: type) -> None:
+    """Make an environment class available by name; it takes (level, max_steps) and has `restore`."""
+    _REGISTRY[name] = cls
+
+
+def _env_class(name: str) -> type:
+    if name == "babyai" and name not in _REGISTRY:
         from teachable.envs.babyai import BabyAITextEnv
 
-        return BabyAITextEnv(level, max_steps=max_steps)
-    raise ValueError(f"unknown environment {name!r}; known: ['babyai']")
+        register_env("babyai", BabyAITextEnv)
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown environment {name!r}; known: {sorted(set(_REGISTRY) | {'babyai'})}")
+    return _REGISTRY[name]
+
+
+def make_env(name: str, level: str, max_steps: int | None = None) -> TextEnv:
+    return _env_class(name)(level, max_steps=max_steps)
 
 
 def restore_env(name: str, state: dict, expected_hash: str | None = None, max_steps: int | None = None) -> TextEnv:
     """Rebuild a stored state by deterministic replay, verified against its hash."""
-    if name == "babyai":
-        from teachable.envs.babyai import BabyAITextEnv
-
-        return BabyAITextEnv.restore(state, expected_hash, max_steps=max_steps)
-    raise ValueError(f"unknown environment {name!r}; known: ['babyai']")
+    return _env_class(name).restore(state, expected_hash, max_steps=max_steps)
 
 
-__all__ = ["RestoreError", "TextEnv", "make_env", "restore_env"]
+__all__ = ["RestoreError", "TextEnv", "make_env", "register_env", "restore_env"]

@@ -140,7 +140,14 @@ class BabyAITextEnv:
             except (DisappearedBoxError, AssertionError):
                 # Off-plan actions (a box toggled open, an object dropped) can break the bot's plan: plan afresh.
                 self._bot = BabyAIBot(self._env)
-                self._suggestion = int(self._bot.replan(None))
+                try:
+                    self._suggestion = int(self._bot.replan(None))
+                except AssertionError:
+                    # The bot cannot plan while holding an object the mission does not need: put it down first
+                    # (turning until the cell ahead is free), then plan afresh at the next state.
+                    self._bot = None
+                    front_free = self._env.grid.get(*self._env.front_pos) is None
+                    return "drop" if front_free else "turn left"
         # The bot says `done` only once the mission is complete; in the levels used here the episode has ended.
         return ACTIONS[self._suggestion] if self._suggestion != DONE else "go forward"
 

@@ -186,3 +186,13 @@ class HFPolicy:
                                       **sampling)
             replies += self.tokenizer.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
         return replies
+
+
+class NaivePolicy:
+    """The reference loop: one state at a time, one full forward pass per candidate (benchmarks' baseline)."""
+
+    def __init__(self, policy: HFPolicy):
+        self.policy, self.name = policy, policy.name
+
+    def score(self, messages: list[list[dict]], candidates: list[list[str]]) -> list[Scores]:
+        return [Scores(list(c), self.policy.score_naive(m, c)) for m, c in zip(messages, candidates)]

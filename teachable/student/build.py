@@ -141,7 +141,6 @@ def build_student(params: StudentParams, env: EnvParams, seed: int, out_dir: str
             seed=seed,
             use_cpu=on_cpu,
             bf16=False,
-            gradient_checkpointing=False,
             dataloader_num_workers=0,
             max_length=1024,
             disable_tqdm=True,

@@ -1,0 +1,72 @@
+"""Stage `label` (phase 1): U, teacher advice, leverage (p_student, L_local, L_upper) and the Contextual Patch
+Test for every snapshot; all rollouts of a chunk of snapshots run batched through the rollout engine.
+
+Output `data/labeled_snapshots.jsonl` and `reports/phase1/label_metrics.json`. Resumable: finished snapshots are
+appended to a scratch log keyed by the params; a killed run restarted labels only the rest.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tqdm.auto import tqdm
+
+from teachable import stage
+from teachable.config import Params
+from teachable.labeling.label import label_chunk
+from teachable.policy.hf import HFPolicy
+from teachable.records import Snapshot, read_jsonl, write_json, write_jsonl
+from teachable.rollout import RolloutEngine
+from teachable.student import student_path
+from teachable.teacher import make_teacher
+from teachable.teacher.openai_teacher import BudgetExceeded
+from teachable.tracking import stage_run
+
+SNAPSHOTS, OUT, METRICS = "data/snapshots.jsonl", "data/labeled_snapshots.jsonl", "reports/phase1/label_metrics.json"
+
+
+def main(params: Params) -> None:
+    p, env = params.label, params.env
+    snapshots = read_jsonl(SNAPSHOTS, Snapshot)[: p.max_snapshots]
+    key = params.model_dump(mode="json", include={"seed", "env", "student", "teacher", "label"})
+    key["snapshots_file"] = [s.snapshot_id for s in snapshots]
+    teacher = make_teacher(params.teacher)  # a missing OPENAI_API_KEY fails here, before any work
+    scratch = stage.ScratchLog("label", key)
+    done = {r["snapshot_id"]: r for r in scratch.load()}
+    todo = [s for s in snapshots if s.snapshot_id not in done]
+    with stage_run("label", {k: v for k, v in key.items() if k != "snapshots_file"}) as mlflow:
+        policy = HFPolicy.load(student_path(params.student), params.student.device, params.student.dtype,
+                               params.student.score_batch_size)
+        engine = RolloutEngine(policy, env.name, env.max_steps, env.history_len, p.temperature, p.batch_size,
+                               record_steps=False)
+        started = time.time()
+        with tqdm(total=len(snapshots), initial=len(done), desc="labeling", unit="snapshot") as bar:
+            for i in range(0, len(todo), p.chunk_size):
+                chunk = todo[i : i + p.chunk_size]
+                try:
+                    labeled = label_chunk(chunk, policy, teacher, engine, p, params.seed)
+                except BudgetExceeded as err:  # finished snapshots stay in the scratch log for the next run
+                    raise SystemExit(f"error: {err}; {len(done)} snapshots labeled so far are kept, rerun to go on")
+                for record in labeled:
+                    scratch.append(record)
+                    done[record["snapshot_id"]] = record
+                for snap in chunk:  # dropped by the teacher: remembered so a rerun does not ask again
+                    if snap.snapshot_id not in done:
+                        scratch.append({"snapshot_id": snap.snapshot_id, "dropped": True})
+                        done[snap.snapshot_id] = {"dropped": True}
+                bar.update(len(chunk))
+        records = [done[s.snapshot_id] for s in snapshots if not done[s.snapshot_id].get("dropped")]
+        write_jsonl(OUT, records)
+        minutes = (time.time() - started) / 60
+        metrics = {"n_labeled": len(records), "n_labeled_this_run": len(todo),
+                   "snapshots_per_minute": round(len(todo) / minutes, 2) if todo and minutes else None,
+                   "teacher_invalid": sum(not r["teacher"]["valid"] for r in records),
+                   "teacher_dropped": len(snapshots) - len(records),
+                   **{f"teacher_{k}": v for k, v in getattr(teacher, "ledger", {}).items()}}
+        write_json(METRICS, metrics)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if v is not None})
+    scratch.remove()
+
+
+if __name__ == "__main__":
+    stage.run(main)

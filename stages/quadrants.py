@@ -1,0 +1,86 @@
+"""Stage `quadrants` (phase 1): U and L_local thresholds (a quantile, or manual), a quadrant for every labeled
+snapshot, threshold plots, and per-quadrant counts and means as DVC metrics.
+
+Outputs `data/quadrant_snapshots.jsonl` (labeled snapshots + `quadrant`) and `reports/phase1/*`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from teachable import stage  # noqa: E402
+from teachable.config import Params  # noqa: E402
+from teachable.labeling.quadrants import QUADRANTS, quadrant, summary, thresholds  # noqa: E402
+from teachable.records import read_jsonl, write_json, write_jsonl  # noqa: E402
+from teachable.tracking import stage_run  # noqa: E402
+
+LABELED, OUT, REPORTS = "data/labeled_snapshots.jsonl", "data/quadrant_snapshots.jsonl", Path("reports/phase1")
+COLORS = dict(zip(QUADRANTS, ("#0072B2", "#E69F00", "#999999", "#009E73")))  # Okabe-Ito, colour-blind safe
+log = logging.getLogger("quadrants")
+
+
+def plots(frame: pd.DataFrame, cut: dict) -> list[Path]:
+    paths = []
+    for column, label, threshold, name in (("U", "U (entropy, nats)", cut["U"], "hist_U.png"),
+                                           ("L_local", "L_local (success gain)", cut["L"], "hist_L.png")):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.hist(frame[column], bins=20, color="#56B4E9", edgecolor="white")
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+        ax.set(xlabel=label, ylabel="snapshots", title=f"{column} over {len(frame)} snapshots")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(REPORTS / name, dpi=120)
+        plt.close(fig)
+        paths.append(REPORTS / name)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for q in QUADRANTS:
+        rows = frame[frame.quadrant == q]
+        ax.scatter(rows.U, rows.L_local, s=14, alpha=0.7, color=COLORS[q], label=f"{q} ({len(rows)})")
+    ax.axvline(cut["U"], color="black", linestyle="--", linewidth=1)
+    ax.axhline(cut["L"], color="black", linestyle="--", linewidth=1)
+    ax.set(xlabel="U (entropy, nats)", ylabel="L_local (success gain)", title="Snapshots by uncertainty and leverage")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(REPORTS / "scatter_U_L.png", dpi=120)
+    plt.close(fig)
+    return paths + [REPORTS / "scatter_U_L.png"]
+
+
+def main(params: Params) -> None:
+    p = params.quadrants
+    records = read_jsonl(LABELED)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    with stage_run("quadrants", params.model_dump(mode="json", include={"quadrants"})) as mlflow:
+        cut = thresholds(records, p)
+        for r in records:
+            r["quadrant"] = quadrant(r["U"], r["leverage"]["L_local"], cut)
+        per_quadrant = summary(records)
+        for q, stats in per_quadrant.items():
+            if stats["count"] < p.min_per_quadrant:
+                log.warning("%s has %d snapshots (< min_per_quadrant=%d)", q, stats["count"], p.min_per_quadrant)
+        frame = pd.DataFrame({"snapshot_id": [r["snapshot_id"] for r in records], "U": [r["U"] for r in records],
+                              "L_local": [r["leverage"]["L_local"] for r in records],
+                              "ELP_net": [r.get("cpt", {}).get("ELP_net") for r in records],
+                              "quadrant": [r["quadrant"] for r in records]})
+        frame.to_csv(REPORTS / "u_l.csv", index=False)
+        qs = [0.1, 0.25, 0.5, 0.75, 0.9]
+        write_json(REPORTS / "quantiles.json", {c: dict(zip(map(str, qs), np.quantile(frame[c], qs).round(6).tolist()))
+                                                for c in ("U", "L_local")})
+        write_json(REPORTS / "quadrant_thresholds.json", cut)
+        write_json(REPORTS / "quadrant_metrics.json", per_quadrant)
+        write_jsonl(OUT, records)
+        for path in plots(frame, cut):
+            mlflow.log_artifact(str(path))
+        mlflow.log_metrics({f"{q}_count": s["count"] for q, s in per_quadrant.items()})
+
+
+if __name__ == "__main__":
+    stage.run(main)

@@ -1,0 +1,1 @@
+"""Phase 1 labels: uncertainty, leverage, the Contextual Patch Test, and quadrants."""

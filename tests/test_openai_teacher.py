@@ -1,0 +1,150 @@
+"""The OpenAI teacher against a fake OpenAI-compatible server on 127.0.0.1: the real client over real HTTP."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from teachable.config import TeacherParams
+from teachable.envs import make_env
+from teachable.teacher import make_teacher
+from teachable.teacher.openai_teacher import BudgetExceeded, OpenAITeacher, TeacherConfigError
+
+KEY = "sk-test-secret-do-not-log-1234"
+
+
+def completion(content, refusal=None):
+    return {"id": "c1", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content, "refusal": refusal}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
+
+
+def answer(action):
+    return json.dumps({"suggested_action": action, "diagnosis": "The key is ahead.", "hint": "Look ahead.",
+                       "contrast": "Turning wastes a step."})
+
+
+class FakeServer:
+    """Replies from a script of (status, body) pairs, one per request; remembers the requests."""
+
+    def __init__(self):
+        self.script, self.requests = [], []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                                        "body": json.loads(body)})
+                status, payload = server.script.pop(0)
+                data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    fake = FakeServer()
+    yield fake
+    fake.httpd.shutdown()
+
+
+@pytest.fixture
+def env():
+    e = make_env("babyai", "GoToObj")
+    e.reset(0)
+    return e
+
+
+def teacher(server, tmp_path, **kw):
+    params = TeacherParams(name="openai", base_url=server.base_url, client_retries=1, timeout_s=5, **kw)
+    return make_teacher(params), params
+
+
+def test_good_answer_is_used_and_cached(server, env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    server.script = [(200, completion(answer("go forward")))]
+    t, _ = teacher(server, tmp_path)
+    advice = t.advise(env, "turn left")
+    assert advice.suggested_action == "go forward" and advice.valid and advice.source == "openai:gpt-4o-mini"
+    schema = server.requests[0]["body"]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["suggested_action"]["enum"] == env.valid_actions()
+    assert server.requests[0]["body"]["temperature"] == 0 and server.requests[0]["body"]["max_tokens"] == 256
+    assert t.advise(env, "turn left") == advice and len(server.requests) == 1  # the rerun costs nothing
+    assert t.ledger["usd"] == pytest.approx((100 * 0.15 + 20 * 0.60) / 1e6)
+
+
+def test_invalid_action_is_retried_then_falls_back_to_the_oracle(server, env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    server.script = [(200, completion(answer("fly")))] * 3
+    t, _ = teacher(server, tmp_path, retries=2)
+    advice = t.advise(env, "turn left")
+    assert len(server.requests) == 3 and not advice.valid and advice.source == "openai:gpt-4o-mini->oracle"
+    assert advice.suggested_action == env.expert_action() and t.ledger["invalid"] == 1
+
+
+def test_malformed_json_then_a_good_answer(server, env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    server.script = [(200, completion("{not json")), (200, completion(answer("turn right")))]
+    advice, = [teacher(server, tmp_path)[0].advise(env, None)]
+    assert advice.valid and advice.suggested_action == "turn right" and len(server.requests) == 2
+
+
+def test_429_then_success_is_retried_by_the_client(server, env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    server.script = [(429, {"error": {"message": "slow down"}}), (200, completion(answer("pick up")))]
+    assert teacher(server, tmp_path)[0].advise(env, None).suggested_action == "pick up"
+
+
+def test_500s_end_in_a_drop_when_asked(server, env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    server.script = [(500, {"error": {"message": "boom"}})] * 4
+    t, _ = teacher(server, tmp_path, retries=1, on_invalid="drop")
+    assert t.advise(env, None) is None and len(server.requests) == 4  # 2 asks x (1 + 1 client retry)
+
+
+def test_refusal_is_unusable(server, env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    server.script = [(200, completion(None, refusal="I can't help with that."))]
+    t, _ = teacher(server, tmp_path, retries=0)
+    assert t.advise(env, None).valid is False
+
+
+def test_budget_stops_cleanly(server, env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    server.script = [(200, completion(answer("go forward")))]
+    t, _ = teacher(server, tmp_path, max_calls=1)
+    t.advise(env, "turn left")
+    env.step("turn left")
+    with pytest.raises(BudgetExceeded, match="max_calls=1"):
+        t.advise(env, "turn left")
+
+
+def test_missing_key_fails_before_any_work(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(TeacherConfigError, match="OPENAI_API_KEY is not set"):
+        OpenAITeacher(TeacherParams(name="openai"))
+
+
+def test_the_key_never_reaches_cache_or_ledger(server, env, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    server.script = [(200, completion(answer("fly"))), (200, completion(answer("go forward")))]
+    t, _ = teacher(server, tmp_path)
+    t.advise(env, None)
+    assert server.requests[0]["auth"] == f"Bearer {KEY}"  # sent to the server, and nowhere else
+    stored = "".join(p.read_text() for p in (tmp_path / ".cache").rglob("*.json"))
+    assert stored and KEY not in stored and KEY not in json.dumps(t.ledger) and KEY not in caplog.text
