@@ -149,6 +149,24 @@ class QuadrantParams(Section):
         return self
 
 
+class TrainParams(Section):
+    """LoRA fine-tuning through TRL (the matrix, the micro-runs and the selection runs share it)."""
+
+    method: Literal["sft", "dpo"] = "sft"
+    lora_r: int = Field(8, ge=1, le=1024)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+                                      min_length=1)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    num_train_epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, ge=-1, description="> 0 overrides num_train_epochs")
+    batch_size: int = Field(16, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    save_steps: int = Field(50, ge=1, description="checkpoint interval, for resuming a killed run")
+    dpo_beta: float = Field(0.1, gt=0)
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     env: EnvParams = Field(default_factory=EnvParams)
@@ -158,6 +176,7 @@ class Params(Section):
     teacher: TeacherParams = Field(default_factory=TeacherParams)
     label: LabelParams = Field(default_factory=LabelParams)
     quadrants: QuadrantParams = Field(default_factory=QuadrantParams)
+    train: TrainParams = Field(default_factory=TrainParams)
 
 
 def _describe(error: ValidationError, source: str) -> str:

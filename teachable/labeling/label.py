@@ -87,6 +87,7 @@ def label_chunk(snapshots: list[Snapshot], policy, teacher, engine: RolloutEngin
             uncertainty=u,
             student_probs=dict(zip(sc.candidates, np.round(sc.probs, 6).tolist())),
             teacher=advice.model_dump(),
+            contrast_action=wrong,  # the wrong action the contrast patch and DPO pairs name
             patches=patches,
         )
         if not p.skip_leverage:

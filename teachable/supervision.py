@@ -1,0 +1,35 @@
+"""Supervision formats: training records whose prompt is exactly what the student sees at a labeled state.
+
+Records are tokenizer-agnostic (chat messages + the target action); `training.to_text` renders them with the
+student's own chat template, the same way the policy scores actions, so training and scoring agree.
+- demo: the plain prompt; target = the teacher's action.
+- hint: the teacher's hint added to the prompt; target = the action.
+- contrast: the student's wrong action vs the teacher's added to the prompt; target = the action.
+- pairs (DPO): the plain prompt, chosen = the teacher's action, rejected = the student's action.
+"""
+
+from __future__ import annotations
+
+from teachable.patches import contrast_patch, hint_patch
+from teachable.policy.prompts import build_messages
+
+FORMATS = ("demo", "hint", "contrast")
+
+
+def supervision_record(record: dict, fmt: str) -> dict:
+    """One prompt-completion record for a labeled snapshot in format `fmt`."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown supervision format {fmt!r}; known: {FORMATS}")
+    teacher = record["teacher"]
+    action = teacher["suggested_action"]
+    patch = {"demo": None, "hint": hint_patch(teacher["hint"]),
+             "contrast": contrast_patch(record["contrast_action"], action)}[fmt]
+    messages = build_messages(record["mission"], record["obs"], record["valid_actions"], record["history"], patch)
+    return {"snapshot_id": record["snapshot_id"], "format": fmt, "messages": messages, "action": action}
+
+
+def preference_pair(record: dict) -> dict:
+    """Chosen = the teacher's action, rejected = the student's wrong one (never the same: see labeling)."""
+    chosen, rejected = record["teacher"]["suggested_action"], record["contrast_action"]
+    messages = build_messages(record["mission"], record["obs"], record["valid_actions"], record["history"])
+    return {"snapshot_id": record["snapshot_id"], "messages": messages, "chosen": chosen, "rejected": rejected}
