@@ -165,6 +165,20 @@ class TrainParams(Section):
     gradient_accumulation_steps: int = Field(1, ge=1)
     save_steps: int = Field(50, ge=1, description="checkpoint interval, for resuming a killed run")
     dpo_beta: float = Field(0.1, gt=0)
+    quadrants: list[Literal["Q1", "Q2", "Q3", "Q4"]] = Field(default_factory=lambda: ["Q1", "Q2", "Q3", "Q4"])
+    formats: list[Literal["demo", "hint", "contrast"]] = Field(default_factory=lambda: ["demo", "hint", "contrast"])
+    baselines: list[Literal["random", "all"]] = Field(default_factory=lambda: ["random", "all"])
+    min_records: int = Field(20, ge=0, description="cells with fewer records are trained and flagged small")
+
+
+class MicroTrainParams(Section):
+    """Phase 1B: a LoRA micro-run per sampled snapshot, its real gain against the CPT's prediction."""
+
+    n_per_quadrant: int = Field(5, ge=1)
+    n_steps: int = Field(10, ge=1)
+    learning_rate: float = Field(0.01, gt=0, le=1)
+    n_validation_rollouts: int = Field(8, ge=1)
+    strict_gates: bool = Field(False, description="exit 1 when a gate fails (the seeds' exit-code contract)")
 
 
 class Params(Section):
@@ -177,6 +191,7 @@ class Params(Section):
     label: LabelParams = Field(default_factory=LabelParams)
     quadrants: QuadrantParams = Field(default_factory=QuadrantParams)
     train: TrainParams = Field(default_factory=TrainParams)
+    micro_train: MicroTrainParams = Field(default_factory=MicroTrainParams)
 
 
 def _describe(error: ValidationError, source: str) -> str:

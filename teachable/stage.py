@@ -28,14 +28,19 @@ def run(main: Callable[[Params], None], params_path: str = "params.yaml") -> Non
         sys.exit(2)
 
 
+def scratch_path(name: str, key: dict, suffix: str = "") -> Path:
+    """A path under .scratch/ unique to `name` and the JSON of `key` (params, data): other keys never mix in."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    SCRATCH_DIR.mkdir(parents=True, exist_ok=True)
+    return SCRATCH_DIR / f"{name}-{digest}{suffix}"
+
+
 class ScratchLog:
     """Finished units of a long stage, appended one JSON line at a time under a name keyed by the stage's params,
     so a killed run restarted with the same params skips what is done (and other params never mix in)."""
 
     def __init__(self, stage: str, key: dict):
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        self.path = SCRATCH_DIR / f"{stage}-{digest}.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = scratch_path(stage, key, ".jsonl")
 
     def load(self, model=None) -> list:
         if not self.path.exists():

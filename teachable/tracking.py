@@ -54,3 +54,32 @@ def stage_run(stage: str, params: dict) -> Iterator:
     with mlflow.start_run(run_name=stage, tags=tags):
         mlflow.log_params(flatten(params))
         yield mlflow
+
+
+@contextlib.contextmanager
+def matrix_cell_run(stage: str, cell: str, params: dict) -> Iterator:
+    """A nested run for one matrix cell under one parent run per (stage, git revision, params)."""
+    import hashlib
+    import json
+
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(EXPERIMENT)
+    matrix_id = hashlib.sha256(json.dumps([stage, _git_rev(), os.environ.get("DVC_EXP_NAME"), params],
+                                          sort_keys=True).encode()).hexdigest()[:16]
+    found = mlflow.search_runs(filter_string=f"tags.matrix_id = '{matrix_id}' and tags.role = 'parent'",
+                               max_results=1)
+    tags = {"stage": stage, "git_rev": _git_rev(), "matrix_id": matrix_id}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    if len(found):
+        parent_id = found.iloc[0]["run_id"]
+    else:
+        with mlflow.start_run(run_name=f"{stage} matrix", tags={**tags, "role": "parent"}) as parent:
+            mlflow.log_params(flatten(params))
+            parent_id = parent.info.run_id
+    with mlflow.start_run(run_id=parent_id):
+        with mlflow.start_run(run_name=cell, nested=True, tags={**tags, "role": "cell", "cell": cell}):
+            mlflow.log_params(flatten(params))
+            yield mlflow

@@ -2,7 +2,7 @@
 
 Every hyperparameter comes from `params.yaml` (`train`); CPU or GPU is chosen automatically; training curves go
 to the active MLflow run (`report_to=["mlflow"]`); the adapter is saved as safetensors; a killed run restarted
-with the same output directory resumes from its last checkpoint.
+with the same checkpoint directory resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ def lora_config(p: TrainParams) -> LoraConfig:
                       target_modules=list(p.target_modules), task_type="CAUSAL_LM")
 
 
-def _common_args(p: TrainParams, out: Path, seed: int, report: bool) -> dict:
+def _common_args(p: TrainParams, checkpoints: Path, seed: int, report: bool) -> dict:
     on_gpu = torch.cuda.is_available()
     return dict(
-        output_dir=str(out / "checkpoints"), per_device_train_batch_size=p.batch_size,
+        output_dir=str(checkpoints), per_device_train_batch_size=p.batch_size,
         gradient_accumulation_steps=p.gradient_accumulation_steps, learning_rate=p.learning_rate,
         num_train_epochs=p.num_train_epochs, max_steps=p.max_steps, logging_steps=1, save_strategy="steps",
         save_steps=p.save_steps, save_total_limit=1, seed=seed, report_to=["mlflow"] if report else [],
@@ -52,9 +52,12 @@ def _common_args(p: TrainParams, out: Path, seed: int, report: bool) -> dict:
     )
 
 
-def train_lora(base_model: str, records: list[dict], p: TrainParams, out_dir: str | Path, seed: int = 0,
-               report: bool = True, model=None, tokenizer=None) -> dict:
+def train_lora(base_model: str, records: list[dict], p: TrainParams, out_dir: str | Path, *,
+               checkpoint_dir: str | Path, seed: int = 0, report: bool = True, model=None, tokenizer=None) -> dict:
     """Train one LoRA adapter on `records` (supervision records for sft, preference pairs for dpo) and save it.
+
+    Checkpoints go to `checkpoint_dir`, outside the output (DVC clears a stage's outputs before running it) and
+    keyed by the caller to the params and data, so a rerun resumes only the same run.
 
     Pass an already loaded `model`/`tokenizer` to train many adapters on one base load (micro-runs); the base
     weights are never changed, each call gets a fresh adapter.
@@ -66,7 +69,7 @@ def train_lora(base_model: str, records: list[dict], p: TrainParams, out_dir: st
     if model is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = AutoModelForCausalLM.from_pretrained(base_model, dtype=pick_dtype("auto", torch.device(device)))
-    args = _common_args(p, out, seed, report)
+    args = _common_args(p, Path(checkpoint_dir), seed, report)
     if p.method == "sft":
         dataset = Dataset.from_list(to_text(records, tokenizer))
         trainer = SFTTrainer(model=model, args=SFTConfig(**args, max_length=2048), train_dataset=dataset,

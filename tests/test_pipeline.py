@@ -1,5 +1,6 @@
 """End to end: `dvc repro` of the whole pipeline in a temporary copy of the project at a tiny scale."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +22,8 @@ TINY = {
     "snapshots": {"max_snapshots": 20, "expert_tasks": 2, "expert_sample_rate": 0.5},
     "label": {"n_student_rollouts": 2, "n_force_rollouts": 2, "n_expert_rollouts": 1, "n_per_condition": 1},
     "quadrants": {"min_per_quadrant": 2},
+    "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_validation_rollouts": 2},
+    "train": {"num_train_epochs": 1, "batch_size": 8, "min_records": 3},
 }
 
 
@@ -69,6 +72,11 @@ def test_repro_writes_every_output(project):
     assert all({"U", "leverage", "cpt", "teacher", "quadrant"} <= set(r) for r in labeled)
     for name in ("hist_U.png", "hist_L.png", "scatter_U_L.png", "quadrant_thresholds.json", "u_l.csv"):
         assert (work / "reports/phase1" / name).stat().st_size > 0
+    correlation = json.loads((work / "reports/phase1b/cpt_correlation.json").read_text())
+    assert {"overall", "per_quadrant", "gates"} <= set(correlation)
+    summary = json.loads((work / "reports/phase2/training_summary.json").read_text())
+    assert summary["n_runs"] == 14
+    assert all((work / run["adapter_path"] / "adapter_model.safetensors").exists() for run in summary["runs"])
 
 
 def test_metrics_are_visible_to_dvc(project):
@@ -90,7 +98,11 @@ def test_each_stage_is_one_mlflow_run(project):
 
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["teachable-moments"])
-    assert sorted(runs["tags.stage"]) == ["label", "quadrants", "rollouts", "snapshots", "student"]
+    stages = runs["tags.stage"].value_counts().to_dict()
+    assert stages == {"train": 15, "label": 1, "micro_train": 1, "quadrants": 1, "rollouts": 1, "snapshots": 1,
+                      "student": 1}  # the matrix: one parent run and 14 nested cell runs
+    cells = runs[runs["tags.role"] == "cell"]
+    assert len(cells) == 14 and cells["tags.mlflow.parentRunId"].nunique() == 1
     assert (runs["tags.git_rev"].str.len() == 40).all()
 
 

@@ -48,7 +48,8 @@ def test_lora_changes_adapters_not_base_and_raises_the_expert_action(tiny_studen
     # A random tiny model has near-flat logits; adapters on the MLP too let 30 steps move them.
     params = TrainParams(max_steps=30, learning_rate=0.1, batch_size=1,
                          target_modules=["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"])
-    metrics = train_lora(str(tiny_student_dir), [record], params, tmp_path / "adapter", report=False)
+    metrics = train_lora(str(tiny_student_dir), [record], params, tmp_path / "adapter", report=False,
+                         checkpoint_dir=tmp_path / "ckpt")
     adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())  # lora_B starts at zero
     assert metrics["steps"] == 30 and np.isfinite(metrics["train_loss"])
@@ -67,7 +68,7 @@ def test_a_model_passed_in_comes_back_unchanged(tiny_student_dir, tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     params = TrainParams(max_steps=3, batch_size=1)
     train_lora("unused", [supervision_record(LABELED, "hint")], params, tmp_path / "a", report=False,
-               model=model, tokenizer=tokenizer)
+               model=model, tokenizer=tokenizer, checkpoint_dir=tmp_path / "ckpt")
     after = model.state_dict()
     assert set(after) == set(before) and all(torch.equal(before[k], after[k]) for k in before)
 
@@ -75,15 +76,16 @@ def test_a_model_passed_in_comes_back_unchanged(tiny_student_dir, tmp_path):
 def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_student_dir, tmp_path):
     record = supervision_record(LABELED, "contrast")
     first = train_lora(str(tiny_student_dir), [record], TrainParams(max_steps=4, save_steps=2, batch_size=1),
-                       tmp_path / "run", report=False)
+                       tmp_path / "run", report=False, checkpoint_dir=tmp_path / "ckpt")
     assert first["resumed_from"] is None
     again = train_lora(str(tiny_student_dir), [record], TrainParams(max_steps=6, save_steps=2, batch_size=1),
-                       tmp_path / "run", report=False)
+                       tmp_path / "run", report=False, checkpoint_dir=tmp_path / "ckpt")
     assert again["resumed_from"].endswith("checkpoint-4") and again["steps"] == 6
 
 
 def test_a_dpo_step_runs_on_contrast_pairs(tiny_student_dir, tmp_path):
     params = TrainParams(method="dpo", max_steps=2, batch_size=1)
-    metrics = train_lora(str(tiny_student_dir), [preference_pair(LABELED)], params, tmp_path / "dpo", report=False)
+    metrics = train_lora(str(tiny_student_dir), [preference_pair(LABELED)], params, tmp_path / "dpo", report=False,
+                         checkpoint_dir=tmp_path / "ckpt")
     assert metrics["steps"] == 2 and np.isfinite(metrics["train_loss"])
     assert (tmp_path / "dpo" / "adapter_model.safetensors").exists()

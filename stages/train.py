@@ -1,0 +1,46 @@
+"""Stage `train` (phase 2): one cell of the training matrix, `python stages/train.py CELL` where CELL is
+`Q1-demo` ... `Q4-contrast` (the 12 quadrant x format cells) or `random` / `all` (the baselines).
+
+Output `models/phase2/<CELL>/` (LoRA adapter as safetensors + `metrics.json`). A cell with fewer than
+`train.min_records` records is trained on what exists and flagged `small: true`, never skipped. The MLflow run is
+nested under one parent run per matrix (same git revision and params), so cells compare side by side.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from teachable import stage
+from teachable.config import Params
+from teachable.matrix import BASELINES, baseline_records, cell_records
+from teachable.records import read_jsonl, write_json
+from teachable.student import student_path
+from teachable.tracking import matrix_cell_run
+from teachable.training import train_lora
+
+LABELED = "data/quadrant_snapshots.jsonl"
+
+
+def main(params: Params) -> None:
+    cell = sys.argv[1]
+    records = read_jsonl(LABELED)
+    if cell in BASELINES:
+        data = baseline_records(records, cell, params.seed)
+    else:
+        quadrant, fmt = cell.split("-")
+        data = cell_records(records, quadrant, fmt)
+    out = Path("models/phase2") / cell
+    key = params.model_dump(mode="json", include={"seed", "student", "train"})
+    checkpoints = stage.scratch_path(f"checkpoints-{cell}", {**key, "data": data})
+    with matrix_cell_run("train", cell, key) as mlflow:
+        metrics = train_lora(student_path(params.student), data, params.train, out, seed=params.seed,
+                             checkpoint_dir=checkpoints)
+        metrics.update(run_id=cell, n_records=len(data), small=len(data) < params.train.min_records)
+        mlflow.log_metrics({"n_records": len(data), "train_loss": metrics["train_loss"]})
+        mlflow.log_artifacts(str(out), artifact_path="adapter")
+    write_json(out / "metrics.json", metrics)
+
+
+if __name__ == "__main__":
+    stage.run(main)

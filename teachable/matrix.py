@@ -1,0 +1,34 @@
+"""Phase 2 training data: one cell per quadrant x supervision format, plus two baselines drawn from the same pool.
+
+The pool is every (snapshot, format) record of the 12 cells. `random` is a uniform sample from the pool of the
+mean cell size; `all` is the whole pool.
+"""
+
+from __future__ import annotations
+
+import random
+
+from teachable.labeling.quadrants import QUADRANTS
+from teachable.supervision import FORMATS, supervision_record
+
+QUADRANT_BY_SHORT = {q.split("_")[0]: q for q in QUADRANTS}  # Q1 -> Q1_highU_highL
+BASELINES = ("random", "all")
+
+
+def cell_id(quadrant: str, fmt: str) -> str:
+    return f"{quadrant}-{fmt}"
+
+
+def cell_records(records: list[dict], quadrant: str, fmt: str) -> list[dict]:
+    full = QUADRANT_BY_SHORT[quadrant]
+    return [supervision_record(r, fmt) for r in records if r["quadrant"] == full]
+
+
+def baseline_records(records: list[dict], name: str, seed: int) -> list[dict]:
+    pool = [supervision_record(r, fmt) for r in records for fmt in FORMATS]
+    if name == "all":
+        return pool
+    if name == "random":
+        size = round(len(pool) / (len(QUADRANTS) * len(FORMATS)))
+        return random.Random(seed).sample(pool, size)
+    raise ValueError(f"unknown baseline {name!r}; known: {BASELINES}")
