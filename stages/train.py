@@ -2,12 +2,14 @@
 `Q1-demo` ... `Q4-contrast` (the 12 quadrant x format cells) or `random` / `all` (the baselines).
 
 Output `models/phase2/<CELL>/` (LoRA adapter as safetensors + `metrics.json`). A cell with fewer than
-`train.min_records` records is trained on what exists and flagged `small: true`, never skipped. The MLflow run is
+`train.min_records` records is trained on what exists and flagged `small: true` (an empty one is recorded with
+`trained: false`), never skipped silently. The MLflow run is
 nested under one parent run per matrix (same git revision and params), so cells compare side by side.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from teachable.tracking import matrix_cell_run
 from teachable.training import train_lora
 
 LABELED = "data/quadrant_snapshots.jsonl"
+log = logging.getLogger("train")
 
 
 def main(params: Params) -> None:
@@ -34,11 +37,18 @@ def main(params: Params) -> None:
     key = params.model_dump(mode="json", include={"seed", "student", "train"})
     checkpoints = stage.scratch_path(f"checkpoints-{cell}", {**key, "data": data})
     with matrix_cell_run("train", cell, key) as mlflow:
-        metrics = train_lora(student_path(params.student), data, params.train, out, seed=params.seed,
-                             checkpoint_dir=checkpoints)
-        metrics.update(run_id=cell, n_records=len(data), small=len(data) < params.train.min_records)
-        mlflow.log_metrics({"n_records": len(data), "train_loss": metrics["train_loss"]})
-        mlflow.log_artifacts(str(out), artifact_path="adapter")
+        if data:
+            metrics = train_lora(student_path(params.student), data, params.train, out, seed=params.seed,
+                                 checkpoint_dir=checkpoints)
+            mlflow.log_metric("train_loss", metrics["train_loss"])
+            mlflow.log_artifacts(str(out), artifact_path="adapter")
+        else:  # an empty quadrant: nothing to train on, recorded as such (later stages use the base model)
+            log.warning("cell %s has no records: no adapter trained", cell)
+            metrics = {"method": params.train.method, "train_loss": None, "final_loss": None, "steps": 0,
+                       "seconds": 0.0, "adapter_dir": None}
+        metrics.update(run_id=cell, n_records=len(data), small=len(data) < params.train.min_records,
+                       trained=bool(data))
+        mlflow.log_metric("n_records", len(data))
     write_json(out / "metrics.json", metrics)
 
 

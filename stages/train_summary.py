@@ -15,8 +15,9 @@ def main(params: Params) -> None:
     for path in sorted(Path("models/phase2").glob("*/metrics.json")):
         cell, metrics = path.parent, json.loads(path.read_text())
         runs.append({"run_id": cell.name, "n_records": metrics["n_records"], "small": metrics["small"],
-                     "train_loss": metrics["train_loss"], "final_loss": metrics["final_loss"],
-                     "steps": metrics["steps"], "seconds": metrics["seconds"], "adapter_path": str(cell)})
+                     "trained": metrics["trained"], "train_loss": metrics["train_loss"],
+                     "final_loss": metrics["final_loss"], "steps": metrics["steps"], "seconds": metrics["seconds"],
+                     "adapter_path": str(cell) if metrics["trained"] else None})
     write_json("reports/phase2/training_summary.json", {"n_runs": len(runs), "runs": runs})
 
 

@@ -76,7 +76,9 @@ def test_repro_writes_every_output(project):
     assert {"overall", "per_quadrant", "gates"} <= set(correlation)
     summary = json.loads((work / "reports/phase2/training_summary.json").read_text())
     assert summary["n_runs"] == 14
-    assert all((work / run["adapter_path"] / "adapter_model.safetensors").exists() for run in summary["runs"])
+    trained = [run for run in summary["runs"] if run["trained"]]
+    assert trained and all((work / run["adapter_path"] / "adapter_model.safetensors").exists() for run in trained)
+    assert all(run["n_records"] == 0 for run in summary["runs"] if not run["trained"])
 
 
 def test_metrics_are_visible_to_dvc(project):
