@@ -1,5 +1,6 @@
 """Stage `train` (phase 2): one cell of the training matrix, `python stages/train.py CELL` where CELL is
-`Q1-demo` ... `Q4-contrast` (the 12 quadrant x format cells) or `random` / `all` (the baselines).
+`Q1-demo` ... `Q4-contrast` (the 12 quadrant x format cells), `random` / `all` (the baselines), or `recovery`
+(the extra cell on expert recovery trajectories).
 
 Output `models/phase2/<CELL>/` (LoRA adapter as safetensors + `metrics.json`). A cell with fewer than
 `train.min_records` records is trained on what exists and flagged `small: true` (an empty one is recorded with
@@ -21,14 +22,16 @@ from teachable.student import student_path
 from teachable.tracking import matrix_cell_run
 from teachable.training import train_lora
 
-LABELED = "data/quadrant_snapshots.jsonl"
+LABELED, RECOVERY = "data/quadrant_snapshots.jsonl", "data/recovery_trajectories.jsonl"
 log = logging.getLogger("train")
 
 
 def main(params: Params) -> None:
     cell = sys.argv[1]
     records = read_jsonl(LABELED)
-    if cell in BASELINES:
+    if cell == "recovery":
+        data = read_jsonl(RECOVERY)
+    elif cell in BASELINES:
         data = baseline_records(records, cell, params.seed)
     else:
         quadrant, fmt = cell.split("-")

@@ -15,11 +15,12 @@ def records():
     return [{**LABELED, "snapshot_id": f"s{i}", "quadrant": q} for i, q in enumerate(quadrants)]
 
 
-def test_the_matrix_expands_to_exactly_14_training_runs():
+def test_the_matrix_expands_to_exactly_14_training_runs_plus_recovery():
     listed = subprocess.run([str(Path(sys.executable).parent / "dvc"), "stage", "list", "--name-only"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.split()
     cells = [name for name in listed if name.startswith(("train@", "train_baseline@"))]
     assert len(cells) == 14 and "train@Q1-demo" in cells and "train_baseline@random" in cells
+    assert "train_recovery" in listed
 
 
 def test_cells_hold_their_quadrant_in_their_format():
@@ -35,3 +36,22 @@ def test_baselines_come_from_the_pool_of_all_cells():
     assert len(sample) == 3 and sample == baseline_records(records(), "random", seed=0)
     with pytest.raises(ValueError, match="unknown baseline"):
         baseline_records(records(), "best", seed=0)
+
+
+def test_recovery_records_follow_the_expert_with_the_students_history():
+    from teachable.envs import make_env
+    from teachable.recovery import expert_recoveries, recovery_records
+    from teachable.rollout import RolloutEngine
+
+    env = make_env("babyai", "GoToLocal", 32)
+    env.reset(4)
+    for action in ["turn left", "turn left"]:
+        env.step(action)
+    snapshot = {**LABELED, "snapshot_id": "r", "seed": 4, "state": env.state(), "state_hash": env.state_hash(),
+                "history": env.history[-2:], "mission": env.mission}
+    (episode,) = expert_recoveries([snapshot], RolloutEngine(None, max_steps=32))
+    assert episode.success and episode.policy == "expert"
+    out = recovery_records(snapshot, episode, history_len=2)
+    assert [r["action"] for r in out] == [s.action for s in episode.steps]
+    assert "Your last actions: turn left, turn left." in out[0]["messages"][-1]["content"]
+    assert recovery_records(snapshot, episode.model_copy(update={"success": False}), 2) == []

@@ -75,7 +75,7 @@ def test_repro_writes_every_output(project):
     correlation = json.loads((work / "reports/phase1b/cpt_correlation.json").read_text())
     assert {"overall", "per_quadrant", "gates"} <= set(correlation)
     summary = json.loads((work / "reports/phase2/training_summary.json").read_text())
-    assert summary["n_runs"] == 14
+    assert summary["n_runs"] == 15  # 12 cells, 2 baselines, the recovery cell
     trained = [run for run in summary["runs"] if run["trained"]]
     assert trained and all((work / run["adapter_path"] / "adapter_model.safetensors").exists() for run in trained)
     assert all(run["n_records"] == 0 for run in summary["runs"] if not run["trained"])
@@ -101,10 +101,10 @@ def test_each_stage_is_one_mlflow_run(project):
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["teachable-moments"])
     stages = runs["tags.stage"].value_counts().to_dict()
-    assert stages == {"train": 15, "label": 1, "micro_train": 1, "quadrants": 1, "rollouts": 1, "snapshots": 1,
+    assert stages == {"train": 16, "recovery": 1, "label": 1, "micro_train": 1, "quadrants": 1, "rollouts": 1, "snapshots": 1,
                       "student": 1}  # the matrix: one parent run and 14 nested cell runs
     cells = runs[runs["tags.role"] == "cell"]
-    assert len(cells) == 14 and cells["tags.mlflow.parentRunId"].nunique() == 1
+    assert len(cells) == 15 and cells["tags.mlflow.parentRunId"].nunique() == 1
     assert (runs["tags.git_rev"].str.len() == 40).all()
 
 
