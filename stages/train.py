@@ -29,27 +29,28 @@ log = logging.getLogger("train")
 def main(params: Params) -> None:
     cell = sys.argv[1]
     records = read_jsonl(LABELED)
-    if cell == "recovery":
-        data = read_jsonl(RECOVERY)
+    train = params.train
+    if cell == "recovery":  # demonstrations only (no rejected action to pair with): always SFT
+        data, train = read_jsonl(RECOVERY), train.model_copy(update={"method": "sft"})
     elif cell in BASELINES:
-        data = baseline_records(records, cell, params.seed)
+        data = baseline_records(records, cell, params.seed, train.method)
     else:
         quadrant, fmt = cell.split("-")
-        data = cell_records(records, quadrant, fmt)
+        data = cell_records(records, quadrant, fmt, train.method)
     out = Path("models/phase2") / cell
     key = params.model_dump(mode="json", include={"seed", "student", "train"})
     checkpoints = stage.scratch_path(f"checkpoints-{cell}", {**key, "data": data})
     with matrix_cell_run("train", cell, key) as mlflow:
         if data:
-            metrics = train_lora(student_path(params.student), data, params.train, out, seed=params.seed,
+            metrics = train_lora(student_path(params.student), data, train, out, seed=params.seed,
                                  checkpoint_dir=checkpoints)
             mlflow.log_metric("train_loss", metrics["train_loss"])
             mlflow.log_artifacts(str(out), artifact_path="adapter")
         else:  # an empty quadrant: nothing to train on, recorded as such (later stages use the base model)
             log.warning("cell %s has no records: no adapter trained", cell)
-            metrics = {"method": params.train.method, "train_loss": None, "final_loss": None, "steps": 0,
+            metrics = {"method": train.method, "train_loss": None, "final_loss": None, "steps": 0,
                        "seconds": 0.0, "adapter_dir": None}
-        metrics.update(run_id=cell, n_records=len(data), small=len(data) < params.train.min_records,
+        metrics.update(run_id=cell, n_records=len(data), small=len(data) < train.min_records,
                        trained=bool(data))
         mlflow.log_metric("n_records", len(data))
     write_json(out / "metrics.json", metrics)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from teachable.labeling.quadrants import QUADRANTS
-from teachable.supervision import FORMATS, supervision_record
+from teachable.supervision import FORMATS, preference_pair, supervision_record
 
 QUADRANT_BY_SHORT = {q.split("_")[0]: q for q in QUADRANTS}  # Q1 -> Q1_highU_highL
 BASELINES = ("random", "all")
@@ -19,13 +19,18 @@ def cell_id(quadrant: str, fmt: str) -> str:
     return f"{quadrant}-{fmt}"
 
 
-def cell_records(records: list[dict], quadrant: str, fmt: str) -> list[dict]:
+def _make(method: str):
+    """SFT records, or DPO preference pairs on the same prompts."""
+    return preference_pair if method == "dpo" else supervision_record
+
+
+def cell_records(records: list[dict], quadrant: str, fmt: str, method: str = "sft") -> list[dict]:
     full = QUADRANT_BY_SHORT[quadrant]
-    return [supervision_record(r, fmt) for r in records if r["quadrant"] == full]
+    return [_make(method)(r, fmt) for r in records if r["quadrant"] == full]
 
 
-def baseline_records(records: list[dict], name: str, seed: int) -> list[dict]:
-    pool = [supervision_record(r, fmt) for r in records for fmt in FORMATS]
+def baseline_records(records: list[dict], name: str, seed: int, method: str = "sft") -> list[dict]:
+    pool = [_make(method)(r, fmt) for r in records for fmt in FORMATS]
     if name == "all":
         return pool
     if name == "random":

@@ -28,8 +28,9 @@ def supervision_record(record: dict, fmt: str) -> dict:
     return {"snapshot_id": record["snapshot_id"], "format": fmt, "messages": messages, "action": action}
 
 
-def preference_pair(record: dict) -> dict:
-    """Chosen = the teacher's action, rejected = the student's wrong one (never the same: see labeling)."""
-    chosen, rejected = record["teacher"]["suggested_action"], record["contrast_action"]
-    messages = build_messages(record["mission"], record["obs"], record["valid_actions"], record["history"])
-    return {"snapshot_id": record["snapshot_id"], "messages": messages, "chosen": chosen, "rejected": rejected}
+def preference_pair(record: dict, fmt: str = "demo") -> dict:
+    """Chosen = the teacher's action, rejected = the student's wrong one (never the same: see labeling), on the
+    prompt of format `fmt` (so DPO trains the same matrix cells as SFT)."""
+    sft = supervision_record(record, fmt)
+    return {"snapshot_id": record["snapshot_id"], "format": fmt, "messages": sft["messages"],
+            "chosen": sft["action"], "rejected": record["contrast_action"]}

@@ -55,3 +55,12 @@ def test_recovery_records_follow_the_expert_with_the_students_history():
     assert [r["action"] for r in out] == [s.action for s in episode.steps]
     assert "Your last actions: turn left, turn left." in out[0]["messages"][-1]["content"]
     assert recovery_records(snapshot, episode.model_copy(update={"success": False}), 2) == []
+
+
+def test_dpo_trains_the_same_cells_on_preference_pairs():
+    pairs = cell_records(records(), "Q1", "hint", method="dpo")
+    sft = cell_records(records(), "Q1", "hint")
+    assert len(pairs) == len(sft) == 3
+    assert [p["messages"] for p in pairs] == [r["messages"] for r in sft]
+    assert {(p["chosen"], p["rejected"]) for p in pairs} == {("go forward", "turn left")}
+    assert len(baseline_records(records(), "random", seed=0, method="dpo")) == 3
