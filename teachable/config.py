@@ -181,6 +181,41 @@ class MicroTrainParams(Section):
     strict_gates: bool = Field(False, description="exit 1 when a gate fails (the seeds' exit-code contract)")
 
 
+class EvaluateParams(Section):
+    """Phase 3. Held-out snapshots are those whose task seed falls in `holdout_fraction` (see `tasks.is_heldout`):
+    training (matrix, recovery, selection) never sees them."""
+
+    holdout_fraction: float = Field(0.3, gt=0, lt=1, description="share of snapshot tasks held out for evaluation")
+    n_tasks: int = Field(100, ge=1, description="held-out tasks per model (end-to-end success)")
+    n_snapshots_per_quadrant: int = Field(20, ge=1, description="held-out snapshots per quadrant")
+    n_rollouts_per_snapshot: int = Field(1, ge=1, description="> 1 only makes sense with temperature > 0")
+    retention_max: int = Field(50, ge=1, description="retention-panel tasks evaluated per model")
+    temperature: float = Field(0.0, ge=0, le=10, description="0 = greedy, as the seeds")
+    batch_size: int = Field(64, ge=1, le=4096)
+
+
+class PredictorParams(Section):
+    """Phase 4: predict teachability from cheap observables (no rollouts)."""
+
+    embedder: Literal["hashing", "sentence-transformers"] = "hashing"
+    embedding_dim: int = Field(256, ge=8, le=65536)
+    sentence_model: str | None = Field(None, description="local sentence-transformers path (no hub downloads)")
+    n_folds: int = Field(5, ge=2, description="cross-validation folds, grouped by task")
+    alpha: float = Field(1.0, gt=0, description="ridge / logistic regularisation strength")
+    ks: list[int] = Field(default_factory=lambda: [5, 10, 20, 50], min_length=1, description="K for P@K, NDCG@K")
+    targets: dict[str, float] = Field(default_factory=lambda: {"r2_U": 0.6, "r2_L": 0.5, "accuracy": 0.7},
+                                      description="the seeds' pass thresholds")
+
+
+class SelectParams(Section):
+    """Phase 5 (H7): choose `budget` training snapshots by each method, train each with the `train` recipe."""
+
+    budget: int = Field(40, ge=1, description="K snapshots per method")
+    methods: list[Literal["random", "entropy", "predictor", "oracle"]] = Field(
+        default_factory=lambda: ["random", "entropy", "predictor", "oracle"], min_length=1)
+    format: Literal["demo", "hint", "contrast"] = "demo"
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     env: EnvParams = Field(default_factory=EnvParams)
@@ -192,6 +227,9 @@ class Params(Section):
     quadrants: QuadrantParams = Field(default_factory=QuadrantParams)
     train: TrainParams = Field(default_factory=TrainParams)
     micro_train: MicroTrainParams = Field(default_factory=MicroTrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    predictor: PredictorParams = Field(default_factory=PredictorParams)
+    select: SelectParams = Field(default_factory=SelectParams)
 
 
 def _describe(error: ValidationError, source: str) -> str:

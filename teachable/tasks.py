@@ -5,6 +5,7 @@ A task is (level, seed); task i of a split uses level `levels[i % len(levels)]` 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 SPLIT_OFFSETS = {
@@ -41,3 +42,10 @@ def split_of(seed: int) -> str:
         if offset <= seed < offset + SPLIT_SIZE:
             return name
     raise ValueError(f"seed {seed} is in no split")
+
+
+def is_heldout(seed: int, fraction: float) -> bool:
+    """Whether a snapshot task is held out of all training (phase 3 evaluates on it). Decided by the task seed
+    alone (a stable hash, not Python's salted `hash`), so every snapshot of one task lands on the same side."""
+    digest = hashlib.sha256(str(seed).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
