@@ -14,9 +14,9 @@ from pathlib import Path
 
 from teachable.config import load_params
 from teachable.matrix import BASELINES, baseline_records, cell_records
-from teachable.microtrain import micro_run, sample_per_quadrant
-from teachable.policy.hf import HFPolicy
+from teachable.microtrain import micro_engine_kwargs, micro_run, micro_train_params, sample_per_quadrant
 from teachable.records import read_jsonl
+from teachable.student import load_student
 from teachable.training import train_lora
 
 
@@ -28,11 +28,9 @@ def main() -> None:
     params = load_params()
     env, mp = params.env, params.micro_train
     records = read_jsonl("data/quadrant_snapshots.jsonl")
-    policy = HFPolicy.load(params.student.dir)
-    train = params.train.model_copy(update={"max_steps": mp.n_steps, "learning_rate": mp.learning_rate,
-                                            "batch_size": 1})
-    engine_kwargs = dict(env_name=env.name, max_steps=env.max_steps, history_len=env.history_len,
-                         temperature=params.label.temperature, record_steps=False)
+    policy = load_student(params.student)
+    train = micro_train_params(params.train, mp)
+    engine_kwargs = micro_engine_kwargs(env, params.label.temperature)
     with tempfile.TemporaryDirectory() as scratch:
         sample = sample_per_quadrant(records, 1, params.seed)[: args.micro_runs]
         start = time.perf_counter()

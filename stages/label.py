@@ -14,10 +14,9 @@ from tqdm.auto import tqdm
 from teachable import stage
 from teachable.config import Params
 from teachable.labeling.label import label_chunk
-from teachable.policy.hf import HFPolicy
 from teachable.records import Snapshot, read_jsonl, write_json, write_jsonl
 from teachable.rollout import RolloutEngine
-from teachable.student import student_path
+from teachable.student import load_student
 from teachable.teacher import make_teacher
 from teachable.teacher.openai_teacher import BudgetExceeded
 from teachable.tracking import stage_run
@@ -35,8 +34,7 @@ def main(params: Params) -> None:
     done = {r["snapshot_id"]: r for r in scratch.load()}
     todo = [s for s in snapshots if s.snapshot_id not in done]
     with stage_run("label", {k: v for k, v in key.items() if k != "snapshots_file"}) as mlflow:
-        policy = HFPolicy.load(student_path(params.student), params.student.device, params.student.dtype,
-                               params.student.score_batch_size)
+        policy = load_student(params.student)
         engine = RolloutEngine(policy, env.name, env.max_steps, env.history_len, p.temperature, p.batch_size,
                                record_steps=False)
         started = time.time()

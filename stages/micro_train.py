@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 
 from teachable import stage
 from teachable.config import Params
-from teachable.microtrain import micro_run, sample_per_quadrant, summarise
-from teachable.policy.hf import HFPolicy
+from teachable.microtrain import (micro_engine_kwargs, micro_run, micro_train_params, sample_per_quadrant,
+                                  summarise)
 from teachable.records import read_jsonl, write_json
-from teachable.student import student_path
+from teachable.student import load_student
 from teachable.tracking import stage_run
 
 LABELED, REPORTS = "data/quadrant_snapshots.jsonl", Path("reports/phase1b")
@@ -29,16 +29,13 @@ LABELED, REPORTS = "data/quadrant_snapshots.jsonl", Path("reports/phase1b")
 def main(params: Params) -> None:
     p, env = params.micro_train, params.env
     records = sample_per_quadrant(read_jsonl(LABELED), p.n_per_quadrant, params.seed)
-    train = params.train.model_copy(update={"max_steps": p.n_steps, "learning_rate": p.learning_rate,
-                                            "batch_size": 1, "method": "sft"})
+    train = micro_train_params(params.train, p)
     key = params.model_dump(mode="json", include={"seed", "env", "student", "train", "micro_train"})
     scratch = stage.ScratchLog("micro_train", key)
     done = {r["snapshot_id"]: r for r in scratch.load()}
     with stage_run("micro_train", key) as mlflow:
-        policy = HFPolicy.load(student_path(params.student), params.student.device, params.student.dtype,
-                               params.student.score_batch_size)
-        engine_kwargs = dict(env_name=env.name, max_steps=env.max_steps, history_len=env.history_len,
-                             temperature=params.label.temperature, record_steps=False)
+        policy = load_student(params.student)
+        engine_kwargs = micro_engine_kwargs(env, params.label.temperature)
         with tempfile.TemporaryDirectory() as scratch_dir:
             for record in tqdm([r for r in records if r["snapshot_id"] not in done], desc="micro-runs"):
                 result = micro_run(policy, record, train, p.n_validation_rollouts, engine_kwargs,

@@ -1,7 +1,8 @@
 """Stage `quadrants` (phase 1): U and L_local thresholds (a quantile, or manual), a quadrant for every labeled
 snapshot, threshold plots, and per-quadrant counts and means as DVC metrics.
 
-Outputs `data/quadrant_snapshots.jsonl` (labeled snapshots + `quadrant`) and `reports/phase1/*`.
+Outputs `data/quadrant_snapshots.jsonl` (labeled snapshots + `quadrant` + `split`: "eval" for the tasks held out of
+all training by `evaluate.holdout_fraction`, else "train") and `reports/phase1/*`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from teachable import stage  # noqa: E402
 from teachable.config import Params  # noqa: E402
 from teachable.labeling.quadrants import QUADRANTS, quadrant, summary, thresholds  # noqa: E402
 from teachable.records import read_jsonl, write_json, write_jsonl  # noqa: E402
+from teachable.tasks import is_heldout  # noqa: E402
 from teachable.tracking import stage_run  # noqa: E402
 
 LABELED, OUT, REPORTS = "data/labeled_snapshots.jsonl", "data/quadrant_snapshots.jsonl", Path("reports/phase1")
@@ -58,10 +60,11 @@ def main(params: Params) -> None:
     p = params.quadrants
     records = read_jsonl(LABELED)
     REPORTS.mkdir(parents=True, exist_ok=True)
-    with stage_run("quadrants", params.model_dump(mode="json", include={"quadrants"})) as mlflow:
+    with stage_run("quadrants", params.model_dump(mode="json", include={"quadrants", "evaluate"})) as mlflow:
         cut = thresholds(records, p)
         for r in records:
             r["quadrant"] = quadrant(r["U"], r["leverage"]["L_local"], cut)
+            r["split"] = "eval" if is_heldout(r["seed"], params.evaluate.holdout_fraction) else "train"
         per_quadrant = summary(records)
         for q, stats in per_quadrant.items():
             if stats["count"] < p.min_per_quadrant:

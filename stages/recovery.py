@@ -8,6 +8,7 @@ from teachable.config import Params
 from teachable.records import read_jsonl, write_json, write_jsonl
 from teachable.recovery import expert_recoveries, recovery_records
 from teachable.rollout import RolloutEngine
+from teachable.tasks import training_snapshots
 from teachable.tracking import stage_run
 
 LABELED, OUT, METRICS = "data/quadrant_snapshots.jsonl", "data/recovery_trajectories.jsonl", "reports/phase2/recovery.json"
@@ -15,7 +16,7 @@ LABELED, OUT, METRICS = "data/quadrant_snapshots.jsonl", "data/recovery_trajecto
 
 def main(params: Params) -> None:
     env = params.env
-    snapshots = read_jsonl(LABELED)
+    snapshots = training_snapshots(read_jsonl(LABELED))  # recoveries train the model: no held-out states
     with stage_run("recovery", params.model_dump(mode="json", include={"env"})) as mlflow:
         engine = RolloutEngine(None, env.name, env.max_steps, env.history_len, batch_size=params.label.batch_size)
         episodes = expert_recoveries(snapshots, engine)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from teachable import stage
 from teachable.config import Params
-from teachable.policy.hf import HFPolicy
 from teachable.records import Episode, write_json, write_jsonl
 from teachable.rollout import RolloutEngine, RolloutSpec
-from teachable.student import student_path
+from teachable.student import load_student
 from teachable.tasks import make_tasks
 from teachable.tracking import stage_run
 
@@ -37,8 +36,7 @@ def main(params: Params) -> None:
     scratch = stage.ScratchLog("rollouts", key)
     done = {ep.episode_id: ep for ep in scratch.load(Episode)}
     with stage_run("rollouts", key) as mlflow:
-        policy = HFPolicy.load(student_path(params.student), params.student.device, params.student.dtype,
-                               params.student.score_batch_size)
+        policy = load_student(params.student)
         engine = RolloutEngine(policy, env.name, env.max_steps, env.history_len, p.temperature, p.batch_size,
                                action_mode=p.action_mode, progress=True)
         engine.run([s for s in specs if s.episode_id not in done], on_episode=scratch.append)

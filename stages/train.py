@@ -19,6 +19,7 @@ from teachable.config import Params
 from teachable.matrix import BASELINES, baseline_records, cell_records
 from teachable.records import read_jsonl, write_json
 from teachable.student import student_path
+from teachable.tasks import training_snapshots
 from teachable.tracking import matrix_cell_run
 from teachable.training import train_lora
 
@@ -28,7 +29,7 @@ log = logging.getLogger("train")
 
 def main(params: Params) -> None:
     cell = sys.argv[1]
-    records = read_jsonl(LABELED)
+    records = training_snapshots(read_jsonl(LABELED))  # held-out snapshots are phase 3's
     train = params.train
     if cell == "recovery":  # demonstrations only (no rejected action to pair with): always SFT
         data, train = read_jsonl(RECOVERY), train.model_copy(update={"method": "sft"})
@@ -51,7 +52,8 @@ def main(params: Params) -> None:
             metrics = {"method": train.method, "train_loss": None, "final_loss": None, "steps": 0,
                        "seconds": 0.0, "adapter_dir": None}
         metrics.update(run_id=cell, n_records=len(data), small=len(data) < train.min_records,
-                       trained=bool(data))
+                       trained=bool(data), mlflow_run_id=mlflow.active_run().info.run_id,
+                       snapshot_ids=sorted({d["snapshot_id"] for d in data}))
         mlflow.log_metric("n_records", len(data))
     write_json(out / "metrics.json", metrics)
 

@@ -19,18 +19,19 @@ def cell_id(quadrant: str, fmt: str) -> str:
     return f"{quadrant}-{fmt}"
 
 
-def _make(method: str):
-    """SFT records, or DPO preference pairs on the same prompts."""
-    return preference_pair if method == "dpo" else supervision_record
+def training_records(snapshots: list[dict], fmt: str, method: str = "sft") -> list[dict]:
+    """SFT records in format `fmt`, or DPO preference pairs on the same prompts."""
+    make = preference_pair if method == "dpo" else supervision_record
+    return [make(r, fmt) for r in snapshots]
 
 
 def cell_records(records: list[dict], quadrant: str, fmt: str, method: str = "sft") -> list[dict]:
     full = QUADRANT_BY_SHORT[quadrant]
-    return [_make(method)(r, fmt) for r in records if r["quadrant"] == full]
+    return training_records([r for r in records if r["quadrant"] == full], fmt, method)
 
 
 def baseline_records(records: list[dict], name: str, seed: int, method: str = "sft") -> list[dict]:
-    pool = [_make(method)(r, fmt) for r in records for fmt in FORMATS]
+    pool = [rec for r in records for fmt in FORMATS for rec in training_records([r], fmt, method)]
     if name == "all":
         return pool
     if name == "random":

@@ -12,13 +12,25 @@ import numpy as np
 from peft import PeftModel
 from scipy.stats import spearmanr
 
-from teachable.config import TrainParams
+from teachable.config import EnvParams, MicroTrainParams, TrainParams
 from teachable.labeling.estimates import sample_seed
 from teachable.labeling.quadrants import QUADRANTS
 from teachable.policy.hf import HFPolicy
 from teachable.rollout import RolloutEngine, RolloutSpec
 from teachable.supervision import supervision_record
 from teachable.training import train_lora
+
+
+def micro_train_params(train: TrainParams, micro: MicroTrainParams) -> TrainParams:
+    """The `train` recipe (LoRA shape) with the micro-run's steps and learning rate, one record per batch."""
+    return train.model_copy(update={"max_steps": micro.n_steps, "learning_rate": micro.learning_rate,
+                                    "batch_size": 1, "method": "sft"})
+
+
+def micro_engine_kwargs(env: EnvParams, temperature: float) -> dict:
+    """Validation rollouts run like the labeling ones (same temperature), without step records."""
+    return dict(env_name=env.name, max_steps=env.max_steps, history_len=env.history_len, temperature=temperature,
+                record_steps=False)
 
 
 def sample_per_quadrant(records: list[dict], n: int, seed: int) -> list[dict]:

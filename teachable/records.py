@@ -45,6 +45,7 @@ class Episode(Record):
     reward: float
     n_steps: int
     steps: list[Step] = []
+    cycled: bool = False  # ended early in a greedy loop it could never leave (RolloutEngine.stop_cycles)
 
 
 class EnvState(Record):

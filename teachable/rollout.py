@@ -52,6 +52,8 @@ class _Live:
     reward: float = 0.0
     success: bool = False
     done: bool = False
+    cycled: bool = False
+    seen: set = field(default_factory=set)  # (state hash, prompt) pairs, for `stop_cycles`
     pending: tuple[str | None, dict[str, float], bool] | None = None
 
 
@@ -67,9 +69,12 @@ class RolloutEngine:
         record_steps: bool = True,
         action_mode: str = "score",
         progress: bool = False,
+        stop_cycles: bool = False,
     ):
         if action_mode not in ("score", "generate"):
             raise ValueError(f"action_mode must be 'score' or 'generate', got {action_mode!r}")
+        if stop_cycles and temperature != 0:
+            raise ValueError("stop_cycles needs greedy decoding (temperature 0): only then does a cycle repeat forever")
         self.policy = policy
         self.env_name = env_name
         self.max_steps = max_steps
@@ -79,6 +84,7 @@ class RolloutEngine:
         self.record_steps = record_steps
         self.action_mode = action_mode
         self.progress = progress
+        self.stop_cycles = stop_cycles
 
     # -- starting episodes ---------------------------------------------------------------------------------------
     def _start(self, spec: RolloutSpec, templates: dict) -> _Live:
@@ -148,6 +154,17 @@ class RolloutEngine:
             lv.success = lv.success or info.get("success", False)
             lv.done = terminated or truncated
         lv.done = lv.done or lv.n_steps >= self.max_steps
+        if self.stop_cycles and not lv.done and lv.spec.control == "student":
+            self._check_cycle(lv)
+
+    def _check_cycle(self, lv: _Live) -> None:
+        """Greedy decoding is a function of the prompt, and the next state a function of the state and action: a
+        (state, prompt) pair seen before means the episode repeats that loop until it runs out of steps. End it now
+        as the failure it will be (`cycled`), saving the rest of the horizon."""
+        key = (lv.env.state_hash(), repr(self.messages(lv)))
+        lv.cycled = key in lv.seen
+        lv.done = lv.cycled
+        lv.seen.add(key)
 
     def _finish(self, lv: _Live) -> Episode:
         spec = lv.spec
@@ -156,6 +173,7 @@ class RolloutEngine:
             policy="expert" if spec.control == "expert" else self.policy_name, mission=lv.env.mission,
             success=lv.success,
             reward=round(lv.reward, 6), n_steps=lv.n_steps - len(spec.start_actions), steps=lv.steps,
+            cycled=lv.cycled,
         )
 
     @property

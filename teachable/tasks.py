@@ -49,3 +49,8 @@ def is_heldout(seed: int, fraction: float) -> bool:
     alone (a stable hash, not Python's salted `hash`), so every snapshot of one task lands on the same side."""
     digest = hashlib.sha256(str(seed).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def training_snapshots(records: list[dict]) -> list[dict]:
+    """The snapshots training may use: those the `quadrants` stage put on the train side of the split."""
+    return [r for r in records if r.get("split", "train") == "train"]

@@ -7,6 +7,7 @@ SQLite file at the repository root is used, never the deprecated file store.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -83,3 +84,17 @@ def matrix_cell_run(stage: str, cell: str, params: dict) -> Iterator:
         with mlflow.start_run(run_name=cell, nested=True, tags={**tags, "role": "cell", "cell": cell}):
             mlflow.log_params(flatten(params))
             yield mlflow
+
+
+def log_to_run(run_id: str, metrics: dict[str, float]) -> None:
+    """Add metrics to an existing run (e.g. a training cell's run gets its evaluation numbers)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri())
+    try:
+        for name, value in metrics.items():
+            if value is not None:
+                client.log_metric(run_id, name, float(value))
+    except MlflowException as err:  # e.g. outputs restored from the DVC cache into another tracking database
+        logging.getLogger(__name__).warning("could not log to MLflow run %s: %s", run_id, err)

@@ -97,3 +97,26 @@ def test_generate_mode_counts_unparseable_replies_as_wasted_steps():
 def test_generate_mode_with_a_real_model_reports_parse_failures(tiny_policy):
     (ep,) = RolloutEngine(tiny_policy, max_steps=2, action_mode="generate").run(specs(1))
     assert len(ep.steps) == 2 and all(s.action in ACTIONS or not s.parse_ok for s in ep.steps)
+
+
+def test_a_greedy_loop_is_stopped_as_the_failure_it_would_be():
+    looping = RolloutEngine(RecordingPolicy("turn left"), max_steps=30, temperature=0, stop_cycles=True)
+    (ep,) = looping.run(specs(1))
+    # four left turns face the start again; with the same last actions shown, the prompt repeats too
+    assert ep.cycled and not ep.success and ep.n_steps < 10
+    (full,) = RolloutEngine(RecordingPolicy("turn left"), max_steps=30, temperature=0).run(specs(1))
+    assert not full.cycled and full.n_steps == 30
+
+
+def test_stopping_cycles_changes_no_outcome(tiny_policy):
+    run = lambda stop: RolloutEngine(tiny_policy, max_steps=20, temperature=0, stop_cycles=stop).run(specs(12))
+    stopped, full = run(True), run(False)
+    assert [e.success for e in stopped] == [e.success for e in full]
+    assert sum(e.n_steps for e in stopped) < sum(e.n_steps for e in full)
+
+
+def test_stopping_cycles_needs_greedy_decoding():
+    import pytest
+
+    with pytest.raises(ValueError, match="greedy"):
+        RolloutEngine(RecordingPolicy(), temperature=1.0, stop_cycles=True)

@@ -1,0 +1,54 @@
+"""Stage `evaluate` (phase 3): the base student and every phase 2 model on the same held-out episodes.
+
+Panels: `evaluate.n_tasks` held-out tasks, `n_snapshots_per_quadrant` held-out snapshots per quadrant (their tasks
+never train anything) and the retention panel. Outputs `reports/phase3/*.csv` (overall, per quadrant, transfer
+matrix, retention, stuckness), `episodes.csv` (one row per episode), `metrics.json` (headline DVC metrics). Each
+model's headline numbers also go to its training run in MLflow. Resumable per model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from teachable import stage
+from teachable.config import Params
+from teachable.evaluation import evaluate_models, evaluation_plan, headline, matrix_models, tables
+from teachable.records import read_jsonl, write_json
+from teachable.student import load_student
+from teachable.tracking import log_to_run, stage_run
+
+SNAPSHOTS, RETENTION, REPORTS = "data/quadrant_snapshots.jsonl", "data/retention_panel.jsonl", Path("reports/phase3")
+
+
+def main(params: Params) -> None:
+    models = matrix_models("models/phase2")
+    key = {**params.model_dump(mode="json", include={"seed", "env", "student", "train", "evaluate"}),
+           "models": [(m.model, m.mlflow_run_id) for m in models]}
+    scratch = stage.ScratchLog("evaluate", key)
+    with stage_run("evaluate", key) as mlflow:
+        plan = evaluation_plan(params, read_jsonl(SNAPSHOTS), read_jsonl(RETENTION))
+        rows = evaluate_models(load_student(params.student), models, scratch=scratch, **plan)
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        rows.to_csv(REPORTS / "episodes.csv", index=False)
+        results = tables(rows)
+        for name, table in results.items():
+            table.to_csv(REPORTS / f"{name}.csv", index=False)
+        metrics = headline(results["overall_task_results"], results["per_quadrant_results"],
+                           results["transfer_matrix"], results["retention_results"])
+        write_json(REPORTS / "metrics.json", metrics)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
+        mlflow.log_artifacts(str(REPORTS), artifact_path="phase3")
+        overall = results["overall_task_results"].set_index("model")
+        retention = results["retention_results"].set_index("model")
+        stuck = results["stuckness_results"].set_index("model")
+        for m in models:
+            if m.mlflow_run_id:
+                log_to_run(m.mlflow_run_id, {"eval_success": overall.success[m.model],
+                                             "eval_delta": overall.delta[m.model],
+                                             "retention_delta": retention.delta[m.model],
+                                             "loop_rate": stuck.loop_rate[m.model]})
+    scratch.remove()
+
+
+if __name__ == "__main__":
+    stage.run(main)

@@ -1,0 +1,127 @@
+"""Phase 3 tables and the held-out split, on constructed episodes; and a real (tiny) model evaluated twice."""
+
+import pandas as pd
+import pytest
+
+from teachable.config import parse_params
+from teachable.evaluation import (EvalModel, episode_rows, evaluate_models, evaluation_plan, headline,
+                                  heldout_snapshots, matrix_models, tables)
+from teachable.labeling.quadrants import QUADRANTS
+from teachable.records import Episode, Step
+from teachable.stage import ScratchLog
+from teachable.tasks import is_heldout, make_tasks, training_snapshots
+
+BASE = EvalModel("base", "base")
+
+
+def episode(eid, success, hashes_actions, cycled=False):
+    steps = [Step(obs="o", valid_actions=["a", "b"], action=a, state_hash=h) for h, a in hashes_actions]
+    return Episode(episode_id=eid, env="babyai", task_id="GoToLocal-7", seed=7, policy="p", success=success,
+                   reward=float(success), n_steps=len(steps), steps=steps, cycled=cycled)
+
+
+def test_a_repeated_state_and_action_is_a_loop_and_running_out_of_steps_is_counted():
+    eps = [episode("task|GoToLocal-7|0", False, [("h1", "a"), ("h2", "b"), ("h1", "a")]),  # loop
+           episode("task|GoToLocal-8|0", False, [("h1", "a"), ("h1", "b"), ("h2", "a")]),  # same state, new action
+           episode("task|GoToLocal-9|0", True, [("h1", "a"), ("h2", "a")]),
+           episode("task|GoToLocal-10|0", False, [("h1", "a")], cycled=True)]
+    rows = pd.DataFrame(episode_rows(BASE, eps, {}, {"GoToLocal": 3}))
+    assert rows.looped.tolist() == [True, False, False, True]
+    assert rows.hit_max_steps.tolist() == [True, True, False, True]
+    stuck = tables(rows)["stuckness_results"].iloc[0]
+    assert stuck.loop_rate == 0.5 and stuck.max_steps_rate == 0.75 and stuck.mean_steps_to_success == 2
+
+
+def synthetic_rows():
+    """Base solves 1 of 4 snapshots in every quadrant; cell Qi-demo solves 3 of 4 in its own quadrant only."""
+    rows = []
+    models = [BASE] + [EvalModel(f"Q{i}-demo", "cell", "x", f"Q{i}", "demo") for i in range(1, 5)]
+    for m in models:
+        for q in range(1, 5):
+            solved = 3 if m.train_quadrant == f"Q{q}" else 1
+            rows += [{**m.columns, "panel": "snapshot", "item": f"s{q}{j}", "eval_quadrant": f"Q{q}",
+                      "success": j < solved, "n_steps": 4, "looped": False, "hit_max_steps": j >= solved}
+                     for j in range(4)]
+        rows += [{**m.columns, "panel": panel, "item": f"{panel}{j}", "eval_quadrant": "", "success": j == 0,
+                  "n_steps": 5, "looped": j > 0, "hit_max_steps": j > 0} for panel in ("task", "retention")
+                 for j in range(2)]
+    return pd.DataFrame(rows)
+
+
+def test_transfer_matrix_is_4_by_4_with_the_gain_on_the_diagonal():
+    t = tables(synthetic_rows())
+    transfer = t["transfer_matrix"]
+    assert len(transfer) == 16 and set(transfer.train_quadrant) == {"Q1", "Q2", "Q3", "Q4"}
+    diagonal = transfer[transfer.train_quadrant == transfer.eval_quadrant]
+    off = transfer[transfer.train_quadrant != transfer.eval_quadrant]
+    assert (diagonal.delta == 0.5).all() and (off.delta == 0).all()
+    metrics = headline(t["overall_task_results"], t["per_quadrant_results"], transfer, t["retention_results"])
+    assert metrics["diagonal_dominates"] and metrics["diagonal_mean_delta"] == 0.5
+    assert metrics["best_format_per_quadrant"] == {"Q1": "demo", "Q2": "demo", "Q3": "demo", "Q4": "demo"}
+
+
+def test_success_has_a_wilson_interval_and_a_delta_against_the_base_model():
+    per_quadrant = tables(synthetic_rows())["per_quadrant_results"]
+    row = per_quadrant[(per_quadrant.model == "Q2-demo") & (per_quadrant.eval_quadrant == "Q2")].iloc[0]
+    assert (row.successes, row.n_snapshots, row.success, row.delta) == (3, 4, 0.75, 0.5)
+    assert 0.2 < row.ci_low < 0.75 < row.ci_high < 1
+
+
+def snapshot_records(n_tasks=40):
+    records = []
+    for i, task in enumerate(make_tasks(["GoToLocal"], n_tasks, "pipeline")):
+        for step in range(3):
+            split = "eval" if is_heldout(task.seed, 0.3) else "train"
+            records.append({"snapshot_id": f"{task.task_id}-{step}", "seed": task.seed, "split": split,
+                            "quadrant": QUADRANTS[i % 4]})
+    return records
+
+
+def test_the_split_is_by_task_so_no_task_is_on_both_sides():
+    records = snapshot_records()
+    train, held = training_snapshots(records), heldout_snapshots(records, 100, seed=0)
+    assert train and held
+    assert not {r["seed"] for r in train} & {r["seed"] for r in held}
+    assert {r["split"] for r in held} == {"eval"}
+    assert all(is_heldout(s, 0.3) == is_heldout(s, 0.3) for s in range(100))  # a pure function of the seed
+    assert 0.2 < sum(is_heldout(s, 0.3) for s in range(2000)) / 2000 < 0.4
+
+
+def test_untrained_cells_are_evaluated_as_the_base_model(tmp_path):
+    for name, trained in (("Q1-demo", True), ("Q2-hint", False), ("random", True)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(f'{{"trained": {str(trained).lower()}}}')
+    models = {m.model: m for m in matrix_models(tmp_path)}
+    assert models["Q2-hint"].adapter is None and models["Q1-demo"].adapter == str(tmp_path / "Q1-demo")
+    assert (models["Q2-hint"].train_quadrant, models["Q2-hint"].format) == ("Q2", "hint")
+    assert models["random"].kind == "baseline" and models["base"].kind == "base"
+
+
+@pytest.fixture
+def tiny_plan():
+    params = parse_params({"env": {"levels": ["GoToObj"], "max_steps": 8},
+                           "evaluate": {"n_tasks": 6, "n_snapshots_per_quadrant": 1, "retention_max": 2}})
+    retention = [{"task_id": f"GoToObj-{s}", "level": "GoToObj", "seed": s} for s in (3, 4)]
+    return evaluation_plan(params, [], retention)
+
+
+def test_evaluating_the_same_model_twice_gives_identical_tables(tiny_policy, tiny_plan, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # scratch logs go under the working directory
+    results = [tables(evaluate_models(tiny_policy, [BASE], scratch=ScratchLog("eval-test", {"run": i}), **tiny_plan))
+               for i in range(2)]
+    for name in results[0]:
+        pd.testing.assert_frame_equal(results[0][name], results[1][name])
+    assert results[0]["overall_task_results"].n_tasks.iloc[0] == 6
+
+
+def test_a_restarted_evaluation_skips_finished_models(tiny_policy, tiny_plan, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scratch = ScratchLog("eval-test", {"run": "resume"})
+    first = evaluate_models(tiny_policy, [BASE], scratch=scratch, **tiny_plan)
+
+    class Exploding:
+        def score(self, *a):
+            raise AssertionError("a finished model was evaluated again")
+
+    again = evaluate_models(Exploding(), [BASE], scratch=scratch, **tiny_plan)
+    pd.testing.assert_frame_equal(first, again)
