@@ -1,0 +1,166 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import skops.io as sio
+
+from teachable.predictor import (EmbedderError, Predictor, beats_entropy, feature_matrix, grouped_folds,
+                                 level_of, ndcg_at_k, precision_at_k, ranking_curves, state_text)
+from teachable.predictor.assess import training_split
+from teachable.predictor.features import make_spec
+from teachable.predictor.model import FOREST
+from teachable.records import RecordError
+
+QUADRANTS = ("Q1_highU_highL", "Q2_highU_lowL", "Q3_lowU_lowL", "Q4_lowU_highL")
+COLORS, OBJECTS = ("red", "green", "blue", "purple"), ("ball", "box", "key")
+
+
+def quadrant_of(u: float, lev: float) -> str:
+    if u > 0.95:
+        return QUADRANTS[0] if lev > 0.1 else QUADRANTS[1]
+    return QUADRANTS[3] if lev > 0.1 else QUADRANTS[2]
+
+
+@pytest.fixture
+def small_forest(monkeypatch):
+    """20 trees instead of 200: the same code paths, a tenth of the time."""
+    monkeypatch.setitem(FOREST, "n_estimators", 20)
+
+
+def snapshots(n_tasks: int = 12, per_task: int = 4, seed: int = 0) -> list[dict]:
+    """Quadrant snapshots shaped like the pilot's: text, uncertainty and every rollout label."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(n_tasks):
+        level = ("GoToLocal", "PickupDist")[t % 2]
+        target = f"{COLORS[t % 4]} {OBJECTS[t % 3]}"
+        for s in range(per_task):
+            u = float(rng.uniform(0.5, 1.4))
+            lev, elp = float(rng.choice([0.0, 0.14, 0.5])), float(rng.choice([0.0, 0.0, 0.5, 1.0]))
+            out.append({
+                "snapshot_id": f"ep{t:04d}-s{s}", "env": "babyai", "task_id": f"{level}-{t}", "seed": t,
+                "step_idx": s + 1, "source": "student_failure", "mission": f"go to the {target}",
+                "history": [{"obs": "You see: nothing.", "action": ("turn left", "go forward")[s % 2]}],
+                "obs": f"You see: {target} {s + 1} forward {t % 3} left. You carry nothing.",
+                "valid_actions": ["turn left", "turn right", "go forward"], "student_action": "turn right",
+                "U": u, "uncertainty": {"entropy": u, "margin": 1.4 - u, "top_prob": 1 - u / 2},
+                "leverage": {"L_local": lev, "L_upper": 1.0, "p_student": 0.0},
+                "cpt": {"ELP_net": elp, "p_placebo": 0.0, "route_net": "demo"},
+                "teacher": {"suggested_action": "turn left", "hint": "left"},
+                "quadrant": quadrant_of(u, lev),
+                "split": "eval" if t % 4 == 3 else "train"})
+    return out
+
+
+def test_precision_at_k_by_hand():
+    relevant, scores = np.array([1, 0, 1, 0]), np.array([4.0, 3.0, 2.0, 1.0])
+    assert [precision_at_k(relevant, scores, k) for k in (1, 2, 3)] == [1.0, 0.5, pytest.approx(2 / 3)]
+    # ties at the K-th score count pro rata: the top 1 is either of two tied items, one relevant
+    assert precision_at_k(np.array([1, 0, 0, 1]), np.array([1.0, 1.0, 0.0, 0.0]), 1) == 0.5
+    assert precision_at_k(np.array([1, 0, 0, 1]), np.array([1.0, 1.0, 0.0, 0.0]), 3) == pytest.approx(1.5 / 3)
+
+
+def test_ndcg_at_k_by_hand():
+    gains, scores = np.array([3.0, 0.0, 1.0]), np.array([3.0, 2.0, 1.0])
+    ideal3, ideal2 = 3 + 1 / math.log2(3), 3 + 1 / math.log2(3)
+    assert ndcg_at_k(gains, scores, 3) == pytest.approx((3 + 1 / math.log2(4)) / ideal3)
+    assert ndcg_at_k(gains, scores, 2) == pytest.approx(3 / ideal2)
+    assert ndcg_at_k(gains, gains, 2) == pytest.approx(1.0)
+    assert ndcg_at_k(np.zeros(3), scores, 2) == 0.0
+
+
+def test_ranking_curves_skip_large_k_and_bound_the_methods():
+    elp = np.array([0.5, -0.5, 0.0, 1.0, 0.0, 0.5])
+    rows = ranking_curves(elp, predicted=elp, uncertainty=np.zeros(6), ks=[2, 4, 50], seed=0, n_random=50)
+    assert sorted({r["k"] for r in rows}) == [2, 4]
+    by = {(r["k"], r["method"]): r for r in rows}
+    assert by[(2, "oracle")]["ndcg"] == pytest.approx(1.0) and by[(2, "predictor")]["precision"] == 1.0
+    # constant entropy scores: every order equally likely, so precision is the base rate (3 of 6 relevant)
+    assert by[(4, "entropy")]["precision"] == pytest.approx(0.5)
+    assert 0.0 < by[(4, "random")]["ndcg"] < 1.0 and rows == ranking_curves(elp, elp, np.zeros(6), [2, 4, 50], 0, 50)
+
+
+def test_beats_entropy_needs_a_strict_majority_of_ks():
+    def rows(pairs):
+        return [{"k": k, "method": m, "ndcg": v} for k, (p, e) in pairs.items()
+                for m, v in (("predictor", p), ("entropy", e))]
+    assert beats_entropy(rows({5: (0.3, 0.2), 10: (0.2, 0.2), 20: (0.1, 0.3)}))  # 2 of 3 (a tie counts)
+    assert not beats_entropy(rows({5: (0.3, 0.2), 10: (0.1, 0.2)}))  # 1 of 2
+    assert not beats_entropy([])
+
+
+def test_grouped_folds_never_split_a_task():
+    records = snapshots(n_tasks=7, per_task=3)
+    groups = [r["task_id"] for r in records]
+    folds = grouped_folds(groups, n_folds=5, seed=0)
+    assert len(folds) == 5
+    for train, test in folds:
+        assert not {groups[i] for i in train} & {groups[i] for i in test}
+    assert sorted(np.concatenate([test for _, test in folds])) == list(range(len(records)))
+    assert len(grouped_folds(groups[:9], n_folds=5, seed=0)) == 3  # capped by the 3 tasks there
+    with pytest.raises(RecordError, match="at least 2 tasks"):
+        grouped_folds(["GoToLocal-1"] * 4, n_folds=5, seed=0)
+
+
+def test_features_read_no_rollout_label():
+    records = snapshots(n_tasks=4, per_task=2)
+    spec = make_spec(records, "hashing", 32, None)
+    relabeled = [{**r, "leverage": {"L_local": -1.0, "L_upper": 0.0}, "cpt": {"ELP_net": 9.0},
+                  "quadrant": "Q3_lowU_lowL", "teacher": {"hint": "something else"}, "patches": {"demo": "x"},
+                  "split": "eval"} for r in records]
+    x = feature_matrix(records, spec)
+    assert x.shape == (8, len(spec.names())) and np.array_equal(x, feature_matrix(relabeled, spec))
+    # U's own model sees no uncertainty column
+    shifted = [{**r, "U": 0.0, "uncertainty": {"entropy": 0.0, "margin": 0.0, "top_prob": 1.0}} for r in records]
+    assert not np.array_equal(x, feature_matrix(shifted, spec))
+    assert np.array_equal(feature_matrix(records, spec, text_only=True), feature_matrix(shifted, spec, text_only=True))
+
+
+def test_level_and_state_text():
+    record = snapshots(n_tasks=1, per_task=1)[0]
+    assert level_of("GoToLocal-123") == "GoToLocal" and level_of("Pickup-Dist-7") == "Pickup-Dist"
+    text = state_text(record)
+    assert "m:go" in text and "o:red" in text and "a:turn_left" in text and "Q1" not in text
+
+
+def test_save_load_gives_identical_predictions(tmp_path, small_forest):
+    records = [r for r in snapshots() if r["split"] == "train"]
+    for kind in ("forest", "linear"):
+        predictor = Predictor.fit(records, embedding_dim=32, kind=kind, seed=1)
+        predictor.save(tmp_path / kind)
+        loaded = Predictor.load(tmp_path / kind)
+        assert loaded.spec == predictor.spec and loaded.kind == kind
+        new = snapshots(n_tasks=3, seed=5)
+        elp = loaded.predict_elp(new)
+        assert elp.shape == (len(new),) and elp.dtype == np.float64
+        assert np.array_equal(elp, predictor.predict_elp(new))
+        before, after = predictor.predict(new), loaded.predict(new)
+        assert all(np.array_equal(before[t], after[t]) for t in ("U", "L_local", "ELP_net", "quadrant"))
+    assert json.loads((tmp_path / "forest" / "features.json").read_text())["levels"] == ["GoToLocal", "PickupDist"]
+    assert loaded.predict_elp([]).shape == (0,)
+
+
+class NotAModel:
+    pass
+
+
+def test_load_refuses_untrusted_types(tmp_path):
+    Predictor.fit(snapshots(n_tasks=4), embedding_dim=16, kind="linear").save(tmp_path)
+    sio.dump(NotAModel(), tmp_path / "U.skops")
+    with pytest.raises(ValueError, match="untrusted"):
+        Predictor.load(tmp_path)
+
+
+def test_sentence_transformers_needs_a_local_model(tmp_path):
+    with pytest.raises(EmbedderError, match="sentence_model"):
+        make_spec(snapshots(n_tasks=2), "sentence-transformers", 32, None)
+    with pytest.raises(EmbedderError, match="sentence-transformers|not a local directory"):
+        make_spec(snapshots(n_tasks=2), "sentence-transformers", 32, str(tmp_path / "missing"))
+
+
+def test_training_split_keeps_train_rows_or_all_without_the_field():
+    records = snapshots(n_tasks=4, per_task=1)
+    assert [r["split"] for r in training_split(records)] == ["train"] * 3
+    unsplit = [{k: v for k, v in r.items() if k != "split"} for r in records]
+    assert training_split(unsplit) == unsplit
