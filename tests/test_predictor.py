@@ -1,17 +1,22 @@
+import csv
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import skops.io as sio
 
+from teachable.config import PredictorParams, parse_params
 from teachable.predictor import (EmbedderError, Predictor, beats_entropy, feature_matrix, grouped_folds,
                                  level_of, ndcg_at_k, precision_at_k, ranking_curves, state_text)
 from teachable.predictor.assess import training_split
 from teachable.predictor.features import make_spec
 from teachable.predictor.model import FOREST
-from teachable.records import RecordError
+from teachable.records import RecordError, write_jsonl
 
+ROOT = Path(__file__).resolve().parents[1]
 QUADRANTS = ("Q1_highU_highL", "Q2_highU_lowL", "Q3_lowU_lowL", "Q4_lowU_highL")
 COLORS, OBJECTS = ("red", "green", "blue", "purple"), ("ball", "box", "key")
 
@@ -164,3 +169,38 @@ def test_training_split_keeps_train_rows_or_all_without_the_field():
     assert [r["split"] for r in training_split(records)] == ["train"] * 3
     unsplit = [{k: v for k, v in r.items() if k != "split"} for r in records]
     assert training_split(unsplit) == unsplit
+
+
+def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    records = snapshots()
+    write_jsonl("data/quadrant_snapshots.jsonl", records)
+    spec = importlib.util.spec_from_file_location("stage_predictor", ROOT / "stages" / "predictor.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    stage.main(parse_params({"predictor": {"embedding_dim": 32, "n_folds": 3, "ks": [5, 10, 1000]}}))
+
+    result = json.loads(Path("reports/phase4/training_result.json").read_text())
+    assert set(result) == {"n_snapshots", "n_folds", "embedder", "regression", "quadrant", "ranking",
+                           "beats_entropy", "passes"}
+    n_train = sum(r["split"] == "train" for r in records)
+    assert result["n_snapshots"] == n_train and result["n_folds"] == 3 and result["embedder"] == "hashing"
+    assert set(result["regression"]["U"]) == {"r2", "threshold", "pass"} == set(result["regression"]["L_local"])
+    assert set(result["regression"]["ELP_net"]) == {"r2"}
+    assert set(result["quadrant"]) == {"accuracy", "threshold", "pass", "majority_baseline"}
+    assert result["regression"]["U"]["pass"] == (result["regression"]["U"]["r2"] > 0.6)
+    assert set(result["ranking"]) == {"5", "10"}
+    assert set(result["ranking"]["5"]) == {"predictor", "entropy", "random"}
+    assert set(result["ranking"]["5"]["predictor"]) == {"precision", "ndcg"}
+    assert set(result["passes"]) == {"r2_U", "r2_L", "accuracy", "beats_entropy"}
+    assert result["passes"]["beats_entropy"] == result["beats_entropy"]
+
+    with open("reports/phase4/ranking_curves.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["k", "method", "precision", "ndcg"]
+    assert {(r["k"], r["method"]) for r in rows} == {(k, m) for k in ("5", "10")
+                                                     for m in ("predictor", "entropy", "random", "oracle")}
+    elp = Predictor.load("models/predictor").predict_elp([r for r in records if r["split"] == "eval"])
+    assert elp.shape == (len(records) - n_train,) and np.isfinite(elp).all()
+    assert PredictorParams().model == "forest"
