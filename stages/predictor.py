@@ -18,7 +18,7 @@ import pandas as pd
 
 from teachable import stage
 from teachable.config import Params
-from teachable.predictor import EmbedderError, Predictor
+from teachable.predictor import EmbedderError, Predictor, check_embedder
 from teachable.predictor.assess import assess, training_split
 from teachable.records import read_jsonl, write_json
 from teachable.tracking import stage_run
@@ -29,6 +29,7 @@ log = logging.getLogger("predictor")
 
 def main(params: Params) -> None:
     p = params.predictor
+    check_embedder(p.embedder, p.sentence_model)  # before any work or MLflow run
     records = read_jsonl(SNAPSHOTS)
     train = training_split(records)
     log.info("%d of %d snapshots in the training split", len(train), len(records))

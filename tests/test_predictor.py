@@ -171,14 +171,19 @@ def test_training_split_keeps_train_rows_or_all_without_the_field():
     assert training_split(unsplit) == unsplit
 
 
+def load_stage():
+    spec = importlib.util.spec_from_file_location("stage_predictor", ROOT / "stages" / "predictor.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    return stage
+
+
 def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     records = snapshots()
     write_jsonl("data/quadrant_snapshots.jsonl", records)
-    spec = importlib.util.spec_from_file_location("stage_predictor", ROOT / "stages" / "predictor.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    stage = load_stage()
     stage.main(parse_params({"predictor": {"embedding_dim": 32, "n_folds": 3, "ks": [5, 10, 1000]}}))
 
     result = json.loads(Path("reports/phase4/training_result.json").read_text())
@@ -204,3 +209,13 @@ def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest
     elp = Predictor.load("models/predictor").predict_elp([r for r in records if r["split"] == "eval"])
     assert elp.shape == (len(records) - n_train,) and np.isfinite(elp).all()
     assert PredictorParams().model == "forest"
+
+
+def test_the_stage_stops_on_an_unusable_embedder_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text("predictor:\n  embedder: sentence-transformers\n  sentence_model: null\n")
+    stage = load_stage()
+    with pytest.raises(SystemExit) as exit_info:
+        stage.run()
+    assert exit_info.value.code == 2 and "sentence_model" in capsys.readouterr().err
+    assert not Path("mlflow.db").exists()
