@@ -146,6 +146,18 @@ def test_save_load_gives_identical_predictions(tmp_path, small_forest):
     assert loaded.predict_elp([]).shape == (0,)
 
 
+def test_a_single_quadrant_still_fits_and_cross_validates(tmp_path):
+    from teachable.predictor import cross_validate
+
+    records = [{**r, "quadrant": "Q2_highU_lowL"} for r in snapshots(n_tasks=4, per_task=2)]
+    spec = make_spec(records, "hashing", 16, None)
+    for kind in ("linear", "forest"):
+        cv = cross_validate(records, spec, n_folds=2, seed=0, kind=kind)
+        assert cv.accuracy == 1.0 and cv.majority_baseline == 1.0 and cv.n_folds == 2
+    Predictor.fit(records, embedding_dim=16, kind="linear").save(tmp_path)
+    assert list(Predictor.load(tmp_path).predict(records[:2])["quadrant"]) == ["Q2_highU_lowL"] * 2
+
+
 class NotAModel:
     pass
 

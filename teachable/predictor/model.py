@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import skops.io as sio
+from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, r2_score
@@ -74,6 +75,14 @@ def make_model(target: str, kind: str = "forest", alpha: float = 1.0, seed: int 
     raise ValueError(f"unknown predictor.model {kind!r} (forest | linear)")
 
 
+def fit_model(target: str, kind: str, alpha: float, seed: int, x: np.ndarray, y: np.ndarray):
+    """`make_model(...)` fitted on (x, y); a classifier shown a single quadrant predicts it (a logistic regression
+    cannot be fitted on one class; tiny data and single-quadrant folds happen)."""
+    if target == "quadrant" and len(np.unique(y.astype(str))) < 2:
+        return DummyClassifier(strategy="most_frequent").fit(x, y)
+    return make_model(target, kind, alpha, seed).fit(x, y)
+
+
 def grouped_folds(groups: list[str], n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) index pairs; a group (task) is never on both sides. Folds = min(n_folds, number of groups)."""
     n_groups = len(set(groups))
@@ -103,8 +112,7 @@ def cross_validate(records: list[dict], spec: FeatureSpec, n_folds: int, seed: i
     for train, test in folds:
         for target, y in truth.items():
             x = matrices[TEXT_ONLY[target]]
-            model = make_model(target, kind, alpha, seed).fit(x[train], y[train])
-            predictions[target][test] = model.predict(x[test])
+            predictions[target][test] = fit_model(target, kind, alpha, seed, x[train], y[train]).predict(x[test])
     labels, counts = np.unique(truth["quadrant"].astype(str), return_counts=True)
     return CrossValidation(
         n_folds=len(folds), predictions=predictions, truth=truth,
@@ -130,7 +138,7 @@ class Predictor:
         spec = make_spec(records, embedder, embedding_dim, sentence_model)
         truth = targets(records)
         matrices = {flag: feature_matrix(records, spec, text_only=flag) for flag in (False, True)}
-        models = {t: make_model(t, kind, alpha, seed).fit(matrices[TEXT_ONLY[t]], y) for t, y in truth.items()}
+        models = {t: fit_model(t, kind, alpha, seed, matrices[TEXT_ONLY[t]], y) for t, y in truth.items()}
         return cls(spec, models, kind)
 
     def predict(self, records: list[dict]) -> dict[str, np.ndarray]:
