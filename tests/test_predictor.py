@@ -146,7 +146,7 @@ def test_save_load_gives_identical_predictions(tmp_path, small_forest):
     assert loaded.predict_elp([]).shape == (0,)
 
 
-def test_a_single_quadrant_still_fits_and_cross_validates(tmp_path):
+def test_a_single_quadrant_still_fits_and_cross_validates(tmp_path, small_forest):
     from teachable.predictor import cross_validate
 
     records = [{**r, "quadrant": "Q2_highU_lowL"} for r in snapshots(n_tasks=4, per_task=2)]
