@@ -200,8 +200,9 @@ class PredictorParams(Section):
     embedder: Literal["hashing", "sentence-transformers"] = "hashing"
     embedding_dim: int = Field(256, ge=8, le=65536)
     sentence_model: str | None = Field(None, description="local sentence-transformers path (no hub downloads)")
+    model: Literal["forest", "linear"] = Field("forest", description="random forests, or scaled ridge / logistic")
     n_folds: int = Field(5, ge=2, description="cross-validation folds, grouped by task")
-    alpha: float = Field(1.0, gt=0, description="ridge / logistic regularisation strength")
+    alpha: float = Field(1.0, gt=0, description="model linear: ridge / logistic regularisation strength")
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20, 50], min_length=1, description="K for P@K, NDCG@K")
     targets: dict[str, float] = Field(default_factory=lambda: {"r2_U": 0.6, "r2_L": 0.5, "accuracy": 0.7},
                                       description="the seeds' pass thresholds")

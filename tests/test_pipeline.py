@@ -79,6 +79,8 @@ def test_repro_writes_every_output(project):
     trained = [run for run in summary["runs"] if run["trained"]]
     assert trained and all((work / run["adapter_path"] / "adapter_model.safetensors").exists() for run in trained)
     assert all(run["n_records"] == 0 for run in summary["runs"] if not run["trained"])
+    phase4 = json.loads((work / "reports/phase4/training_result.json").read_text())
+    assert phase4["n_snapshots"] > 0 and (work / "models/predictor/features.json").exists()
 
 
 def test_metrics_are_visible_to_dvc(project):
@@ -102,7 +104,7 @@ def test_each_stage_is_one_mlflow_run(project):
     runs = mlflow.search_runs(experiment_names=["teachable-moments"])
     stages = runs["tags.stage"].value_counts().to_dict()
     assert stages == {"train": 16, "recovery": 1, "label": 1, "micro_train": 1, "quadrants": 1, "rollouts": 1, "snapshots": 1,
-                      "student": 1}  # the matrix: one parent run and 14 nested cell runs
+                      "student": 1, "predictor": 1}  # the matrix: one parent run and 14 nested cell runs
     cells = runs[runs["tags.role"] == "cell"]
     assert len(cells) == 15 and cells["tags.mlflow.parentRunId"].nunique() == 1
     assert (runs["tags.git_rev"].str.len() == 40).all()

@@ -1,0 +1,70 @@
+"""Stage `predictor` (phase 4): predict teachability from cheap observables, no rollouts.
+
+From the training split of `data/quadrant_snapshots.jsonl` (`split == "train"`, or every record when the field is
+absent): grouped-by-task cross-validation of U (text features only), L_local, ELP_net and quadrant; Precision@K and
+NDCG@K of the out-of-fold ELP_net ranking against entropy, random and oracle; pass/fail against
+`predictor.targets`. Then the models are refitted on the whole training split and saved (skops, no pickle).
+Outputs `reports/phase4/training_result.json`, `reports/phase4/ranking_curves.csv`, `models/predictor/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from teachable import stage
+from teachable.config import Params
+from teachable.predictor import EmbedderError, Predictor, check_embedder
+from teachable.predictor.assess import assess, training_split
+from teachable.records import read_jsonl, write_json
+from teachable.tracking import stage_run
+
+SNAPSHOTS, MODELS, REPORTS = "data/quadrant_snapshots.jsonl", Path("models/predictor"), Path("reports/phase4")
+log = logging.getLogger("predictor")
+
+
+def main(params: Params) -> None:
+    p = params.predictor
+    check_embedder(p.embedder, p.sentence_model)  # before any work or MLflow run
+    records = read_jsonl(SNAPSHOTS)
+    train = training_split(records)
+    log.info("%d of %d snapshots in the training split", len(train), len(records))
+    with stage_run("predictor", params.model_dump(mode="json", include={"seed", "predictor"})) as mlflow:
+        result, rows, _ = assess(train, p, params.seed)
+        predictor = Predictor.fit(train, p.embedder, p.embedding_dim, p.sentence_model, p.model, p.alpha, params.seed)
+        shutil.rmtree(MODELS, ignore_errors=True)
+        predictor.save(MODELS)
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows, columns=["k", "method", "precision", "ndcg"]).to_csv(REPORTS / "ranking_curves.csv",
+                                                                               index=False)
+        write_json(REPORTS / "training_result.json", result)
+        metrics = {"n_snapshots": result["n_snapshots"], "r2_U": result["regression"]["U"]["r2"],
+                   "r2_L_local": result["regression"]["L_local"]["r2"],
+                   "r2_ELP_net": result["regression"]["ELP_net"]["r2"],
+                   "quadrant_accuracy": result["quadrant"]["accuracy"],
+                   "beats_entropy": float(result["beats_entropy"])}
+        for row in rows:
+            metrics[f"{row['method']}_ndcg_at_{row['k']}"] = row["ndcg"]
+            metrics[f"{row['method']}_precision_at_{row['k']}"] = row["precision"]
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(REPORTS / "training_result.json"))
+        mlflow.log_artifact(str(REPORTS / "ranking_curves.csv"))
+    log.info("R2 U %.3f, L_local %.3f, ELP_net %.3f; quadrant accuracy %.3f (majority %.3f); beats entropy: %s",
+             metrics["r2_U"], metrics["r2_L_local"], metrics["r2_ELP_net"], metrics["quadrant_accuracy"],
+             result["quadrant"]["majority_baseline"], result["beats_entropy"])
+
+
+def run() -> None:
+    try:
+        stage.run(main)
+    except EmbedderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
