@@ -4,7 +4,8 @@ From the training split of `data/quadrant_snapshots.jsonl` (`split == "train"`, 
 absent): grouped-by-task cross-validation of U (text features only), L_local, ELP_net and quadrant; Precision@K and
 NDCG@K of the out-of-fold ELP_net ranking against entropy, random and oracle; pass/fail against
 `predictor.targets`. Then the models are refitted on the whole training split and saved (skops, no pickle).
-Outputs `reports/phase4/training_result.json`, `reports/phase4/ranking_curves.csv`, `models/predictor/`.
+Outputs `reports/phase4/training_result.json`, `reports/phase4/ranking_curves.csv`, `models/predictor/`, and
+`reports/phase4/oof_predictions.csv` (each training snapshot's out-of-fold predicted ELP, for `select`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import pandas as pd
 from teachable import stage
 from teachable.config import Params
 from teachable.predictor import EmbedderError, Predictor, check_embedder
-from teachable.predictor.assess import assess, training_split
+from teachable.predictor.assess import assess
 from teachable.records import read_jsonl, write_json
+from teachable.tasks import training_snapshots
 from teachable.tracking import stage_run
 
 SNAPSHOTS, MODELS, REPORTS = "data/quadrant_snapshots.jsonl", Path("models/predictor"), Path("reports/phase4")
@@ -31,10 +33,10 @@ def main(params: Params) -> None:
     p = params.predictor
     check_embedder(p.embedder, p.sentence_model)  # before any work or MLflow run
     records = read_jsonl(SNAPSHOTS)
-    train = training_split(records)
+    train = training_snapshots(records)
     log.info("%d of %d snapshots in the training split", len(train), len(records))
     with stage_run("predictor", params.model_dump(mode="json", include={"seed", "predictor"})) as mlflow:
-        result, rows, _ = assess(train, p, params.seed)
+        result, rows, cv = assess(train, p, params.seed)
         predictor = Predictor.fit(train, p.embedder, p.embedding_dim, p.sentence_model, p.model, p.alpha, params.seed)
         shutil.rmtree(MODELS, ignore_errors=True)
         predictor.save(MODELS)
@@ -42,6 +44,9 @@ def main(params: Params) -> None:
         pd.DataFrame(rows, columns=["k", "method", "precision", "ndcg"]).to_csv(REPORTS / "ranking_curves.csv",
                                                                                index=False)
         write_json(REPORTS / "training_result.json", result)
+        # out-of-fold: each snapshot scored by models that never saw its task (what `select` ranks by)
+        pd.DataFrame({"snapshot_id": [r["snapshot_id"] for r in train], "ELP_pred": cv.predictions["ELP_net"]}) \
+            .to_csv(REPORTS / "oof_predictions.csv", index=False)
         metrics = {"n_snapshots": result["n_snapshots"], "r2_U": result["regression"]["U"]["r2"],
                    "r2_L_local": result["regression"]["L_local"]["r2"],
                    "r2_ELP_net": result["regression"]["ELP_net"]["r2"],

@@ -11,7 +11,7 @@ import skops.io as sio
 from teachable.config import PredictorParams, parse_params
 from teachable.predictor import (EmbedderError, Predictor, beats_entropy, feature_matrix, grouped_folds,
                                  level_of, ndcg_at_k, precision_at_k, ranking_curves, state_text)
-from teachable.predictor.assess import training_split
+from teachable.tasks import training_snapshots
 from teachable.predictor.features import make_spec
 from teachable.predictor.model import FOREST
 from teachable.records import RecordError, write_jsonl
@@ -178,9 +178,9 @@ def test_sentence_transformers_needs_a_local_model(tmp_path):
 
 def test_training_split_keeps_train_rows_or_all_without_the_field():
     records = snapshots(n_tasks=4, per_task=1)
-    assert [r["split"] for r in training_split(records)] == ["train"] * 3
+    assert [r["split"] for r in training_snapshots(records)] == ["train"] * 3
     unsplit = [{k: v for k, v in r.items() if k != "split"} for r in records]
-    assert training_split(unsplit) == unsplit
+    assert training_snapshots(unsplit) == unsplit
 
 
 def load_stage():
@@ -218,6 +218,9 @@ def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest
     assert list(rows[0]) == ["k", "method", "precision", "ndcg"]
     assert {(r["k"], r["method"]) for r in rows} == {(k, m) for k in ("5", "10")
                                                      for m in ("predictor", "entropy", "random", "oracle")}
+    with open("reports/phase4/oof_predictions.csv") as fh:
+        oof = list(csv.DictReader(fh))
+    assert {r["snapshot_id"] for r in oof} == {r["snapshot_id"] for r in records if r["split"] == "train"}
     elp = Predictor.load("models/predictor").predict_elp([r for r in records if r["split"] == "eval"])
     assert elp.shape == (len(records) - n_train,) and np.isfinite(elp).all()
     assert PredictorParams().model == "forest"

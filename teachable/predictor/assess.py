@@ -9,12 +9,6 @@ from teachable.predictor.model import CrossValidation, cross_validate
 from teachable.predictor.ranking import beats_entropy, ranking_curves
 
 
-def training_split(records: list[dict]) -> list[dict]:
-    """The snapshots the predictor may learn from: `split == "train"` (held-out evaluation snapshots never shape
-    selection); records without a `split` field all count as training."""
-    return [r for r in records if r.get("split", "train") == "train"]
-
-
 def assess(records: list[dict], params: PredictorParams, seed: int) -> tuple[dict, list[dict], CrossValidation]:
     """(training_result, ranking curve rows, the cross-validation) for `records` (already the training split)."""
     spec = make_spec(records, params.embedder, params.embedding_dim, params.sentence_model)
