@@ -122,6 +122,7 @@ def write_repo(root: Path, phases=(1, 2, 3, 4, 5), good: bool = True, n_per_quad
             "n_tasks", "successes", "success", "base_success", "delta"]))
         _write(root / "reports/phase3/stuckness_results.csv", pd.DataFrame(stuck, columns=cols + [
             "n_episodes", "loop_rate", "mean_steps_to_success", "max_steps_rate"]))
+        _write(root / "reports/phase3/metrics.json", {"base_success": base, "n_models": len(overall)})
         transfer = [[tq, eq, 0.3 + d, 0.3, d] for tq in SHORT for eq in SHORT
                     for d in [(0.15 if tq == eq else 0.02) if good else (0.0 if tq == eq else 0.05)]]
         _write(root / "reports/phase3/transfer_matrix.csv", pd.DataFrame(

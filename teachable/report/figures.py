@@ -4,6 +4,7 @@ for a sequential value, RdBu centred on 0 for deltas. Deltas are drawn in percen
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +18,7 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from teachable.labeling.quadrants import QUADRANTS  # noqa: E402
 from teachable.report import tables  # noqa: E402
 
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table at INFO
 DPI = 150
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000", "#999999"]
 QUADRANT_COLORS = dict(zip(tables.SHORT, ("#0072B2", "#E69F00", "#999999", "#009E73")))  # as stages/quadrants.py

@@ -39,6 +39,10 @@ font-size:.8em}section.snapshot{border-top:1px dashed #aaa;margin-top:1.5em}smal
 CHECK_SCRIPT = """
 window.__pageErrors = [];
 window.addEventListener('error', function (e) { window.__pageErrors.push(String(e.message || e.type)); }, true);
+(function (original) {
+  console.error = function () { window.__pageErrors.push(Array.prototype.join.call(arguments, ' '));
+                                return original.apply(console, arguments); };
+})(console.error);
 window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
   var bad = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })

@@ -21,8 +21,9 @@ def short_quadrant(value) -> str:
 
 
 def write_table(frame: pd.DataFrame, out_dir: Path, name: str, caption: str = "") -> list[Path]:
-    """`name`.csv, .md and .tex from one frame (floats rounded to 3 places in .md/.tex only)."""
+    """`name`.csv, .md and .tex from one frame: floats to 6 places in the CSV, 3 in .md/.tex."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    frame = frame.round(6)
     csv, md, tex = (out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex"))
     frame.to_csv(csv, index=False)
     md.write_text(frame.to_markdown(index=False, floatfmt=".3f") + "\n", encoding="utf-8")
@@ -165,6 +166,16 @@ def predictor_metrics(result: dict | None, targets: dict) -> pd.DataFrame | None
     table["meets_target"] = [None if pd.isna(t) or pd.isna(v) else bool(v > t)
                              for v, t in zip(table.value, table.target)]
     return table
+
+
+def ranking_by_k(ranking: pd.DataFrame | None, metric: str = "ndcg") -> pd.DataFrame | None:
+    """NDCG@K (or precision@K) with one column per ranking method, one row per K (the DVC plot's source)."""
+    if ranking is None or ranking.empty or metric not in ranking:
+        return None
+    wide = ranking.pivot_table(index="k", columns="method", values=metric, aggfunc="mean")
+    first = ("predictor", "entropy", "random", "oracle")
+    order = [m for m in first if m in wide] + sorted(set(wide) - set(first))
+    return wide[order].reset_index().rename_axis(columns=None)
 
 
 def selection_summary(selection: dict | None) -> pd.DataFrame | None:
