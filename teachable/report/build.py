@@ -72,7 +72,7 @@ class _Builder:
         if frame is None:
             section.not_run.append(f"{label}: inputs present but empty or not usable")
             return
-        files = tables.write_table(frame, self.out / "tables", name, f"{label}. {caption}")
+        files, frame = tables.write_table(frame, self.out / "tables", name, f"{label}. {caption}")
         self.report.tables += files
         section.tables.append((f"{label}. {caption}", frame, files))
 

@@ -160,8 +160,7 @@ def _heatmap(fig, ax, matrix: pd.DataFrame, xlabel: str, ylabel: str, outline_di
     values = matrix.to_numpy(dtype=float) * 100  # percentage points
     span = max(np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0.0, 1.0)
     norm = TwoSlopeNorm(vmin=-span, vcenter=0.0, vmax=span)
-    cmap = plt.get_cmap("RdBu").copy()
-    cmap.set_bad("#DDDDDD")
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="#DDDDDD")
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto")
     fig.colorbar(image, ax=ax, label="Δ success vs base model (pp)")
     for i in range(values.shape[0]):

@@ -15,6 +15,7 @@ Choices where the seeds leave room (documented in the README's Report section):
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -23,6 +24,7 @@ from teachable.labeling.quadrants import QUADRANTS
 from teachable.report import tables
 from teachable.report.loaders import PATHS, Inputs
 
+log = logging.getLogger(__name__)
 PASS, FAIL, NA = "pass", "fail", "not_applicable"
 PAPER_MIN_PER_QUADRANT = 300
 RETENTION_FLOOR = -0.03
@@ -91,7 +93,7 @@ def phase3_gates(inputs: Inputs) -> list[dict]:
                      non_demo >= 2, best_format=dict(zip(known.quadrant, known.best_format)))
     ret = inputs.retention
     src = PATHS["retention"]
-    if ret is None or ret.empty or "delta" not in ret:
+    if not tables.usable(ret, {"model", "kind", "delta"}):
         retention = _gate("3.retention", "3", "Retention", "retention delta > -3% for every trained model",
                           "Adjust learning rate", src)
     else:
@@ -108,7 +110,7 @@ def phase3_gates(inputs: Inputs) -> list[dict]:
                      PATHS["transfer"], *((stats["diagonal_mean"], stats["off_diagonal_mean"],
                                            stats["diagonal_mean"] > stats["off_diagonal_mean"]) if stats else ()))
     overall = inputs.overall
-    if overall is None or overall.empty:
+    if not tables.usable(overall, {"model", "kind", "delta"}):
         gain = _gate("3.end_to_end_gain", "3", "End-to-end gain", "best trained model's task success > base",
                      NO_ACTION, PATHS["overall"])
     else:
@@ -169,8 +171,18 @@ def selection_gates(inputs: Inputs) -> list[dict]:
 
 
 def compute_gates(inputs: Inputs, min_per_quadrant: int, predictor_targets: dict) -> list[dict]:
-    return (cpt_gates(inputs) + [balance_gate(inputs, min_per_quadrant)] + phase3_gates(inputs)
-            + predictor_gates(inputs, predictor_targets) + selection_gates(inputs))
+    groups = [("1B", lambda: cpt_gates(inputs)), ("2", lambda: [balance_gate(inputs, min_per_quadrant)]),
+              ("3", lambda: phase3_gates(inputs)), ("4", lambda: predictor_gates(inputs, predictor_targets)),
+              ("5", lambda: selection_gates(inputs))]
+    out = []
+    for phase, evaluate in groups:
+        try:
+            out += evaluate()
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as err:  # an input of the wrong shape
+            log.warning("phase %s gates not evaluated: %r", phase, err)
+            out.append(_gate(f"{phase}.inputs", phase, f"Phase {phase} gates", "inputs readable", NO_ACTION,
+                             "(see the report's inputs)", error=repr(err)))
+    return out
 
 
 def gates_metrics(gates: list[dict]) -> dict:

@@ -16,20 +16,31 @@ FORMATS = ("demo", "hint", "contrast")
 SELECTION_METHODS = ("random", "entropy", "predictor", "oracle")
 
 
+def usable(frame: pd.DataFrame | None, columns: set[str]) -> bool:
+    """A non-empty frame with all of `columns` (a file of the wrong shape counts as missing)."""
+    return frame is not None and not frame.empty and columns <= set(frame.columns)
+
+
 def short_quadrant(value) -> str:
     return QUADRANT_SHORT.get(value, value) if isinstance(value, str) else value
 
 
-def write_table(frame: pd.DataFrame, out_dir: Path, name: str, caption: str = "") -> list[Path]:
-    """`name`.csv, .md and .tex from one frame: floats to 6 places in the CSV, 3 in .md/.tex."""
+def write_table(frame: pd.DataFrame, out_dir: Path, name: str, caption: str = "") -> tuple[list[Path], pd.DataFrame]:
+    """`name`.csv (floats to 6 places), then .md and .tex (3 places) rendered from the CSV as read back, so every
+    rendering shows exactly what the CSV holds. Returns the paths and that frame."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = frame.round(6)
     csv, md, tex = (out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex"))
-    frame.to_csv(csv, index=False)
-    md.write_text(frame.to_markdown(index=False, floatfmt=".3f") + "\n", encoding="utf-8")
+    frame.round(6).to_csv(csv, index=False)
+    frame = pd.read_csv(csv)
+    md.write_text(markdown(frame) + "\n", encoding="utf-8")
     tex.write_text(frame.to_latex(index=False, float_format="%.3f", na_rep="--", caption=caption or None,
                                   label=f"tab:{name}", escape=True), encoding="utf-8")
-    return [csv, md, tex]
+    return [csv, md, tex], frame
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """Markdown with floats to 3 places and empty cells for missing values."""
+    return frame.astype(object).where(frame.notna(), None).to_markdown(index=False, floatfmt=".3f", missingval="")
 
 
 def quadrant_characteristics(snapshots: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -67,7 +78,7 @@ def cpt_validity(cpt: dict | None) -> pd.DataFrame | None:
 
 def in_quadrant_matrix(per_quadrant: pd.DataFrame | None, value: str = "delta") -> pd.DataFrame | None:
     """Quadrant x format matrix of `value` for matrix cells evaluated on their own quadrant (rows Q1..Q4)."""
-    if per_quadrant is None or per_quadrant.empty:
+    if not usable(per_quadrant, {"kind", "train_quadrant", "eval_quadrant", "format", value}):
         return None
     frame = per_quadrant.assign(train_quadrant=per_quadrant.train_quadrant.map(short_quadrant),
                                 eval_quadrant=per_quadrant.eval_quadrant.map(short_quadrant))
@@ -102,7 +113,7 @@ def best_supervision(per_quadrant: pd.DataFrame | None) -> pd.DataFrame | None:
 
 def transfer_pivot(transfer: pd.DataFrame | None, value: str = "delta") -> pd.DataFrame | None:
     """Train quadrant (rows) x eval quadrant (columns) matrix of `value`."""
-    if transfer is None or transfer.empty:
+    if not usable(transfer, {"train_quadrant", "eval_quadrant", value}):
         return None
     frame = transfer.assign(train_quadrant=transfer.train_quadrant.map(short_quadrant),
                             eval_quadrant=transfer.eval_quadrant.map(short_quadrant))
@@ -134,14 +145,14 @@ def main_results(overall: pd.DataFrame | None, retention: pd.DataFrame | None,
                  stuckness: pd.DataFrame | None) -> pd.DataFrame | None:
     """Tab H5.1: every evaluated model: held-out task success with its 95% CI and delta, retention and its delta,
     and loop rate."""
-    if overall is None or overall.empty:
+    if not usable(overall, {"model", "kind", "train_quadrant", "success", "delta"}):
         return None
     cols = ["model", "kind", "train_quadrant", "format", "n_tasks", "success", "ci_low", "ci_high", "delta"]
     table = overall[[c for c in cols if c in overall]].copy()
-    if retention is not None and not retention.empty:
+    if usable(retention, {"model", "success", "delta"}):
         table = table.merge(retention[["model", "success", "delta"]].rename(
             columns={"success": "retention", "delta": "retention_delta"}), on="model", how="left")
-    if stuckness is not None and not stuckness.empty and "loop_rate" in stuckness:
+    if usable(stuckness, {"model", "loop_rate"}):
         table = table.merge(stuckness[["model", "loop_rate"]], on="model", how="left")
     table["train_quadrant"] = table.train_quadrant.map(short_quadrant)
     return table
@@ -170,7 +181,7 @@ def predictor_metrics(result: dict | None, targets: dict) -> pd.DataFrame | None
 
 def ranking_by_k(ranking: pd.DataFrame | None, metric: str = "ndcg") -> pd.DataFrame | None:
     """NDCG@K (or precision@K) with one column per ranking method, one row per K (the DVC plot's source)."""
-    if ranking is None or ranking.empty or metric not in ranking:
+    if not usable(ranking, {"k", "method", metric}):
         return None
     wide = ranking.pivot_table(index="k", columns="method", values=metric, aggfunc="mean")
     first = ("predictor", "entropy", "random", "oracle")
