@@ -166,3 +166,25 @@ def test_page_is_self_contained_and_escaped(full):
     assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert 'id="snap-' in page and 'href="#snap-' in page
     assert 'id="gate-1B.cpt_validity"' in page and "Use L_local as primary signal" in page
+
+
+def test_stage_logs_figures_page_and_gates_to_mlflow(tmp_path, monkeypatch):
+    import importlib.util
+
+    import mlflow
+
+    write_repo(tmp_path, phases=(1, 2), n_per_quadrant=4)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    spec = importlib.util.spec_from_file_location("report_stage", Path(__file__).parents[1] / "stages/report.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    stage.main(PARAMS)
+    run = mlflow.search_runs(experiment_names=["teachable-moments"], output_format="list")[0]
+    assert run.data.tags["stage"] == "report"
+    assert run.data.tags["gate.1B.cpt_validity"] == "pass"
+    assert run.data.tags["gate.4.r2_U"] == "not_applicable"
+    assert run.data.metrics["gates_not_applicable"] == 10  # phases 3, 4 and 5 not run
+    artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=run.info.run_id)}
+    assert {"figures", "tables", "index.html", "gates.json"} <= artifacts
+    assert (tmp_path / "reports/index.html").exists()

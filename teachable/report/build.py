@@ -149,8 +149,10 @@ def _metadata(inputs: Inputs, params: Params) -> list[tuple[str, str]]:
     s = params.student
     student = s.base_model or f"offline student ({s.dir})"
     if card:
-        student += (f": {card.get('n_parameters', '?')} parameters, held-out success "
-                    f"{card.get('held_out_success', '?')} after {card.get('train_steps', '?')} steps")
+        success = card.get("held_out_success")
+        success = f"{success:.3f}" if isinstance(success, float) else str(success)
+        student += (f": {card.get('n_parameters', '?')} parameters, held-out success {success} after "
+                    f"{card.get('train_steps', '?')} training steps")
     t = params.teacher
     records = inputs.snapshots or []
     per_q = {tables.short_quadrant(q): sum(r.get("quadrant") == q for r in records) for q in QUADRANTS}

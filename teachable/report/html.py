@@ -25,7 +25,7 @@ h1{font-size:1.6em}h2{border-bottom:2px solid #0072B2;padding-bottom:.2em;margin
 h3{margin-top:1.4em}nav a{margin-right:1em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.85em}th,td{border:1px solid #ccc;padding:.25em .5em;
 text-align:right;vertical-align:top}th{background:#f2f2f2}table.kv td,table.kv th{text-align:left}
-table.kv th{width:18em;font-weight:600}td:first-child{text-align:left}
+table.kv th{width:18em;font-weight:600}table.gates td{text-align:left}table.gates td.num{text-align:right}td:first-child{text-align:left}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#444}
 .status{font-weight:700;padding:.1em .5em;border-radius:3px;white-space:nowrap}
@@ -79,17 +79,23 @@ def table_html(frame: pd.DataFrame) -> str:
 
 
 def gates_html(gates: list[dict]) -> str:
-    rows = ["<table><tr><th>phase</th><th>gate</th><th>condition</th><th>value</th><th>threshold</th>"
+    rows = ["<table class=\"gates\"><tr><th>phase</th><th>gate</th><th>condition</th><th>value</th><th>threshold</th>"
             "<th>status</th><th>fail action (seeds)</th><th>source</th></tr>"]
     for g in gates:
-        detail = ", ".join(f"{k}: {v}" for k, v in g["detail"].items() if v is not None)
+        detail = "; ".join(f"{k}: {_fmt_detail(v)}" for k, v in g["detail"].items() if v is not None)
         rows.append(
             f'<tr id="gate-{esc(g["id"])}"><td>{esc(g["phase"])}</td><td>{esc(g["name"])}'
             f'{"<br><small>" + esc(detail) + "</small>" if detail else ""}</td><td>{esc(g["condition"])}</td>'
-            f'<td>{esc(_fmt(g["value"]))}</td><td>{esc(_fmt(g["threshold"]))}</td>'
+            f'<td class="num">{esc(_fmt(g["value"]))}</td><td class="num">{esc(_fmt(g["threshold"]))}</td>'
             f'<td><span class="status {esc(g["status"])}">{esc(STATUS_MARK[g["status"]])}</span></td>'
             f'<td>{esc(g["fail_action"])}</td><td><code>{esc(g["source"])}</code></td></tr>')
     return "\n".join(rows) + "</table>"
+
+
+def _fmt_detail(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+    return _fmt(value)
 
 
 def _fmt(value) -> str:
