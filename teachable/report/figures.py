@@ -15,12 +15,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
-from teachable.labeling.quadrants import QUADRANTS  # noqa: E402
 from teachable.report import tables  # noqa: E402
 
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table at INFO
 DPI = 150
-OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000", "#999999"]
 QUADRANT_COLORS = dict(zip(tables.SHORT, ("#0072B2", "#E69F00", "#999999", "#009E73")))  # as stages/quadrants.py
 QUADRANT_NAMES = {"Q1": "Q1 high U, high L", "Q2": "Q2 high U, low L", "Q3": "Q3 low U, low L",
                   "Q4": "Q4 low U, high L"}

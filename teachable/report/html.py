@@ -25,7 +25,8 @@ h1{font-size:1.6em}h2{border-bottom:2px solid #0072B2;padding-bottom:.2em;margin
 h3{margin-top:1.4em}nav a{margin-right:1em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.85em}th,td{border:1px solid #ccc;padding:.25em .5em;
 text-align:right;vertical-align:top}th{background:#f2f2f2}table.kv td,table.kv th{text-align:left}
-table.kv th{width:18em;font-weight:600}table.gates td{text-align:left}table.gates td.num{text-align:right}td:first-child{text-align:left}
+table.kv th{width:18em;font-weight:600}table.gates td{text-align:left}table.gates td.num{text-align:right}
+td:first-child{text-align:left}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#444}
 .status{font-weight:700;padding:.1em .5em;border-radius:3px;white-space:nowrap}
