@@ -165,7 +165,10 @@ def _metadata(inputs: Inputs, params: Params) -> list[tuple[str, str]]:
                                   f"train {splits['train']}, eval {splits['eval']})" if records else "not run"),
             ("micro-training runs (1B)", str(len(inputs.micro)) if inputs.micro is not None else "not run"),
             ("trained models (2)", f"{len(trained)} of {len(inputs.cells)}" if inputs.cells else "not run"),
-            ("evaluated models (3)", str(len(inputs.overall)) if inputs.overall is not None else "not run"),
+            ("evaluated models (3)", (f"{len(inputs.overall)}" + (
+                f" (base model's held-out success {inputs.phase3_metrics['base_success']:.3f})"
+                if isinstance((inputs.phase3_metrics or {}).get("base_success"), float) else ""))
+             if inputs.overall is not None else "not run"),
             ("predictor (4)", f"{inputs.predictor.get('n_snapshots', '?')} snapshots, "
                               f"{inputs.predictor.get('embedder', '?')} embedder" if inputs.predictor else "not run"),
             ("selection (5)", f"budget {inputs.selection.get('budget')}, methods "
