@@ -116,12 +116,17 @@ def cpt_validation(micro: list[dict], cpt: dict | None, out_dir: Path) -> list[P
     fig, (left, right) = _figure(name, 2)
     frame = pd.DataFrame(micro)
     frame["q"] = frame.quadrant.map(tables.short_quadrant)
-    jx, jy = _jitter(len(frame), 0.015, 1), _jitter(len(frame), 0.015, 2)
-    for q in tables.SHORT:
-        mask = (frame.q == q).to_numpy()
-        left.scatter(frame.ELP_net[mask] + jx[mask], frame.gain[mask] + jy[mask], s=22, alpha=0.85,
-                     color=QUADRANT_COLORS[q], marker=QUADRANT_MARKERS[q], edgecolors="black", linewidths=0.3,
-                     label=f"{q} (n={mask.sum()})")
+    # identical (ELP_net, gain) pairs are common (few rollouts): one marker per pair, area by count (big ones
+    # drawn first, underneath), dodged in x by quadrant
+    dodge = dict(zip(tables.SHORT, (-0.03, -0.01, 0.01, 0.03)))
+    points = frame.groupby(["q", "ELP_net", "gain"]).size().reset_index(name="n").sort_values("n", ascending=False)
+    for order, row in enumerate(points.itertuples()):
+        left.scatter(row.ELP_net + dodge.get(row.q, 0), row.gain, s=18 * row.n, alpha=0.85, zorder=3 + order * 1e-3,
+                     color=QUADRANT_COLORS.get(row.q, "#999999"), marker=QUADRANT_MARKERS.get(row.q, "X"),
+                     edgecolors="black", linewidths=0.3)
+    handles = [plt.Line2D([], [], linestyle="", marker=QUADRANT_MARKERS[q], color=QUADRANT_COLORS[q],
+                          markeredgecolor="black", markeredgewidth=0.3, label=f"{q} (n={(frame.q == q).sum()})")
+               for q in tables.SHORT]
     lo = min(frame.ELP_net.min(), frame.gain.min(), 0) - 0.05
     hi = max(frame.ELP_net.max(), frame.gain.max(), 0) + 0.05
     left.plot([lo, hi], [lo, hi], color="black", linestyle="--", linewidth=0.8, label="gain = ELP_net")
@@ -132,9 +137,9 @@ def cpt_validation(micro: list[dict], cpt: dict | None, out_dir: Path) -> list[P
                 if rho is not None else f"ρ undefined (n = {len(frame)})")
     left.set(xlabel="ELP_net from the CPT (success-rate gain)", ylabel="micro-training gain (success-rate gain)",
              title=f"All micro-runs: Spearman {subtitle}")
-    left.text(0.99, 0.01, "jittered ≤ 0.015", transform=left.transAxes, ha="right", va="bottom", fontsize=6.5,
-              color="grey")
-    left.legend(loc="upper left", fontsize=6.5)
+    left.text(0.99, 0.01, "marker area ∝ micro-runs; x dodged ±0.03 by quadrant", transform=left.transAxes,
+              ha="right", va="bottom", fontsize=6.5, color="grey")
+    left.legend(handles=handles + left.get_legend_handles_labels()[0], loc="upper left", fontsize=6.5)
     per_q = (cpt or {}).get("per_quadrant", {})
     x = np.arange(len(tables.SHORT))
     elp = [frame.ELP_net[frame.q == q].mean() for q in tables.SHORT]
