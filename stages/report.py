@@ -1,0 +1,45 @@
+"""Stage `report` (appendix A): paper figures and tables per hypothesis H1-H7, the seeds' decision gates and one
+self-contained HTML page.
+
+Reads the outputs of phases 1-5 (`teachable.report.loaders.PATHS`; a missing one makes its section "not run" and
+its gates "not_applicable"). Writes `reports/figures/*.{png,pdf}`, `reports/tables/*.{csv,md,tex}`,
+`reports/gates.json` (DVC metrics) and `reports/index.html`. MLflow: the figures and the page as artifacts, each
+gate's status as a tag and its pass (1) / fail (0) as a metric.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from teachable import stage
+from teachable.config import Params
+from teachable.report.build import build_report
+from teachable.report.gates import gates_metrics
+from teachable.tracking import stage_run
+
+log = logging.getLogger("report")
+
+
+def main(params: Params) -> None:
+    key = params.model_dump(mode="json", include={"quadrants", "predictor"})
+    with stage_run("report", key) as mlflow:
+        report = build_report(params)
+        for path in report.figures:
+            mlflow.log_artifact(str(path), artifact_path="figures")
+        for path in report.tables:
+            mlflow.log_artifact(str(path), artifact_path="tables")
+        mlflow.log_artifact(str(report.page))
+        mlflow.log_artifact("reports/gates.json")
+        summary = gates_metrics(report.gates)["summary"]
+        mlflow.log_metrics({"gates_pass": summary["n_pass"], "gates_fail": summary["n_fail"],
+                            "gates_not_applicable": summary["n_not_applicable"]})
+        mlflow.log_metrics({f"gate.{g['id']}": float(g["status"] == "pass") for g in report.gates
+                            if g["status"] != "not_applicable"})
+        mlflow.set_tags({f"gate.{g['id']}": g["status"] for g in report.gates})
+    for g in report.gates:
+        log.info("gate %-32s %-15s value %s threshold %s", g["id"], g["status"], g["value"], g["threshold"])
+    log.info("wrote %d figure files, %d table files, %s", len(report.figures), len(report.tables), report.page)
+
+
+if __name__ == "__main__":
+    stage.run(main)

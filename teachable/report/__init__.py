@@ -1,0 +1,7 @@
+"""Paper artifacts (appendix A of the seeds): figures and tables per hypothesis H1-H7, the decision gates and one
+self-contained HTML page.
+
+`loaders` reads every upstream output (a missing one is `None`, never an error), `figures` and `tables` turn them
+into PNG/PDF and CSV/Markdown/LaTeX, `gates` evaluates the seeds' decision gates, `html` writes `index.html`,
+`browser` checks that page in headless Chromium.
+"""

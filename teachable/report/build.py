@@ -1,0 +1,203 @@
+"""Assemble the report: every figure and table whose inputs exist, the gates, and `index.html`.
+
+A figure or table whose input is missing is listed as "not run" in its section; one whose input is present but
+does not have the expected shape is listed with the error (logged), so one bad file never stops the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from teachable.config import Params
+from teachable.labeling.quadrants import QUADRANTS
+from teachable.records import write_json
+from teachable.report import figures, tables
+from teachable.report.gates import RETENTION_FLOOR, compute_gates, gates_metrics
+from teachable.report.html import Section, render_page
+from teachable.report.loaders import PATHS, Inputs, load_inputs, snapshot_frame
+from teachable.snapshot_view import describe, to_html
+from teachable.tracking import _git_rev
+
+log = logging.getLogger(__name__)
+TOP_PER_QUADRANT = 2
+MAX_SNAPSHOTS = 30
+
+
+@dataclass
+class Report:
+    figures: list[Path] = field(default_factory=list)  # PNG and PDF
+    tables: list[Path] = field(default_factory=list)  # CSV, MD, TEX
+    gates: list[dict] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    page: Path | None = None
+
+
+class _Builder:
+    def __init__(self, inputs: Inputs, out: Path, report: Report):
+        self.inputs, self.out, self.report = inputs, out, report
+
+    def missing(self, needs: tuple[str, ...]) -> list[str]:
+        return [PATHS[n] for n in needs if getattr(self.inputs, n) is None]
+
+    def figure(self, section: Section, label: str, needs: tuple[str, ...], draw: Callable[[Path], list[Path]],
+               caption: str) -> None:
+        if gone := self.missing(needs):
+            section.not_run.append(f"{label}: {', '.join(gone)} missing")
+            return
+        try:
+            paths = draw(self.out / "figures")
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as err:
+            log.warning("%s not drawn: %r", label, err)
+            section.not_run.append(f"{label}: inputs present but not usable ({err!r})")
+            return
+        self.report.figures += paths
+        section.figures.append((f"{label}. {caption}", paths[0]))
+
+    def table(self, section: Section, label: str, name: str, needs: tuple[str, ...], build: Callable, caption: str):
+        if gone := self.missing(needs):
+            section.not_run.append(f"{label}: {', '.join(gone)} missing")
+            return
+        try:
+            frame = build()
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as err:
+            log.warning("%s not built: %r", label, err)
+            frame = None
+        if frame is None:
+            section.not_run.append(f"{label}: inputs present but empty or not usable")
+            return
+        files, frame = tables.write_table(frame, self.out / "tables", name, f"{label}. {caption}")
+        self.report.tables += files
+        section.tables.append((f"{label}. {caption}", frame, files))
+
+
+def _sections(b: _Builder, params: Params) -> list[Section]:
+    i = b.inputs
+    frame = snapshot_frame(i.snapshots) if i.snapshots else None
+    min_q = params.quadrants.min_per_quadrant
+    h1 = Section("h1", "H1: Teachability heterogeneity",
+                 "Snapshots differ in uncertainty U and leverage L_local; the quadrants split them at the thresholds.")
+    b.figure(h1, "Quadrant distribution", ("snapshots",),
+             lambda d: figures.quadrant_distribution(frame, min_q, d), "Labeled snapshots per quadrant.")
+    b.figure(h1, "Fig H1.1", ("snapshots",), lambda d: figures.teachability_landscape(frame, i.thresholds, d),
+             "U x L_local per snapshot, coloured by ELP_net, with the quadrant thresholds.")
+    b.table(h1, "Tab H1.1", "h1_quadrant_characteristics", ("snapshots",),
+            lambda: tables.quadrant_characteristics(frame), "Quadrant characteristics (means per quadrant).")
+    h2 = Section("h2", "H2: CPT validation", "Does the in-context patch test predict what training on the state does?")
+    b.figure(h2, "Fig H2.1", ("micro",), lambda d: figures.cpt_validation(i.micro, i.cpt, d),
+             "CPT ELP_net vs micro-training gain, overall and by quadrant.")
+    b.table(h2, "Tab H2.1", "h2_cpt_validity", ("cpt",), lambda: tables.cpt_validity(i.cpt),
+            "Spearman rho of ELP_net vs micro-training gain.")
+    h3 = Section("h3", "H3: Supervision x quadrant", "Which supervision format helps most in each quadrant?")
+    b.figure(h3, "Fig H3.1", ("per_quadrant",), lambda d: figures.supervision_heatmap(i.per_quadrant, d),
+             "In-quadrant success delta of each quadrant x format cell (pp).")
+    b.table(h3, "Tab H3.1", "h3_best_supervision", ("per_quadrant",),
+            lambda: tables.best_supervision(i.per_quadrant), "Best supervision format per quadrant.")
+    h4 = Section("h4", "H4: Cross-quadrant transfer", "Does training on one quadrant help the others?")
+    b.figure(h4, "Fig H4.1", ("transfer",), lambda d: figures.transfer_heatmap(i.transfer, d),
+             "Transfer matrix: success delta per training x evaluation quadrant (pp).")
+    b.table(h4, "Tab H4.1", "h4_transfer_matrix", ("transfer",), lambda: tables.transfer_table(i.transfer),
+            "Numeric transfer matrix (success delta vs base).")
+    h5 = Section("h5", "H5: Reliability and retention", "Gains on held-out tasks against forgetting.")
+    b.figure(h5, "Fig H5.3", ("overall", "retention"),
+             lambda d: figures.reliability_retention(i.overall, i.retention, RETENTION_FLOOR, d),
+             "Reliability vs retention frontier.")
+    b.table(h5, "Tab H5.1", "h5_main_results", ("overall",),
+            lambda: tables.main_results(i.overall, i.retention, i.stuckness), "Main results (every model).")
+    h6 = Section("h6", "H6: Teachability predictor", "Predicting teachability from cheap observables.")
+    b.figure(h6, "Fig H6.1", ("ranking",), lambda d: figures.ranking_curves(i.ranking, d),
+             "NDCG@K and precision@K: predictor vs entropy vs random (and the oracle).")
+    b.table(h6, "Tab H6.1", "h6_predictor_metrics", ("predictor",),
+            lambda: tables.predictor_metrics(i.predictor, params.predictor.targets), "Predictor metrics.")
+    b.table(h6, "NDCG@K", "h6_ndcg_by_k", ("ranking",), lambda: tables.ranking_by_k(i.ranking),
+            "NDCG@K per ranking method (the source of Fig H6.1's left panel).")
+    h7 = Section("h7", "H7: Selection", "Training on K snapshots chosen by each method.")
+    b.figure(h7, "Fig H7.1", ("selection",), lambda d: figures.selection_comparison(i.selection,
+                                                                                    i.selection_results, d),
+             "Selection methods compared at the same budget.")
+    b.table(h7, "Tab H7.1", "h7_selection_summary", ("selection",), lambda: tables.selection_summary(i.selection),
+            "Selection summary.")
+    return [h1, h2, h3, h4, h5, h6, h7]
+
+
+def chosen_snapshots(inputs: Inputs) -> list[tuple[dict, str]]:
+    """(snapshot, why) for the page: the top ELP_net snapshots per quadrant, then the micro-trained ones."""
+    records = inputs.snapshots or []
+    chosen: dict[str, tuple[dict, str]] = {}
+    for q in QUADRANTS:
+        rows = [r for r in records if r.get("quadrant") == q]
+        rows.sort(key=lambda r: (-((r.get("cpt") or {}).get("ELP_net") or 0),
+                                 -((r.get("leverage") or {}).get("L_local") or 0), r["snapshot_id"]))
+        for r in rows[:TOP_PER_QUADRANT]:
+            chosen[r["snapshot_id"]] = (r, f"top ELP_net in {tables.short_quadrant(q)}")
+    by_id = {r["snapshot_id"]: r for r in records}
+    for m in inputs.micro or []:
+        sid = m.get("snapshot_id")
+        if sid in by_id and sid not in chosen:
+            chosen[sid] = (by_id[sid], "micro-trained")
+    return list(chosen.values())[:MAX_SNAPSHOTS]
+
+
+def _metadata(inputs: Inputs, params: Params) -> list[tuple[str, str]]:
+    card = inputs.student_card or {}
+    s = params.student
+    student = s.base_model or f"offline student ({s.dir})"
+    if card:
+        success = card.get("held_out_success")
+        success = f"{success:.3f}" if isinstance(success, float) else str(success)
+        student += (f": {card.get('n_parameters', '?')} parameters, held-out success {success} after "
+                    f"{card.get('train_steps', '?')} training steps")
+    t = params.teacher
+    records = inputs.snapshots or []
+    per_q = {tables.short_quadrant(q): sum(r.get("quadrant") == q for r in records) for q in QUADRANTS}
+    splits = {sp: sum(r.get("split") == sp for r in records) for sp in ("train", "eval")}
+    trained = [m for m in (inputs.cells or {}).values() if m.get("trained", True)]
+    meta = [("generated (UTC)", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")),
+            ("git revision", _git_rev()), ("environment", f"{params.env.name}: {', '.join(params.env.levels)}"),
+            ("student", student), ("teacher", t.name + (f" ({t.model})" if t.name == "openai" else "")),
+            ("labeled snapshots", f"{len(records)} ({', '.join(f'{q} {n}' for q, n in per_q.items())}; "
+                                  f"train {splits['train']}, eval {splits['eval']})" if records else "not run"),
+            ("micro-training runs (1B)", str(len(inputs.micro)) if inputs.micro is not None else "not run"),
+            ("trained models (2)", f"{len(trained)} of {len(inputs.cells)}" if inputs.cells else "not run"),
+            ("evaluated models (3)", (f"{len(inputs.overall)}" + (
+                f" (base model's held-out success {inputs.phase3_metrics['base_success']:.3f})"
+                if isinstance((inputs.phase3_metrics or {}).get("base_success"), float) else ""))
+             if inputs.overall is not None else "not run"),
+            ("predictor (4)", f"{inputs.predictor.get('n_snapshots', '?')} snapshots, "
+                              f"{inputs.predictor.get('embedder', '?')} embedder" if inputs.predictor else "not run"),
+            ("selection (5)", f"budget {inputs.selection.get('budget')}, methods "
+                              f"{', '.join(inputs.selection.get('methods', {}))}" if inputs.selection else "not run")]
+    return meta
+
+
+def build_report(params: Params, root: str | Path = ".", out: str | Path | None = None) -> Report:
+    """Read the pipeline's outputs under `root`, write `figures/`, `tables/`, `gates.json` and `index.html` under
+    `out` (default `root/reports`)."""
+    root = Path(root)
+    out = Path(out) if out is not None else root / "reports"
+    for sub in ("figures", "tables"):
+        shutil.rmtree(out / sub, ignore_errors=True)  # this stage owns them: no stale figure survives a rerun
+    inputs = load_inputs(root)
+    report = Report()
+    report.sections = _sections(_Builder(inputs, out, report), params)
+    report.gates = compute_gates(inputs, params.quadrants.min_per_quadrant, params.predictor.targets)
+    write_json(out / "gates.json", gates_metrics(report.gates))
+    snapshots = []
+    for record, why in chosen_snapshots(inputs):
+        view = describe(record["snapshot_id"], root, record=record, cells=inputs.cells or {},
+                        micro=inputs.micro or [], selection=inputs.selection or {})
+        row = {"snapshot_id": record["snapshot_id"], "quadrant": tables.short_quadrant(record.get("quadrant")),
+               "U": record.get("U"), "L_local": (record.get("leverage") or {}).get("L_local"),
+               "ELP_net": (record.get("cpt") or {}).get("ELP_net"), "shown because": why}
+        snapshots.append((row, to_html(view)))
+    page = render_page(_metadata(inputs, params), yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False),
+                       report.gates, report.sections, snapshots, inputs.problems, out)
+    report.page = out / "index.html"
+    report.page.write_text(page, encoding="utf-8")
+    return report

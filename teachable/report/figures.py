@@ -1,0 +1,309 @@
+"""Paper figures (matplotlib, Agg): one function per figure, each writing `<name>.png` (150 dpi) and `<name>.pdf`
+at a fixed size in inches, so a figure reads at print size. Colour-blind-safe: Okabe-Ito for categories, cividis
+for a sequential value, RdBu centred on 0 for deltas. Deltas are drawn in percentage points (pp)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+
+from teachable.report import tables  # noqa: E402
+
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table at INFO
+DPI = 150
+QUADRANT_COLORS = dict(zip(tables.SHORT, ("#0072B2", "#E69F00", "#999999", "#009E73")))  # as stages/quadrants.py
+QUADRANT_NAMES = {"Q1": "Q1 high U, high L", "Q2": "Q2 high U, low L", "Q3": "Q3 low U, low L",
+                  "Q4": "Q4 low U, high L"}
+METHOD_STYLE = {"predictor": ("#0072B2", "o", "-"), "entropy": ("#E69F00", "s", "-"),
+                "random": ("#999999", "^", "-"), "oracle": ("#000000", "D", "--")}
+FORMAT_COLORS = {"demo": "#0072B2", "hint": "#E69F00", "contrast": "#009E73", "baseline": "#CC79A7",
+                 "recovery": "#D55E00", "selection": "#56B4E9", "base": "#000000"}
+QUADRANT_MARKERS = {"Q1": "o", "Q2": "s", "Q3": "^", "Q4": "D"}
+
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 7.5,
+                     "xtick.labelsize": 8, "ytick.labelsize": 8, "figure.dpi": DPI, "savefig.dpi": DPI,
+                     "pdf.fonttype": 42})
+
+SIZES = {  # inches (width, height); the tests check PNG size = inches x DPI
+    "quadrant_distribution": (5.0, 3.4), "h1_teachability_landscape": (5.5, 4.2), "h2_cpt_validation": (8.0, 3.6),
+    "h3_supervision_heatmap": (4.6, 4.0), "h4_transfer_matrix": (4.8, 4.0), "h5_reliability_retention": (7.0, 4.4),
+    "h6_ranking_curves": (7.6, 3.4), "h7_selection": (7.6, 3.4)}
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return paths
+
+
+def _figure(name: str, ncols: int = 1, **kwargs):
+    return plt.subplots(1, ncols, figsize=SIZES[name], layout="constrained", **kwargs)
+
+
+def _jitter(n: int, scale: float, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-scale, scale, n)
+
+
+def quadrant_distribution(snapshots: pd.DataFrame, min_per_quadrant: int, out_dir: Path) -> list[Path]:
+    """Snapshots per quadrant (stacked by train / eval split when the split is known) against the pilot's
+    `min_per_quadrant` gate threshold."""
+    name = "quadrant_distribution"
+    fig, ax = _figure(name)
+    frame = snapshots.assign(q=snapshots.quadrant.map(tables.short_quadrant))
+    splits = [s for s in ("train", "eval") if "split" in frame and (frame.split == s).any()] or [None]
+    bottom = np.zeros(len(tables.SHORT))
+    for i, split in enumerate(splits):
+        part = frame if split is None else frame[frame.split == split]
+        counts = np.array([(part.q == q).sum() for q in tables.SHORT])
+        colors = [QUADRANT_COLORS[q] for q in tables.SHORT]
+        ax.bar(tables.SHORT, counts, bottom=bottom, color=colors, edgecolor="black", linewidth=0.6,
+               hatch=None if i == 0 else "//", alpha=1.0 if i == 0 else 0.55,
+               label=None if split is None else f"{split} split")
+        bottom += counts
+    for x, total in enumerate(bottom):
+        ax.text(x, total, f"{int(total)}", ha="center", va="bottom", fontsize=8)
+    ax.axhline(min_per_quadrant, color="black", linestyle="--", linewidth=1,
+               label=f"gate: min_per_quadrant = {min_per_quadrant}")
+    ax.set_xticks(range(len(tables.SHORT)), [QUADRANT_NAMES[q].replace(" ", "\n", 1) for q in tables.SHORT])
+    ax.set(ylabel="snapshots (count)", title=f"Quadrant balance ({len(frame)} labeled snapshots)")
+    ax.set_ylim(0, max(bottom.max(), min_per_quadrant) * 1.15 + 1)
+    ax.legend(loc="upper right")
+    return _save(fig, out_dir, name)
+
+
+def teachability_landscape(snapshots: pd.DataFrame, thresholds: dict | None, out_dir: Path) -> list[Path]:
+    """Fig H1.1: U x L_local, one point per snapshot coloured by ELP_net, with the quadrant thresholds."""
+    name = "h1_teachability_landscape"
+    fig, ax = _figure(name)
+    frame = snapshots.dropna(subset=["U", "L_local"])
+    jitter = _jitter(len(frame), 0.012)
+    elp = frame.ELP_net.fillna(0.0)
+    points = ax.scatter(frame.U, frame.L_local + jitter, c=elp, cmap="cividis", s=16, alpha=0.85,
+                        edgecolors="black", linewidths=0.2, vmin=min(-0.5, elp.min()), vmax=max(1.0, elp.max()))
+    fig.colorbar(points, ax=ax, label="ELP_net (CPT success gain over placebo)")
+    if thresholds:
+        ax.axvline(thresholds["U"], color="#D55E00", linestyle="--", linewidth=1.2,
+                   label=f"U threshold {thresholds['U']:.3f}")
+        ax.axhline(thresholds["L"], color="#D55E00", linestyle=":", linewidth=1.4,
+                   label=f"L threshold {thresholds['L']:.3f}")
+        counts = frame.quadrant.map(tables.short_quadrant).value_counts()
+        for q, (x, y, ha, va) in {"Q1": (0.98, 0.98, "right", "top"), "Q2": (0.98, 0.02, "right", "bottom"),
+                                  "Q3": (0.02, 0.02, "left", "bottom"), "Q4": (0.02, 0.98, "left", "top")}.items():
+            ax.text(x, y, f"{q} (n={counts.get(q, 0)})", transform=ax.transAxes, ha=ha, va=va, fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none", alpha=0.8))
+        ax.legend(loc="center right", framealpha=0.9)
+    ax.set(xlabel="U: entropy of the student's action distribution (nats)",
+           ylabel="L_local: success gain from forcing the expert action\n(points jittered by at most 0.012)",
+           title=f"Teachability landscape ({len(frame)} snapshots)")
+    return _save(fig, out_dir, name)
+
+
+def cpt_validation(micro: list[dict], cpt: dict | None, out_dir: Path) -> list[Path]:
+    """Fig H2.1: CPT's ELP_net against the real micro-training gain, overall (left) and per quadrant (right:
+    mean ELP_net and mean gain, with the per-quadrant Spearman rho)."""
+    name = "h2_cpt_validation"
+    fig, (left, right) = _figure(name, 2)
+    frame = pd.DataFrame(micro)
+    frame["q"] = frame.quadrant.map(tables.short_quadrant)
+    # identical (ELP_net, gain) pairs are common (few rollouts): one marker per pair, area by count (big ones
+    # drawn first, underneath), dodged in x by quadrant
+    dodge = dict(zip(tables.SHORT, (-0.03, -0.01, 0.01, 0.03)))
+    points = frame.groupby(["q", "ELP_net", "gain"]).size().reset_index(name="n").sort_values("n", ascending=False)
+    for order, row in enumerate(points.itertuples()):
+        left.scatter(row.ELP_net + dodge.get(row.q, 0), row.gain, s=18 * row.n, alpha=0.85, zorder=3 + order * 1e-3,
+                     color=QUADRANT_COLORS.get(row.q, "#999999"), marker=QUADRANT_MARKERS.get(row.q, "X"),
+                     edgecolors="black", linewidths=0.3)
+    handles = [plt.Line2D([], [], linestyle="", marker=QUADRANT_MARKERS[q], color=QUADRANT_COLORS[q],
+                          markeredgecolor="black", markeredgewidth=0.3, label=f"{q} (n={(frame.q == q).sum()})")
+               for q in tables.SHORT]
+    lo = min(frame.ELP_net.min(), frame.gain.min(), 0) - 0.05
+    hi = max(frame.ELP_net.max(), frame.gain.max(), 0) + 0.05
+    left.plot([lo, hi], [lo, hi], color="black", linestyle="--", linewidth=0.8, label="gain = ELP_net")
+    left.axhline(0, color="grey", linewidth=0.5)
+    overall = (cpt or {}).get("overall", {})
+    rho = overall.get("rho")
+    subtitle = (f"ρ = {rho:.2f} (p = {overall.get('p_value') or float('nan'):.2g}, n = {overall.get('n')})"
+                if rho is not None else f"ρ undefined (n = {len(frame)})")
+    left.set(xlabel="ELP_net from the CPT (success-rate gain)", ylabel="micro-training gain (success-rate gain)",
+             title=f"All micro-runs: Spearman {subtitle}")
+    left.text(0.99, 0.01, "marker area ∝ micro-runs; x dodged ±0.03 by quadrant", transform=left.transAxes,
+              ha="right", va="bottom", fontsize=6.5, color="grey")
+    left.legend(handles=handles + left.get_legend_handles_labels()[0], loc="upper left", fontsize=6.5)
+    per_q = (cpt or {}).get("per_quadrant", {})
+    x = np.arange(len(tables.SHORT))
+    elp = [frame.ELP_net[frame.q == q].mean() for q in tables.SHORT]
+    gain = [frame.gain[frame.q == q].mean() for q in tables.SHORT]
+    right.bar(x - 0.2, elp, 0.4, color="#56B4E9", edgecolor="black", linewidth=0.5, label="mean ELP_net (CPT)")
+    right.bar(x + 0.2, gain, 0.4, color="#D55E00", edgecolor="black", linewidth=0.5, hatch="//",
+              label="mean micro-training gain")
+    right.axhline(0, color="black", linewidth=0.6)
+    labels = []
+    for q in tables.SHORT:
+        stats = next((v for k, v in per_q.items() if tables.short_quadrant(k) == q), {})
+        r = stats.get("rho")
+        labels.append(f"{q}\nρ = {r:.2f}" if r is not None else f"{q}\nρ n/a")
+    right.set_xticks(x, labels)
+    right.set(ylabel="success-rate gain", title="By quadrant (ρ: Spearman within the quadrant)")
+    right.legend(loc="best")
+    return _save(fig, out_dir, name)
+
+
+def _heatmap(fig, ax, matrix: pd.DataFrame, xlabel: str, ylabel: str, outline_diagonal: bool = False) -> None:
+    values = matrix.to_numpy(dtype=float) * 100  # percentage points
+    span = max(np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0.0, 1.0)
+    norm = TwoSlopeNorm(vmin=-span, vcenter=0.0, vmax=span)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="#DDDDDD")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto")
+    fig.colorbar(image, ax=ax, label="Δ success vs base model (pp)")
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            text = "n/a" if np.isnan(v) else f"{v:+.1f}"
+            dark = not np.isnan(v) and abs(v) > 0.6 * span
+            ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if dark else "black")
+    if outline_diagonal:
+        for k in range(min(values.shape)):
+            ax.add_patch(plt.Rectangle((k - 0.5, k - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
+    ax.set_xticks(range(values.shape[1]), list(matrix.columns))
+    ax.set_yticks(range(values.shape[0]), list(matrix.index))
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+
+
+def supervision_heatmap(per_quadrant: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Fig H3.1: the 4 x 3 quadrant x supervision heatmap: a cell's success delta on held-out snapshots of the
+    quadrant it was trained on."""
+    name = "h3_supervision_heatmap"
+    fig, ax = _figure(name)
+    _heatmap(fig, ax, tables.in_quadrant_matrix(per_quadrant), "supervision format",
+             "training (and evaluation) quadrant")
+    ax.set_title("In-quadrant gain by supervision format")
+    return _save(fig, out_dir, name)
+
+
+def transfer_heatmap(transfer: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Fig H4.1: transfer matrix: success delta on each evaluation quadrant of the cells trained on each quadrant
+    (mean over formats); the diagonal is outlined."""
+    name = "h4_transfer_matrix"
+    fig, ax = _figure(name)
+    _heatmap(fig, ax, tables.transfer_pivot(transfer), "evaluation quadrant", "training quadrant",
+             outline_diagonal=True)
+    stats = tables.diagonal_stats(transfer)
+    ax.set_title(f"Cross-quadrant transfer\nmean diagonal {stats['diagonal_mean'] * 100:+.1f} pp, "
+                 f"off-diagonal {stats['off_diagonal_mean'] * 100:+.1f} pp")
+    return _save(fig, out_dir, name)
+
+
+def _pareto(points: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both axes (higher is better), sorted by x."""
+    keep = [i for i, (x, y) in enumerate(points)
+            if not any((ox >= x and oy >= y) and (ox > x or oy > y) for ox, oy in points)]
+    return np.array(sorted(keep, key=lambda i: points[i][0]), dtype=int)
+
+
+def reliability_retention(overall: pd.DataFrame, retention: pd.DataFrame | None, retention_gate: float,
+                          out_dir: Path) -> list[Path]:
+    """Fig H5.3: reliability gain (held-out task success delta) against retention delta per trained model, with
+    the Pareto frontier and the retention gate."""
+    name = "h5_reliability_retention"
+    fig, ax = _figure(name)
+    frame = tables.main_results(overall, retention, None)
+    frame = frame[frame.kind != "base"].dropna(subset=["delta"])
+    if "retention_delta" not in frame:
+        frame["retention_delta"] = np.nan
+    frame = frame.dropna(subset=["retention_delta"])
+    group = frame.format.where(frame.kind == "cell", frame.kind).fillna(frame.kind)
+    for key, part in frame.groupby(group):
+        for _, row in part.iterrows():
+            q = row.train_quadrant if isinstance(row.train_quadrant, str) else None
+            ax.scatter(row.retention_delta * 100, row.delta * 100, s=42, color=FORMAT_COLORS.get(key, "#999999"),
+                       marker=QUADRANT_MARKERS.get(q, "X"), edgecolors="black", linewidths=0.4, zorder=3,
+                       alpha=0.85)
+    # one label per distinct point: models with the same numbers share it
+    for (x, y), part in frame.groupby([frame.retention_delta * 100, frame.delta * 100]):
+        names = list(part.model)
+        text = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+        ax.annotate(text, (x, y), fontsize=6, xytext=(4, 3), textcoords="offset points", color="#333333")
+    if len(frame):
+        pts = np.column_stack([frame.retention_delta * 100, frame.delta * 100])
+        front = pts[_pareto(pts)]
+        ax.plot(front[:, 0], front[:, 1], color="black", linewidth=1, linestyle="-", zorder=2, marker="o",
+                markersize=12, markerfacecolor="none", label="Pareto frontier")
+    ax.axvline(retention_gate * 100, color="#D55E00", linestyle="--", linewidth=1,
+               label=f"retention gate Δ > {retention_gate * 100:.0f} pp")
+    ax.axhline(0, color="grey", linewidth=0.6)
+    ax.axvline(0, color="grey", linewidth=0.6)
+    ax.margins(x=0.15, y=0.08)
+    handles = [plt.Line2D([], [], linestyle="", marker="o", color=FORMAT_COLORS[k], label=k)
+               for k in sorted(set(group)) if k in FORMAT_COLORS]
+    handles += [plt.Line2D([], [], linestyle="", marker=m, color="white", markeredgecolor="black", label=q)
+                for q, m in QUADRANT_MARKERS.items()]
+    handles += ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0)
+    ax.set(xlabel="retention Δ: success on the retention panel vs base (pp)",
+           ylabel="reliability Δ: held-out task success vs base (pp)",
+           title=f"Reliability vs retention ({len(frame)} models)")
+    return _save(fig, out_dir, name)
+
+
+def ranking_curves(ranking: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Fig H6.1: NDCG@K (left) and precision@K (right) of the predictor's ranking of snapshots by teachability,
+    against ranking by entropy, random order and the oracle (true ELP_net)."""
+    name = "h6_ranking_curves"
+    fig, axes = _figure(name, 2)
+    for ax, metric, label in zip(axes, ("ndcg", "precision"), ("NDCG@K", "precision@K")):
+        order = [m for m in METHOD_STYLE if m in set(ranking.method)]
+        order += sorted(set(ranking.method) - set(order))
+        for method in order:
+            part = ranking[ranking.method == method].sort_values("k")
+            if metric not in part:
+                continue
+            color, marker, style = METHOD_STYLE.get(method, ("#CC79A7", "x", "-"))
+            ax.plot(part.k, part[metric], color=color, marker=marker, linestyle=style, markersize=4, label=method)
+        ax.set(xlabel="K (top-ranked snapshots)", ylabel=label, ylim=(0, 1.05), title=f"{label} by ranking method")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    return _save(fig, out_dir, name)
+
+
+def selection_comparison(selection: dict, results: pd.DataFrame | None, out_dir: Path) -> list[Path]:
+    """Fig H7.1: each selection method's success delta (with the 95% CI when selection_results.csv has it) and
+    retention delta, at the same budget K."""
+    name = "h7_selection"
+    fig, (left, right) = _figure(name, 2)
+    table = tables.selection_summary(selection)
+    x = np.arange(len(table))
+    colors = [METHOD_STYLE.get(m, ("#CC79A7",))[0] for m in table.method]
+    errors = None
+    if results is not None and {"method", "ci_low", "ci_high", "success"} <= set(results.columns):
+        ci = table[["method", "success"]].merge(results[["method", "ci_low", "ci_high"]], on="method", how="left")
+        errors = np.vstack([(ci.success - ci.ci_low).fillna(0), (ci.ci_high - ci.success).fillna(0)]) * 100
+    left.bar(x, table.delta * 100, color=colors, edgecolor="black", linewidth=0.5, yerr=errors, capsize=3)
+    right.bar(x, table.retention_delta * 100, color=colors, edgecolor="black", linewidth=0.5)
+    for ax, values, title, ylabel in (
+            (left, table.delta, "Reliability gain", "held-out task success Δ vs base (pp)"),
+            (right, table.retention_delta, "Retention", "retention-panel success Δ vs base (pp)")):
+        ax.axhline(0, color="black", linewidth=0.6)
+        for xi, v in zip(x, values * 100):
+            if pd.notna(v):
+                ax.annotate(f"{v:+.1f}", (xi, v), xytext=(5, 2 if v >= 0 else -2), textcoords="offset points",
+                            ha="left", va="bottom" if v >= 0 else "top", fontsize=7.5)
+        low, high = ax.get_ylim()
+        span = max(abs(low), abs(high), 2.0) * 1.2
+        ax.set_ylim(min(low * 1.2, -span * 0.15) if low < 0 else -span * 0.1, max(high * 1.2, span * 0.15))
+        ax.set_xticks(x, table.method)
+        ax.set(xlabel="selection method", ylabel=ylabel,
+               title=f"{title} at budget K = {selection.get('budget')} ({selection.get('format', '')})")
+    if errors is not None:
+        left.set_xlabel("selection method (error bars: 95% Wilson CI)")
+    return _save(fig, out_dir, name)

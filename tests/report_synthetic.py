@@ -1,0 +1,160 @@
+"""Synthetic upstream outputs that follow the phase 0-5 contracts (notes/contracts.md), for the report's tests.
+
+`write_repo(root, phases)` writes the files of the listed phases under `root` with numbers chosen so every gate
+passes; `good=False` flips each gate to its failing side.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from teachable.labeling.quadrants import QUADRANTS
+
+FORMATS = ("demo", "hint", "contrast")
+SHORT = ("Q1", "Q2", "Q3", "Q4")
+
+
+def snapshot(i: int, q: str, rng) -> dict:
+    high_u, high_l = q in (QUADRANTS[0], QUADRANTS[1]), q in (QUADRANTS[0], QUADRANTS[3])
+    u = float(rng.uniform(1.0, 1.6) if high_u else rng.uniform(0.2, 0.9))
+    p_student = float(rng.choice([0.0, 1 / 7, 2 / 7]))
+    l_local = float(rng.choice([1 / 7, 3 / 7, 5 / 7]) if high_l else rng.choice([-1 / 7, 0.0]))
+    elp = float(rng.choice([0.0, 0.5, 1.0]) if high_l else rng.choice([-0.5, 0.0, 0.0, 0.5]))
+    actions = ["turn left", "turn right", "go forward", "pick up", "drop", "toggle"]
+    probs = rng.dirichlet(np.ones(6) * (0.5 if high_u else 0.1))
+    return {
+        "snapshot_id": f"ep{i:06d}-s{i % 9 + 1}", "env": "babyai", "task_id": f"GoToLocal-{i}", "seed": i,
+        "step_idx": i % 9 + 1, "source": "student_failure", "mission": "go to the <grey> ball & \"box\"",
+        "history": [{"obs": "You see: nothing.", "action": "turn left"}],
+        "obs": "You see: grey ball 2 forward <b>bold?</b>. You carry nothing.", "valid_actions": actions,
+        "student_action": actions[int(np.argmax(probs))], "state": {"level": "GoToLocal", "seed": i, "actions": []},
+        "state_hash": "abc", "U": u,
+        "uncertainty": {"entropy": u, "margin": 0.2, "top_prob": float(probs.max())},
+        "student_probs": {a: round(float(p), 6) for a, p in zip(actions, probs)},
+        "teacher": {"suggested_action": "go forward", "diagnosis": "The ball is ahead <script>x</script>.",
+                    "hint": "The ball is 2 ahead.", "contrast": "'turn left' is wrong; 'go forward' is right.",
+                    "source": "oracle", "valid": True},
+        "patches": {"base": None, "placebo": "Teacher: keep going.", "demo": "Teacher: do 'go forward'.",
+                    "contrast": "Teacher: not 'turn left'.", "hint": "Teacher: the ball is ahead."},
+        "leverage": {"p_student": p_student, "p_force": p_student + l_local, "p_expert": 1.0, "L_local": l_local,
+                     "L_upper": 1.0 - p_student, "n_student": 7, "n_force": 7, "n_expert": 2},
+        "cpt": {"p_base": p_student, "p_placebo": 0.0, "p_demo": max(elp, 0), "p_contrast": 0.0, "p_hint": 0.0,
+                "ELP_net": elp, "route_net": "demo", "n_per_condition": 2},
+        "quadrant": q, "split": "eval" if i % 4 == 0 else "train",
+    }
+
+
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(obj, pd.DataFrame):
+        obj.to_csv(path, index=False)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in obj))
+    else:
+        path.write_text(json.dumps(obj, indent=1))
+
+
+def models() -> list[tuple[str, str, str, str]]:
+    """(model, kind, train_quadrant, format) rows of the phase 3 CSVs."""
+    rows = [("base", "base", "", "")]
+    rows += [(f"{q}-{f}", "cell", q, f) for q in SHORT for f in FORMATS]
+    rows += [("random", "baseline", "", ""), ("all", "baseline", "", ""), ("recovery", "recovery", "", "")]
+    rows += [(f"select-{m}", "selection", "", "") for m in ("random", "entropy", "predictor", "oracle")]
+    return rows
+
+
+def write_repo(root: Path, phases=(1, 2, 3, 4, 5), good: bool = True, n_per_quadrant: int = 12) -> dict:
+    """Write the contract files of `phases` under `root`; returns the snapshot records."""
+    rng = np.random.default_rng(0)
+    records = [snapshot(i * 4 + k, q, rng) for i in range(n_per_quadrant) for k, q in enumerate(QUADRANTS)]
+    if not good:  # Q3 nearly empty: the balance gate fails
+        records = [r for r in records if r["quadrant"] != QUADRANTS[2]] + \
+                  [r for r in records if r["quadrant"] == QUADRANTS[2]][:2]
+    base = 0.4
+    if 1 in phases:
+        _write(root / "data/quadrant_snapshots.jsonl", records)
+        _write(root / "reports/phase1/quadrant_thresholds.json", {"U": 0.95, "L": 0.0, "mode": "auto"})
+        micro = [{"snapshot_id": r["snapshot_id"], "quadrant": r["quadrant"], "ELP_net": r["cpt"]["ELP_net"],
+                  "gain": (r["cpt"]["ELP_net"] if good else -r["cpt"]["ELP_net"]) * 0.8, "format": "demo",
+                  "n_validation": 8} for r in records[:20]]
+        _write(root / "reports/phase1b/micro_training_results.json", {"results": micro})
+        rho = 0.6 if good else 0.1
+        _write(root / "reports/phase1b/cpt_correlation.json", {
+            "overall": {"rho": rho, "p_value": 0.01, "ci": [0.2, 0.8], "n": 20},
+            "per_quadrant": {q: {"rho": 0.5, "p_value": 0.2, "ci": [-0.1, 0.9], "n": 5} for q in QUADRANTS},
+            "mean_gain_per_quadrant": dict(zip(QUADRANTS, (0.2, 0.0, -0.1, 0.1) if good else (0.0, 0.2, 0, 0)))})
+    if 2 in phases:
+        runs = []
+        for model, kind, q, f in models()[1:16]:
+            ids = [r["snapshot_id"] for r in records if kind == "cell" and r["quadrant"].startswith(q)][:6]
+            _write(root / f"models/phase2/{model}/metrics.json",
+                   {"trained": True, "n_records": len(ids), "small": False, "train_loss": 0.3, "method": "sft",
+                    "snapshot_ids": ids})
+            runs.append({"run_id": model, "n_records": len(ids), "trained": True, "final_loss": 0.3})
+        _write(root / "reports/phase2/training_summary.json", {"n_runs": len(runs), "runs": runs})
+    if 3 in phases:
+        overall, per_q, retention, stuck = [], [], [], []
+        for i, (model, kind, q, f) in enumerate(models()):
+            delta = 0.0 if kind == "base" else round(0.02 * (i % 5) - 0.01, 3)
+            s = base + delta
+            overall.append([model, kind, q, f, 100, round(s * 100), s, s - 0.09, s + 0.09, delta])
+            for eq in SHORT:
+                d = 0.0 if kind == "base" else (0.15 if eq == q else 0.02)
+                if kind == "cell" and eq == q:
+                    # demo best in Q1 only; hint best in Q2, contrast best in Q3/Q4 (bad: demo everywhere)
+                    d = {"demo": 0.2 if q == "Q1" or not good else 0.05,
+                         "hint": 0.15 if q != "Q2" or not good else 0.25,
+                         "contrast": 0.1 if q in ("Q1", "Q2") or not good else 0.3}[f]
+                per_q.append([model, kind, q, f, eq, 20, round((0.3 + d) * 20), 0.3 + d, 0.1, 0.6, d])
+            rd = 0.0 if kind == "base" else (0.01 - 0.01 * (i % 4) if good else -0.08)
+            retention.append([model, kind, q, f, 50, 40, 0.8 + rd, 0.8, rd])
+            stuck.append([model, kind, q, f, 100, 0.1, 12.0, 0.2])
+        cols = ["model", "kind", "train_quadrant", "format"]
+        _write(root / "reports/phase3/overall_task_results.csv", pd.DataFrame(overall, columns=cols + [
+            "n_tasks", "successes", "success", "ci_low", "ci_high", "delta"]))
+        _write(root / "reports/phase3/per_quadrant_results.csv", pd.DataFrame(per_q, columns=cols + [
+            "eval_quadrant", "n_snapshots", "successes", "success", "ci_low", "ci_high", "delta"]))
+        _write(root / "reports/phase3/retention_results.csv", pd.DataFrame(retention, columns=cols + [
+            "n_tasks", "successes", "success", "base_success", "delta"]))
+        _write(root / "reports/phase3/stuckness_results.csv", pd.DataFrame(stuck, columns=cols + [
+            "n_episodes", "loop_rate", "mean_steps_to_success", "max_steps_rate"]))
+        _write(root / "reports/phase3/metrics.json", {"base_success": base, "n_models": len(overall)})
+        transfer = [[tq, eq, 0.3 + d, 0.3, d] for tq in SHORT for eq in SHORT
+                    for d in [(0.15 if tq == eq else 0.02) if good else (0.0 if tq == eq else 0.05)]]
+        _write(root / "reports/phase3/transfer_matrix.csv", pd.DataFrame(
+            transfer, columns=["train_quadrant", "eval_quadrant", "success", "base_success", "delta"]))
+    if 4 in phases:
+        r2 = (0.7, 0.55, 0.3, 0.75) if good else (0.5, 0.4, 0.1, 0.6)
+        ks = [5, 10, 20]
+        ndcg = {"predictor": 0.7 if good else 0.3, "entropy": 0.5, "random": 0.35, "oracle": 1.0}
+        _write(root / "reports/phase4/training_result.json", {
+            "n_snapshots": len(records), "n_folds": 5, "embedder": "hashing",
+            "regression": {"U": {"r2": r2[0], "threshold": 0.6, "pass": r2[0] > 0.6},
+                           "L_local": {"r2": r2[1], "threshold": 0.5, "pass": r2[1] > 0.5},
+                           "ELP_net": {"r2": r2[2]}},
+            "quadrant": {"accuracy": r2[3], "threshold": 0.7, "pass": r2[3] > 0.7, "majority_baseline": 0.35},
+            "ranking": {str(k): {m: {"precision": v * 0.9, "ndcg": v} for m, v in ndcg.items()} for k in ks},
+            "beats_entropy": good, "passes": {}})
+        _write(root / "reports/phase4/ranking_curves.csv", pd.DataFrame(
+            [[k, m, v * 0.9 - 0.01 * k, v - 0.005 * k] for k in ks for m, v in ndcg.items()],
+            columns=["k", "method", "precision", "ndcg"]))
+    if 5 in phases:
+        deltas = {"random": 0.01, "entropy": 0.04, "predictor": 0.08, "oracle": 0.1}
+        if not good:
+            deltas["predictor"] = 0.0
+        methods = {m: {"snapshot_ids": [r["snapshot_id"] for r in records[i::4]][:8], "n_records": 8,
+                       "success": base + d, "delta": d, "retention": 0.79, "retention_delta": -0.01,
+                       "per_quadrant": {q: 0.3 + d for q in SHORT}, "mean_true_elp": d * 3}
+                   for i, (m, d) in enumerate(deltas.items())}
+        _write(root / "reports/phase5/selection_summary.json", {
+            "budget": 8, "format": "demo", "methods": methods, "base_success": base,
+            "ordering": {"predictor>entropy": good, "entropy>random": True, "pass": good}})
+        _write(root / "reports/phase5/selection_results.csv", pd.DataFrame(
+            [[m, 8, base + d, base + d - 0.09, base + d + 0.09, d, 0.79, -0.01, d * 3] for m, d in deltas.items()],
+            columns=["method", "n_records", "success", "ci_low", "ci_high", "delta", "retention",
+                     "retention_delta", "mean_true_elp"]))
+    return records

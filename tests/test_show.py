@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from teachable.__main__ import main
+from teachable.snapshot_view import anchor, describe, to_html
+from tests.report_synthetic import write_repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("repo")
+    records = write_repo(root, n_per_quadrant=4)
+    return root, records
+
+
+def test_show_prints_state_distribution_advice_outcomes_and_training(repo, capsys):
+    root, records = repo
+    q1 = next(r for r in records if r["quadrant"] == "Q1_highU_highL")
+    assert main(["show", q1["snapshot_id"], "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    for text in (q1["mission"], q1["obs"], f"p({q1['student_action']})", q1["teacher"]["hint"],
+                 "p_force (expert action forced, then student)", "over 7 rollouts", "p_placebo", "over 2 rollouts",
+                 "Q1_highU_highL", "Q1-contrast, Q1-demo, Q1-hint", "phase 5 selection"):
+        assert text in out, text
+    lines = [line for line in out.splitlines() if line.strip().startswith("p(")]
+    probs = [float(line.split(")")[1].split()[0]) for line in lines]
+    assert len(probs) == 6 and probs == sorted(probs, reverse=True)  # most likely action first
+
+
+def test_show_lists_micro_training_and_selection(repo, capsys):
+    root, records = repo
+    first = records[0]  # micro-trained (records[:20]) and picked by the random selection method (records[0::4])
+    assert main(["show", first["snapshot_id"], "--root", str(root), "--json"]) == 0
+    view = json.loads(capsys.readouterr().out)
+    assert view["training"]["micro_training"]["snapshot_id"] == first["snapshot_id"]
+    assert view["training"]["selection_methods"] == ["random"]
+    assert view["leverage"]["n_force"] == 7 and view["cpt"]["n_per_condition"] == 2
+
+
+def test_unknown_id_exits_2_and_says_how_to_find_ids(repo, capsys):
+    root, _ = repo
+    assert main(["show", "no-such-id", "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown snapshot id 'no-such-id'" in err and "snap-" in err and "quadrant_snapshots.jsonl" in err
+
+
+def test_missing_data_exits_2(tmp_path, capsys):
+    assert main(["show", "ep000001-s1", "--root", str(tmp_path)]) == 2
+    assert "dvc repro" in capsys.readouterr().err
+
+
+def test_html_view_is_anchored_and_escaped(repo):
+    root, records = repo
+    view = describe(records[0]["snapshot_id"], root)
+    page = to_html(view)
+    assert f'id="{anchor(records[0]["snapshot_id"])}"' in page
+    assert "<script>" not in page and "&lt;b&gt;bold?&lt;/b&gt;" in page
