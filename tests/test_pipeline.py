@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -24,6 +25,9 @@ TINY = {
     "quadrants": {"min_per_quadrant": 2},
     "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_validation_rollouts": 2},
     "train": {"num_train_epochs": 1, "batch_size": 8, "min_records": 3},
+    "evaluate": {"n_tasks": 4, "n_snapshots_per_quadrant": 2, "retention_max": 3, "batch_size": 16},
+    "predictor": {"n_folds": 2, "ks": [2, 5], "embedding_dim": 32},
+    "select": {"budget": 3},
 }
 
 
@@ -81,6 +85,28 @@ def test_repro_writes_every_output(project):
     assert all(run["n_records"] == 0 for run in summary["runs"] if not run["trained"])
     phase4 = json.loads((work / "reports/phase4/training_result.json").read_text())
     assert phase4["n_snapshots"] > 0 and (work / "models/predictor/features.json").exists()
+    overall = pd.read_csv(work / "reports/phase3/overall_task_results.csv")
+    assert len(overall) == 16 and (overall.n_tasks == 4).all()  # the base student + 15 trained models
+    assert len(pd.read_csv(work / "reports/phase3/transfer_matrix.csv")) <= 16
+    selection = json.loads((work / "reports/phase5/selection_summary.json").read_text())
+    assert set(selection["methods"]) == {"random", "entropy", "predictor", "oracle"}
+    assert {"predictor>entropy", "entropy>random", "pass"} <= set(selection["ordering"])
+    gates = json.loads((work / "reports/gates.json").read_text())
+    assert gates and (work / "reports/index.html").stat().st_size > 10_000
+
+
+def test_no_model_trains_on_a_held_out_snapshot(project):
+    work, _ = project
+    records = read_jsonl(work / "data/quadrant_snapshots.jsonl")
+    held_out = {r["snapshot_id"] for r in records if r["split"] == "eval"}
+    assert held_out and held_out != {r["snapshot_id"] for r in records}
+    trained_on = {}
+    for metrics in [*(work / "models/phase2").glob("*/metrics.json"), *(work / "models/phase5").glob("*/metrics.json")]:
+        trained_on[metrics.parent.name] = set(json.loads(metrics.read_text())["snapshot_ids"])
+    assert len(trained_on) == 19 and any(trained_on.values())
+    assert all(not ids & held_out for ids in trained_on.values())
+    episodes = pd.read_csv(work / "reports/phase3/episodes.csv", keep_default_na=False)
+    assert set(episodes[episodes.panel == "snapshot"].item) <= held_out
 
 
 def test_metrics_are_visible_to_dvc(project):
@@ -103,9 +129,10 @@ def test_each_stage_is_one_mlflow_run(project):
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["teachable-moments"])
     stages = runs["tags.stage"].value_counts().to_dict()
-    assert stages == {"train": 16, "recovery": 1, "label": 1, "micro_train": 1, "quadrants": 1, "rollouts": 1, "snapshots": 1,
-                      "student": 1, "predictor": 1}  # the matrix: one parent run and 14 nested cell runs
-    cells = runs[runs["tags.role"] == "cell"]
+    assert stages == {"train": 16, "recovery": 1, "label": 1, "micro_train": 1, "quadrants": 1, "rollouts": 1,
+                      "snapshots": 1, "student": 1, "predictor": 1, "evaluate": 1, "select": 6, "report": 1}
+    # the matrix: one parent run and 15 nested cell runs; select: a parent, 4 methods, and the evaluation run
+    cells = runs[(runs["tags.role"] == "cell") & (runs["tags.stage"] == "train")]
     assert len(cells) == 15 and cells["tags.mlflow.parentRunId"].nunique() == 1
     assert (runs["tags.git_rev"].str.len() == 40).all()
 
