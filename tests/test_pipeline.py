@@ -102,7 +102,7 @@ def test_no_model_trains_on_a_held_out_snapshot(project):
     assert held_out and held_out != {r["snapshot_id"] for r in records}
     trained_on = {}
     for metrics in [*(work / "models/phase2").glob("*/metrics.json"), *(work / "models/phase5").glob("*/metrics.json")]:
-        trained_on[metrics.parent.name] = set(json.loads(metrics.read_text())["snapshot_ids"])
+        trained_on[f"{metrics.parent.parent.name}/{metrics.parent.name}"] = set(json.loads(metrics.read_text())["snapshot_ids"])
     assert len(trained_on) == 19 and any(trained_on.values())
     assert all(not ids & held_out for ids in trained_on.values())
     episodes = pd.read_csv(work / "reports/phase3/episodes.csv", keep_default_na=False)
