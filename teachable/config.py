@@ -37,7 +37,8 @@ class EnvParams(Section):
         if info.data.get("name") == "shop":
             unknown = [lvl for lvl in levels if lvl not in SHOP_LEVELS]
             if unknown:
-                raise ValueError(f"unknown shop level(s) {unknown}; known: {list(SHOP_LEVELS)}")
+                raise ValueError(f"unknown shop level(s) {unknown}; known: {list(SHOP_LEVELS)} "
+                                 f"(e.g. dvc exp run -S env.name=shop -S 'env.levels=[all]')")
             return levels
         unknown = [lvl for lvl in levels if lvl not in BABYAI_LEVELS]
         if unknown:
