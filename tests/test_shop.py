@@ -269,3 +269,21 @@ def test_rollouts_score_sampled_queries_plus_the_experts(world):
     engine.policy = again
     engine.run([RolloutSpec("e0", "fashion", 7, sample_seed=1)])
     assert again.seeds == policy.seeds  # sampling seeded by the episode, not by its batch
+
+
+def test_openai_teacher_schema_takes_a_query_where_search_is_open():
+    from pydantic import ValidationError
+
+    from teachable.teacher.openai_teacher import reply_model
+
+    fields = {"diagnosis": "d", "hint": "h", "contrast": "c"}
+    schema = reply_model([SEARCH])
+    assert schema(suggested_action="search[cotton t-shirt]", **fields).suggested_action == "search[cotton t-shirt]"
+    for bad in ("search[...]x", "click[b1]", "search[]"):
+        with pytest.raises(ValidationError):
+            schema(suggested_action=bad, **fields)
+    clicks = reply_model([BACK, BUY])
+    assert clicks(suggested_action=BUY, **fields).suggested_action == BUY
+    with pytest.raises(ValidationError):
+        clicks(suggested_action="search[x]", **fields)
+    assert "pattern" in json.dumps(schema.model_json_schema())
