@@ -118,7 +118,7 @@ class Goal(BaseModel):
     options: dict[str, str]  # option name -> the value asked for
     price_upper: float
     target: str  # asin of the product the goal was drawn from (any product meeting it is rewarded in full)
-    query: str  # the search an expert types: the type with the asked-for attributes
+    query: str  # the search an expert types: the asked-for attributes, the type, the option values
 
 
 # -- generation ------------------------------------------------------------------------------------------------------
@@ -180,7 +180,8 @@ def make_goal(products: list[Product], seed: int) -> Goal:
     return Goal(
         instruction=instruction_text(target.product_type, attributes, options, bound, rng),
         category=target.category, product_type=target.product_type, attributes=attributes, options=options,
-        price_upper=bound, target=target.asin, query=" ".join([*attributes, target.product_type]),
+        price_upper=bound, target=target.asin,
+        query=" ".join([*attributes, target.product_type, *options.values()]),
     )
 
 
@@ -193,7 +194,8 @@ def _price(value) -> float:
     return float(found[0]) if found else 0.0
 
 
-def load_webshop(items_path: str | Path, instructions_path: str | Path | None = None) -> tuple[list[Product], list[Goal]]:
+def load_webshop(items_path: str | Path,
+                 instructions_path: str | Path | None = None) -> tuple[list[Product], list[Goal]]:
     """Products from WebShop's `items_shuffle*.json` (a list of {asin, category, name, product_category, pricing,
     customization_options: {name: [{value}]}, Attributes?}) and goals from `items_human_ins.json` ({asin: [{
     instruction, instruction_attributes, instruction_options, price_upper?}]}) or the items' own `instructions`."""
@@ -227,7 +229,7 @@ def load_webshop(items_path: str | Path, instructions_path: str | Path | None = 
                 instruction=str(entry["instruction"]).lower(), category=target.category,
                 product_type=target.product_type, attributes=attributes, options=chosen,
                 price_upper=float(entry.get("price_upper") or 1e9), target=target.asin,
-                query=" ".join([*attributes, target.product_type]).strip(),
+                query=" ".join([*attributes, target.product_type, *chosen.values()]).strip(),
             ))
     return products, goals
 

@@ -121,7 +121,8 @@ class ShopEnv:
         if kind == "search":
             if self.page != "search" or not arg or arg == "...":
                 return False
-            self.query, self.results, self.page_no, self.page = arg.lower(), self.world.search(arg.lower()), 0, "results"
+            self.query = arg.lower()
+            self.results, self.page_no, self.page = self.world.search(self.query), 0, "results"
             return True
         if action not in self.valid_actions():
             return False
