@@ -1,5 +1,5 @@
-"""End to end on the shop: `dvc repro` through the index, the shop student, rollouts, snapshots, labels and
-quadrants, in a temporary copy of the project at a tiny scale with env.name: shop."""
+"""End to end on the shop: `dvc exp run -S env.name=shop ...` (the user's command) through the index, the shop
+student, rollouts, snapshots, labels and quadrants, in a temporary copy of the project at a tiny scale."""
 
 import json
 import os
@@ -14,9 +14,8 @@ import yaml
 from teachable.records import Episode, Snapshot, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
+SHOP = ["env.name=shop", "env.levels=[all]", "env.max_steps=8", "shop.n_products=150", "shop.n_query_samples=2"]
 TINY = {
-    "env": {"name": "shop", "levels": ["all"], "max_steps": 8},
-    "shop": {"n_products": 150, "n_query_samples": 2},
     "student": {"n_train_tasks": 40, "max_train_steps": 6, "eval_every": 3, "n_eval_tasks": 4,
                 "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
     "rollouts": {"n_tasks": 8, "batch_size": 8},
@@ -52,7 +51,7 @@ def shop_project(tmp_path_factory):
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"]):
         assert run(*cmd).returncode == 0
-    result = run("dvc", "repro", *STAGES)
+    result = run("dvc", "exp", "run", *[arg for kv in SHOP for arg in ("-S", kv)], *STAGES)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work, run
 
