@@ -7,6 +7,7 @@ Writes `products.jsonl`, `goals.jsonl` (WebShop's instructions only; generated g
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from teachable.envs.search import build_index, documents_fingerprint
@@ -37,7 +38,9 @@ def build_shop(params, out_dir: str | Path) -> dict:
 def write_unused(out_dir: str | Path, env_name: str) -> dict:
     """For another environment: a marker only (no catalogue, no Java needed), so the DAG stays cheap."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        shutil.rmtree(out)  # a shop built before must not be mistaken for this run's
+    out.mkdir(parents=True)
     meta = {"built": False, "env": env_name, "note": "the shop is built when env.name is shop"}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return meta
