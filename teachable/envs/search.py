@@ -74,6 +74,7 @@ class Searcher:
     _open: dict[str, Searcher] = {}  # noqa: RUF012 (process-wide on purpose)
 
     def __init__(self, index_dir: str | Path, cache_size: int = 100_000):
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # pyserini imports faiss; its probing is noise
         from pyserini.search.lucene import LuceneSearcher  # starts the JVM: only when a shop is used
 
         self.index_dir = str(Path(index_dir).resolve())
