@@ -287,3 +287,25 @@ def test_openai_teacher_schema_takes_a_query_where_search_is_open():
     with pytest.raises(ValidationError):
         clicks(suggested_action="search[x]", **fields)
     assert "pattern" in json.dumps(schema.model_json_schema())
+
+
+def test_labeling_scores_sampled_queries_plus_the_teachers(world):
+    from teachable.config import LabelParams
+    from teachable.labeling.label import label_chunk
+    from teachable.records import Snapshot
+    from teachable.teacher import OracleTeacher
+
+    configure_shop(n_open_samples=2)
+    env = ShopEnv("food", world=world)
+    env.reset(9)
+    snap = Snapshot(snapshot_id="s0", env="shop", task_id="food-9", seed=9, step_idx=0, source="student_failure",
+                    mission=env.mission, history=[], obs=env.observation, valid_actions=env.valid_actions(),
+                    student_action="search[tea]", state=env.state(), state_hash=env.state_hash())
+    policy = QueryPolicy(["search[honey granola]"])
+    engine = RolloutEngine(policy, "shop", max_steps=8, temperature=1.0)
+    p = LabelParams(n_student_rollouts=1, n_force_rollouts=1, n_expert_rollouts=1, n_per_condition=1)
+    (record,) = label_chunk([snap], policy, OracleTeacher(), engine, p, seed=0)
+    assert record["teacher"]["suggested_action"] == env.expert_action()
+    assert set(record["student_probs"]) == {"search[honey granola]", "search[tea]", env.expert_action()}
+    assert record["contrast_action"] == "search[tea]" and record["leverage"]["p_expert"] == 1.0
+    assert 0 < record["U"] <= np.log(3) + 1e-9
