@@ -309,3 +309,13 @@ def test_labeling_scores_sampled_queries_plus_the_teachers(world):
     assert set(record["student_probs"]) == {"search[honey granola]", "search[tea]", env.expert_action()}
     assert record["contrast_action"] == "search[tea]" and record["leverage"]["p_expert"] == 1.0
     assert 0 < record["U"] <= np.log(3) + 1e-9
+
+
+def test_shop_prompts_say_web_shop_and_babyai_prompts_are_unchanged():
+    from teachable.envs.babyai import ACTIONS
+    from teachable.policy.prompts import SYSTEM, WEB_SYSTEM, build_messages
+
+    assert build_messages("m", "o", [SEARCH])[0]["content"] == WEB_SYSTEM
+    assert build_messages("m", "o", [BACK, BUY])[0]["content"] == WEB_SYSTEM
+    assert build_messages("m", "o", ACTIONS)[0]["content"] == SYSTEM == (
+        "You are an agent in a grid world. Reply with one valid action.")
