@@ -25,8 +25,10 @@ N_TASKS = 100
 def world(tmp_path_factory):
     directory = tmp_path_factory.mktemp("shop")
     build_shop(ShopParams(n_products=1000, catalog_seed=0), directory)
+    defaults = ShopEnv.world_dir, ShopEnv.n_open_samples
     configure_shop(world_dir=directory)
-    return ShopWorld.load(directory)
+    yield ShopWorld.load(directory)
+    configure_shop(*defaults)
 
 
 def play_expert(env):
