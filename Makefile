@@ -33,12 +33,16 @@ $(VENV)/.torch-spec: FORCE
 	@mkdir -p $(VENV)
 	@echo "$(TORCH)" | cmp -s - $@ || echo "$(TORCH)" > $@
 
-# pyserini (the shop's BM25 search) needs a Java runtime (17 for pyserini 0.21).
+# pyserini 0.21 (the shop's BM25 search) needs a Java runtime, 17 or newer (verified with OpenJDK 17).
+JAVA_MIN := 17
 java:
-	@command -v java >/dev/null 2>&1 || { \
-	  echo "Java not found: installing openjdk-17-jre-headless"; \
-	  { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; } || { \
-	    echo "Could not install Java. Install a Java 17 runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) and re-run."; exit 1; }; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	if [ -n "$$v" ] && [ "$$v" -ge $(JAVA_MIN) ]; then exit 0; fi; \
+	echo "Java $(JAVA_MIN)+ not found (found: $${v:-none}); installing openjdk-17-jre-headless"; \
+	if command -v apt-get >/dev/null 2>&1 && { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }; then exit 0; fi; \
+	echo "Could not install Java. The shop environment (env.name: shop) needs a Java $(JAVA_MIN)+ runtime for pyserini:"; \
+	echo "  Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless;  conda: conda install -c conda-forge openjdk=17"; \
+	echo "then re-run make. (BabyAI runs without Java.)"; exit 1
 
 # The pilot: every stage on the embedded defaults (offline student, oracle teacher, CPU).
 pilot: setup

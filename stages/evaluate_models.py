@@ -22,7 +22,7 @@ SNAPSHOTS, RETENTION, REPORTS = "data/quadrant_snapshots.jsonl", "data/retention
 
 def main(params: Params) -> None:
     models = matrix_models("models/phase2")
-    key = {**params.model_dump(mode="json", include={"seed", "env", "student", "train", "evaluate"}),
+    key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "evaluate"}),
            "models": [(m.model, m.mlflow_run_id) for m in models]}
     scratch = stage.ScratchLog("evaluate", key)
     with stage_run("evaluate", key) as mlflow:

@@ -27,7 +27,7 @@ SNAPSHOTS, OUT, METRICS = "data/snapshots.jsonl", "data/labeled_snapshots.jsonl"
 def main(params: Params) -> None:
     p, env = params.label, params.env
     snapshots = read_jsonl(SNAPSHOTS, Snapshot)[: p.max_snapshots]
-    key = params.model_dump(mode="json", include={"seed", "env", "student", "teacher", "label"})
+    key = params.model_dump(mode="json", include={"seed", "env", "shop", "student", "teacher", "label"})
     key["snapshots_file"] = [s.snapshot_id for s in snapshots]
     teacher = make_teacher(params.teacher)  # a missing OPENAI_API_KEY fails here, before any work
     scratch = stage.ScratchLog("label", key)

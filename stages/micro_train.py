@@ -30,7 +30,7 @@ def main(params: Params) -> None:
     p, env = params.micro_train, params.env
     records = sample_per_quadrant(read_jsonl(LABELED), p.n_per_quadrant, params.seed)
     train = micro_train_params(params.train, p)
-    key = params.model_dump(mode="json", include={"seed", "env", "student", "train", "micro_train"})
+    key = params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "micro_train"})
     scratch = stage.ScratchLog("micro_train", key)
     done = {r["snapshot_id"]: r for r in scratch.load()}
     with stage_run("micro_train", key) as mlflow:

@@ -32,7 +32,7 @@ def main(params: Params) -> None:
     tasks = make_tasks(env.levels, p.n_tasks, "pipeline")
     specs = [RolloutSpec(f"ep{i:06d}", t.level, t.seed, sample_seed=params.seed * 1_000_003 + i)
              for i, t in enumerate(tasks)]
-    key = params.model_dump(mode="json", include={"seed", "env", "student", "rollouts"})
+    key = params.model_dump(mode="json", include={"seed", "env", "shop", "student", "rollouts"})
     scratch = stage.ScratchLog("rollouts", key)
     done = {ep.episode_id: ep for ep in scratch.load(Episode)}
     with stage_run("rollouts", key) as mlflow:

@@ -84,7 +84,7 @@ def main(params: Params) -> None:
     chosen = {m: select(records, m, s.budget, params.seed, predicted) for m in s.methods}
     models = [train_method(params, m, snapshots) for m, snapshots in chosen.items()]
     base_rows = pd.read_csv(PHASE3_EPISODES, keep_default_na=False)
-    key = {**params.model_dump(mode="json", include={"seed", "env", "student", "train", "evaluate", "select"}),
+    key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "evaluate", "select"}),
            "models": [m.mlflow_run_id for m in models]}
     scratch = stage.ScratchLog("select", key)
     with stage_run("select", key) as mlflow:

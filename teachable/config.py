@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from teachable.envs.babyai import BABYAI_LEVELS
+from teachable.envs.shop.catalog import SHOP_LEVELS
 
 
 class ParamsError(ValueError):
@@ -24,18 +25,42 @@ class Section(BaseModel):
 
 
 class EnvParams(Section):
-    name: Literal["babyai"] = "babyai"
-    levels: list[str] = Field(default_factory=lambda: ["GoToLocal", "PickupDist"], min_length=1)
+    name: Literal["babyai", "shop"] = "babyai"
+    levels: list[str] = Field(default_factory=lambda: ["GoToLocal", "PickupDist"], min_length=1,
+                              description="BabyAI level names, or shop task families (a category, or all)")
     max_steps: int = Field(32, ge=1, le=1000)
     history_len: int = Field(2, ge=0, le=16, description="previous actions shown in the prompt")
 
     @field_validator("levels")
     @classmethod
-    def _known_levels(cls, levels: list[str]) -> list[str]:
+    def _known_levels(cls, levels: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("name") == "shop":
+            unknown = [lvl for lvl in levels if lvl not in SHOP_LEVELS]
+            if unknown:
+                raise ValueError(f"unknown shop level(s) {unknown}; known: {list(SHOP_LEVELS)} "
+                                 f"(e.g. dvc exp run -S env.name=shop -S 'env.levels=[all]')")
+            return levels
         unknown = [lvl for lvl in levels if lvl not in BABYAI_LEVELS]
         if unknown:
             raise ValueError(f"unknown BabyAI level(s) {unknown}; known: {sorted(BABYAI_LEVELS)}")
         return levels
+
+
+class ShopParams(Section):
+    """The WebShop-style shop (env.name: shop): its catalogue, search index and open-action sampling."""
+
+    source: Literal["generated", "webshop"] = Field("generated", description="generated catalogue or WebShop files")
+    n_products: int = Field(1000, ge=1, le=10_000_000, description="generated catalogue size")
+    catalog_seed: int = Field(0, ge=0, description="generated catalogue seed")
+    webshop_items: str | None = Field(None, description="source webshop: WebShop's items_shuffle*.json")
+    webshop_instructions: str | None = Field(None, description="source webshop: items_human_ins.json (optional)")
+    n_query_samples: int = Field(4, ge=0, le=64, description="student-sampled queries scored on a search page")
+
+    @model_validator(mode="after")
+    def _webshop_needs_items(self) -> ShopParams:
+        if self.source == "webshop" and not self.webshop_items:
+            raise ValueError("source webshop needs webshop_items (a path to WebShop's items JSON)")
+        return self
 
 
 class PatchRates(Section):
@@ -220,6 +245,7 @@ class SelectParams(Section):
 class Params(Section):
     seed: int = Field(0, ge=0)
     env: EnvParams = Field(default_factory=EnvParams)
+    shop: ShopParams = Field(default_factory=ShopParams)
     student: StudentParams = Field(default_factory=StudentParams)
     rollouts: RolloutParams = Field(default_factory=RolloutParams)
     snapshots: SnapshotParams = Field(default_factory=SnapshotParams)

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from teachable.envs import TextEnv, make_env, restore_env
+from teachable.policy.candidates import expand_candidates, has_open, sample_open_actions
 from teachable.policy.hf import to_distribution
 from teachable.policy.parsing import parse_action
 from teachable.policy.prompts import build_messages
@@ -111,8 +112,19 @@ class RolloutEngine:
         )
 
     # -- choosing actions ----------------------------------------------------------------------------------------
+    def candidates(self, lv: _Live) -> list[str]:
+        """The valid actions; an open one (`search[...]`) becomes the student's sampled fillings plus the
+        expert's (see `teachable.policy.candidates`), sampled with the episode's own generator."""
+        valid = lv.env.valid_actions()
+        if not has_open(valid):
+            return valid
+        n = getattr(lv.env, "n_open_samples", 1)
+        seed = int(lv.rng.integers(2**31))
+        sampled = sample_open_actions(self.policy, self.messages(lv), valid, n, self.temperature, seed)
+        return expand_candidates(valid, [*sampled, lv.env.expert_action()])
+
     def _choose_scored(self, lives: Sequence[_Live]) -> None:
-        scores = self.policy.score([self.messages(lv) for lv in lives], [lv.env.valid_actions() for lv in lives])
+        scores = self.policy.score([self.messages(lv) for lv in lives], [self.candidates(lv) for lv in lives])
         for lv, sc in zip(lives, scores):
             probs = to_distribution(sc.logliks)
             sampling = to_distribution(sc.logliks, self.temperature)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from teachable.config import Params, ParamsError, load_params
-from teachable.envs import RestoreError
+from teachable.envs import RestoreError, configure_envs
 from teachable.records import RecordError, iter_jsonl
 from teachable.teacher.openai_teacher import TeacherConfigError
 
@@ -22,6 +22,7 @@ def run(main: Callable[[Params], None], params_path: str = "params.yaml") -> Non
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         params = load_params(params_path)
+        configure_envs(params)
         main(params)
     except (ParamsError, RecordError, RestoreError, TeacherConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

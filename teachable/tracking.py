@@ -17,7 +17,7 @@ EXPERIMENT = "teachable-moments"
 SECRET_MARKERS = ("key", "token", "secret", "password")
 
 
-def _git_rev() -> str:
+def git_rev() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -49,7 +49,7 @@ def stage_run(stage: str, params: dict) -> Iterator:
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(EXPERIMENT)
-    tags = {"stage": stage, "git_rev": _git_rev()}
+    tags = {"stage": stage, "git_rev": git_rev()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     with mlflow.start_run(run_name=stage, tags=tags):
@@ -67,11 +67,11 @@ def matrix_cell_run(stage: str, cell: str, params: dict) -> Iterator:
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(EXPERIMENT)
-    matrix_id = hashlib.sha256(json.dumps([stage, _git_rev(), os.environ.get("DVC_EXP_NAME"), params],
+    matrix_id = hashlib.sha256(json.dumps([stage, git_rev(), os.environ.get("DVC_EXP_NAME"), params],
                                           sort_keys=True).encode()).hexdigest()[:16]
     found = mlflow.search_runs(filter_string=f"tags.matrix_id = '{matrix_id}' and tags.role = 'parent'",
                                max_results=1)
-    tags = {"stage": stage, "git_rev": _git_rev(), "matrix_id": matrix_id}
+    tags = {"stage": stage, "git_rev": git_rev(), "matrix_id": matrix_id}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     if len(found):

@@ -1,4 +1,5 @@
-"""Text environments: the `TextEnv` protocol and a registry by name (BabyAI built in; others register)."""
+"""Text environments: the `TextEnv` protocol and a registry by name (BabyAI and the shop built in; others
+register)."""
 
 from teachable.envs.base import RestoreError, TextEnv
 
@@ -15,8 +16,12 @@ def _env_class(name: str) -> type:
         from teachable.envs.babyai import BabyAITextEnv
 
         register_env("babyai", BabyAITextEnv)
+    if name == "shop" and name not in _REGISTRY:
+        from teachable.envs.shop import ShopEnv
+
+        register_env("shop", ShopEnv)
     if name not in _REGISTRY:
-        raise ValueError(f"unknown environment {name!r}; known: {sorted(set(_REGISTRY) | {'babyai'})}")
+        raise ValueError(f"unknown environment {name!r}; known: {sorted(set(_REGISTRY) | {'babyai', 'shop'})}")
     return _REGISTRY[name]
 
 
@@ -29,4 +34,12 @@ def restore_env(name: str, state: dict, expected_hash: str | None = None, max_st
     return _env_class(name).restore(state, expected_hash, max_steps=max_steps)
 
 
-__all__ = ["RestoreError", "TextEnv", "make_env", "register_env", "restore_env"]
+def configure_envs(params) -> None:
+    """Apply the params that environments made by name need (the shop: its query sampling). Stages call it."""
+    if params.env.name == "shop":
+        from teachable.envs.shop import configure_shop
+
+        configure_shop(n_open_samples=params.shop.n_query_samples)
+
+
+__all__ = ["RestoreError", "TextEnv", "configure_envs", "make_env", "register_env", "restore_env"]

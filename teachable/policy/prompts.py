@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 SYSTEM = "You are an agent in a grid world. Reply with one valid action."
+WEB_SYSTEM = "You are a shopping agent in a web shop. Reply with one valid action: search[query] or click[label]."
+
+
+def system_prompt(valid_actions: list[str]) -> str:
+    """The system line for the action space the state offers: WebShop-style actions get the shop's."""
+    return WEB_SYSTEM if any(a.startswith(("search[", "click[")) for a in valid_actions) else SYSTEM
 
 
 def build_messages(
@@ -21,7 +27,7 @@ def build_messages(
     lines.append(f"Valid actions: {', '.join(valid_actions)}")
     if patch:
         lines.append(patch)
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+    return [{"role": "system", "content": system_prompt(valid_actions)}, {"role": "user", "content": "\n".join(lines)}]
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:

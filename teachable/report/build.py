@@ -23,7 +23,7 @@ from teachable.report.gates import RETENTION_FLOOR, compute_gates, gates_metrics
 from teachable.report.html import Section, render_page
 from teachable.report.loaders import PATHS, Inputs, load_inputs, snapshot_frame
 from teachable.snapshot_view import describe, to_html
-from teachable.tracking import _git_rev
+from teachable.tracking import git_rev
 
 log = logging.getLogger(__name__)
 TOP_PER_QUADRANT = 2
@@ -159,7 +159,7 @@ def _metadata(inputs: Inputs, params: Params) -> list[tuple[str, str]]:
     splits = {sp: sum(r.get("split") == sp for r in records) for sp in ("train", "eval")}
     trained = [m for m in (inputs.cells or {}).values() if m.get("trained", True)]
     meta = [("generated (UTC)", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")),
-            ("git revision", _git_rev()), ("environment", f"{params.env.name}: {', '.join(params.env.levels)}"),
+            ("git revision", git_rev()), ("environment", f"{params.env.name}: {', '.join(params.env.levels)}"),
             ("student", student), ("teacher", t.name + (f" ({t.model})" if t.name == "openai" else "")),
             ("labeled snapshots", f"{len(records)} ({', '.join(f'{q} {n}' for q, n in per_q.items())}; "
                                   f"train {splits['train']}, eval {splits['eval']})" if records else "not run"),

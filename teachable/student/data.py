@@ -13,6 +13,7 @@ import random
 from teachable.config import PatchRates
 from teachable.envs import make_env
 from teachable.patches import contrast_patch, demo_patch, hint_patch, placebo_patch
+from teachable.policy.candidates import is_open
 from teachable.policy.prompts import build_messages
 from teachable.tasks import Task
 
@@ -27,11 +28,18 @@ def choose_patch(env, expert: str, rates: PatchRates, rng: random.Random) -> str
             if kind == "hint":
                 return hint_patch(env.target_hint())
             if kind == "contrast":
-                wrong = rng.choice([a for a in env.valid_actions() if a != expert])
-                return contrast_patch(wrong, expert)
+                others = [a for a in env.valid_actions() if a != expert and not is_open(a)]
+                return contrast_patch(rng.choice(others), expert) if others else None
             return placebo_patch(rng.randint(40, 110), rng)
         roll -= rate
     return None
+
+
+def off_expert_action(env, rng: random.Random) -> str:
+    """A random detour: the environment's own (the shop types a few instruction words), else any valid action."""
+    if hasattr(env, "random_action"):
+        return env.random_action(rng)
+    return rng.choice(env.valid_actions())
 
 
 def demonstrations(
@@ -50,7 +58,7 @@ def demonstrations(
             history = env.history[-history_len:] if history_len else []
             messages = build_messages(env.mission, env.observation, env.valid_actions(), history, patch)
             examples.append({"messages": messages, "action": expert})
-            taken = rng.choice(env.valid_actions()) if rng.random() < noise else expert
+            taken = off_expert_action(env, rng) if rng.random() < noise else expert
             _, _, terminated, truncated, _ = env.step(taken)
             done = terminated or truncated
     return examples

@@ -14,11 +14,12 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import openai
-from pydantic import BaseModel, ValidationError, create_model
+from pydantic import BaseModel, StringConstraints, ValidationError, create_model
 
+from teachable.policy.candidates import is_open
 from teachable.teacher.base import Advice
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,20 @@ class UnusableAnswer(RuntimeError):
     """The teacher's answer could not be used after every retry."""
 
 
+def action_type(valid_actions: list[str]):
+    """The valid actions as a schema type: an enum, and for an open action (`search[...]`) a string pattern."""
+    concrete = [a for a in valid_actions if not is_open(a)]
+    kinds = sorted({a.split("[", 1)[0] for a in valid_actions if is_open(a)})
+    if not kinds:
+        return Literal[tuple(valid_actions)]
+    filled = Annotated[str, StringConstraints(pattern=rf"^({'|'.join(kinds)})\[[^\]]+\]$")]
+    return filled if not concrete else Literal[tuple(concrete)] | filled
+
+
 def reply_model(valid_actions: list[str]) -> type[BaseModel]:
     return create_model(
         "TeacherReply",
-        suggested_action=(Literal[tuple(valid_actions)], ...),
+        suggested_action=(action_type(valid_actions), ...),
         diagnosis=(str, ...),
         hint=(str, ...),
         contrast=(str, ...),
