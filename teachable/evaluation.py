@@ -27,6 +27,7 @@ from teachable.envs import make_env
 from teachable.records import Episode
 from teachable.rollout import RolloutEngine, RolloutSpec
 from teachable.stage import ScratchLog
+from teachable.supervision import FORMATS
 from teachable.tasks import make_tasks
 
 SHORT = {q: q.split("_")[0] for q in QUADRANTS}  # Q1_highU_highL -> Q1
@@ -201,8 +202,9 @@ def transfer_matrix(per_quadrant: pd.DataFrame) -> pd.DataFrame:
     cells = per_quadrant[per_quadrant.kind == "cell"]
     base = per_quadrant[per_quadrant.model == "base"].set_index("eval_quadrant").success
     table = cells.groupby(["train_quadrant", "eval_quadrant"], as_index=False).success.mean()
+    table["success"] = table.success.round(6)
     table["base_success"] = table.eval_quadrant.map(base)
-    table["delta"] = (table.success - table.base_success).round(6)
+    table["delta"] = (table.success - table.base_success).round(6) + 0.0  # + 0.0: no "-0.0"
     return table.sort_values(["train_quadrant", "eval_quadrant"]).reset_index(drop=True)
 
 
@@ -218,6 +220,14 @@ def stuckness_results(rows: pd.DataFrame) -> pd.DataFrame:
         "n_episodes": len(g), "loop_rate": round(g.looped.mean(), 6),
         "mean_steps_to_success": round(g[g.success].n_steps.mean(), 3) if g.success.any() else None,
         "max_steps_rate": round(g.hit_max_steps.mean(), 6)}), include_groups=False).reset_index()
+
+
+def _best_format(cells: pd.DataFrame) -> str:
+    """The format with the highest in-quadrant success; a tie keeps the earlier of demo, hint, contrast, so another
+    format is "best" only when it strictly beats demo (what the supervision-differentiation gate asks)."""
+    order = {fmt: i for i, fmt in enumerate(FORMATS)}
+    ranked = cells.assign(order=cells.format.map(order)).sort_values(["success", "order"], ascending=[False, True])
+    return str(ranked.format.iloc[0])
 
 
 def tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -237,8 +247,7 @@ def headline(overall: pd.DataFrame, per_quadrant: pd.DataFrame, transfer: pd.Dat
     diagonal = transfer[transfer.train_quadrant == transfer.eval_quadrant]
     off = transfer[transfer.train_quadrant != transfer.eval_quadrant]
     cells = per_quadrant[(per_quadrant.kind == "cell") & (per_quadrant.train_quadrant == per_quadrant.eval_quadrant)]
-    best_format = {q: cells[cells.train_quadrant == q].sort_values(["success", "format"], ascending=[False, True])
-                   .format.iloc[0] for q in sorted(set(cells.train_quadrant))}
+    best_format = {q: _best_format(cells[cells.train_quadrant == q]) for q in sorted(set(cells.train_quadrant))}
     mean = lambda s: round(float(s.mean()), 6) if len(s) else None  # noqa: E731
     return {
         "base_success": float(overall[overall.model == "base"].success.iloc[0]),

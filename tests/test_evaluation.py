@@ -125,3 +125,17 @@ def test_a_restarted_evaluation_skips_finished_models(tiny_policy, tiny_plan, tm
 
     again = evaluate_models(Exploding(), [BASE], scratch=scratch, **tiny_plan)
     pd.testing.assert_frame_equal(first, again)
+
+
+def test_another_format_is_best_only_when_it_strictly_beats_demo():
+    rows = synthetic_rows()
+    extra = rows[rows.model == "Q1-demo"].assign(model="Q1-contrast", format="contrast")
+    t = tables(pd.concat([rows, extra], ignore_index=True))  # contrast ties demo in Q1
+    metrics = headline(t["overall_task_results"], t["per_quadrant_results"], t["transfer_matrix"],
+                       t["retention_results"])
+    assert metrics["best_format_per_quadrant"]["Q1"] == "demo"
+    better = extra.assign(success=extra.success | (extra.eval_quadrant == "Q1"))
+    t = tables(pd.concat([rows, better], ignore_index=True))
+    metrics = headline(t["overall_task_results"], t["per_quadrant_results"], t["transfer_matrix"],
+                       t["retention_results"])
+    assert metrics["best_format_per_quadrant"]["Q1"] == "contrast"
