@@ -147,6 +147,21 @@ def test_expert_succeeds_on_at_least_95_percent(world):
     assert solved / N_TASKS >= 0.95
 
 
+def test_expert_goes_for_the_first_listed_product_that_meets_the_goal(world):
+    first = 0
+    for seed in range(N_TASKS):
+        env = ShopEnv("all", world=world)
+        env.reset(seed)
+        env.step(env.expert_action())
+        meeting = [a for a in env.results if env.meets_goal(a)]
+        assert meeting and env.wanted() == meeting[0]
+        click = env.expert_action()
+        if click.startswith("click[b"):
+            assert click == f"click[{meeting[0]}]"
+            first += click == env.valid_actions()[2]  # the top result on the page (after back and next)
+    assert first / N_TASKS >= 0.7  # ranking order makes the choice mostly "the first match listed"
+
+
 def test_pages_and_navigation(world):
     env = ShopEnv("all", world=world)
     env.reset(3)
