@@ -264,6 +264,11 @@ class ShopEnv:
                                f"actions) gave hash {env.state_hash()}, expected {expected_hash}")
         return env
 
+    @classmethod
+    def tokenizer_words(cls) -> list[str]:
+        """The catalogue's product ids: an offline student's tokenizer keeps each whole (one token, like a word)."""
+        return list(ShopWorld.load(cls.world_dir).products)
+
     # -- facts for the oracle teacher ----------------------------------------------------------------------------
     def target_hint(self) -> str:
         """Where the product the goal needs is, from the current page (names no action)."""
