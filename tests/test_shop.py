@@ -147,6 +147,32 @@ def test_expert_succeeds_on_at_least_95_percent(world):
     assert solved / N_TASKS >= 0.95
 
 
+def test_expert_goes_for_the_first_listed_product_that_meets_the_goal(world):
+    first = 0
+    for seed in range(N_TASKS):
+        env = ShopEnv("all", world=world)
+        env.reset(seed)
+        env.step(env.expert_action())
+        meeting = [a for a in env.results if env.meets_goal(a)]
+        assert meeting and env.wanted() == meeting[0]
+        click = env.expert_action()
+        if click.startswith("click[b"):
+            assert click == f"click[{meeting[0]}]"
+            first += click == env.valid_actions()[2]  # the top result on the page (after back and next)
+    assert first / N_TASKS >= 0.7  # ranking order makes the choice mostly "the first match listed"
+
+
+def test_the_students_tokenizer_keeps_product_ids_whole(world):
+    from teachable.envs import tokenizer_words
+    from teachable.student.build import train_tokenizer
+
+    words = tokenizer_words("shop")
+    assert words == list(world.products) and tokenizer_words("babyai") == []
+    tok = train_tokenizer(["[b00012] norvik cotton t-shirt $9.99", "click[next >]"] * 5, 300, words)
+    ids = tok("click[b00012]<|end|>", add_special_tokens=False).input_ids
+    assert "b00012" in tok.convert_ids_to_tokens(ids) and tok.decode(ids) == "click[b00012]<|end|>"
+
+
 def test_pages_and_navigation(world):
     env = ShopEnv("all", world=world)
     env.reset(3)

@@ -34,6 +34,13 @@ def restore_env(name: str, state: dict, expected_hash: str | None = None, max_st
     return _env_class(name).restore(state, expected_hash, max_steps=max_steps)
 
 
+def tokenizer_words(name: str) -> list[str]:
+    """Strings an offline student's tokenizer keeps whole (the shop's product ids, so that picking a result is
+    one token); none for BabyAI. An environment class offers them as a `tokenizer_words()` classmethod."""
+    words = getattr(_env_class(name), "tokenizer_words", None)
+    return list(words()) if words else []
+
+
 def configure_envs(params) -> None:
     """Apply the params that environments made by name need (the shop: its query sampling). Stages call it."""
     if params.env.name == "shop":
@@ -42,4 +49,4 @@ def configure_envs(params) -> None:
         configure_shop(n_open_samples=params.shop.n_query_samples)
 
 
-__all__ = ["RestoreError", "TextEnv", "configure_envs", "make_env", "register_env", "restore_env"]
+__all__ = ["RestoreError", "TextEnv", "configure_envs", "make_env", "register_env", "restore_env", "tokenizer_words"]

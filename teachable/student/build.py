@@ -14,11 +14,12 @@ from pathlib import Path
 import datasets
 import torch
 from datasets import Dataset
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from teachable.config import EnvParams, StudentParams
+from teachable.envs import tokenizer_words
 from teachable.policy.hf import HFPolicy
 from teachable.policy.prompts import completion_text, render_prompt
 from teachable.rollout import RolloutEngine, RolloutSpec
@@ -34,8 +35,9 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Byte-level BPE trained on the environment's own text (prompts and actions)."""
+def train_tokenizer(texts: list[str], vocab_size: int, words: list[str] | None = None) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on the environment's own text (prompts and actions). `words` (the environment's
+    `tokenizer_words`, e.g. the shop's product ids) become whole tokens on top of the BPE vocabulary."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -46,6 +48,8 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer)
+    if words:
+        tok.add_tokens([AddedToken(w, normalized=False) for w in words])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<|pad|>",
@@ -116,7 +120,7 @@ def build_student(params: StudentParams, env: EnvParams, seed: int, out_dir: str
     log.info("%d behaviour-cloning examples from %d expert episodes", len(examples), len(train_tasks))
 
     sample = [m["content"] for ex in examples[:20000] for m in ex["messages"]] + [ex["action"] for ex in examples]
-    tokenizer = train_tokenizer(sample, params.vocab_size)
+    tokenizer = train_tokenizer(sample, params.vocab_size, tokenizer_words(env.name))
     records = [
         {"prompt": render_prompt(tokenizer, ex["messages"]), "completion": completion_text(tokenizer, ex["action"])}
         for ex in examples

@@ -196,8 +196,21 @@ class ShopEnv:
             return self.goal.query
         return self.world.products[self.goal.target].title
 
+    def meets_goal(self, asin: str) -> bool:
+        """Whether buying this product (with the goal's options, which it must offer) earns the full reward."""
+        product = self.world.products[asin]
+        offered = {v for values in product.options.values() for v in values}
+        chosen = {n: v for n, v in self.goal.options.items() if v in offered}
+        return len(chosen) == len(self.goal.options) and is_success(shop_reward(self.goal, product, chosen)["reward"])
+
+    def wanted(self) -> str:
+        """The product the expert goes for: the best-ranked result that meets the goal (any such product earns the
+        full reward), else the goal's target. Ranking order makes the choice readable from the results page: the
+        first listed product that matches the instruction."""
+        return next((a for a in self.results if self.meets_goal(a)), self.goal.target)
+
     def expert_action(self) -> str:
-        target = self.goal.target
+        target = self.wanted()
         if self.page == "search":
             return f"search[{self.expert_query()}]"
         if self.page == "results":
@@ -207,7 +220,7 @@ class ShopEnv:
                 return NEXT if self.results.index(target) // PAGE_SIZE > self.page_no else PREV
             return BACK
         if self.page == "item":
-            if self.item != target:
+            if not self.meets_goal(self.item):
                 return PREV
             for name, value in self.goal.options.items():
                 if self.chosen.get(name) != value:
@@ -251,10 +264,15 @@ class ShopEnv:
                                f"actions) gave hash {env.state_hash()}, expected {expected_hash}")
         return env
 
+    @classmethod
+    def tokenizer_words(cls) -> list[str]:
+        """The catalogue's product ids: an offline student's tokenizer keeps each whole (one token, like a word)."""
+        return list(ShopWorld.load(cls.world_dir).products)
+
     # -- facts for the oracle teacher ----------------------------------------------------------------------------
     def target_hint(self) -> str:
         """Where the product the goal needs is, from the current page (names no action)."""
-        target = self.world.products[self.goal.target]
+        target = self.world.products[self.wanted()]
         if self.page == "search":
             return f"The product you need is a {self.goal.product_type}; name its type and the asked-for features."
         if self.page == "results":
@@ -264,7 +282,7 @@ class ShopEnv:
                 return f"The product you need is on results page {self.results.index(target.asin) // PAGE_SIZE + 1}."
             return "The product you need is not among these results; another search would find it."
         if self.page == "item":
-            if self.item != target.asin:
+            if not self.meets_goal(self.item):
                 return f"This is not the product you need; that is [{target.asin}] {target.title}."
             missing = [f"{n} {v}" for n, v in self.goal.options.items() if self.chosen.get(n) != v]
             if missing:
