@@ -24,10 +24,15 @@ from teachable.tracking import stage_run
 SNAPSHOTS, OUT, METRICS = "data/snapshots.jsonl", "data/labeled_snapshots.jsonl", "reports/phase1/label_metrics.json"
 
 
+def resume_key(params: Params) -> dict:
+    """Every param the stage's results depend on: a resume log is reused only under the same ones."""
+    return params.model_dump(mode="json", include={"seed", "env", "shop", "student", "teacher", "label"})
+
+
 def main(params: Params) -> None:
     p, env = params.label, params.env
     snapshots = read_jsonl(SNAPSHOTS, Snapshot)[: p.max_snapshots]
-    key = params.model_dump(mode="json", include={"seed", "env", "shop", "student", "teacher", "label"})
+    key = resume_key(params)
     key["snapshots_file"] = [s.snapshot_id for s in snapshots]
     teacher = make_teacher(params.teacher)  # a missing OPENAI_API_KEY fails here, before any work
     scratch = stage.ScratchLog("label", key)

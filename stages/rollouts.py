@@ -27,12 +27,17 @@ def summarise(episodes: list[Episode]) -> dict:
     }
 
 
+def resume_key(params: Params) -> dict:
+    """Every param the stage's results depend on: a resume log is reused only under the same ones."""
+    return params.model_dump(mode="json", include={"seed", "env", "shop", "student", "rollouts"})
+
+
 def main(params: Params) -> None:
     p, env = params.rollouts, params.env
     tasks = make_tasks(env.levels, p.n_tasks, "pipeline")
     specs = [RolloutSpec(f"ep{i:06d}", t.level, t.seed, sample_seed=params.seed * 1_000_003 + i)
              for i, t in enumerate(tasks)]
-    key = params.model_dump(mode="json", include={"seed", "env", "shop", "student", "rollouts"})
+    key = resume_key(params)
     scratch = stage.ScratchLog("rollouts", key)
     done = {ep.episode_id: ep for ep in scratch.load(Episode)}
     with stage_run("rollouts", key) as mlflow:

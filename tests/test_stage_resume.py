@@ -29,7 +29,7 @@ def test_rollouts_resume_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
     uninterrupted = read_jsonl(stage.OUT, Episode)
     assert not any(Path(".scratch").glob("*.jsonl"))  # the scratch log is removed once the output is written
 
-    key = params.model_dump(mode="json", include={"seed", "env", "student", "rollouts"})
+    key = stage.resume_key(params)
     scratch = ScratchLog("rollouts", key)
     for episode in uninterrupted[:4]:  # what a run killed after four episodes left behind
         scratch.append(episode)
@@ -65,7 +65,7 @@ def test_label_resumes_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
     uninterrupted = read_jsonl(stage.OUT)
     assert len(uninterrupted) == 5
 
-    key = params.model_dump(mode="json", include={"seed", "env", "student", "teacher", "label"})
+    key = stage.resume_key(params)
     key["snapshots_file"] = [r["snapshot_id"] for r in uninterrupted]
     scratch = ScratchLog("label", key)
     for record in uninterrupted[:2]:  # a run killed after its first chunk
