@@ -11,6 +11,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import Dataset
 from peft import LoraConfig
@@ -86,6 +87,9 @@ def train_lora(base_model: str, records: list[dict], p: TrainParams, out_dir: st
     trainer.model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json
     trainer.model.unload()  # take the LoRA layers out again: a model passed in is left as it came
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"method": p.method, "n_records": len(records), "train_loss": round(result.training_loss, 6),
+    # the trainer's own average covers only the steps run in this call; after a resume (possibly from the last
+    # checkpoint, with no step left) use the logged losses, which the checkpoint carries from before the resume
+    train_loss = round(float(np.mean(losses)), 6) if last and losses else round(result.training_loss, 6)
+    return {"method": p.method, "n_records": len(records), "train_loss": train_loss,
             "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
             "seconds": round(time.time() - started, 2), "resumed_from": last, "adapter_dir": str(out)}

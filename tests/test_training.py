@@ -81,6 +81,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_student_dir, tmp_pat
     again = train_lora(str(tiny_student_dir), [record], TrainParams(max_steps=6, save_steps=2, batch_size=1),
                        tmp_path / "run", report=False, checkpoint_dir=tmp_path / "ckpt")
     assert again["resumed_from"].endswith("checkpoint-4") and again["steps"] == 6
+    finished = train_lora(str(tiny_student_dir), [record], TrainParams(max_steps=6, save_steps=2, batch_size=1),
+                          tmp_path / "run", report=False, checkpoint_dir=tmp_path / "ckpt")
+    # resumed from its last checkpoint with no step left: the loss is the run's, not the empty resume's 0.0
+    assert finished["resumed_from"].endswith("checkpoint-6") and finished["train_loss"] > 0
 
 
 def test_a_dpo_step_runs_on_contrast_pairs(tiny_student_dir, tmp_path):
