@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +12,8 @@ import yaml
 
 from teachable.records import Episode, Snapshot, read_jsonl
 from teachable.snapshots import verify_restorable
+from tests.project_copy import copy_project
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "env": {"levels": ["GoToObj", "GoToLocal"], "max_steps": 12},
     "student": {"n_train_tasks": 15, "max_train_steps": 6, "eval_every": 3, "n_eval_tasks": 4,
@@ -31,30 +30,10 @@ TINY = {
 }
 
 
-def merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = merge(base[key], value) if isinstance(value, dict) else value
-    return out
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     work = tmp_path_factory.mktemp("clone") / "project"
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split()
-    for name in listed:  # the project as a fresh clone would have it: no outputs, no dvc.lock, no venv
-        if name != "dvc.lock" and (ROOT / name).is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, work / name)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (work / "params.yaml").write_text(yaml.safe_dump(merge(params, TINY)))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "DVC_NO_ANALYTICS": "1",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    run = lambda *cmd: subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"]):
-        assert run(*cmd).returncode == 0
+    run = copy_project(work, TINY)
     result = run("dvc", "repro")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work, run

@@ -1,5 +1,4 @@
 import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -15,8 +14,8 @@ from teachable.tasks import training_snapshots
 from teachable.predictor.features import make_spec
 from teachable.predictor.model import FOREST
 from teachable.records import RecordError, write_jsonl
+from tests.project_copy import load_stage
 
-ROOT = Path(__file__).resolve().parents[1]
 QUADRANTS = ("Q1_highU_highL", "Q2_highU_lowL", "Q3_lowU_lowL", "Q4_lowU_highL")
 COLORS, OBJECTS = ("red", "green", "blue", "purple"), ("ball", "box", "key")
 
@@ -183,19 +182,12 @@ def test_training_split_keeps_train_rows_or_all_without_the_field():
     assert training_snapshots(unsplit) == unsplit
 
 
-def load_stage():
-    spec = importlib.util.spec_from_file_location("stage_predictor", ROOT / "stages" / "predictor.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    return stage
-
-
 def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     records = snapshots()
     write_jsonl("data/quadrant_snapshots.jsonl", records)
-    stage = load_stage()
+    stage = load_stage("predictor")
     stage.main(parse_params({"predictor": {"embedding_dim": 32, "n_folds": 3, "ks": [5, 10, 1000]}}))
 
     result = json.loads(Path("reports/phase4/training_result.json").read_text())
@@ -229,7 +221,7 @@ def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest
 def test_the_stage_stops_on_an_unusable_embedder_before_any_work(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text("predictor:\n  embedder: sentence-transformers\n  sentence_model: null\n")
-    stage = load_stage()
+    stage = load_stage("predictor")
     with pytest.raises(SystemExit) as exit_info:
         stage.run()
     assert exit_info.value.code == 2 and "sentence_model" in capsys.readouterr().err

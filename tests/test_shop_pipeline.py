@@ -2,18 +2,12 @@
 student, rollouts, snapshots, labels and quadrants, in a temporary copy of the project at a tiny scale."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
 from teachable.records import Episode, Snapshot, read_jsonl
+from tests.project_copy import copy_project
 
-ROOT = Path(__file__).resolve().parents[1]
 SHOP = ["env.name=shop", "env.levels=[all]", "env.max_steps=8", "shop.n_products=150", "shop.n_query_samples=2"]
 TINY = {
     "student": {"n_train_tasks": 40, "max_train_steps": 6, "eval_every": 3, "n_eval_tasks": 4,
@@ -26,31 +20,10 @@ TINY = {
 STAGES = ["index", "student", "rollouts", "snapshots", "label", "quadrants"]
 
 
-def merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = merge(base[key], value) if isinstance(value, dict) else value
-    return out
-
-
 @pytest.fixture(scope="module")
 def shop_project(tmp_path_factory):
     work = tmp_path_factory.mktemp("shop-clone") / "project"
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split()
-    for name in listed:
-        if name != "dvc.lock" and (ROOT / name).is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, work / name)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (work / "params.yaml").write_text(yaml.safe_dump(merge(params, TINY)))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "DVC_NO_ANALYTICS": "1",
-           "PYTHONPATH": str(work),  # the copy's code, not an installed one
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    run = lambda *cmd: subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"]):
-        assert run(*cmd).returncode == 0
+    run = copy_project(work, TINY, {"PYTHONPATH": str(work)})  # the copy's code, not an installed one
     result = run("dvc", "exp", "run", *[arg for kv in SHOP for arg in ("-S", kv)], *STAGES)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work, run

@@ -1,22 +1,14 @@
 """A killed `rollouts` stage, restarted, runs only the unfinished episodes and writes what an uninterrupted run
 would have written."""
 
-import importlib.util
 from pathlib import Path
 
 from teachable.config import parse_params
 from teachable.records import Episode, read_jsonl
 from teachable.rollout import RolloutEngine
 from teachable.stage import ScratchLog
+from tests.project_copy import load_stage
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_stage(name):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_rollouts_resume_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
