@@ -88,7 +88,7 @@ class StudentParams(Section):
     n_train_tasks: int = Field(1500, ge=1, description="expert demonstrations per level")
     noise: float = Field(0.2, ge=0, lt=1, description="share of off-expert (DAgger-style) actions in the demos")
     patch_rates: PatchRates = Field(default_factory=PatchRates)
-    # Offline student: model (a Qwen2 decoder built from a config)
+    # Offline student: model (a Qwen3 decoder built from a config)
     vocab_size: int = Field(1024, ge=300, le=65536)
     hidden_size: int = Field(128, ge=16)
     num_layers: int = Field(4, ge=1)

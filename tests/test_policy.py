@@ -1,6 +1,7 @@
 import numpy as np
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from teachable.config import parse_params
 from teachable.envs.babyai import ACTIONS
 from teachable.policy.hf import to_distribution
 from teachable.policy.parsing import parse_action
@@ -18,7 +19,22 @@ def test_student_dir_loads_with_auto_classes(tiny_student_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_student_dir)
     assert tokenizer.chat_template and tokenizer.pad_token != tokenizer.eos_token
     assert (tiny_student_dir / "model.safetensors").exists()
-    assert model.config.model_type == "qwen2"
+    assert model.config.model_type == "qwen3"
+
+
+def test_the_saved_student_reloads_the_tokenizer_it_was_trained_with(tmp_path):
+    """transformers may rebuild a known model type's tokenizer from its own recipe instead of tokenizer.json; the
+    student's later stages must see the very tokens it was trained on."""
+    from teachable.student.build import build_model, train_tokenizer
+
+    params = parse_params({"student": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}})
+    texts = ["You see: red ball 12 forward, grey key 2 left.", "i need a walnut chair", "click[walnut]"] * 20
+    trained = train_tokenizer(texts, 300)
+    build_model(params.student, trained, seed=0).save_pretrained(tmp_path)
+    trained.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    for text in texts[:3]:
+        assert reloaded(text).input_ids == trained(text).input_ids
 
 
 def test_batched_cached_scores_equal_naive_scores(tiny_policy):

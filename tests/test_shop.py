@@ -173,6 +173,17 @@ def test_the_students_tokenizer_keeps_product_ids_whole(world):
     assert "b00012" in tok.convert_ids_to_tokens(ids) and tok.decode(ids) == "click[b00012]<|end|>"
 
 
+def test_a_word_after_a_bracket_is_the_same_token_as_in_the_mission():
+    from teachable.student.build import train_tokenizer
+
+    tok = train_tokenizer(["i need a walnut chair, size large", "click[walnut]", "search[walnut chair]"] * 20, 300)
+    mission = tok.tokenize("i need a walnut chair")
+    for action in ("click[walnut]", "search[walnut chair]"):
+        assert tok.tokenize(action)[2] == mission[3]  # [..., "[", "Ġwalnut", ...]: the mission's own token
+        assert tok.decode(tok(action, add_special_tokens=False).input_ids) == action
+    assert tok.decode(tok("a [ b]", add_special_tokens=False).input_ids) == "a [ b]"
+
+
 def test_pages_and_navigation(world):
     env = ShopEnv("all", world=world)
     env.reset(3)

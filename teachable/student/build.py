@@ -1,4 +1,4 @@
-"""Build the offline student: a local BPE tokenizer, a small Qwen2 decoder from a config, behaviour cloning with
+"""Build the offline student: a local BPE tokenizer, a small Qwen3 decoder from a config, behaviour cloning with
 TRL's SFTTrainer until held-out success reaches the target, then a normal HF directory (safetensors, tokenizer,
 chat template) that every later stage loads like any downloaded model.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 import datasets
 import torch
 from datasets import Dataset
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, TrainerCallback
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from teachable.config import EnvParams, StudentParams
@@ -37,10 +37,15 @@ CHAT_TEMPLATE = (
 
 def train_tokenizer(texts: list[str], vocab_size: int, words: list[str] | None = None) -> PreTrainedTokenizerFast:
     """Byte-level BPE trained on the environment's own text (prompts and actions). `words` (the environment's
-    `tokenizer_words`, e.g. the shop's product ids) become whole tokens on top of the BPE vocabulary."""
+    `tokenizer_words`, e.g. the shop's product ids) become whole tokens on top of the BPE vocabulary.
+
+    A word right after `[` is encoded as if a space preceded it (and decoded back without one), so `walnut` in
+    `click[walnut]` or `search[walnut chair]` is the same token as in the mission's "with walnut": choosing an
+    option or writing a query is then copying tokens, not learning a second spelling of every word."""
     tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.Replace("[", "[ ")
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    tok.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace("[ ", "[")])
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
@@ -60,13 +65,17 @@ def train_tokenizer(texts: list[str], vocab_size: int, words: list[str] | None =
     )
 
 
-def build_model(params: StudentParams, tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen2ForCausalLM:
-    config = Qwen2Config(
+def build_model(params: StudentParams, tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen3ForCausalLM:
+    """Qwen3's architecture (the family of the seeds' Qwen3-8B) at a CPU-sized shape. Not Qwen2: transformers
+    reloads a `qwen2` directory with Qwen2's own pre-tokenizer, not the saved one, so later stages would see other
+    tokens than the student was trained on; a `qwen3` directory reloads the saved tokenizer as it is."""
+    config = Qwen3Config(
         vocab_size=len(tokenizer),
         hidden_size=params.hidden_size,
         num_hidden_layers=params.num_layers,
         num_attention_heads=params.num_heads,
         num_key_value_heads=params.num_heads,
+        head_dim=params.hidden_size // params.num_heads,
         intermediate_size=params.intermediate_size,
         max_position_embeddings=1024,
         tie_word_embeddings=True,
@@ -75,7 +84,7 @@ def build_model(params: StudentParams, tokenizer: PreTrainedTokenizerFast, seed:
         bos_token_id=None,
     )
     torch.manual_seed(seed)
-    return Qwen2ForCausalLM(config)
+    return Qwen3ForCausalLM(config)
 
 
 def held_out_success(policy: HFPolicy, tasks: list[Task], env: EnvParams, temperature: float, seed: int) -> float:
