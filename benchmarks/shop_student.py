@@ -1,8 +1,9 @@
 """Where a shop student goes wrong: along the expert's path on held-out tasks, how often the student's top
 candidate is the expert's action on each page (search, results = clicking a product, item = options and buy),
-and its success greedy and sampled. Run from a project whose `index` stage built the shop (data/shop). Usage:
+and its success greedy and sampled. Takes env, shop and student from params.yaml (`env.name: shop`, as after
+`dvc exp run -S env.name=shop ...`, whose `index` stage built data/shop). Usage:
 
-    python benchmarks/shop_student.py [--student models/student] [--tasks 32] [--max-steps 15]
+    python benchmarks/shop_student.py [--tasks 32]
 """
 
 from __future__ import annotations
@@ -12,26 +13,26 @@ from collections import defaultdict
 
 import numpy as np
 
-from teachable.envs import make_env
+from teachable.config import EnvParams, load_params
+from teachable.envs import configure_envs, make_env
 from teachable.policy.candidates import expand_candidates, has_open, sample_open_actions
 from teachable.policy.hf import HFPolicy
 from teachable.policy.prompts import build_messages
 from teachable.rollout import RolloutEngine, RolloutSpec
+from teachable.student import load_student
 from teachable.tasks import make_tasks
 
-HISTORY_LEN = 2
 
-
-def page_agreement(policy: HFPolicy, tasks, max_steps: int) -> dict[str, tuple[int, float, float]]:
+def page_agreement(policy: HFPolicy, tasks, env_params: EnvParams) -> dict[str, tuple[int, float, float]]:
     """Per page: (states, share where the student's argmax is the expert's action, mean p(expert action))."""
     seen = defaultdict(lambda: [0, 0, 0.0])
     for task in tasks:
-        env = make_env("shop", task.level, max_steps)
+        env = make_env("shop", task.level, env_params.max_steps)
         env.reset(task.seed)
         done = False
         while not done:
             expert, valid = env.expert_action(), env.valid_actions()
-            messages = build_messages(env.mission, env.observation, valid, env.history[-HISTORY_LEN:], None)
+            messages = build_messages(env.mission, env.observation, valid, env.history[-env_params.history_len:], None)
             candidates = valid
             if has_open(valid):  # as the rollout engine: the student's sampled queries plus the expert's
                 sampled = sample_open_actions(policy, messages, valid, env.n_open_samples, 1.0, task.seed)
@@ -46,26 +47,28 @@ def page_agreement(policy: HFPolicy, tasks, max_steps: int) -> dict[str, tuple[i
     return {page: (n, hits / n, p / n) for page, (n, hits, p) in seen.items()}
 
 
-def success(policy: HFPolicy, tasks, max_steps: int, temperature: float) -> float:
-    engine = RolloutEngine(policy, "shop", max_steps, HISTORY_LEN, temperature, record_steps=False)
+def success(policy: HFPolicy, tasks, env_params: EnvParams, temperature: float) -> float:
+    engine = RolloutEngine(policy, "shop", env_params.max_steps, env_params.history_len, temperature,
+                           record_steps=False)
     episodes = engine.run([RolloutSpec(t.task_id, t.level, t.seed, sample_seed=i) for i, t in enumerate(tasks)])
     return float(np.mean([e.success for e in episodes]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--student", default="models/student")
     parser.add_argument("--tasks", type=int, default=32)
-    parser.add_argument("--max-steps", type=int, default=15)
     args = parser.parse_args()
-
-    policy = HFPolicy.load(args.student, device="cpu")
-    tasks = make_tasks(["all"], args.tasks, "student_eval")  # the build's held-out tasks
-    print(f"{args.student}, {args.tasks} held-out tasks, along the expert's path:")
-    for page, (n, top, p_expert) in sorted(page_agreement(policy, tasks, args.max_steps).items()):
+    params = load_params()
+    if params.env.name != "shop":
+        parser.error("params.yaml has env.name: babyai; run this where the shop params are set (env.name: shop)")
+    configure_envs(params)
+    policy = load_student(params.student)
+    tasks = make_tasks(params.env.levels, args.tasks, "student_eval")  # the build's held-out tasks
+    print(f"{params.student.dir}, {args.tasks} held-out tasks, along the expert's path:")
+    for page, (n, top, p_expert) in sorted(page_agreement(policy, tasks, params.env).items()):
         print(f"  {page:8s} {n:4d} states  top candidate = expert {top:.2f}  mean p(expert) {p_expert:.2f}")
     for temperature in (0.0, 1.0):
-        print(f"success at temperature {temperature}: {success(policy, tasks, args.max_steps, temperature):.3f}")
+        print(f"success at temperature {temperature}: {success(policy, tasks, params.env, temperature):.3f}")
 
 
 if __name__ == "__main__":
