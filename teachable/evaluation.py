@@ -9,6 +9,7 @@ The tables below are pure functions of the episodes, so they are unit-testable w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import random
 from collections.abc import Iterator
@@ -93,17 +94,21 @@ def heldout_snapshots(records: list[dict], n_per_quadrant: int, seed: int) -> li
 
 def panel_specs(levels: list[str], n_tasks: int, snapshots: list[dict], retention: list[dict],
                 n_rollouts: int, seed: int) -> list[RolloutSpec]:
-    """Episode ids are `panel|item|i`; sample seeds depend only on the item, so every model gets the same ones."""
-    specs = [RolloutSpec(f"task|{t.task_id}|0", t.level, t.seed, sample_seed=seed * 1_000_003 + t.seed)
-             for t in make_tasks(levels, n_tasks, "heldout")]
+    """Episode ids are `panel|item|i`; sample seeds depend only on the id, so every model gets the same ones."""
+    specs = [RolloutSpec(f"task|{t.task_id}|0", t.level, t.seed) for t in make_tasks(levels, n_tasks, "heldout")]
     for r in snapshots:
-        state = r["state"]
-        specs += [RolloutSpec(f"snapshot|{r['snapshot_id']}|{i}", state["level"], r["seed"],
-                              sample_seed=seed * 1_000_003 + r["seed"] * 31 + i, start_actions=tuple(state["actions"]),
-                              start_hash=r["state_hash"]) for i in range(n_rollouts)]
-    specs += [RolloutSpec(f"retention|{t['task_id']}|0", t["level"], t["seed"], sample_seed=seed * 1_000_003 + t["seed"])
-              for t in retention]
-    return specs
+        specs += [RolloutSpec(f"snapshot|{r['snapshot_id']}|{i}", r["state"]["level"], r["seed"],
+                              start_actions=tuple(r["state"]["actions"]), start_hash=r["state_hash"])
+                  for i in range(n_rollouts)]
+    specs += [RolloutSpec(f"retention|{t['task_id']}|0", t["level"], t["seed"]) for t in retention]
+    return [dataclasses.replace(s, sample_seed=panel_sample_seed(seed, s.episode_id)) for s in specs]
+
+
+def panel_sample_seed(seed: int, episode_id: str) -> int:
+    """A sampling stream of its own for each evaluation episode. Not phase 0's `seed * 1_000_003 + i`: a retention
+    task is a phase 0 task the base solved, and with phase 0's seed a sampled (temperature > 0) evaluation would
+    replay that very success, so the base would keep 100% of the retention panel by construction."""
+    return random.Random(f"evaluate|{seed}|{episode_id}").getrandbits(63)
 
 
 def evaluation_plan(params: Params, snapshots: list[dict], retention: list[dict]) -> dict:

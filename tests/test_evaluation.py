@@ -105,6 +105,20 @@ def tiny_plan():
     return evaluation_plan(params, [], retention)
 
 
+def test_a_sampled_evaluation_does_not_replay_phase_0_episodes(tiny_plan):
+    """Retention tasks are phase 0 tasks the base solved; phase 0 sampled task i (seed i) with
+    `seed * 1_000_003 + i` (stages/rollouts.py). Reusing that seed at temperature > 0 replays the success."""
+    specs = tiny_plan["specs"]
+    retention = [s for s in specs if s.episode_id.startswith("retention|")]
+    assert [s.seed for s in retention] == [3, 4]
+    assert all(s.sample_seed != 0 * 1_000_003 + s.seed for s in retention)
+    assert len({s.sample_seed for s in specs}) == len(specs)  # every episode its own stream
+    again = evaluation_plan(parse_params({"env": {"levels": ["GoToObj"], "max_steps": 8},
+                                          "evaluate": {"n_tasks": 6, "retention_max": 2}}),
+                            [], [{"task_id": f"GoToObj-{s}", "level": "GoToObj", "seed": s} for s in (3, 4)])
+    assert [s.sample_seed for s in again["specs"]] == [s.sample_seed for s in specs]  # and the same every run
+
+
 def test_evaluating_the_same_model_twice_gives_identical_tables(tiny_policy, tiny_plan, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # scratch logs go under the working directory
     results = [tables(evaluate_models(tiny_policy, [BASE], scratch=ScratchLog("eval-test", {"run": i}), **tiny_plan))
