@@ -1,4 +1,5 @@
-"""MLflow tracking: one run per stage execution, tagged with the stage, the git revision and the DVC experiment.
+"""MLflow tracking: one run per stage execution, tagged with the stage, the git revision, the DVC experiment and the
+machine (CPU, torch threads, package versions: trained weights can differ across processors and library versions).
 
 The tracking URI comes from MLFLOW_TRACKING_URI (the Makefile exports an absolute SQLite path); without it, a
 SQLite file at the repository root is used, never the deprecated file store.
@@ -22,6 +23,38 @@ def git_rev() -> str:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "tokenizers", "minigrid", "pyserini", "dvc")
+
+
+def machine_tags() -> dict[str, str]:
+    """Where a run's numbers came from: the same params and seed give the same records only on the same CPU kind and
+    package versions, so both are recorded with every run."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    tags = {"machine.cpu": cpu, "machine.torch_threads": str(torch.get_num_threads()),
+            "machine.cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+            "version.python": platform.python_version()}
+    for package in PACKAGES:
+        with contextlib.suppress(PackageNotFoundError):
+            tags[f"version.{package}"] = version(package)
+    return tags
+
+
+def run_tags(stage: str) -> dict[str, str]:
+    tags = {"stage": stage, "git_rev": git_rev(), **machine_tags()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
 
 
 def tracking_uri() -> str:
@@ -49,10 +82,7 @@ def stage_run(stage: str, params: dict) -> Iterator:
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(EXPERIMENT)
-    tags = {"stage": stage, "git_rev": git_rev()}
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(run_name=stage, tags=tags):
+    with mlflow.start_run(run_name=stage, tags=run_tags(stage)):
         mlflow.log_params(flatten(params))
         yield mlflow
 
@@ -71,9 +101,7 @@ def matrix_cell_run(stage: str, cell: str, params: dict) -> Iterator:
                                           sort_keys=True).encode()).hexdigest()[:16]
     found = mlflow.search_runs(filter_string=f"tags.matrix_id = '{matrix_id}' and tags.role = 'parent'",
                                max_results=1)
-    tags = {"stage": stage, "git_rev": git_rev(), "matrix_id": matrix_id}
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    tags = {**run_tags(stage), "matrix_id": matrix_id}
     if len(found):
         parent_id = found.iloc[0]["run_id"]
     else:

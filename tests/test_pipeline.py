@@ -114,6 +114,8 @@ def test_each_stage_is_one_mlflow_run(project):
     cells = runs[(runs["tags.role"] == "cell") & (runs["tags.stage"] == "train")]
     assert len(cells) == 15 and cells["tags.mlflow.parentRunId"].nunique() == 1
     assert (runs["tags.git_rev"].str.len() == 40).all()
+    import torch  # every run says which machine and library versions made it
+    assert (runs["tags.version.torch"] == torch.__version__).all() and runs["tags.machine.cpu"].str.len().min() > 0
 
 
 def test_an_unknown_param_stops_the_stage_naming_the_key(project):
