@@ -8,6 +8,7 @@ SQLite file at the repository root is used, never the deprecated file store.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import subprocess
@@ -28,9 +29,10 @@ def git_rev() -> str:
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "tokenizers", "minigrid", "pyserini", "dvc")
 
 
+@functools.cache
 def machine_tags() -> dict[str, str]:
     """Where a run's numbers came from: the same params and seed give the same records only on the same CPU kind and
-    package versions, so both are recorded with every run."""
+    package versions, so both are recorded with every run. Read once a process (the matrix opens a run per cell)."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 

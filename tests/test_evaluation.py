@@ -97,12 +97,16 @@ def test_untrained_cells_are_evaluated_as_the_base_model(tmp_path):
     assert models["random"].kind == "baseline" and models["base"].kind == "base"
 
 
-@pytest.fixture
-def tiny_plan():
+def make_tiny_plan():
     params = parse_params({"env": {"levels": ["GoToObj"], "max_steps": 8},
                            "evaluate": {"n_tasks": 6, "n_snapshots_per_quadrant": 1, "retention_max": 2}})
     retention = [{"task_id": f"GoToObj-{s}", "level": "GoToObj", "seed": s} for s in (3, 4)]
     return evaluation_plan(params, [], retention)
+
+
+@pytest.fixture
+def tiny_plan():
+    return make_tiny_plan()
 
 
 def test_a_sampled_evaluation_does_not_replay_phase_0_episodes(tiny_plan):
@@ -113,10 +117,7 @@ def test_a_sampled_evaluation_does_not_replay_phase_0_episodes(tiny_plan):
     assert [s.seed for s in retention] == [3, 4]
     assert all(s.sample_seed != 0 * 1_000_003 + s.seed for s in retention)
     assert len({s.sample_seed for s in specs}) == len(specs)  # every episode its own stream
-    again = evaluation_plan(parse_params({"env": {"levels": ["GoToObj"], "max_steps": 8},
-                                          "evaluate": {"n_tasks": 6, "retention_max": 2}}),
-                            [], [{"task_id": f"GoToObj-{s}", "level": "GoToObj", "seed": s} for s in (3, 4)])
-    assert [s.sample_seed for s in again["specs"]] == [s.sample_seed for s in specs]  # and the same every run
+    assert [s.sample_seed for s in make_tiny_plan()["specs"]] == [s.sample_seed for s in specs]  # and every run
 
 
 def test_evaluating_the_same_model_twice_gives_identical_tables(tiny_policy, tiny_plan, tmp_path, monkeypatch):
