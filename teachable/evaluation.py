@@ -127,7 +127,7 @@ def evaluation_plan(params: Params, snapshots: list[dict], retention: list[dict]
 
 
 def horizons(env_name: str, levels: list[str], max_steps: int) -> dict[str, int]:
-    """Each level's step limit (the episode horizon capped by the level's own), to tell "ran out of steps"."""
+    """Each level's step limit (the episode horizon), to tell "ran out of steps"."""
     limits = {}
     for task in make_tasks(levels, len(levels), "heldout"):
         env = make_env(env_name, task.level, max_steps)
