@@ -46,6 +46,7 @@ class Episode(Record):
     n_steps: int
     steps: list[Step] = []
     cycled: bool = False  # ended early in a greedy loop it could never leave (RolloutEngine.stop_cycles)
+    first_action: str | None = None  # the action taken at the start state (forced, chosen or the expert's)
 
 
 class EnvState(Record):

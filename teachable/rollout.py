@@ -4,10 +4,17 @@ An episode starts from `reset(seed)` or from a stored state (replayed once, veri
 deepcopy for every further rollout from the same state). Its first step can be forced to a given action or carry
 a patch in the prompt; the whole episode can be under expert control. Student sampling uses one random generator
 per episode, seeded from the spec, so an episode's actions do not depend on which others share its batch.
+
+Common random numbers: every step of every episode takes the same two draws from its generator (a seed for
+sampling open-action candidates, a uniform for the choice by inverse CDF), whether the policy, a forced action or
+the expert acts. Two arms that share a sample seed therefore stay in step after a forced or patched first step:
+where they take the same first action they are the same episode, so their difference is measured without noise.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -37,6 +44,7 @@ class RolloutSpec:
     forced_action: str | None = None  # taken at the first step instead of the policy's choice
     patch: str | None = None  # in the prompt at the first step only
     control: str = "student"  # or "expert"
+    horizon: int | None = None  # steps allowed from the start state (None: up to the engine's max_steps)
 
     @property
     def task_id(self) -> str:
@@ -56,6 +64,14 @@ class _Live:
     cycled: bool = False
     seen: set = field(default_factory=set)  # (state hash, prompt) pairs, for `stop_cycles`
     pending: tuple[str | None, dict[str, float], bool] | None = None
+    limit: int = 0  # the step count at which the episode is cut off
+    first_action: str | None = None
+    draws: tuple[int, float] = (0, 0.0)  # this step's (open-sampling seed, uniform), drawn for every step
+
+
+def inverse_cdf(probs: np.ndarray, u: float) -> int:
+    """The index a uniform draw `u` picks from a distribution (the first whose cumulative mass exceeds u)."""
+    return min(int(np.searchsorted(np.cumsum(probs), u, side="right")), len(probs) - 1)
 
 
 class RolloutEngine:
@@ -89,16 +105,17 @@ class RolloutEngine:
 
     # -- starting episodes ---------------------------------------------------------------------------------------
     def _start(self, spec: RolloutSpec, templates: dict) -> _Live:
+        limit = len(spec.start_actions) + spec.horizon if spec.horizon is not None else self.max_steps
         if spec.start_actions:
-            key = (spec.level, spec.seed, spec.start_actions)
+            key = (spec.level, spec.seed, spec.start_actions, limit)
             if key not in templates:
                 state = {"level": spec.level, "seed": spec.seed, "actions": list(spec.start_actions)}
-                templates[key] = restore_env(self.env_name, state, spec.start_hash, self.max_steps)
+                templates[key] = restore_env(self.env_name, state, spec.start_hash, limit)
             env = templates[key].fork()
         else:
-            env = make_env(self.env_name, spec.level, self.max_steps)
+            env = make_env(self.env_name, spec.level, limit)
             env.reset(spec.seed)
-        return _Live(spec, env, np.random.default_rng(spec.sample_seed), n_steps=env.step_count)
+        return _Live(spec, env, np.random.default_rng(spec.sample_seed), n_steps=env.step_count, limit=limit)
 
     def messages(self, live: _Live) -> list[dict]:
         first = live.n_steps == len(live.spec.start_actions)
@@ -119,8 +136,7 @@ class RolloutEngine:
         if not has_open(valid):
             return valid
         n = getattr(lv.env, "n_open_samples", 1)
-        seed = int(lv.rng.integers(2**31))
-        sampled = sample_open_actions(self.policy, self.messages(lv), valid, n, self.temperature, seed)
+        sampled = sample_open_actions(self.policy, self.messages(lv), valid, n, self.temperature, lv.draws[0])
         return expand_candidates(valid, [*sampled, lv.env.expert_action()])
 
     def _choose_scored(self, lives: Sequence[_Live]) -> None:
@@ -128,11 +144,11 @@ class RolloutEngine:
         for lv, sc in zip(lives, scores):
             probs = to_distribution(sc.logliks)
             sampling = to_distribution(sc.logliks, self.temperature)
-            idx = int(np.argmax(sampling)) if self.temperature == 0 else int(lv.rng.choice(len(sampling), p=sampling))
+            idx = int(np.argmax(sampling)) if self.temperature == 0 else inverse_cdf(sampling, lv.draws[1])
             lv.pending = (sc.candidates[idx], dict(zip(sc.candidates, np.round(probs, 6).tolist())), True)
 
     def _choose_generated(self, lives: Sequence[_Live]) -> None:
-        seed = int(lives[0].rng.integers(2**31)) if lives else 0
+        seed = lives[0].draws[0] if lives else 0  # one generator for the batch: HF generate takes one seed
         replies = self.policy.generate([self.messages(lv) for lv in lives], temperature=self.temperature, seed=seed)
         for lv, reply in zip(lives, replies):
             action = parse_action(reply, lv.env.valid_actions())
@@ -141,6 +157,7 @@ class RolloutEngine:
     def _choose(self, lives: list[_Live]) -> None:
         ask = []
         for lv in lives:
+            lv.draws = (int(lv.rng.integers(2**31)), float(lv.rng.random()))  # taken whoever acts (see above)
             first = lv.n_steps == len(lv.spec.start_actions)
             if first and lv.spec.forced_action is not None:
                 lv.pending = (lv.spec.forced_action, {}, True)
@@ -154,6 +171,8 @@ class RolloutEngine:
     # -- stepping ------------------------------------------------------------------------------------------------
     def _advance(self, lv: _Live) -> None:
         action, probs, parse_ok = lv.pending
+        if lv.n_steps == len(lv.spec.start_actions):
+            lv.first_action = action
         if self.record_steps:
             lv.steps.append(
                 Step(obs=lv.env.observation, valid_actions=lv.env.valid_actions(), action=action,
@@ -165,7 +184,7 @@ class RolloutEngine:
             lv.reward += reward
             lv.success = lv.success or info.get("success", False)
             lv.done = terminated or truncated
-        lv.done = lv.done or lv.n_steps >= self.max_steps
+        lv.done = lv.done or lv.n_steps >= lv.limit
         if self.stop_cycles and not lv.done and lv.spec.control == "student":
             self._check_cycle(lv)
 
@@ -185,7 +204,7 @@ class RolloutEngine:
             policy="expert" if spec.control == "expert" else self.policy_name, mission=lv.env.mission,
             success=lv.success,
             reward=round(lv.reward, 6), n_steps=lv.n_steps - len(spec.start_actions), steps=lv.steps,
-            cycled=lv.cycled,
+            cycled=lv.cycled, first_action=lv.first_action,
         )
 
     @property
@@ -215,3 +234,34 @@ class RolloutEngine:
             live = [lv for lv in live if not lv.done]
         bar.close()
         return results
+
+    def first_actions(self, specs: Sequence[RolloutSpec]) -> list[str | None]:
+        """The action each spec takes at its first step, exactly as a full run takes it (one batched step each)."""
+        probe = copy.copy(self)
+        probe.record_steps, probe.progress, probe.stop_cycles = True, False, False
+        return [ep.steps[0].action for ep in probe.run([dataclasses.replace(s, horizon=1) for s in specs])]
+
+    def run_shared(self, specs: Sequence[RolloutSpec]) -> list[Episode]:
+        """`run(specs)` for arms that share start states and sample seeds, each distinct episode run once.
+
+        A forced first step takes the same draws as a sampled one, and a patch is in the first prompt only, so two
+        specs with the same start state, sample seed and horizon that take the same first action are the same
+        episode from then on. Each spec's first action is found in one batched step; each distinct (start, seed,
+        first action) then runs once as a forced spec, and every spec gets its outcome under its own id. Needs
+        `action_mode="score"` (generation draws one seed per batch) and no step records (a shared episode's first
+        prompt is only one of its specs')."""
+        if self.action_mode != "score" or self.record_steps:
+            raise ValueError("run_shared needs action_mode='score' and record_steps=False")
+        asked = [s for s in specs if s.control == "student" and s.forced_action is None]
+        chosen = dict(zip((s.episode_id for s in asked), self.first_actions(asked)))
+        shared: dict[tuple, RolloutSpec] = {}
+        key_of = {}
+        for spec in specs:
+            first = chosen.get(spec.episode_id, spec.forced_action)
+            key = (spec.level, spec.seed, spec.start_actions, spec.sample_seed, spec.horizon, spec.control, first)
+            if key not in shared:
+                shared[key] = dataclasses.replace(spec, episode_id=f"shared|{len(shared)}", forced_action=first,
+                                                  patch=None)
+            key_of[spec.episode_id] = key
+        episodes = dict(zip(shared, self.run(list(shared.values()))))
+        return [episodes[key_of[s.episode_id]].model_copy(update={"episode_id": s.episode_id}) for s in specs]

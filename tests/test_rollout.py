@@ -120,3 +120,22 @@ def test_stopping_cycles_needs_greedy_decoding():
 
     with pytest.raises(ValueError, match="greedy"):
         RolloutEngine(RecordingPolicy(), temperature=1.0, stop_cycles=True)
+
+
+def test_shared_runs_equal_separate_runs_for_arms_on_the_same_seeds(tiny_policy):
+    """Arms from one stored state on shared sample seeds (student, forced, patched, expert), 12 seeds each: running
+    each distinct episode once gives exactly the outcomes of running every spec, in far fewer episodes."""
+    env = make_env("babyai", "GoToLocal")
+    env.reset(101)
+    for action in ["turn left", "go forward"]:
+        env.step(action)
+    base = dict(level="GoToLocal", seed=101, start_actions=tuple(env.state()["actions"]),
+                start_hash=env.state_hash(), horizon=6)
+    arms = {"student": {}, "force": {"forced_action": "turn right"}, "demo": {"patch": "Teacher: do 'go forward'."},
+            "placebo": {"patch": "Teacher: stay calm."}, "expert": {"control": "expert"}}
+    specs = [RolloutSpec(f"{arm}|{i}", sample_seed=1000 + i, **base, **extra) for arm, extra in arms.items()
+             for i in range(12)]
+    engine = RolloutEngine(tiny_policy, max_steps=32, temperature=1.0, batch_size=16, record_steps=False)
+    separate, shared = engine.run(specs), engine.run_shared(specs)
+    assert [e.model_dump() for e in shared] == [e.model_dump() for e in separate]
+    assert {e.n_steps for e in separate} <= set(range(1, 7))  # the horizon counts from the stored state
