@@ -24,14 +24,23 @@ from teachable.tracking import stage_run
 SNAPSHOTS, OUT, METRICS = "data/snapshots.jsonl", "data/labeled_snapshots.jsonl", "reports/phase1/label_metrics.json"
 
 
+# Teacher keys that bound a run (budget, timeouts, prices) but never change a label: left out of what decides reuse.
+BUDGET_KEYS = {"max_calls", "max_usd", "timeout_s", "client_retries", "usd_per_mtok_in", "usd_per_mtok_out"}
+
+
 def resume_key(params: Params) -> dict:
     """Every param the stage's results depend on: a resume log is reused only under the same ones."""
-    return params.model_dump(mode="json", include={"seed", "env", "shop", "student", "teacher", "label"})
+    key = params.model_dump(mode="json", include={"seed", "env", "shop", "student", "teacher", "label"})
+    key["teacher"] = {k: v for k, v in key["teacher"].items() if k not in BUDGET_KEYS}
+    key["L_threshold"] = params.quadrants.L_threshold
+    return key
 
 
 def main(params: Params) -> None:
     p, env = params.label, params.env
     snapshots = read_jsonl(SNAPSHOTS, Snapshot)[: p.max_snapshots]
+    if not snapshots:
+        raise stage.StageInputError(f"{SNAPSHOTS} holds no snapshots: nothing to label")
     key = resume_key(params)
     key["snapshots_file"] = [s.snapshot_id for s in snapshots]
     teacher = make_teacher(params.teacher)  # a missing OPENAI_API_KEY fails here, before any work
@@ -47,7 +56,8 @@ def main(params: Params) -> None:
             for i in range(0, len(todo), p.chunk_size):
                 chunk = todo[i : i + p.chunk_size]
                 try:
-                    labeled = label_chunk(chunk, policy, teacher, engine, p, params.seed)
+                    labeled = label_chunk(chunk, policy, teacher, engine, p, params.seed,
+                                          params.quadrants.L_threshold)
                 except BudgetExceeded as err:  # finished snapshots stay in the scratch log for the next run
                     raise SystemExit(f"error: {err}; {len(done)} snapshots labeled so far are kept, rerun to go on")
                 for record in labeled:
@@ -62,7 +72,12 @@ def main(params: Params) -> None:
         write_jsonl(OUT, records)
         minutes = (time.time() - started) / 60
         metrics = {"n_labeled": len(records), "n_labeled_this_run": len(todo),
+                   "rollouts": sum(r["rollouts"]["total"] for r in records),
+                   "mean_rollouts_per_arm": round(sum(r["rollouts"]["n_per_arm"] for r in records) / len(records), 3)
+                   if records else None,
                    "snapshots_per_minute": round(len(todo) / minutes, 2) if todo and minutes else None,
+                   **{f"L_side_{side}": sum(r.get("leverage", {}).get("side") == side for r in records)
+                      for side in ("high", "low", "undetermined")},
                    "teacher_invalid": sum(not r["teacher"]["valid"] for r in records),
                    "teacher_dropped": len(snapshots) - len(records),
                    **{f"teacher_{k}": v for k, v in getattr(teacher, "ledger", {}).items()}}

@@ -148,10 +148,19 @@ class TeacherParams(Section):
 
 
 class LabelParams(Section):
-    n_student_rollouts: int = Field(7, ge=1, description="student alone from the state (p_student)")
-    n_force_rollouts: int = Field(7, ge=1, description="expert action forced at the state, student after")
-    n_expert_rollouts: int = Field(2, ge=1, description="expert in control from the state (L_upper)")
-    n_per_condition: int = Field(2, ge=1, description="CPT rollouts per patch condition")
+    """Phase 1. Every arm (student, expert action forced, each CPT patch) gets rollouts in rounds of `round_size`,
+    all arms on the same sample seeds; a snapshot gets another round while its L_local interval straddles
+    `quadrants.L_threshold` (or is wider than `target_width`), up to `max_rollouts` per arm."""
+
+    round_size: int = Field(8, ge=2, description="rollouts per arm added in a round (even)")
+    max_rollouts: int = Field(24, ge=2, description="the cap per leverage arm (student, forced)")
+    cpt_rollouts: int = Field(8, ge=2, description="rollouts per CPT arm (placebo, demo, contrast, hint), even, "
+                                                   "taken in the first rounds")
+    alpha: float = Field(0.05, gt=0, lt=1, description="chance of a wrong leverage side over all looks")
+    target_width: float | None = Field(None, gt=0, le=2, description="also go on while L_local's 95% interval is "
+                                                                     "wider than this (null: decide sides only)")
+    horizon: int | None = Field(16, ge=1, description="steps a rollout gets from the snapshot (null: the episode's "
+                                                      "remaining steps, which confounds leverage with time left)")
     temperature: float = Field(1.0, ge=0, le=10)
     chunk_size: int = Field(16, ge=1, description="snapshots whose rollouts are batched together")
     batch_size: int = Field(64, ge=1, le=4096, description="concurrent episodes")
@@ -159,19 +168,26 @@ class LabelParams(Section):
     skip_cpt: bool = False
     max_snapshots: int | None = Field(None, ge=1, description="label only the first N snapshots")
 
+    @model_validator(mode="after")
+    def _rounds_fit(self) -> LabelParams:
+        if self.round_size % 2 or self.max_rollouts % self.round_size:
+            raise ValueError("round_size must be even and divide max_rollouts")
+        if self.cpt_rollouts % 2 or self.cpt_rollouts > self.max_rollouts:
+            raise ValueError("cpt_rollouts must be even (ELP_net splits them in halves) and at most max_rollouts")
+        return self
+
 
 class QuadrantParams(Section):
-    mode: Literal["auto", "manual"] = "auto"
-    quantile: float = Field(0.5, gt=0, lt=1, description="auto: thresholds at this quantile of U and of L_local")
-    U_threshold: float | None = Field(None, ge=0)
-    L_threshold: float | None = Field(None, ge=-1, le=1)
-    min_per_quadrant: int = Field(10, ge=0)
+    """U is exact (the student's distribution), so its threshold is a quantile of U; L_local is a noisy estimate, so
+    its threshold is fixed in advance and each snapshot's side is decided by its interval during labeling."""
 
-    @model_validator(mode="after")
-    def _manual_needs_thresholds(self) -> QuadrantParams:
-        if self.mode == "manual" and (self.U_threshold is None or self.L_threshold is None):
-            raise ValueError("mode manual needs U_threshold and L_threshold")
-        return self
+    U_quantile: float = Field(0.5, gt=0, lt=1, description="the U threshold: this quantile of U (ties go low)")
+    U_threshold: float | None = Field(None, ge=0, description="a fixed U threshold instead of the quantile")
+    L_threshold: float = Field(0.2, ge=-1, lt=1, description="high leverage: L_local above this")
+    undetermined: Literal["exclude", "point"] = Field(
+        "exclude", description="snapshots whose L side stayed undetermined: left out of the quadrants, or placed by "
+                               "their point estimate")
+    min_per_quadrant: int = Field(10, ge=0)
 
 
 class TrainParams(Section):
@@ -199,11 +215,21 @@ class TrainParams(Section):
 class MicroTrainParams(Section):
     """Phase 1B: a LoRA micro-run per sampled snapshot, its real gain against the CPT's prediction."""
 
-    n_per_quadrant: int = Field(5, ge=1)
+    n_per_quadrant: int = Field(25, ge=1)
     n_steps: int = Field(10, ge=1)
-    learning_rate: float = Field(0.01, gt=0, le=1)
-    n_validation_rollouts: int = Field(8, ge=1)
+    learning_rate: float = Field(0.002, gt=0, le=1)
+    n_validation_rollouts: int = Field(32, ge=2, description="from the snapshot with and without the adapter, on "
+                                                             "the same seeds (a stream of their own)")
+    alpha: float = Field(0.05, gt=0, lt=1, description="one-sided level of the CPT validity and Q1 > Q2 tests")
+    target_rho: float = Field(0.3, gt=0, lt=1, description="the correlation the CPT validity gate asks for")
     strict_gates: bool = Field(False, description="exit 1 when a gate fails (the seeds' exit-code contract)")
+
+    @field_validator("n_validation_rollouts")
+    @classmethod
+    def _even(cls, n: int) -> int:
+        if n % 2:
+            raise ValueError("must be even (the gain's split-half reliability)")
+        return n
 
 
 class EvaluateParams(Section):

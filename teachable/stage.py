@@ -17,6 +17,10 @@ from teachable.teacher.openai_teacher import TeacherConfigError
 SCRATCH_DIR = Path(".scratch")
 
 
+class StageInputError(ValueError):
+    """A stage's input is readable but cannot be used (e.g. empty): said in one line, exit code 2."""
+
+
 def run(main: Callable[[Params], None], params_path: str = "params.yaml") -> None:
     """Call `main(params)`; bad params, records or snapshots end the stage with one clear line and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -24,7 +28,7 @@ def run(main: Callable[[Params], None], params_path: str = "params.yaml") -> Non
         params = load_params(params_path)
         configure_envs(params)
         main(params)
-    except (ParamsError, RecordError, RestoreError, TeacherConfigError, FileNotFoundError) as err:
+    except (ParamsError, RecordError, RestoreError, StageInputError, TeacherConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -20,7 +20,7 @@ TINY = {
                 "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
     "rollouts": {"n_tasks": 12, "batch_size": 8},
     "snapshots": {"max_snapshots": 20, "expert_tasks": 2, "expert_sample_rate": 0.5},
-    "label": {"n_student_rollouts": 2, "n_force_rollouts": 2, "n_expert_rollouts": 1, "n_per_condition": 1},
+    "label": {"round_size": 2, "max_rollouts": 4, "horizon": 8},
     "quadrants": {"min_per_quadrant": 2},
     "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_validation_rollouts": 2},
     "train": {"num_train_epochs": 1, "batch_size": 8, "min_records": 3},

@@ -1,26 +1,43 @@
-"""U x L quadrants: thresholds (a quantile of U and of L_local, or manual), assignment, per-quadrant summaries."""
+"""U x L quadrants: thresholds, each snapshot's quadrant from its U and its leverage side, per-quadrant summaries.
+
+U is computed exactly from the student's distribution, so its threshold is a quantile of U (or fixed) and a snapshot
+at the threshold counts as low. L_local is estimated from rollouts, so its threshold is fixed before labeling and a
+snapshot is high or low only when its decision interval (`leverage.decision_ci`, see `labeling.label`) lies on one
+side; one that straddles it is `undetermined`, and `quadrants.undetermined` says whether it is left out or placed
+by its point estimate (a point estimate at the threshold counts as low).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from teachable.config import QuadrantParams
+from teachable.labeling.estimates import side
 
 QUADRANTS = ("Q1_highU_highL", "Q2_highU_lowL", "Q3_lowU_lowL", "Q4_lowU_highL")
 
 
 def thresholds(records: list[dict], params: QuadrantParams) -> dict:
-    if params.mode == "manual":
-        return {"U": params.U_threshold, "L": params.L_threshold, "mode": "manual"}
-    u = [r["U"] for r in records]
-    lev = [r["leverage"]["L_local"] for r in records]
-    return {"U": float(np.quantile(u, params.quantile)), "L": float(np.quantile(lev, params.quantile)),
-            "mode": "auto", "quantile": params.quantile}
+    if params.U_threshold is not None:
+        u_cut, source = params.U_threshold, "fixed"
+    else:
+        u_cut, source = float(np.quantile([r["U"] for r in records], params.U_quantile)), f"quantile {params.U_quantile}"
+    return {"U": u_cut, "L": params.L_threshold, "U_source": source, "undetermined": params.undetermined}
 
 
-def quadrant(u: float, lev: float, cut: dict) -> str:
-    """High means strictly above the threshold, so a threshold at the median splits ties to the low side."""
-    high_u, high_l = u > cut["U"], lev > cut["L"]
+def leverage_side(record: dict, cut: dict) -> str:
+    """high | low | undetermined, from the record's decision interval against the L threshold."""
+    return side(record["leverage"]["decision_ci"], cut["L"])
+
+
+def quadrant(record: dict, cut: dict) -> str | None:
+    """The record's quadrant; None for an undetermined leverage side when such snapshots are excluded."""
+    lev_side = leverage_side(record, cut)
+    if lev_side == "undetermined":
+        if cut["undetermined"] == "exclude":
+            return None
+        lev_side = "high" if record["leverage"]["L_local"] > cut["L"] else "low"
+    high_u, high_l = record["U"] > cut["U"], lev_side == "high"
     if high_u:
         return QUADRANTS[0] if high_l else QUADRANTS[1]
     return QUADRANTS[3] if high_l else QUADRANTS[2]
