@@ -2,9 +2,11 @@
 
 For `n_per_quadrant` snapshots per quadrant: a fresh LoRA adapter trained for `n_steps` on the snapshot's own
 record (the base model is loaded once), then `n_validation_rollouts` from the snapshot with the adapter and with
-the base model on the same seeds. Outputs `reports/phase1b/micro_training_results.json` and
-`cpt_correlation.json` (Spearman rho of ELP_net vs gain, overall and per quadrant, p-values, bootstrap intervals,
-gates). With `strict_gates: true` a failed gate exits 1. Resumable per snapshot.
+the base model on the same seeds (the validation stream, the labeling's horizon). Outputs
+`reports/phase1b/micro_training_results.json` and `cpt_correlation.json`: the CPT validity gate (Spearman rho of
+ELP_net vs gain, one-sided permutation p, Fisher interval, the split-half reliabilities of both measures, the
+disattenuated rho, power and the n it needs) and the Q1 > Q2 gate (teachable.gates). With `strict_gates: true` a
+failed gate exits 1 (inconclusive does not). Resumable per snapshot.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def main(params: Params) -> None:
     records = sample_per_quadrant(read_jsonl(LABELED), p.n_per_quadrant, params.seed)
     train = micro_train_params(params.train, p)
     key = params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "micro_train"})
+    key["label_horizon"] = params.label.horizon
     scratch = stage.ScratchLog("micro_train", key)
     done = {r["snapshot_id"]: r for r in scratch.load()}
     with stage_run("micro_train", key) as mlflow:
@@ -38,18 +41,21 @@ def main(params: Params) -> None:
         engine_kwargs = micro_engine_kwargs(env, params.label.temperature)
         with tempfile.TemporaryDirectory() as scratch_dir:
             for record in tqdm([r for r in records if r["snapshot_id"] not in done], desc="micro-runs"):
-                result = micro_run(policy, record, train, p.n_validation_rollouts, engine_kwargs,
-                                   Path(scratch_dir) / record["snapshot_id"], params.seed)
+                result = micro_run(policy, record, train, p.n_validation_rollouts, params.label.horizon,
+                                   engine_kwargs, Path(scratch_dir) / record["snapshot_id"], params.seed)
                 scratch.append(result)
                 done[result["snapshot_id"]] = result
         results = [done[r["snapshot_id"]] for r in records]
-        summary = summarise(results, params.seed)
+        summary = summarise(results, p, params.seed)
         write_json(REPORTS / "micro_training_results.json", {"results": results})
         write_json(REPORTS / "cpt_correlation.json", summary)
-        mlflow.log_metrics({"rho": summary["overall"]["rho"] or 0.0, "n_micro_runs": len(results),
-                            "gates_passed": float(summary["all_passed"])})
+        validity = summary["gates"]["cpt_validity"]
+        mlflow.log_metrics({k: v for k, v in {"rho": validity["value"], "rho_p_value": validity["p_value"],
+                                              "rho_power": validity["power"], "n_micro_runs": len(results)}.items()
+                            if v is not None})
+        mlflow.set_tags({f"gate.{name}": g["status"] for name, g in summary["gates"].items()})
     scratch.remove()
-    if p.strict_gates and not summary["all_passed"]:
+    if p.strict_gates and summary["any_failed"]:
         print(f"error: CPT validation gates failed: {summary['gates']}", file=sys.stderr)
         sys.exit(1)
 

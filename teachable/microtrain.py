@@ -1,6 +1,7 @@
 """Phase 1B: does the CPT predict what training would do? For a sample of snapshots per quadrant, a LoRA
-micro-run on the snapshot's own supervision record, then rollouts from the snapshot with and without the adapter
-on the same seeds: the difference is the real gain, to be correlated with ELP_net.
+micro-run on the snapshot's own supervision record, then rollouts from the snapshot with and without the adapter on
+the same seeds (a stream of their own, disjoint from the labeling's, so label noise and outcome noise are
+independent): the paired difference is the real gain, to be correlated with ELP_net.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import numpy as np
 from peft import PeftModel
 from scipy.stats import spearmanr
 
+from teachable import gates
 from teachable.config import EnvParams, MicroTrainParams, TrainParams
-from teachable.labeling.estimates import sample_seed
+from teachable.labeling.estimates import paired_difference, sample_seed
 from teachable.labeling.quadrants import QUADRANTS
 from teachable.policy.hf import HFPolicy
 from teachable.rollout import RolloutEngine, RolloutSpec
@@ -42,68 +44,83 @@ def sample_per_quadrant(records: list[dict], n: int, seed: int) -> list[dict]:
     return chosen
 
 
-def validation_specs(record: dict, n: int, seed: int) -> list[RolloutSpec]:
-    """The same n rollouts (same sample seeds) for the base and the trained model."""
+def validation_seed(seed: int, snapshot_id: str, i: int) -> int:
+    """Validation rollout i's sample seed: the labeling's formula in a namespace of its own."""
+    return sample_seed(f"validate|{seed}", snapshot_id, i)
+
+
+def validation_specs(record: dict, n: int, seed: int, horizon: int | None) -> list[RolloutSpec]:
+    """The same n rollouts (same sample seeds, the labeling's horizon) for the base and the trained model."""
     state = record["state"]
     return [RolloutSpec(f"{record['snapshot_id']}|{i}", state["level"], record["seed"],
-                        sample_seed=sample_seed(seed, record["snapshot_id"], i),
-                        start_actions=tuple(state["actions"]), start_hash=record["state_hash"]) for i in range(n)]
+                        sample_seed=validation_seed(seed, record["snapshot_id"], i),
+                        start_actions=tuple(state["actions"]), start_hash=record["state_hash"], horizon=horizon)
+            for i in range(n)]
 
 
-def success_rate(engine: RolloutEngine, specs: list[RolloutSpec]) -> float:
-    return float(np.mean([ep.success for ep in engine.run(specs)]))
+def outcomes(engine: RolloutEngine, specs: list[RolloutSpec]) -> list[bool]:
+    return [ep.success for ep in engine.run(specs)]
 
 
-def micro_run(policy: HFPolicy, record: dict, train: TrainParams, n_validation: int, engine_kwargs: dict,
-              out_dir: Path, seed: int) -> dict:
+def gain_estimates(base: list[bool], trained: list[bool]) -> dict:
+    """The gain (trained - base, paired by seed) with its interval, and on the even and odd rollouts apart (for
+    the gain's split-half reliability)."""
+    gain = paired_difference(trained, base)
+    halves = [round(float(np.mean(trained[h::2]) - np.mean(base[h::2])), 6) for h in (0, 1)]
+    return {"p_base": round(float(np.mean(base)), 6), "p_trained": round(float(np.mean(trained)), 6),
+            "gain": gain["diff"], "gain_ci": gain["ci"], "gain_halves": halves}
+
+
+def micro_run(policy: HFPolicy, record: dict, train: TrainParams, n_validation: int, horizon: int | None,
+              engine_kwargs: dict, out_dir: Path, seed: int) -> dict:
     """Train a fresh adapter on one snapshot's record (in its CPT route format), measure the gain, drop it."""
     fmt = record["cpt"]["route_net"]
-    specs = validation_specs(record, n_validation, seed)
-    p_base = success_rate(RolloutEngine(policy, **engine_kwargs), specs)
+    specs = validation_specs(record, n_validation, seed, horizon)
+    base = outcomes(RolloutEngine(policy, **engine_kwargs), specs)
     metrics = train_lora(policy.name, [supervision_record(record, fmt)], train, out_dir, seed=seed, report=False,
                          model=policy.model, tokenizer=policy.tokenizer, checkpoint_dir=out_dir / "checkpoints")
-    trained = PeftModel.from_pretrained(policy.model, str(out_dir)).eval()
+    trained_model = PeftModel.from_pretrained(policy.model, str(out_dir)).eval()
     try:
-        p_trained = success_rate(RolloutEngine(HFPolicy(trained, policy.tokenizer, policy.name), **engine_kwargs),
-                                 specs)
+        trained = outcomes(RolloutEngine(HFPolicy(trained_model, policy.tokenizer, policy.name), **engine_kwargs),
+                           specs)
     finally:
-        trained.unload()  # the shared base model is left as it was
+        trained_model.unload()  # the shared base model is left as it was
     return {"snapshot_id": record["snapshot_id"], "quadrant": record["quadrant"], "format": fmt,
-            "ELP_net": record["cpt"]["ELP_net"], "p_base": p_base, "p_trained": p_trained,
-            "gain": round(p_trained - p_base, 6), "n_validation": n_validation, "train_loss": metrics["train_loss"]}
+            "ELP_net": record["cpt"]["ELP_net"], "ELP_net_halves": record["cpt"]["ELP_net_halves"],
+            **gain_estimates(base, trained), "n_validation": n_validation, "train_loss": metrics["train_loss"]}
 
 
-def correlation(elp: list[float], gain: list[float], seed: int, n_resamples: int = 1000) -> dict:
-    """Spearman rho with its p-value (scipy) and a 95% percentile bootstrap interval (paired resampling)."""
+def quadrant_correlation(elp: list[float], gain: list[float]) -> dict:
+    """Spearman rho within one quadrant, descriptive (the gate is on all micro-runs together)."""
     if len(elp) < 3 or np.ptp(elp) == 0 or np.ptp(gain) == 0:
-        return {"n": len(elp), "rho": None, "p_value": None, "ci": [None, None]}
-    result = spearmanr(elp, gain)
-    x, y = np.asarray(elp, dtype=float), np.asarray(gain, dtype=float)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_resamples):  # paired resampling; resamples with a constant side have no rank correlation
-        idx = rng.integers(0, len(x), len(x))
-        if np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:
-            draws.append(spearmanr(x[idx], y[idx]).statistic)
-    ci = np.percentile(draws, [2.5, 97.5]) if draws else [np.nan, np.nan]
-    return {"n": len(elp), "rho": round(float(result.statistic), 6), "p_value": round(float(result.pvalue), 6),
-            "ci": [round(float(ci[0]), 6), round(float(ci[1]), 6)]}
+        return {"n": len(elp), "rho": None}
+    return {"n": len(elp), "rho": round(float(spearmanr(elp, gain).statistic), 6)}
 
 
-def summarise(results: list[dict], seed: int, target: float = 0.3, stretch: float = 0.5) -> dict:
-    overall = correlation([r["ELP_net"] for r in results], [r["gain"] for r in results], seed)
-    per_quadrant, utility = {}, {}
-    for q in QUADRANTS:
-        rows = [r for r in results if r["quadrant"] == q]
-        per_quadrant[q] = correlation([r["ELP_net"] for r in rows], [r["gain"] for r in rows], seed)
-        utility[q] = round(float(np.mean([r["gain"] for r in rows])), 6) if rows else None
-    rho = overall["rho"]
-    q1, q2 = utility["Q1_highU_highL"], utility["Q2_highU_lowL"]
-    gates = {
-        "cpt_validity": {"value": rho, "threshold": target, "stretch": stretch,
-                         "passed": rho is not None and rho >= target,
-                         "stretch_passed": rho is not None and rho >= stretch},
-        "q1_beats_q2": {"value": [q1, q2], "passed": q1 is not None and q2 is not None and q1 > q2},
+def summarise(results: list[dict], params: MicroTrainParams, seed: int) -> dict:
+    """The two phase 1B gates (`teachable.gates`), the reliabilities they use, and per-quadrant descriptives."""
+    elp = [r["ELP_net"] for r in results]
+    gain = [r["gain"] for r in results]
+    reliability = {
+        "ELP_net": gates.split_half_reliability(*zip(*[r["ELP_net_halves"] for r in results]), step_up=False)
+        if len(results) >= 3 else None,
+        "gain": gates.split_half_reliability(*zip(*[r["gain_halves"] for r in results]), step_up=True)
+        if len(results) >= 3 else None,
     }
-    return {"overall": overall, "per_quadrant": per_quadrant, "mean_gain_per_quadrant": utility, "gates": gates,
-            "all_passed": all(g["passed"] for g in gates.values())}
+    by_quadrant = {q: [r for r in results if r["quadrant"] == q] for q in QUADRANTS}
+    verdicts = {
+        "cpt_validity": gates.cpt_validity(elp, gain, reliability["ELP_net"], reliability["gain"], params.alpha,
+                                           params.target_rho, seed),
+        "q1_beats_q2": gates.q1_beats_q2([r["gain"] for r in by_quadrant[QUADRANTS[0]]],
+                                         [r["gain"] for r in by_quadrant[QUADRANTS[1]]], params.alpha, seed),
+    }
+    return {
+        "n": len(results),
+        "reliability": {k: None if v is None else round(v, 6) for k, v in reliability.items()},
+        "per_quadrant": {q: {**quadrant_correlation([r["ELP_net"] for r in rows], [r["gain"] for r in rows]),
+                             "mean_gain": round(float(np.mean([r["gain"] for r in rows])), 6) if rows else None,
+                             "mean_ELP_net": round(float(np.mean([r["ELP_net"] for r in rows])), 6) if rows else None}
+                         for q, rows in by_quadrant.items()},
+        "gates": verdicts,
+        "any_failed": any(v["status"] == gates.FAIL for v in verdicts.values()),
+    }

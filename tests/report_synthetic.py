@@ -12,10 +12,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from teachable.config import MicroTrainParams
+from teachable.labeling.estimates import cpt, leverage
 from teachable.labeling.quadrants import QUADRANTS
+from teachable.microtrain import summarise
 
 FORMATS = ("demo", "hint", "contrast")
 SHORT = ("Q1", "Q2", "Q3", "Q4")
+
+
+N_ROLLOUTS = 14
+
+
+def _outcomes(p: float) -> list[bool]:
+    """N_ROLLOUTS outcomes with success rate p (clipped to [0, 1]); lists of one rate share their order, as arms on
+    shared seeds are coupled."""
+    k = round(min(1.0, max(0.0, p)) * N_ROLLOUTS)
+    return [True] * k + [False] * (N_ROLLOUTS - k)
 
 
 def snapshot(i: int, q: str, rng) -> dict:
@@ -24,6 +37,8 @@ def snapshot(i: int, q: str, rng) -> dict:
     p_student = float(rng.choice([0.0, 1 / 7, 2 / 7]))
     l_local = float(rng.choice([1 / 7, 3 / 7, 5 / 7]) if high_l else rng.choice([-1 / 7, 0.0]))
     elp = float(rng.choice([0.0, 0.5, 1.0]) if high_l else rng.choice([-0.5, 0.0, 0.0, 0.5]))
+    student, placebo = _outcomes(p_student), _outcomes(0.5)
+    lev = leverage({"student": student, "force": _outcomes(p_student + l_local), "expert": [True]})
     actions = ["turn left", "turn right", "go forward", "pick up", "drop", "toggle"]
     probs = rng.dirichlet(np.ones(6) * (0.5 if high_u else 0.1))
     return {
@@ -40,10 +55,11 @@ def snapshot(i: int, q: str, rng) -> dict:
                     "source": "oracle", "valid": True},
         "patches": {"base": None, "placebo": "Teacher: keep going.", "demo": "Teacher: do 'go forward'.",
                     "contrast": "Teacher: not 'turn left'.", "hint": "Teacher: the ball is ahead."},
-        "leverage": {"p_student": p_student, "p_force": p_student + l_local, "p_expert": 1.0, "L_local": l_local,
-                     "L_upper": 1.0 - p_student, "n_student": 7, "n_force": 7, "n_expert": 2},
-        "cpt": {"p_base": p_student, "p_placebo": 0.0, "p_demo": max(elp, 0), "p_contrast": 0.0, "p_hint": 0.0,
-                "ELP_net": elp, "route_net": "demo", "n_per_condition": 2},
+        "leverage": {**lev, "horizon": 16, "threshold": 0.1, "side": "high" if high_l else "low",
+                     "decision_ci": lev["ci"]["L_local"], "decision_confidence": 0.975},
+        "cpt": cpt({"student": student, "placebo": placebo, "demo": _outcomes(0.5 + elp), "contrast": placebo,
+                    "hint": placebo}),
+        "rollouts": {"n_per_arm": N_ROLLOUTS, "total": 7 * N_ROLLOUTS},
         "quadrant": q, "split": "eval" if i % 4 == 0 else "train",
     }
 
@@ -78,15 +94,15 @@ def write_repo(root: Path, phases=(1, 2, 3, 4, 5), good: bool = True, n_per_quad
     if 1 in phases:
         _write(root / "data/quadrant_snapshots.jsonl", records)
         _write(root / "reports/phase1/quadrant_thresholds.json", {"U": 0.95, "L": 0.0, "mode": "auto"})
-        micro = [{"snapshot_id": r["snapshot_id"], "quadrant": r["quadrant"], "ELP_net": r["cpt"]["ELP_net"],
-                  "gain": (r["cpt"]["ELP_net"] if good else -r["cpt"]["ELP_net"]) * 0.8, "format": "demo",
-                  "n_validation": 8} for r in records[:20]]
+        micro = []
+        for i, r in enumerate(records[:40]):
+            elp = r["cpt"]["ELP_net"]
+            gain = round((elp if good else -elp) * 0.8 + (i % 5 - 2) * 0.02, 6)
+            micro.append({"snapshot_id": r["snapshot_id"], "quadrant": r["quadrant"], "ELP_net": elp, "gain": gain,
+                          "ELP_net_halves": [elp + (i % 3 - 1) * 0.05, elp], "format": "demo",
+                          "gain_halves": [gain + (i % 3 - 1) * 0.05, gain - (i % 3 - 1) * 0.05], "n_validation": 8})
         _write(root / "reports/phase1b/micro_training_results.json", {"results": micro})
-        rho = 0.6 if good else 0.1
-        _write(root / "reports/phase1b/cpt_correlation.json", {
-            "overall": {"rho": rho, "p_value": 0.01, "ci": [0.2, 0.8], "n": 20},
-            "per_quadrant": {q: {"rho": 0.5, "p_value": 0.2, "ci": [-0.1, 0.9], "n": 5} for q in QUADRANTS},
-            "mean_gain_per_quadrant": dict(zip(QUADRANTS, (0.2, 0.0, -0.1, 0.1) if good else (0.0, 0.2, 0, 0)))})
+        _write(root / "reports/phase1b/cpt_correlation.json", summarise(micro, MicroTrainParams(), seed=0))
     if 2 in phases:
         runs = []
         for model, kind, q, f in models()[1:16]:

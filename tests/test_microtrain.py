@@ -3,30 +3,51 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from teachable.config import TrainParams
-from teachable.microtrain import correlation, micro_run, sample_per_quadrant, summarise, validation_specs
+from teachable import gates
+from teachable.config import LabelParams, MicroTrainParams
+from teachable.labeling.quadrants import QUADRANTS
+from teachable.microtrain import micro_run, sample_per_quadrant, summarise, validation_specs
+from teachable.records import Snapshot
 from teachable.policy.hf import HFPolicy
 from tests.test_training import LABELED
 
 
-def test_spearman_and_bootstrap_on_known_data():
-    elp = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
-    assert correlation(elp, [1, 2, 3, 4, 5, 6], seed=0)["rho"] == 1.0
-    assert correlation(elp, [6, 5, 4, 3, 2, 1], seed=0)["rho"] == -1.0
-    noisy = correlation(elp, [1, 3, 2, 4, 6, 5], seed=0)
-    assert noisy["rho"] == pytest.approx(1 - 6 * 4 / (6 * 35), abs=1e-6)  # sum of squared rank gaps = 4
-    assert noisy["ci"][0] <= noisy["rho"] <= noisy["ci"][1] and 0 < noisy["p_value"] < 0.1
-    assert correlation([0.1, 0.2], [1, 2], seed=0)["rho"] is None  # too few to say
+def _results(n, rng, rho=0.0):
+    """n micro-run results whose ELP_net and gain correlate at about rho, split evenly over Q1..Q4."""
+    z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=n)
+    return [{"quadrant": QUADRANTS[i % 4], "ELP_net": float(a), "gain": float(b),
+             "ELP_net_halves": [float(a + rng.normal(0, 0.3)), float(a + rng.normal(0, 0.3))],
+             "gain_halves": [float(b + rng.normal(0, 0.3)), float(b + rng.normal(0, 0.3))]} for i, (a, b) in enumerate(z)]
 
 
-def test_gates_and_per_quadrant_utility():
-    rows = [{"quadrant": q, "ELP_net": e, "gain": g} for q, e, g in [
-        ("Q1_highU_highL", 0.5, 0.5), ("Q1_highU_highL", 0.4, 0.3), ("Q2_highU_lowL", 0.0, 0.0),
-        ("Q2_highU_lowL", 0.1, 0.1), ("Q3_lowU_lowL", 0.0, -0.1), ("Q4_lowU_highL", 0.3, 0.2)]]
-    summary = summarise(rows, seed=0)
-    assert summary["gates"]["cpt_validity"]["passed"] and summary["gates"]["q1_beats_q2"]["passed"]
-    assert summary["mean_gain_per_quadrant"]["Q1_highU_highL"] == pytest.approx(0.4)
-    flipped = summarise([{**r, "gain": -r["gain"]} for r in rows], seed=0)
-    assert not flipped["all_passed"]
+def test_summary_reports_both_gates_with_reliabilities_and_power():
+    summary = summarise(_results(80, np.random.default_rng(0), rho=0.6), MicroTrainParams(), seed=0)
+    validity = summary["gates"]["cpt_validity"]
+    assert validity["status"] == "pass" and validity["p_value"] < 0.05 and validity["ci"][0] < validity["value"]
+    assert 0.7 < summary["reliability"]["ELP_net"] < 1 and 0.7 < summary["reliability"]["gain"] < 1
+    assert validity["disattenuated_rho"] > validity["value"]
+    assert validity["n_needed"] == gates.correlation_n_needed(validity["visible_target"], 0.05)
+    assert summary["gates"]["q1_beats_q2"]["status"] in ("pass", "fail", "inconclusive")
+    assert summary["per_quadrant"]["Q1_highU_highL"]["n"] == 20
+
+
+def test_validation_seeds_are_disjoint_from_every_labeling_seed():
+    """The labeling's rollouts of 40 snapshots (every arm, up to the cap) and the micro-runs' validation rollouts
+    of the same snapshots share no sample seed, so the base arm never replays a labeling rollout."""
+    from teachable.labeling.label import _specs
+    from teachable.teacher.base import Advice
+
+    advice = Advice(suggested_action="go forward", diagnosis="", hint="", contrast="", source="oracle")
+    patches = {c: f"Teacher: {c}." for c in ("placebo", "demo", "contrast", "hint")}
+    labeling, validation = set(), set()
+    for i in range(40):
+        record = {**LABELED, "snapshot_id": f"snap{i}", "seed": i, "env": "babyai", "task_id": f"GoToLocal-{i}",
+                  "step_idx": 1, "source": "student_failure",
+                  "state": {"level": "GoToLocal", "seed": i, "actions": []}, "state_hash": ""}
+        snap = Snapshot.model_validate(record)
+        labeling |= {s.sample_seed for s in _specs(snap, advice, patches, LabelParams(), 0, 0, 64)}
+        validation |= {s.sample_seed for s in validation_specs(record, 64, seed=0, horizon=16)}
+    assert len(validation) == 40 * 64 and not labeling & validation
 
 
 def test_sampling_per_quadrant_is_capped_and_deterministic():
@@ -44,14 +65,15 @@ def test_a_micro_run_uses_the_same_seeds_and_leaves_the_base_intact(tiny_student
     env.reset(3)
     env.step("turn left")
     record = {**LABELED, "quadrant": "Q1_highU_highL", "seed": 3, "state": env.state(),
-              "state_hash": env.state_hash(), "cpt": {"route_net": "hint", "ELP_net": 0.5}}
-    specs = validation_specs(record, 4, seed=0)
-    assert [s.sample_seed for s in specs] == [s.sample_seed for s in validation_specs(record, 4, seed=0)]
+              "state_hash": env.state_hash(), "cpt": {"route_net": "hint", "ELP_net": 0.5, "ELP_net_halves": [0.5, 0.5]}}
+    specs = validation_specs(record, 4, seed=0, horizon=6)
+    assert [s.sample_seed for s in specs] == [s.sample_seed for s in validation_specs(record, 4, seed=0, horizon=6)]
     model = AutoModelForCausalLM.from_pretrained(tiny_student_dir)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     policy = HFPolicy(model.eval(), __import__("transformers").AutoTokenizer.from_pretrained(tiny_student_dir))
-    result = micro_run(policy, record, TrainParams(max_steps=2, batch_size=1), 4,
+    result = micro_run(policy, record, TrainParams(max_steps=2, batch_size=1), 4, 6,
                        dict(env_name="babyai", max_steps=8, history_len=2, record_steps=False), tmp_path / "a", 0)
     assert result["format"] == "hint" and result["gain"] == pytest.approx(result["p_trained"] - result["p_base"])
+    assert result["gain_ci"][0] <= result["gain"] <= result["gain_ci"][1] and len(result["gain_halves"]) == 2
     after = policy.model.state_dict()
     assert set(after) == set(before) and all(np.array_equal(before[k], after[k]) for k in before)

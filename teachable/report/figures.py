@@ -131,9 +131,10 @@ def cpt_validation(micro: list[dict], cpt: dict | None, out_dir: Path) -> list[P
     hi = max(frame.ELP_net.max(), frame.gain.max(), 0) + 0.05
     left.plot([lo, hi], [lo, hi], color="black", linestyle="--", linewidth=0.8, label="gain = ELP_net")
     left.axhline(0, color="grey", linewidth=0.5)
-    overall = (cpt or {}).get("overall", {})
-    rho = overall.get("rho")
-    subtitle = (f"ρ = {rho:.2f} (p = {overall.get('p_value') or float('nan'):.2g}, n = {overall.get('n')})"
+    overall = ((cpt or {}).get("gates") or {}).get("cpt_validity") or {}
+    rho, ci = overall.get("value"), overall.get("ci") or [None, None]
+    subtitle = (f"ρ = {rho:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]\n(one-sided p = {overall.get('p_value'):.2g}, "
+                f"n = {overall.get('n')}: {overall.get('status')})"
                 if rho is not None else f"ρ undefined (n = {len(frame)})")
     left.set(xlabel="ELP_net from the CPT (success-rate gain)", ylabel="micro-training gain (success-rate gain)",
              title=f"All micro-runs: Spearman {subtitle}")

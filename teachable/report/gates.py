@@ -5,8 +5,8 @@ not_applicable), `fail_action` (the seeds' text), `source` (the file it reads) a
 missing, or whose value is undefined (e.g. rho on too few points), is `not_applicable`, never an error.
 
 Choices where the seeds leave room (documented in the README's Report section):
-- CPT validity uses rho >= 0.3, as the experimental plan and the micro_train stage do (the seeds' readme writes
-  rho > 0.3).
+- The phase 1B gates (CPT validity, Q1 > Q2) are tests decided by the micro_train stage (`teachable.gates`); this
+  module shows their verdicts (pass, fail, inconclusive) as they are.
 - Quadrant balance is judged against `quadrants.min_per_quadrant` (the pilot's threshold); the seeds' paper-scale
   N > 300 is recorded beside it (`paper_threshold`, `paper_status`) without deciding the status.
 - Supervision differentiation counts a quadrant only when a non-demo format beats demo strictly.
@@ -25,7 +25,7 @@ from teachable.report import tables
 from teachable.report.loaders import PATHS, Inputs
 
 log = logging.getLogger(__name__)
-PASS, FAIL, NA = "pass", "fail", "not_applicable"
+PASS, FAIL, NA, INCONCLUSIVE = "pass", "fail", "not_applicable", "inconclusive"
 PAPER_MIN_PER_QUADRANT = 300
 RETENTION_FLOOR = -0.03
 NO_ACTION = "(no fail action given in the seeds)"
@@ -49,18 +49,27 @@ def _num(value):
     return value
 
 
+def _from_verdict(gid, phase, name, condition, fail_action, source, verdict: dict | None) -> dict:
+    """A gate the stage that computes it already decided (`teachable.gates`): its verdict, shown as is."""
+    if not verdict:
+        return _gate(gid, phase, name, condition, fail_action, source)
+    detail = {k: v for k, v in verdict.items() if k not in ("value", "status", "statistic")}
+    return {"id": gid, "phase": phase, "name": name, "condition": condition, "value": _num(verdict.get("value")),
+            "threshold": _num(verdict.get("alpha")), "status": verdict["status"], "fail_action": fail_action,
+            "source": source, "detail": {k: _num(v) for k, v in detail.items()}}
+
+
 def cpt_gates(inputs: Inputs) -> list[dict]:
     src = PATHS["cpt"]
-    cpt = inputs.cpt or {}
-    rho = (cpt.get("overall") or {}).get("rho")
-    gains = {tables.short_quadrant(k): v for k, v in (cpt.get("mean_gain_per_quadrant") or {}).items()}
-    q1, q2 = gains.get("Q1"), gains.get("Q2")
+    verdicts = (inputs.cpt or {}).get("gates") or {}
     return [
-        _gate("1B.cpt_validity", "1B", "CPT validity", "Spearman rho(ELP_net, micro-training gain) >= 0.3",
-              "Use L_local as primary signal", src, rho, 0.3, None if rho is None else rho >= 0.3,
-              n=(cpt.get("overall") or {}).get("n"), stretch=0.5),
-        _gate("1B.q1_beats_q2", "1B", "Q1 utility above Q2", "mean micro-training gain Q1 > Q2",
-              "Revise CPT methodology", src, q1, q2, None if q1 is None or q2 is None else q1 > q2),
+        _from_verdict("1B.cpt_validity", "1B", "CPT validity",
+                      "Spearman rho(ELP_net, micro-training gain) > 0, one-sided permutation test at alpha; fail when "
+                      "the interval rules out the target rho as the measures' reliabilities let it show",
+                      "Use L_local as primary signal", src, verdicts.get("cpt_validity")),
+        _from_verdict("1B.q1_beats_q2", "1B", "Q1 utility above Q2",
+                      "mean micro-training gain Q1 - Q2 > 0, one-sided permutation test at alpha",
+                      "Revise CPT methodology", src, verdicts.get("q1_beats_q2")),
     ]
 
 
@@ -188,8 +197,9 @@ def compute_gates(inputs: Inputs, min_per_quadrant: int, predictor_targets: dict
 def gates_metrics(gates: list[dict]) -> dict:
     """The `reports/gates.json` document: per gate its numbers and status (plus `passed` as 1/0/null so that
     `dvc metrics show` shows a number), and the counts per status."""
-    counts = {s: sum(g["status"] == s for g in gates) for s in (PASS, FAIL, NA)}
-    return {"summary": {"n_pass": counts[PASS], "n_fail": counts[FAIL], "n_not_applicable": counts[NA],
+    counts = {s: sum(g["status"] == s for g in gates) for s in (PASS, FAIL, INCONCLUSIVE, NA)}
+    return {"summary": {"n_pass": counts[PASS], "n_fail": counts[FAIL], "n_inconclusive": counts[INCONCLUSIVE],
+                        "n_not_applicable": counts[NA],
                         "all_applicable_pass": counts[FAIL] == 0},
             "gates": {g["id"]: {**{k: g[k] for k in ("name", "phase", "condition", "value", "threshold", "status",
                                                      "fail_action", "source", "detail")},

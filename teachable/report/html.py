@@ -31,7 +31,7 @@ figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#444}
 .status{font-weight:700;padding:.1em .5em;border-radius:3px;white-space:nowrap}
 .pass{background:#cce5f6;color:#003a66}.fail{background:#f9d3bf;color:#7a2900}
-.not_applicable{background:#e6e6e6;color:#555}
+.not_applicable{background:#e6e6e6;color:#555}.inconclusive{background:#fff1b8;color:#5c4700}
 .notrun{background:#fff4d6;border-left:4px solid #E69F00;padding:.5em 1em}
 .files{font-size:.8em;color:#555}details{margin:.5em 0}pre{background:#f7f7f7;padding:.6em;overflow:auto;
 font-size:.8em}section.snapshot{border-top:1px dashed #aaa;margin-top:1.5em}small{color:#666}
@@ -55,7 +55,8 @@ window.addEventListener('load', function () {
 });
 """
 
-STATUS_MARK = {"pass": "✓ pass", "fail": "✗ fail", "not_applicable": "– not applicable"}
+STATUS_MARK = {"pass": "✓ pass", "fail": "✗ fail", "inconclusive": "? inconclusive",
+               "not_applicable": "– not applicable"}
 
 
 @dataclass

@@ -61,17 +61,20 @@ def quadrant_characteristics(snapshots: pd.DataFrame | None) -> pd.DataFrame | N
 
 
 def cpt_validity(cpt: dict | None) -> pd.DataFrame | None:
-    """Tab H2.1: Spearman rho of ELP_net vs micro-training gain, overall and per quadrant, with the mean gain."""
+    """Tab H2.1: Spearman rho of ELP_net vs micro-training gain over all micro-runs (the gate: permutation p, Fisher
+    interval, reliabilities, disattenuated rho, power) and per quadrant (descriptive), with the mean gain."""
     if not cpt:
         return None
-    gains = cpt.get("mean_gain_per_quadrant", {})
-    rows = []
-    for name, stats in [("all", cpt.get("overall", {}))] + [(q, cpt.get("per_quadrant", {}).get(q, {}))
-                                                               for q in QUADRANTS]:
-        ci = stats.get("ci") or [None, None]
-        rows.append({"quadrant": QUADRANT_SHORT.get(name, name), "n": stats.get("n"), "rho": stats.get("rho"),
-                     "p_value": stats.get("p_value"), "ci_low": ci[0], "ci_high": ci[1],
-                     "mean_gain": gains.get(name) if name != "all" else None})
+    gate = (cpt.get("gates") or {}).get("cpt_validity") or {}
+    ci = gate.get("ci") or [None, None]
+    rows = [{"quadrant": "all", "n": gate.get("n"), "rho": gate.get("value"), "p_value": gate.get("p_value"),
+             "ci_low": ci[0], "ci_high": ci[1], "disattenuated_rho": gate.get("disattenuated_rho"),
+             "power": gate.get("power"), "n_needed": gate.get("n_needed"), "mean_gain": None,
+             "status": gate.get("status")}]
+    for q in QUADRANTS:
+        stats = (cpt.get("per_quadrant") or {}).get(q, {})
+        rows.append({"quadrant": QUADRANT_SHORT.get(q, q), "n": stats.get("n"), "rho": stats.get("rho"),
+                     "mean_gain": stats.get("mean_gain")})
     return pd.DataFrame(rows).astype({"rho": float, "p_value": float, "ci_low": float, "ci_high": float,
                                       "mean_gain": float})
 
