@@ -94,12 +94,17 @@ def _f(value, digits: int = 3) -> str:
     return "n/a" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
 
 
+def _ci(interval) -> str:
+    return f"[{_f(interval[0])}, {_f(interval[1])}]" if interval and interval[0] is not None else ""
+
+
 def _rows(view: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     """The view as titled (label, text) rows: the one layout both the text and the HTML renderers use."""
     t, s, lev, cpt, teacher, train = (view["task"], view["state"], view["leverage"], view["cpt"], view["teacher"],
                                       view["training"])
     unc = view["uncertainty"]
     n_cpt = cpt.get("n_per_condition")
+    ci, net = lev.get("ci") or {}, cpt.get("net") or {}
     history = [(f"step -{len(s['history']) - i}", f"saw: {h.get('obs')}  -> did: {h.get('action')}")
                for i, h in enumerate(s["history"])] or [("previous steps", "(none)")]
     micro = train["micro_training"]
@@ -116,17 +121,26 @@ def _rows(view: dict) -> list[tuple[str, list[tuple[str, str]]]]:
          + [(f"p({a})", f"{p:.3f}  {'#' * round(p * 40)}") for a, p in view["student_probs"]]),
         ("Teacher", [(k, _f(teacher.get(k))) for k in ("suggested_action", "diagnosis", "hint", "contrast",
                                                        "source", "valid")]),
-        ("Leverage (success rates over rollouts from the state)", [
-            ("p_student", f"{_f(lev.get('p_student'))} over {_f(lev.get('n_student'))} rollouts"),
+        ("Leverage (success rates over rollouts from the state; [95% intervals])", [
+            ("p_student", f"{_f(lev.get('p_student'))} {_ci(ci.get('student'))} over {_f(lev.get('n_student'))} "
+                          f"rollouts of {_f(lev.get('horizon'))} steps"),
             ("p_force (expert action forced, then student)",
-             f"{_f(lev.get('p_force'))} over {_f(lev.get('n_force'))} rollouts"),
-            ("p_expert (expert in control)", f"{_f(lev.get('p_expert'))} over {_f(lev.get('n_expert'))} rollouts"),
-            ("L_local = p_force - p_student", _f(lev.get("L_local"))),
-            ("L_upper = p_expert - p_student", _f(lev.get("L_upper")))]),
-        ("Contextual Patch Test", [(f"p_{c}", f"{_f(cpt.get(f'p_{c}'))} over {_f(n_cpt)} rollouts"
-                                    + (f"   patch: {view['patches'][c]}" if view["patches"].get(c) else ""))
-                                   for c in CONDITIONS]
-         + [("ELP_net = best patch - placebo", _f(cpt.get("ELP_net"))), ("route_net", _f(cpt.get("route_net")))]),
+             f"{_f(lev.get('p_force'))} {_ci(ci.get('force'))} over {_f(lev.get('n_force'))} rollouts, same seeds"),
+            ("p_expert (expert in control)", f"{_f(lev.get('p_expert'))} over {_f(lev.get('n_expert'))} "
+                                             "rollout (deterministic)"),
+            ("L_local = p_force - p_student", f"{_f(lev.get('L_local'))} {_ci(ci.get('L_local'))} (paired)"),
+            ("L_upper = p_expert - p_student", f"{_f(lev.get('L_upper'))} {_ci(ci.get('L_upper'))}"),
+            ("leverage side", f"{_f(lev.get('side'))} of L threshold {_f(lev.get('threshold'))} (decision "
+                              f"interval {_ci(lev.get('decision_ci'))} at {_f(lev.get('decision_confidence'))})")]),
+        ("Contextual Patch Test (base = the student's rollouts)", [
+            (f"p_{c}", f"{_f(cpt.get(f'p_{c}'))} over {_f(n_cpt)} rollouts"
+             + (f"; minus placebo {_f(net[c].get('diff'))} {_ci(net[c].get('ci'))}" if c in net else "")
+             + (f"   patch: {view['patches'][c]}" if view["patches"].get(c) else "")) for c in CONDITIONS]
+         + [("ELP_net (route chosen on even rollouts, scored on odd)",
+             f"{_f(cpt.get('ELP_net'))} {_ci(cpt.get('ELP_net_ci'))} over {_f(cpt.get('n_estimation'))} rollouts"),
+            ("route_net", _f(cpt.get("route_net"))),
+            ("ELP_net_naive (in-sample best, biased up)", f"{_f(cpt.get('ELP_net_naive'))} "
+                                                          f"({_f(cpt.get('route_naive'))})")]),
         ("Training that used it", [
             ("phase 2 models", ", ".join(train["phase2_models"]) or "(none)"),
             ("phase 1B micro-run", "(not micro-trained)" if not micro else

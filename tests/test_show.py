@@ -20,7 +20,8 @@ def test_show_prints_state_distribution_advice_outcomes_and_training(repo, capsy
     assert main(["show", q1["snapshot_id"], "--root", str(root)]) == 0
     out = capsys.readouterr().out
     for text in (q1["mission"], q1["obs"], f"p({q1['student_action']})", q1["teacher"]["hint"],
-                 "p_force (expert action forced, then student)", "over 7 rollouts", "p_placebo", "over 2 rollouts",
+                 "p_force (expert action forced, then student)", "over 14 rollouts", "p_placebo", "L_local = p_force - p_student",
+                 "(paired)", "ELP_net (route chosen on even rollouts, scored on odd)",
                  "Q1_highU_highL", "Q1-contrast, Q1-demo, Q1-hint", "phase 5 selection"):
         assert text in out, text
     lines = [line for line in out.splitlines() if line.strip().startswith("p(")]
@@ -35,7 +36,8 @@ def test_show_lists_micro_training_and_selection(repo, capsys):
     view = json.loads(capsys.readouterr().out)
     assert view["training"]["micro_training"]["snapshot_id"] == first["snapshot_id"]
     assert view["training"]["selection_methods"] == ["random"]
-    assert view["leverage"]["n_force"] == 7 and view["cpt"]["n_per_condition"] == 2
+    assert view["leverage"]["n_force"] == 14 and view["cpt"]["n_per_condition"] == 14
+    assert len(view["leverage"]["ci"]["L_local"]) == 2 and len(view["cpt"]["ELP_net_ci"]) == 2
 
 
 def test_unknown_id_exits_2_and_says_how_to_find_ids(repo, capsys):
