@@ -247,11 +247,11 @@ class RolloutEngine:
         A forced first step takes the same draws as a sampled one, and a patch is in the first prompt only, so two
         specs with the same start state, sample seed and horizon that take the same first action are the same
         episode from then on. Each spec's first action is found in one batched step; each distinct (start, seed,
-        first action) then runs once as a forced spec, and every spec gets its outcome under its own id. Needs
-        `action_mode="score"` (generation draws one seed per batch) and no step records (a shared episode's first
-        prompt is only one of its specs')."""
+        first action) then runs once as a forced spec, and every spec gets its outcome under its own id. With
+        `action_mode="generate"` (one seed per batch) or step records (a shared episode's first prompt is only one
+        of its specs') every spec runs as it is."""
         if self.action_mode != "score" or self.record_steps:
-            raise ValueError("run_shared needs action_mode='score' and record_steps=False")
+            return self.run(specs)
         asked = [s for s in specs if s.control == "student" and s.forced_action is None]
         chosen = dict(zip((s.episode_id for s in asked), self.first_actions(asked)))
         shared: dict[tuple, RolloutSpec] = {}

@@ -20,8 +20,8 @@ TINY = {
                 "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
     "rollouts": {"n_tasks": 12, "batch_size": 8},
     "snapshots": {"max_snapshots": 20, "expert_tasks": 2, "expert_sample_rate": 0.5},
-    "label": {"round_size": 2, "max_rollouts": 4, "horizon": 8},
-    "quadrants": {"min_per_quadrant": 2},
+    "label": {"round_size": 2, "max_rollouts": 4, "cpt_rollouts": 2, "horizon": 8},
+    "quadrants": {"min_per_quadrant": 2, "undetermined": "point"},  # 4 rollouts decide few sides
     "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_validation_rollouts": 2},
     "train": {"num_train_epochs": 1, "batch_size": 8, "min_records": 3},
     "evaluate": {"n_tasks": 4, "n_snapshots_per_quadrant": 2, "retention_max": 3, "batch_size": 16},
@@ -56,7 +56,8 @@ def test_repro_writes_every_output(project):
     for name in ("hist_U.png", "hist_L.png", "scatter_U_L.png", "quadrant_thresholds.json", "u_l.csv"):
         assert (work / "reports/phase1" / name).stat().st_size > 0
     correlation = json.loads((work / "reports/phase1b/cpt_correlation.json").read_text())
-    assert {"overall", "per_quadrant", "gates"} <= set(correlation)
+    assert {"reliability", "per_quadrant", "gates"} <= set(correlation)
+    assert correlation["gates"]["cpt_validity"]["status"] in ("pass", "fail", "inconclusive", "not_applicable")
     summary = json.loads((work / "reports/phase2/training_summary.json").read_text())
     assert summary["n_runs"] == 15  # 12 cells, 2 baselines, the recovery cell
     trained = [run for run in summary["runs"] if run["trained"]]

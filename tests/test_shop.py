@@ -342,7 +342,7 @@ def test_labeling_scores_sampled_queries_plus_the_teachers(world):
                     student_action="search[tea]", state=env.state(), state_hash=env.state_hash())
     policy = QueryPolicy(["search[honey granola]"])
     engine = RolloutEngine(policy, "shop", max_steps=8, temperature=1.0)
-    p = LabelParams(round_size=2, max_rollouts=2)
+    p = LabelParams(round_size=2, max_rollouts=2, cpt_rollouts=2)
     (record,) = label_chunk([snap], policy, OracleTeacher(), engine, p, 0, 0.1)
     assert record["teacher"]["suggested_action"] == env.expert_action()
     assert set(record["student_probs"]) == {"search[honey granola]", "search[tea]", env.expert_action()}

@@ -14,8 +14,8 @@ TINY = {
                 "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
     "rollouts": {"n_tasks": 8, "batch_size": 8},
     "snapshots": {"max_snapshots": 8, "expert_tasks": 2, "expert_sample_rate": 0.5},
-    "label": {"round_size": 2, "max_rollouts": 2},
-    "quadrants": {"min_per_quadrant": 1},
+    "label": {"round_size": 2, "max_rollouts": 2, "cpt_rollouts": 2},
+    "quadrants": {"min_per_quadrant": 1, "undetermined": "point"},
 }
 STAGES = ["index", "student", "rollouts", "snapshots", "label", "quadrants"]
 

@@ -50,7 +50,7 @@ def test_label_resumes_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
         [RolloutSpec(f"e{i}", "GoToLocal", i) for i in range(3)])
     write_jsonl("data/snapshots.jsonl", failure_snapshots(episodes, SnapshotParams(max_snapshots=5), 2, seed=0))
     params = parse_params({"env": {"levels": ["GoToLocal"], "max_steps": 6}, "student": {"dir": str(tiny_student_dir)},
-                           "label": {"round_size": 2, "max_rollouts": 2, "chunk_size": 2}})
+                           "label": {"round_size": 2, "max_rollouts": 2, "cpt_rollouts": 2, "chunk_size": 2}})
     stage = load_stage("label")
     stage.main(params)
     uninterrupted = read_jsonl(stage.OUT)
