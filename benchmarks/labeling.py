@@ -1,7 +1,8 @@
-"""Labeling throughput: the batched engine (all rollouts of a chunk of snapshots in lock-step) vs a naive
-per-rollout loop (each rollout alone, one forward pass per candidate), same snapshots, same label params.
+"""Labeling throughput: every arm's rollouts run separately vs run once per distinct episode (`run_shared`: arms
+on the same sample seed that take the same first action are the same episode), same snapshots, same label
+params, both through the batched engine; the labels must be identical.
 
-    python benchmarks/labeling.py [--snapshots 32] [--naive-snapshots 3]
+    python benchmarks/labeling.py [--snapshots 48]
 """
 
 from __future__ import annotations
@@ -11,41 +12,55 @@ import time
 
 from teachable.config import load_params
 from teachable.labeling.label import label_chunk
-from teachable.policy.hf import HFPolicy, NaivePolicy
+from teachable.policy.hf import HFPolicy
 from teachable.records import Snapshot, read_jsonl
 from teachable.rollout import RolloutEngine
 from teachable.teacher import OracleTeacher
 
 
-def per_minute(snapshots, policy, batch, chunk, params) -> tuple[float, list]:
+class SeparateRuns(RolloutEngine):
+    """The engine without sharing: every spec runs as its own episode."""
+
+    def run_shared(self, specs):
+        self.episodes_run = getattr(self, "episodes_run", 0) + len(specs)
+        return self.run(specs)
+
+
+class CountingEngine(RolloutEngine):
+    def run(self, specs, on_episode=None):
+        if all(s.horizon != 1 for s in specs):  # not the one-step probe of first actions
+            self.episodes_run = getattr(self, "episodes_run", 0) + len(specs)
+        return super().run(specs, on_episode)
+
+
+def label_all(engine_class, snapshots, policy, params) -> tuple[list[dict], float, int]:
     env, p = params.env, params.label
-    engine = RolloutEngine(policy, env.name, env.max_steps, env.history_len, p.temperature, batch, record_steps=False)
+    engine = engine_class(policy, env.name, env.max_steps, env.history_len, p.temperature, p.batch_size,
+                          record_steps=False)
     start, records = time.perf_counter(), []
-    for i in range(0, len(snapshots), chunk):
-        records += label_chunk(snapshots[i : i + chunk], policy, OracleTeacher(), engine, p, params.seed)
-    return len(snapshots) / ((time.perf_counter() - start) / 60), records
+    for i in range(0, len(snapshots), p.chunk_size):
+        records += label_chunk(snapshots[i : i + p.chunk_size], policy, OracleTeacher(), engine, p, params.seed,
+                               params.quadrants.L_threshold)
+    return records, time.perf_counter() - start, engine.episodes_run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--snapshots", type=int, default=32)
-    parser.add_argument("--naive-snapshots", type=int, default=3)
+    parser.add_argument("--snapshots", type=int, default=48)
     args = parser.parse_args()
     params = load_params()
     snapshots = read_jsonl("data/snapshots.jsonl", Snapshot)[: args.snapshots]
     policy = HFPolicy.load(params.student.dir, batch_size=params.student.score_batch_size)
-    naive_rate, naive = per_minute(snapshots[: args.naive_snapshots], NaivePolicy(policy), 1, 1, params)
-    batched_rate, batched = per_minute(snapshots, policy, params.label.batch_size, params.label.chunk_size, params)
-    labels = lambda records: [(r["leverage"], r["cpt"]) for r in records]
-    same = labels(naive) == labels(batched[: len(naive)])
+    separate, t_separate, n_separate = label_all(SeparateRuns, snapshots, policy, params)
+    shared, t_shared, n_shared = label_all(CountingEngine, snapshots, policy, params)
     p = params.label
-    print(f"rollouts per snapshot: {p.n_student_rollouts + p.n_force_rollouts + p.n_expert_rollouts} leverage + "
-          f"{5 * p.n_per_condition} CPT; horizon {params.env.max_steps}; naive and batched labels identical: {same}")
-    print(f"naive   (one rollout at a time, 1 forward/candidate): {naive_rate:7.1f} snapshots/min "
-          f"({args.naive_snapshots} snapshots)")
-    print(f"batched (chunks of {p.chunk_size} snapshots, {p.batch_size} concurrent):    {batched_rate:7.1f} "
-          f"snapshots/min ({len(snapshots)} snapshots)")
-    print(f"batched / naive = {batched_rate / naive_rate:.1f}x")
+    print(f"{len(snapshots)} snapshots; rounds of {p.round_size} up to {p.max_rollouts} rollouts per arm, horizon "
+          f"{p.horizon}; labels identical: {separate == shared}")
+    print(f"separate arms: {n_separate} episodes, {t_separate:.1f} s, {len(snapshots) / t_separate * 60:.1f} "
+          "snapshots/min")
+    print(f"shared:        {n_shared} episodes (+ one probe step per student-chosen first step), {t_shared:.1f} s, "
+          f"{len(snapshots) / t_shared * 60:.1f} snapshots/min")
+    print(f"shared / separate speed = {t_separate / t_shared:.2f}x; episodes run {n_shared / n_separate:.2f}")
 
 
 if __name__ == "__main__":
