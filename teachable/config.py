@@ -183,9 +183,9 @@ class QuadrantParams(Section):
 
     U_quantile: float = Field(0.5, gt=0, lt=1, description="the U threshold: this quantile of U (ties go low)")
     U_threshold: float | None = Field(None, ge=0, description="a fixed U threshold instead of the quantile")
-    L_threshold: float = Field(0.2, ge=-1, lt=1, description="high leverage: L_local above this")
+    L_threshold: float = Field(0.1, ge=-1, lt=1, description="high leverage: L_local above this")
     undetermined: Literal["exclude", "point"] = Field(
-        "exclude", description="snapshots whose L side stayed undetermined: left out of the quadrants, or placed by "
+        "point", description="snapshots whose L side stayed undetermined: left out of the quadrants, or placed by "
                                "their point estimate")
     min_per_quadrant: int = Field(10, ge=0)
 

@@ -285,7 +285,7 @@ def test_thresholds_quantile_of_u_and_fixed_l():
     records = [_labeled(u, ci) for u, ci in [(0.1, [-0.1, 0.0]), (0.2, [0.5, 0.9]), (0.9, [0.0, 0.05]),
                                              (1.0, [0.3, 0.9])]]
     cut = thresholds(records, QuadrantParams())
-    assert cut["U"] == pytest.approx(0.55) and cut["L"] == 0.2
+    assert cut["U"] == pytest.approx(0.55) and cut["L"] == 0.1
     for r in records:
         r["quadrant"] = quadrant(r, cut)
     counts = {q: s["count"] for q, s in summary(records).items()}
