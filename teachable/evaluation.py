@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from peft import PeftModel
+from scipy.stats import binomtest, norm
 from tqdm.auto import tqdm
 
-from teachable.labeling.estimates import rate
+from teachable.labeling.estimates import paired_difference, rate
 from teachable.labeling.quadrants import QUADRANTS
 from teachable.policy.hf import HFPolicy
 from teachable.config import Params
@@ -34,6 +36,7 @@ from teachable.tasks import make_tasks
 SHORT = {q: q.split("_")[0] for q in QUADRANTS}  # Q1_highU_highL -> Q1
 PANELS = ("task", "snapshot", "retention")
 MODEL_COLUMNS = ["model", "kind", "train_quadrant", "format"]
+MDE_Z = norm.ppf(0.975) + norm.ppf(0.8)  # two-sided 0.05, power 0.8
 
 
 @dataclass(frozen=True)
@@ -191,9 +194,46 @@ def _with_delta(table: pd.DataFrame, on: list[str]) -> pd.DataFrame:
     return out
 
 
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment: each p-value times the number of hypotheses not yet rejected, kept monotone."""
+    order = np.argsort(p_values, kind="stable")
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def paired_against_base(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every model against the base student on one panel's episodes, paired: each model ran the same specs in
+    the same order, so the k-th episode of a model and of the base share item and seed. The delta's 95% interval
+    (Tango, paired), the exact McNemar p-value (binomial on the discordant pairs), Holm's adjustment across the
+    models, and the minimum detectable difference at this n (two-sided 0.05, power 0.8; from the pair's
+    discordance, at least one pair in n)."""
+    frame = rows.assign(pair=rows.groupby("model").cumcount())
+    base = frame[frame.model == "base"].set_index("pair").success.astype(bool)
+    out = []
+    for model, part in frame[frame.model != "base"].groupby("model", sort=False):
+        x = part.set_index("pair").success.astype(bool).reindex(base.index)
+        diff = paired_difference(x.to_numpy(), base.to_numpy())
+        b, c = int((x & ~base).sum()), int((~x & base).sum())
+        discordance = max(b + c, 1) / len(base)
+        out.append({"model": model, "delta_ci_low": diff["ci"][0], "delta_ci_high": diff["ci"][1],
+                    "p_value": binomtest(b, b + c).pvalue if b + c else 1.0,
+                    "min_detectable_delta": round(MDE_Z * (discordance / len(base)) ** 0.5, 6)})
+    table = pd.DataFrame(out, columns=["model", "delta_ci_low", "delta_ci_high", "p_value", "min_detectable_delta"])
+    table["p_holm"] = holm(table.p_value.tolist()) if len(table) else []
+    return table.round({"p_value": 6, "p_holm": 6})
+
+
+def _with_paired(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    return table.merge(paired_against_base(rows), on="model", how="left") if len(table) else table
+
+
 def overall_task_results(rows: pd.DataFrame) -> pd.DataFrame:
-    table = _with_delta(_rates(rows[rows.panel == "task"], MODEL_COLUMNS), [])
-    return table.rename(columns={"n": "n_tasks"}).drop(columns="base_success")
+    tasks = rows[rows.panel == "task"]
+    table = _with_delta(_rates(tasks, MODEL_COLUMNS), [])
+    return _with_paired(table.rename(columns={"n": "n_tasks"}).drop(columns="base_success"), tasks)
 
 
 def per_quadrant_results(rows: pd.DataFrame) -> pd.DataFrame:
@@ -214,7 +254,8 @@ def transfer_matrix(per_quadrant: pd.DataFrame) -> pd.DataFrame:
 
 
 def retention_results(rows: pd.DataFrame) -> pd.DataFrame:
-    return _with_delta(_rates(rows[rows.panel == "retention"], MODEL_COLUMNS), []).rename(columns={"n": "n_tasks"})
+    kept = rows[rows.panel == "retention"]
+    return _with_paired(_with_delta(_rates(kept, MODEL_COLUMNS), []).rename(columns={"n": "n_tasks"}), kept)
 
 
 def stuckness_results(rows: pd.DataFrame) -> pd.DataFrame:
@@ -243,6 +284,17 @@ def tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
             "stuckness_results": stuckness_results(rows)}
 
 
+def _median(table: pd.DataFrame, column: str) -> float | None:
+    return round(float(table[column].median()), 6) if column in table and len(table) else None
+
+
+def _significant(table: pd.DataFrame, sign: int) -> int:
+    """Models whose paired delta differs from the base in the direction `sign` after Holm's adjustment."""
+    if "p_holm" not in table or not len(table):
+        return 0
+    return int(((table.p_holm < 0.05) & (np.sign(table.delta) == sign)).sum())
+
+
 def headline(overall: pd.DataFrame, per_quadrant: pd.DataFrame, transfer: pd.DataFrame,
              retention: pd.DataFrame) -> dict:
     """The DVC metrics: base success, the best model, transfer diagonal vs off-diagonal, worst retention change,
@@ -264,4 +316,10 @@ def headline(overall: pd.DataFrame, per_quadrant: pd.DataFrame, transfer: pd.Dat
         "min_retention_delta": float(retention[retention.model != "base"].delta.min()) if len(retention) > 1 else None,
         "best_format_per_quadrant": best_format,
         "n_models": int(overall.model.nunique()),
+        # paired against the base on the same tasks (Holm across the trained models, 0.05): what this n can see
+        "n_tasks": int(overall.n_tasks.iloc[0]) if len(overall) else 0,
+        "median_min_detectable_delta": _median(trained, "min_detectable_delta"),
+        "n_models_above_base_holm": _significant(trained, 1),
+        "n_models_below_base_holm": _significant(trained, -1),
+        "n_models_losing_retention_holm": _significant(retention[retention.model != "base"], -1),
     }

@@ -5,7 +5,7 @@ import pytest
 
 from teachable.config import parse_params
 from teachable.evaluation import (EvalModel, episode_rows, evaluate_models, evaluation_plan, headline,
-                                  heldout_snapshots, matrix_models, tables)
+                                  heldout_snapshots, holm, matrix_models, overall_task_results, tables)
 from teachable.labeling.quadrants import QUADRANTS
 from teachable.records import Episode, Step
 from teachable.stage import ScratchLog
@@ -154,3 +154,22 @@ def test_another_format_is_best_only_when_it_strictly_beats_demo():
     metrics = headline(t["overall_task_results"], t["per_quadrant_results"], t["transfer_matrix"],
                        t["retention_results"])
     assert metrics["best_format_per_quadrant"]["Q1"] == "contrast"
+
+
+def test_paired_deltas_have_intervals_exact_p_values_and_holm_across_models():
+    """Three models against the base on the same 40 tasks: one identical, one that wins 10 tasks the base lost,
+    one that swaps 5 wins for 5 losses. Only the second differs after Holm, and its interval excludes 0."""
+    base = [True] * 10 + [False] * 30
+    models = {"base": base, "same": base, "better": [True] * 20 + [False] * 20,
+              "swapped": [False] * 5 + [True] * 5 + [True] * 5 + [False] * 25}
+    rows = pd.DataFrame([{"model": m, "kind": "base" if m == "base" else "cell", "train_quadrant": "", "format": "",
+                          "panel": "task", "item": f"t{i}", "success": s}
+                         for m, outcomes in models.items() for i, s in enumerate(outcomes)])
+    table = overall_task_results(rows).set_index("model")
+    assert table.delta["better"] == 0.25 and table.delta_ci_low["better"] > 0
+    assert table.p_value["better"] == pytest.approx(2 * 0.5**10, abs=1e-6)  # exact McNemar: 10 of 10 discordant
+    assert table.p_holm["better"] == pytest.approx(3 * 2 * 0.5**10, abs=1e-6)
+    assert table.p_value["same"] == 1.0 and table.delta_ci_low["same"] < 0 < table.delta_ci_high["same"]
+    assert table.p_value["swapped"] == 1.0 and table.delta["swapped"] == 0
+    assert table.min_detectable_delta["swapped"] > table.min_detectable_delta["same"]
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])

@@ -146,15 +146,19 @@ def diagonal_stats(transfer: pd.DataFrame | None) -> dict | None:
 
 def main_results(overall: pd.DataFrame | None, retention: pd.DataFrame | None,
                  stuckness: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Tab H5.1: every evaluated model: held-out task success with its 95% CI and delta, retention and its delta,
-    and loop rate."""
+    """Tab H5.1: every evaluated model: held-out task success with its 95% CI, its delta against the base with the
+    paired 95% interval and Holm-adjusted p, retention and its delta (with the same), and loop rate."""
     if not usable(overall, {"model", "kind", "train_quadrant", "success", "delta"}):
         return None
-    cols = ["model", "kind", "train_quadrant", "format", "n_tasks", "success", "ci_low", "ci_high", "delta"]
+    cols = ["model", "kind", "train_quadrant", "format", "n_tasks", "success", "ci_low", "ci_high", "delta",
+            "delta_ci_low", "delta_ci_high", "p_holm"]
     table = overall[[c for c in cols if c in overall]].copy()
     if usable(retention, {"model", "success", "delta"}):
-        table = table.merge(retention[["model", "success", "delta"]].rename(
-            columns={"success": "retention", "delta": "retention_delta"}), on="model", how="left")
+        kept = [c for c in ("model", "success", "delta", "delta_ci_low", "delta_ci_high", "p_holm") if c in retention]
+        table = table.merge(retention[kept].rename(
+            columns={"success": "retention", "delta": "retention_delta", "delta_ci_low": "retention_delta_ci_low",
+                     "delta_ci_high": "retention_delta_ci_high", "p_holm": "retention_p_holm"}),
+            on="model", how="left")
     if usable(stuckness, {"model", "loop_rate"}):
         table = table.merge(stuckness[["model", "loop_rate"]], on="model", how="left")
     table["train_quadrant"] = table.train_quadrant.map(short_quadrant)
