@@ -35,8 +35,8 @@ def main() -> None:
         sample = sample_per_quadrant(records, 1, params.seed)[: args.micro_runs]
         start = time.perf_counter()
         for r in sample:
-            micro_run(policy, r, train, mp.n_validation_rollouts, engine_kwargs, Path(scratch) / r["snapshot_id"],
-                      params.seed)
+            micro_run(policy, r, train, mp.n_validation_rollouts, params.label.horizon, engine_kwargs,
+                      Path(scratch) / r["snapshot_id"], params.seed)
         per_micro = (time.perf_counter() - start) / len(sample)
         print(f"micro-run ({mp.n_steps} LoRA steps + 2 x {mp.n_validation_rollouts} rollouts): {per_micro:6.2f} s")
         for cell in args.cells:
