@@ -1,6 +1,5 @@
-"""Gates as pre-specified tests: each computes its statistic, interval and p-value once, and says `pass`, `fail`
-or `inconclusive` (the data decide neither way at this n), with the n it would need. The stage that computes a
-gate's inputs calls it and writes the verdict; the report reads the verdict and never re-derives it.
+"""Phase 1B gates: does the CPT's ELP_net predict what a little training does (Spearman rho against the
+micro-training gain), and does Q1 gain more than Q2.
 
 Power for a correlation uses Fisher's z with the Fieller-Hartley-Pearson variance for Spearman's rho,
 1.06 / (n - 3); a measured correlation is attenuated by the reliabilities of its two measures, so the effect a gate
@@ -13,22 +12,11 @@ import math
 
 import numpy as np
 from scipy.stats import norm, permutation_test, rankdata, spearmanr, ttest_ind
-from scipy.stats import t as t_dist
 
-PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE = "pass", "fail", "inconclusive", "not_applicable"
-POWER = 0.8
+from teachable.gates.core import (FAIL, INCONCLUSIVE, N_PERMUTATIONS, NOT_APPLICABLE, PASS, POWER,
+                                  min_detectable_difference, verdict)
+
 SPEARMAN_VARIANCE = 1.06  # Fieller, Hartley and Pearson (1957): var(atanh(rho_s)) ~ 1.06 / (n - 3)
-N_PERMUTATIONS = 9999
-
-
-def _round(x):
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(float(x), 6)
-
-
-def verdict(statistic: str, value, ci, p_value, alpha: float, status: str, n: int, **detail) -> dict:
-    return {"statistic": statistic, "value": _round(value), "ci": [_round(c) for c in ci] if ci else [None, None],
-            "p_value": _round(p_value), "alpha": alpha, "status": status, "n": n,
-            **{k: _round(v) if isinstance(v, (float, np.floating)) else v for k, v in detail.items()}}
 
 
 def split_half_reliability(first, second, step_up: bool) -> float | None:
@@ -93,13 +81,6 @@ def cpt_validity(elp, gain, reliability_elp: float | None, reliability_gain: flo
     status = PASS if p < alpha else FAIL if ci[1] < visible else INCONCLUSIVE
     return verdict("spearman_rho", rho, ci, p, alpha, status, n, **detail,
                    disattenuated_rho=None if disattenuated is None else max(-1.0, min(1.0, disattenuated)))
-
-
-def min_detectable_difference(standard_error: float, alpha: float, power: float = POWER,
-                              df: float = math.inf) -> float:
-    """The true difference a one-sided test at `alpha` detects with `power`, for an estimate with this standard
-    error and degrees of freedom (Student's t; normal at df = inf)."""
-    return (t_dist.ppf(1 - alpha, df) + t_dist.ppf(power, df)) * standard_error
 
 
 def q1_beats_q2(q1_gains, q2_gains, alpha: float, seed: int, n_resamples: int = N_PERMUTATIONS) -> dict:
