@@ -2,9 +2,11 @@
 
 From the training split of `data/quadrant_snapshots.jsonl` (`split == "train"`, or every record when the field is
 absent): grouped-by-task cross-validation of U (text features only), L_local, ELP_net and quadrant; Precision@K and
-NDCG@K of the out-of-fold ELP_net ranking against entropy, random and oracle; pass/fail against
-`predictor.targets`. Then the models are refitted on the whole training split and saved (skops, no pickle).
-Outputs `reports/phase4/training_result.json`, `reports/phase4/ranking_curves.csv`, `models/predictor/`, and
+NDCG@K of the out-of-fold ELP_net ranking against entropy, random and oracle; the four phase 4 gates
+(`teachable.predictor.assess`: R2 of U and of L_local against `predictor.targets`, quadrant accuracy's lift over
+the majority and U-threshold baselines, NDCG@K over entropy), each pass | fail | inconclusive at `gates.alpha`,
+under `gates` in the metrics file. Then the models are refitted on the whole training split and saved (skops, no
+pickle). Outputs `reports/phase4/training_result.json`, `reports/phase4/ranking_curves.csv`, `models/predictor/`, and
 `reports/phase4/oof_predictions.csv` (each training snapshot's out-of-fold predicted ELP, for `select`).
 """
 
@@ -35,8 +37,10 @@ def main(params: Params) -> None:
     records = read_jsonl(SNAPSHOTS)
     train = training_snapshots(records)
     log.info("%d of %d snapshots in the training split", len(train), len(records))
-    with stage_run("predictor", params.model_dump(mode="json", include={"seed", "predictor"})) as mlflow:
-        result, rows, cv = assess(train, p, params.seed)
+    logged = params.model_dump(mode="json", include={"seed": True, "predictor": True,
+                                                     "gates": {"alpha", "n_resamples"}})
+    with stage_run("predictor", logged) as mlflow:
+        result, rows, cv = assess(train, p, params.seed, params.gates)
         predictor = Predictor.fit(train, p.embedder, p.embedding_dim, p.sentence_model, p.model, p.alpha, params.seed)
         shutil.rmtree(MODELS, ignore_errors=True)
         predictor.save(MODELS)
@@ -50,17 +54,20 @@ def main(params: Params) -> None:
         metrics = {"n_snapshots": result["n_snapshots"], "r2_U": result["regression"]["U"]["r2"],
                    "r2_L_local": result["regression"]["L_local"]["r2"],
                    "r2_ELP_net": result["regression"]["ELP_net"]["r2"],
-                   "quadrant_accuracy": result["quadrant"]["accuracy"],
-                   "beats_entropy": float(result["beats_entropy"])}
+                   "quadrant_accuracy": result["quadrant"]["accuracy"]}
+        for name, gate in result["gates"].items():
+            metrics.update({f"gate_{name}": gate["value"], f"gate_{name}_p_value": gate["p_value"]})
         for row in rows:
             metrics[f"{row['method']}_ndcg_at_{row['k']}"] = row["ndcg"]
             metrics[f"{row['method']}_precision_at_{row['k']}"] = row["precision"]
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if v is not None})
+        mlflow.set_tags({f"gate.{name}": g["status"] for name, g in result["gates"].items()})
         mlflow.log_artifact(str(REPORTS / "training_result.json"))
         mlflow.log_artifact(str(REPORTS / "ranking_curves.csv"))
-    log.info("R2 U %.3f, L_local %.3f, ELP_net %.3f; quadrant accuracy %.3f (majority %.3f); beats entropy: %s",
+    log.info("R2 U %.3f, L_local %.3f, ELP_net %.3f; quadrant accuracy %.3f (majority %.3f); gates: %s",
              metrics["r2_U"], metrics["r2_L_local"], metrics["r2_ELP_net"], metrics["quadrant_accuracy"],
-             result["quadrant"]["majority_baseline"], result["beats_entropy"])
+             result["quadrant"]["majority_baseline"],
+             ", ".join(f"{name} {g['status']}" for name, g in result["gates"].items()))
 
 
 def run() -> None:

@@ -8,7 +8,8 @@ import pytest
 import skops.io as sio
 
 from teachable.config import PredictorParams, parse_params
-from teachable.predictor import (EmbedderError, Predictor, beats_entropy, feature_matrix, grouped_folds,
+from teachable.gates import STATUSES
+from teachable.predictor import (EmbedderError, Predictor, feature_matrix, grouped_folds,
                                  level_of, ndcg_at_k, precision_at_k, ranking_curves, state_text)
 from teachable.tasks import training_snapshots
 from teachable.predictor.features import make_spec
@@ -83,15 +84,6 @@ def test_ranking_curves_skip_large_k_and_bound_the_methods():
     # constant entropy scores: every order equally likely, so precision is the base rate (3 of 6 relevant)
     assert by[(4, "entropy")]["precision"] == pytest.approx(0.5)
     assert 0.0 < by[(4, "random")]["ndcg"] < 1.0 and rows == ranking_curves(elp, elp, np.zeros(6), [2, 4, 50], 0, 50)
-
-
-def test_beats_entropy_needs_a_strict_majority_of_ks():
-    def rows(pairs):
-        return [{"k": k, "method": m, "ndcg": v} for k, (p, e) in pairs.items()
-                for m, v in (("predictor", p), ("entropy", e))]
-    assert beats_entropy(rows({5: (0.3, 0.2), 10: (0.2, 0.2), 20: (0.1, 0.3)}))  # 2 of 3 (a tie counts)
-    assert not beats_entropy(rows({5: (0.3, 0.2), 10: (0.1, 0.2)}))  # 1 of 2
-    assert not beats_entropy([])
 
 
 def test_grouped_folds_never_split_a_task():
@@ -191,19 +183,37 @@ def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest
     stage.main(parse_params({"predictor": {"embedding_dim": 32, "n_folds": 3, "ks": [5, 10, 1000]}}))
 
     result = json.loads(Path("reports/phase4/training_result.json").read_text())
-    assert set(result) == {"n_snapshots", "n_folds", "embedder", "regression", "quadrant", "ranking",
-                           "beats_entropy", "passes"}
+    assert set(result) == {"n_snapshots", "n_folds", "embedder", "regression", "quadrant", "ranking", "gates"}
     n_train = sum(r["split"] == "train" for r in records)
     assert result["n_snapshots"] == n_train and result["n_folds"] == 3 and result["embedder"] == "hashing"
-    assert set(result["regression"]["U"]) == {"r2", "threshold", "pass"} == set(result["regression"]["L_local"])
+    assert set(result["regression"]["U"]) == {"r2"} == set(result["regression"]["L_local"])
     assert set(result["regression"]["ELP_net"]) == {"r2"}
-    assert set(result["quadrant"]) == {"accuracy", "threshold", "pass", "majority_baseline"}
-    assert result["regression"]["U"]["pass"] == (result["regression"]["U"]["r2"] > 0.6)
+    assert set(result["quadrant"]) == {"accuracy", "majority_baseline", "U_threshold_baseline"}
     assert set(result["ranking"]) == {"5", "10"}
     assert set(result["ranking"]["5"]) == {"predictor", "entropy", "random"}
     assert set(result["ranking"]["5"]["predictor"]) == {"precision", "ndcg"}
-    assert set(result["passes"]) == {"r2_U", "r2_L", "accuracy", "beats_entropy"}
-    assert result["passes"]["beats_entropy"] == result["beats_entropy"]
+
+    # the phase 4 gates, decided here: pass | fail | inconclusive with an interval, a p-value and the n
+    gates = result["gates"]
+    assert set(gates) == {"r2_U", "r2_L", "accuracy_lift", "beats_entropy"}
+    for gate in gates.values():
+        assert {"statistic", "value", "ci", "p_value", "alpha", "status", "n", "threshold", "min_detectable",
+                "n_needed"} <= set(gate)
+        assert gate["status"] in STATUSES and gate["alpha"] == 0.05 and gate["n"] == n_train
+        assert gate["status"] == "not_applicable" or gate["ci"][0] <= gate["ci"][1]
+    assert gates["r2_U"]["value"] == pytest.approx(result["regression"]["U"]["r2"], abs=1e-6)
+    assert gates["r2_U"]["threshold"] == 0.6 and gates["r2_L"]["threshold"] == 0.5
+    assert gates["r2_L"]["value"] == pytest.approx(result["regression"]["L_local"]["r2"], abs=1e-6)
+    lift = gates["accuracy_lift"]
+    assert lift["accuracy"] == pytest.approx(result["quadrant"]["accuracy"], abs=1e-6)
+    assert lift["baseline_majority"] == pytest.approx(result["quadrant"]["majority_baseline"], abs=1e-6)
+    assert lift["target_accuracy"] == 0.7 and len(lift["accuracy_ci"]) == 2
+    assert lift["value"] == pytest.approx(lift["accuracy"] - max(lift["baseline_majority"],
+                                                                 lift["baseline_U_threshold"]), abs=1e-5)
+    ranking = gates["beats_entropy"]
+    assert ranking["k"] == 10  # the largest of 5, 10, 1000 at or below the training snapshots
+    assert ranking["ndcg_predictor"] == pytest.approx(result["ranking"]["10"]["predictor"]["ndcg"], abs=1e-6)
+    assert ranking["ndcg_entropy"] == pytest.approx(result["ranking"]["10"]["entropy"]["ndcg"], abs=1e-6)
 
     with open("reports/phase4/ranking_curves.csv") as fh:
         rows = list(csv.DictReader(fh))

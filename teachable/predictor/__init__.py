@@ -3,8 +3,8 @@
 from teachable.predictor.features import (EmbedderError, FeatureSpec, check_embedder, feature_matrix, level_of,
                                          state_text)
 from teachable.predictor.model import Predictor, cross_validate, grouped_folds, targets
-from teachable.predictor.ranking import beats_entropy, ndcg_at_k, precision_at_k, ranking_curves
+from teachable.predictor.ranking import ndcg_at_k, precision_at_k, ranking_curves
 
-__all__ = ["EmbedderError", "FeatureSpec", "Predictor", "beats_entropy", "check_embedder", "cross_validate",
+__all__ = ["EmbedderError", "FeatureSpec", "Predictor", "check_embedder", "cross_validate",
            "feature_matrix", "grouped_folds", "level_of", "ndcg_at_k", "precision_at_k", "ranking_curves",
            "state_text", "targets"]

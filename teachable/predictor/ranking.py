@@ -53,11 +53,3 @@ def ranking_curves(elp: np.ndarray, predicted: np.ndarray, uncertainty: np.ndarr
                          "ndcg": float(np.mean([ndcg_at_k(gains, s, k) for s in scores[method]]))})
     return rows
 
-
-def beats_entropy(rows: list[dict]) -> bool:
-    """The predictor beats the entropy baseline when its NDCG@K is at least entropy's at a strict majority of the
-    evaluated Ks (False when no K was evaluated)."""
-    ndcg = {(r["k"], r["method"]): r["ndcg"] for r in rows}
-    ks = sorted({r["k"] for r in rows})
-    wins = sum(ndcg[(k, "predictor")] >= ndcg[(k, "entropy")] for k in ks)
-    return bool(ks) and 2 * wins > len(ks)
