@@ -2,10 +2,13 @@
 `Q1-demo` ... `Q4-contrast` (the 12 quadrant x format cells), `random` / `all` (the baselines), or `recovery`
 (the extra cell on expert recovery trajectories).
 
-Output `models/phase2/<CELL>/` (LoRA adapter as safetensors + `metrics.json`). A cell with fewer than
+Every cell is trained `train.n_seeds` times (`teachable.matrix`: seed k has its own subsample and initialisation)
+and, with `train.records_per_cell`, on the same number of records as every other cell (`all` and `recovery` are
+not subsampled). Output `models/phase2/<CELL>/seed-<k>/` (LoRA adapter as safetensors + `metrics.json`) and
+`models/phase2/<CELL>/metrics.json` (the cell: its seeds, records, losses). A cell with fewer than
 `train.min_records` records is trained on what exists and flagged `small: true` (an empty one is recorded with
-`trained: false`), never skipped silently. The MLflow run is
-nested under one parent run per matrix (same git revision and params), so cells compare side by side.
+`trained: false`), never skipped silently. Each seed's MLflow run is nested under one parent run per matrix
+(same git revision and params), so cells compare side by side.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import sys
 from pathlib import Path
 
 from teachable import stage
-from teachable.config import Params
-from teachable.matrix import BASELINES, baseline_records, cell_records
+from teachable.config import Params, TrainParams
+from teachable.matrix import BASELINES, baseline_records, cell_records, cell_size, training_seed
 from teachable.records import read_jsonl, write_json
 from teachable.student import student_path
 from teachable.tasks import training_snapshots
@@ -27,23 +30,27 @@ LABELED, RECOVERY = "data/quadrant_snapshots.jsonl", "data/recovery_trajectories
 log = logging.getLogger("train")
 
 
-def main(params: Params) -> None:
-    cell = sys.argv[1]
-    records = training_snapshots(read_jsonl(LABELED))  # held-out snapshots are phase 3's
+def cell_data(cell: str, records: list[dict], params: Params, seed: int) -> tuple[list[dict], TrainParams]:
+    """The records a cell trains on with training seed `seed`, and the recipe (recovery is always SFT: its
+    demonstrations have no rejected action to pair with)."""
     train = params.train
-    if cell == "recovery":  # demonstrations only (no rejected action to pair with): always SFT
-        data, train = read_jsonl(RECOVERY), train.model_copy(update={"method": "sft"})
-    elif cell in BASELINES:
-        data = baseline_records(records, cell, params.seed, train.method)
-    else:
-        quadrant, fmt = cell.split("-")
-        data = cell_records(records, quadrant, fmt, train.method)
-    out = Path("models/phase2") / cell
+    if cell == "recovery":
+        return read_jsonl(RECOVERY), train.model_copy(update={"method": "sft"})
+    size = cell_size(records, train.quadrants, train.records_per_cell)
+    if cell in BASELINES:
+        return baseline_records(records, cell, seed, train.method, size), train
+    quadrant, fmt = cell.split("-")
+    return cell_records(records, quadrant, fmt, train.method, size, seed), train
+
+
+def train_seed(params: Params, cell: str, k: int, records: list[dict], out: Path) -> dict:
+    seed = training_seed(params.seed, k)
+    data, train = cell_data(cell, records, params, seed)
     key = params.model_dump(mode="json", include={"seed", "student", "train"})
-    checkpoints = stage.scratch_path(f"checkpoints-{cell}", {**key, "data": data})
-    with matrix_cell_run("train", cell, key) as mlflow:
+    checkpoints = stage.scratch_path(f"checkpoints-{cell}-{k}", {**key, "data": data})
+    with matrix_cell_run("train", f"{cell}/seed-{k}", key) as mlflow:
         if data:
-            metrics = train_lora(student_path(params.student), data, train, out, seed=params.seed,
+            metrics = train_lora(student_path(params.student), data, train, out, seed=seed,
                                  checkpoint_dir=checkpoints)
             mlflow.log_metric("train_loss", metrics["train_loss"])
             mlflow.log_artifacts(str(out), artifact_path="adapter")
@@ -51,11 +58,30 @@ def main(params: Params) -> None:
             log.warning("cell %s has no records: no adapter trained", cell)
             metrics = {"method": train.method, "train_loss": None, "final_loss": None, "steps": 0,
                        "seconds": 0.0, "adapter_dir": None}
-        metrics.update(run_id=cell, n_records=len(data), small=len(data) < train.min_records,
-                       trained=bool(data), mlflow_run_id=mlflow.active_run().info.run_id,
-                       snapshot_ids=sorted({d["snapshot_id"] for d in data}))
         mlflow.log_metric("n_records", len(data))
+        metrics.update(seed_index=k, seed=seed, n_records=len(data), trained=bool(data),
+                       mlflow_run_id=mlflow.active_run().info.run_id,
+                       snapshot_ids=sorted({d["snapshot_id"] for d in data}))
     write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def main(params: Params) -> None:
+    cell = sys.argv[1]
+    records = training_snapshots(read_jsonl(LABELED))  # held-out snapshots are phase 3's
+    out = Path("models/phase2") / cell
+    seeds = [train_seed(params, cell, k, records, out / f"seed-{k}") for k in range(params.train.n_seeds)]
+    losses = [s["train_loss"] for s in seeds if s["train_loss"] is not None]
+    n_records = seeds[0]["n_records"]
+    write_json(out / "metrics.json", {
+        "run_id": cell, "method": seeds[0]["method"], "n_seeds": len(seeds), "n_records": n_records,
+        "small": n_records < params.train.min_records, "trained": seeds[0]["trained"],
+        "train_loss": sum(losses) / len(losses) if losses else None,
+        "final_loss": seeds[0]["final_loss"], "steps": seeds[0]["steps"],
+        "seconds": round(sum(s["seconds"] for s in seeds), 3), "mlflow_run_id": seeds[0]["mlflow_run_id"],
+        "snapshot_ids": sorted({i for s in seeds for i in s["snapshot_ids"]}),
+        "seeds": [{k: s[k] for k in ("seed_index", "seed", "train_loss", "final_loss", "steps", "mlflow_run_id")}
+                  | {"dir": str(out / f"seed-{s['seed_index']}")} for s in seeds]})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Stage `train_summary` (phase 2): every cell's metrics in `reports/phase2/training_summary.json`."""
+"""Stage `train_summary` (phase 2): every cell's metrics (means over its training seeds) in
+`reports/phase2/training_summary.json`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ def main(params: Params) -> None:
         runs.append({"run_id": cell.name, "n_records": metrics["n_records"], "small": metrics["small"],
                      "trained": metrics["trained"], "train_loss": metrics["train_loss"],
                      "final_loss": metrics["final_loss"], "steps": metrics["steps"], "seconds": metrics["seconds"],
-                     "adapter_path": str(cell) if metrics["trained"] else None})
+                     "n_seeds": metrics.get("n_seeds", 1),
+                     "adapter_path": str(cell) if metrics["trained"] else None})  # seed-<k>/ inside
     write_json("reports/phase2/training_summary.json", {"n_runs": len(runs), "runs": runs})
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from teachable.matrix import baseline_records, cell_records
+from teachable.matrix import baseline_records, cell_records, cell_size, training_seed
 from tests.test_training import LABELED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +27,19 @@ def test_cells_hold_their_quadrant_in_their_format():
     q1_hint = cell_records(records(), "Q1", "hint")
     assert len(q1_hint) == 3 and {r["format"] for r in q1_hint} == {"hint"}
     assert len(cell_records(records(), "Q3", "contrast")) == 4
+
+
+def test_size_matched_cells_share_their_subsample_across_formats_and_differ_by_seed():
+    recs = records()  # Q1 3, Q2 2, Q3 4, Q4 3
+    size = cell_size(recs, ["Q1", "Q2", "Q3", "Q4"], "min")
+    assert size == 2 and cell_size(recs, ["Q1", "Q3"], "min") == 3 and cell_size(recs, ["Q1"], None) is None
+    ids = lambda rs: sorted(r["snapshot_id"] for r in rs)  # noqa: E731
+    by_seed = [ids(cell_records(recs, "Q3", "demo", size=size, seed=k)) for k in range(8)]
+    assert all(len(c) == 2 for c in by_seed) and len({tuple(c) for c in by_seed}) > 1  # seeds draw their own
+    assert ids(cell_records(recs, "Q3", "hint", size=size, seed=3)) == by_seed[3]  # formats share the draw
+    assert len(cell_records(recs, "Q2", "demo", size=5, seed=0)) == 2  # a small quadrant keeps what it has
+    assert len(baseline_records(recs, "random", seed=0, size=size)) == size
+    assert len({training_seed(0, k) for k in range(16)}) == 16 and training_seed(0, 1) != training_seed(1, 1)
 
 
 def test_baselines_come_from_the_pool_of_all_cells():
