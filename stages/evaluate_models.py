@@ -1,9 +1,11 @@
 """Stage `evaluate` (phase 3): the base student and every phase 2 model on the same held-out episodes.
 
 Panels: `evaluate.n_tasks` held-out tasks, `n_snapshots_per_quadrant` held-out snapshots per quadrant (their tasks
-never train anything) and the retention panel. Outputs `reports/phase3/*.csv` (overall, per quadrant, transfer
-matrix, retention, stuckness), `episodes.csv` (one row per episode), `metrics.json` (headline DVC metrics). Each
-model's headline numbers also go to its training run in MLflow. Resumable per model.
+never train anything) and the retention panel, `n_rollouts` each, for every training seed of every model. Outputs
+`reports/phase3/*.csv` (overall, per quadrant, transfer matrix, retention, stuckness; per model the mean over its
+seeds with intervals and paired deltas), `episodes.csv` (one row per episode), `metrics.json` (headline DVC metrics
+and the four phase 3 gates as tests, `teachable.gates.evaluation`). Each model's headline numbers also go to its
+training runs in MLflow. Resumable per model and seed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from teachable import stage
 from teachable.config import Params
-from teachable.evaluation import evaluate_models, evaluation_plan, headline, matrix_models, tables
+from teachable.evaluation import evaluate_models, evaluation_plan, headline, matrix_models, phase3_gates, tables
 from teachable.records import read_jsonl, write_json
 from teachable.student import load_student
 from teachable.tracking import log_to_run, stage_run
@@ -23,7 +25,7 @@ SNAPSHOTS, RETENTION, REPORTS = "data/quadrant_snapshots.jsonl", "data/retention
 def main(params: Params) -> None:
     models = matrix_models("models/phase2")
     key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "evaluate"}),
-           "models": [(m.model, m.mlflow_run_id) for m in models]}
+           "models": [(m.key, m.mlflow_run_id) for m in models]}
     scratch = stage.ScratchLog("evaluate", key)
     with stage_run("evaluate", key) as mlflow:
         plan = evaluation_plan(params, read_jsonl(SNAPSHOTS), read_jsonl(RETENTION))
@@ -33,15 +35,15 @@ def main(params: Params) -> None:
         results = tables(rows)
         for name, table in results.items():
             table.to_csv(REPORTS / f"{name}.csv", index=False)
-        metrics = headline(results["overall_task_results"], results["per_quadrant_results"],
-                           results["transfer_matrix"], results["retention_results"])
+        metrics = {**headline(results, phase3_gates(rows, params.gates, params.seed)),
+                   "temperature": params.evaluate.temperature}
         write_json(REPORTS / "metrics.json", metrics)
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
         mlflow.log_artifacts(str(REPORTS), artifact_path="phase3")
         overall = results["overall_task_results"].set_index("model")
         retention = results["retention_results"].set_index("model")
         stuck = results["stuckness_results"].set_index("model")
-        for m in models:
+        for m in models:  # each training seed's run gets its model's numbers (means over the seeds)
             if m.mlflow_run_id:
                 log_to_run(m.mlflow_run_id, {"eval_success": overall.success[m.model],
                                              "eval_delta": overall.delta[m.model],

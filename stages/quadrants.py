@@ -20,7 +20,9 @@ import pandas as pd  # noqa: E402
 
 from teachable import stage  # noqa: E402
 from teachable.config import Params  # noqa: E402
-from teachable.labeling.quadrants import QUADRANTS, leverage_side, quadrant, summary, thresholds  # noqa: E402
+from teachable.gates.balance import quadrant_balance  # noqa: E402
+from teachable.labeling.quadrants import (QUADRANTS, SHORT_NAMES, leverage_side, quadrant, summary,  # noqa: E402
+                                         thresholds)
 from teachable.records import read_jsonl, write_json, write_jsonl  # noqa: E402
 from teachable.tasks import is_heldout  # noqa: E402
 from teachable.tracking import stage_run  # noqa: E402
@@ -99,8 +101,11 @@ def main(params: Params) -> None:
         write_json(REPORTS / "quantiles.json", {c: dict(zip(map(str, qs), np.quantile(frame[c], qs).round(6).tolist()))
                                                 for c in ("U", "L_local")})
         write_json(REPORTS / "quadrant_thresholds.json", cut)
+        balance = quadrant_balance({SHORT_NAMES[q]: s["count"] for q, s in per_quadrant.items()},
+                                   params.quadrants.min_per_quadrant)
         write_json(REPORTS / "quadrant_metrics.json", {**per_quadrant, "leverage_sides": sides,
-                                                        "n_labeled": len(records), "n_placed": len(placed)})
+                                                        "n_labeled": len(records), "n_placed": len(placed),
+                                                        "gates": {"quadrant_balance": balance}})
         write_jsonl(OUT, placed)
         for path in plots(frame, cut):
             mlflow.log_artifact(str(path))

@@ -1,26 +1,28 @@
 """Stage `select` (phase 5, H7): at budget `select.budget`, choose training snapshots by each method (random,
-entropy, predictor, oracle; see `teachable.selection`), train one LoRA adapter per method with the `train` recipe,
-and evaluate each on phase 3's held-out panels (the base student's episodes are phase 3's own, same specs).
+entropy, predictor, oracle; see `teachable.selection`), train `train.n_seeds` LoRA adapters per method with the
+`train` recipe, and evaluate each on phase 3's held-out panels (the base student's episodes are phase 3's own,
+same specs and sample seeds).
 
-Only train-side snapshots are candidates. Outputs `models/phase5/<method>/`, `reports/phase5/selection_summary.json`
-(DVC metrics: reliability gain and retention per method, and the seeds' ordering check predictor > entropy > random)
-and `selection_results.csv`. Each method is a nested MLflow run under one `select` parent run.
+Only train-side snapshots are candidates. Outputs `models/phase5/<method>/seed-<k>/`,
+`reports/phase5/selection_summary.json` (DVC metrics: per method the gain and retention with paired intervals,
+the held-out ELP of its selection; the gates `selection_ordering`, predictor > entropy > random as paired
+comparisons, and `selection_retention`, non-inferiority per method) and `selection_results.csv`. Each method's
+seeds are nested MLflow runs under one `select` parent run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from teachable import stage
 from teachable.config import Params
 from teachable.evaluation import (EvalModel, evaluate_models, evaluation_plan, overall_task_results,
-                                  per_quadrant_results, retention_results)
-from teachable.matrix import training_records
+                                  per_quadrant_results, retention_results, selection_gates)
+from teachable.matrix import training_records, training_seed
 from teachable.records import read_jsonl, write_json
-from teachable.selection import select
+from teachable.selection import held_out_elp, select
 from teachable.student import load_student, student_path
 from teachable.tasks import training_snapshots
 from teachable.tracking import log_to_run, matrix_cell_run, stage_run
@@ -31,20 +33,24 @@ PREDICTIONS, PHASE3_EPISODES = "reports/phase4/oof_predictions.csv", "reports/ph
 MODELS, REPORTS = Path("models/phase5"), Path("reports/phase5")
 
 
-def train_method(params: Params, method: str, chosen: list[dict]) -> EvalModel:
+def train_method(params: Params, method: str, chosen: list[dict]) -> list[EvalModel]:
+    """`train.n_seeds` adapters on the method's selection (seed k: its own initialisation), one EvalModel each."""
     data = training_records(chosen, params.select.format, params.train.method)
-    out = MODELS / method
     key = params.model_dump(mode="json", include={"seed", "student", "train", "select"})
-    checkpoints = stage.scratch_path(f"checkpoints-select-{method}", {**key, "data": data})
-    with matrix_cell_run("select", method, key) as mlflow:
-        metrics = train_lora(student_path(params.student), data, params.train, out, seed=params.seed,
-                             checkpoint_dir=checkpoints)
-        run_id = mlflow.active_run().info.run_id
-        mlflow.log_metric("train_loss", metrics["train_loss"])
-    metrics.update(method=method, n_records=len(data), mlflow_run_id=run_id,
-                   snapshot_ids=[r["snapshot_id"] for r in chosen])
-    write_json(out / "metrics.json", metrics)
-    return EvalModel(f"select-{method}", "selection", str(out), mlflow_run_id=run_id)
+    models = []
+    for k in range(params.train.n_seeds):
+        out, seed = MODELS / method / f"seed-{k}", training_seed(params.seed, k)
+        checkpoints = stage.scratch_path(f"checkpoints-select-{method}-{k}", {**key, "data": data})
+        with matrix_cell_run("select", f"{method}/seed-{k}", key) as mlflow:
+            metrics = train_lora(student_path(params.student), data, params.train, out, seed=seed,
+                                 checkpoint_dir=checkpoints)
+            run_id = mlflow.active_run().info.run_id
+            mlflow.log_metric("train_loss", metrics["train_loss"])
+        metrics.update(method=method, seed_index=k, seed=seed, n_records=len(data), mlflow_run_id=run_id,
+                       snapshot_ids=[r["snapshot_id"] for r in chosen])
+        write_json(out / "metrics.json", metrics)
+        models.append(EvalModel(f"select-{method}", "selection", str(out), mlflow_run_id=run_id, seed=k))
+    return models
 
 
 def summarise(rows: pd.DataFrame, chosen: dict[str, list[dict]], params: Params) -> tuple[dict, pd.DataFrame]:
@@ -56,20 +62,20 @@ def summarise(rows: pd.DataFrame, chosen: dict[str, list[dict]], params: Params)
         m = f"select-{method}"
         methods[method] = {
             "snapshot_ids": [r["snapshot_id"] for r in snapshots], "n_records": len(snapshots),
-            "success": float(overall.success[m]), "ci_low": float(overall.ci_low[m]),
-            "ci_high": float(overall.ci_high[m]), "delta": float(overall.delta[m]),
+            "n_seeds": int(overall.n_seeds[m]), "success": float(overall.success[m]),
+            "ci_low": float(overall.ci_low[m]), "ci_high": float(overall.ci_high[m]), "delta": float(overall.delta[m]),
+            "delta_ci": [float(overall.delta_ci_low[m]), float(overall.delta_ci_high[m])],
             "retention": float(retention.success[m]), "retention_delta": float(retention.delta[m]),
+            "retention_delta_ci": [float(retention.delta_ci_low[m]), float(retention.delta_ci_high[m])],
             "per_quadrant": dict(per_quadrant[per_quadrant.model == m][["eval_quadrant", "success"]].values),
-            "mean_true_elp": round(float(np.mean([r["cpt"]["ELP_net"] for r in snapshots])), 6),
+            "held_out_elp": held_out_elp(snapshots),
         }
-    gain = {m: v["delta"] for m, v in methods.items()}
-    ordering = {f"{a}>{b}": (gain[a] > gain[b]) if a in gain and b in gain else None
-                for a, b in (("predictor", "entropy"), ("entropy", "random"))}
-    checked = [v for v in ordering.values() if v is not None]
     summary = {"budget": params.select.budget, "format": params.select.format,
                "base_success": float(overall.success["base"]), "methods": methods,
-               "ordering": {**ordering, "pass": bool(checked) and all(checked)}}
-    table = pd.DataFrame([{"method": m, **{k: v for k, v in r.items() if k not in ("snapshot_ids", "per_quadrant")}}
+               "gates": selection_gates(rows, {m: f"select-{m}" for m in chosen}, params.gates)}
+    table = pd.DataFrame([{"method": m, **{k: v for k, v in r.items()
+                                           if k not in ("snapshot_ids", "per_quadrant", "delta_ci", "retention_delta_ci")},
+                           "delta_ci_low": r["delta_ci"][0], "delta_ci_high": r["delta_ci"][1]}
                           for m, r in methods.items()])
     return summary, table
 
@@ -82,7 +88,7 @@ def main(params: Params) -> None:
         frame = pd.read_csv(PREDICTIONS)
         predicted = dict(zip(frame.snapshot_id, frame.ELP_pred))
     chosen = {m: select(records, m, s.budget, params.seed, predicted) for m in s.methods}
-    models = [train_method(params, m, snapshots) for m, snapshots in chosen.items()]
+    models = [model for m, snapshots in chosen.items() for model in train_method(params, m, snapshots)]
     base_rows = pd.read_csv(PHASE3_EPISODES, keep_default_na=False)
     key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "evaluate", "select"}),
            "models": [m.mlflow_run_id for m in models]}
@@ -100,7 +106,8 @@ def main(params: Params) -> None:
         table.to_csv(REPORTS / "selection_results.csv", index=False)
         mlflow.log_metrics({f"{m}_delta": v["delta"] for m, v in summary["methods"].items()})
         mlflow.log_artifacts(str(REPORTS), artifact_path="phase5")
-        for model, (method, result) in zip(models, summary["methods"].items()):
+        for model in models:  # each seed's run gets its method's numbers (means over the seeds)
+            result = summary["methods"][model.model.removeprefix("select-")]
             log_to_run(model.mlflow_run_id, {"eval_success": result["success"], "eval_delta": result["delta"],
                                              "retention_delta": result["retention_delta"]})
     scratch.remove()

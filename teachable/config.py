@@ -210,6 +210,17 @@ class TrainParams(Section):
     formats: list[Literal["demo", "hint", "contrast"]] = Field(default_factory=lambda: ["demo", "hint", "contrast"])
     baselines: list[Literal["random", "all"]] = Field(default_factory=lambda: ["random", "all"])
     min_records: int = Field(20, ge=0, description="cells with fewer records are trained and flagged small")
+    records_per_cell: int | Literal["min"] | None = Field(
+        "min", description="size-matched cells: every quadrant x format cell and the random baseline subsampled to "
+                           "this many records (min: the smallest non-empty quadrant's count; null: no matching)")
+    n_seeds: int = Field(1, ge=1, le=32, description="training seeds per cell (each its own subsample and init)")
+
+    @field_validator("records_per_cell")
+    @classmethod
+    def _positive(cls, value):
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be >= 1, min or null")
+        return value
 
 
 class MicroTrainParams(Section):
@@ -239,9 +250,10 @@ class EvaluateParams(Section):
     holdout_fraction: float = Field(0.3, gt=0, lt=1, description="share of snapshot tasks held out for evaluation")
     n_tasks: int = Field(100, ge=1, description="held-out tasks per model (end-to-end success)")
     n_snapshots_per_quadrant: int = Field(20, ge=1, description="held-out snapshots per quadrant")
-    n_rollouts_per_snapshot: int = Field(1, ge=1, description="> 1 only makes sense with temperature > 0")
+    n_rollouts: int = Field(1, ge=1, le=64, description="rollouts per item on every panel (same seeds for every "
+                                                       "model); > 1 only makes sense with temperature > 0")
     retention_max: int = Field(50, ge=1, description="retention-panel tasks evaluated per model")
-    temperature: float = Field(0.0, ge=0, le=10, description="0 = greedy, as the seeds")
+    temperature: float = Field(1.0, ge=0, le=10, description="the labeling's temperature; 0 = greedy (the seeds)")
     batch_size: int = Field(64, ge=1, le=4096)
 
 
@@ -268,6 +280,17 @@ class SelectParams(Section):
     format: Literal["demo", "hint", "contrast"] = "demo"
 
 
+class GateParams(Section):
+    """The pre-specified tests of phases 3-5: their level and the smallest effects worth having."""
+
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="level of every phase 3-5 gate (one-sided)")
+    min_effect: float = Field(0.05, gt=0, lt=1, description="smallest success-rate difference worth having: a gain "
+                                                           "gate fails when its interval rules this out")
+    retention_margin: float = Field(0.03, gt=0, lt=1, description="non-inferiority margin for retention (the "
+                                                                 "seeds' -3%)")
+    n_resamples: int = Field(4999, ge=99, le=100_000, description="permutations / bootstrap draws per test")
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     env: EnvParams = Field(default_factory=EnvParams)
@@ -283,6 +306,7 @@ class Params(Section):
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     predictor: PredictorParams = Field(default_factory=PredictorParams)
     select: SelectParams = Field(default_factory=SelectParams)
+    gates: GateParams = Field(default_factory=GateParams)
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -1,9 +1,11 @@
 """Phase 3 evaluation: the same held-out episodes for the base student and every trained model.
 
-Each model runs three panels, greedy by default: `n_tasks` held-out tasks (a seed range no stage trains on),
-held-out snapshots per quadrant (snapshot tasks the split keeps out of training), and the retention panel (tasks
-the base student solved in phase 0). Every model sees exactly the same episode specs, so differences are paired.
-The tables below are pure functions of the episodes, so they are unit-testable without a model.
+Each model runs three panels, sampled at the labeling's temperature by default (`evaluate.n_rollouts` per item;
+greedy with temperature 0): `n_tasks` held-out tasks (a seed range no stage trains on), held-out snapshots per
+quadrant (snapshot tasks the split keeps out of training), and the retention panel (tasks the base student solved
+in phase 0). Every model, and every training seed of a model, sees exactly the same episode specs and sample seeds,
+so differences are paired by item (`teachable.gates.paired`). The tables and gates below are pure functions of the
+episodes, so they are unit-testable without a model.
 """
 
 from __future__ import annotations
@@ -19,24 +21,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from peft import PeftModel
-from scipy.stats import binomtest, norm
 from tqdm.auto import tqdm
 
-from teachable.labeling.estimates import paired_difference, rate
-from teachable.labeling.quadrants import QUADRANTS
+from teachable.config import GateParams
+from teachable.gates import evaluation as gates
+from teachable.gates.core import holm
+from teachable.gates.paired import compare, min_detectable, success_rate
+from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
 from teachable.policy.hf import HFPolicy
 from teachable.config import Params
 from teachable.envs import make_env
 from teachable.records import Episode
 from teachable.rollout import RolloutEngine, RolloutSpec
 from teachable.stage import ScratchLog
-from teachable.supervision import FORMATS
 from teachable.tasks import make_tasks
 
-SHORT = {q: q.split("_")[0] for q in QUADRANTS}  # Q1_highU_highL -> Q1
-PANELS = ("task", "snapshot", "retention")
 MODEL_COLUMNS = ["model", "kind", "train_quadrant", "format"]
-MDE_Z = norm.ppf(0.975) + norm.ppf(0.8)  # two-sided 0.05, power 0.8
 
 
 @dataclass(frozen=True)
@@ -49,25 +49,32 @@ class EvalModel:
     train_quadrant: str = ""
     format: str = ""
     mlflow_run_id: str | None = None  # the training run, which gets the headline numbers too
+    seed: int = 0  # training seed index: a model trained n_seeds times is n_seeds EvalModels of one name
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/seed-{self.seed}"
 
     @property
     def columns(self) -> dict:
-        return {"model": self.model, "kind": self.kind, "train_quadrant": self.train_quadrant, "format": self.format}
+        return {"model": self.model, "kind": self.kind, "train_quadrant": self.train_quadrant, "format": self.format,
+                "seed": self.seed}
 
 
 def matrix_models(phase2: str | Path) -> list[EvalModel]:
-    """The base student plus every phase 2 model directory. An untrained (empty) cell is evaluated as the base
-    model it is, so every row of the matrix exists."""
+    """The base student plus every training seed of every phase 2 model directory (`<cell>/metrics.json` lists
+    them; a directory without `seeds` is one adapter). An untrained (empty) cell is evaluated as the base model
+    it is, so every row of the matrix exists."""
     out = [EvalModel("base", "base")]
     for metrics_path in sorted(Path(phase2).glob("*/metrics.json")):
         name, metrics = metrics_path.parent.name, json.loads(metrics_path.read_text())
-        adapter = str(metrics_path.parent) if metrics.get("trained", True) else None
-        run_id = metrics.get("mlflow_run_id")
-        if "-" in name:
-            quadrant, fmt = name.split("-", 1)
-            out.append(EvalModel(name, "cell", adapter, quadrant, fmt, run_id))
-        else:
-            out.append(EvalModel(name, "recovery" if name == "recovery" else "baseline", adapter, mlflow_run_id=run_id))
+        trained = metrics.get("trained", True)
+        seeds = metrics.get("seeds") or [{"seed_index": 0, "dir": str(metrics_path.parent),
+                                          "mlflow_run_id": metrics.get("mlflow_run_id")}]
+        kind, quadrant, fmt = ("cell", *name.split("-", 1)) if "-" in name else (
+            "recovery" if name == "recovery" else "baseline", "", "")
+        out += [EvalModel(name, kind, s["dir"] if trained else None, quadrant, fmt, s.get("mlflow_run_id"),
+                          s["seed_index"]) for s in seeds]
     return out
 
 
@@ -98,12 +105,15 @@ def heldout_snapshots(records: list[dict], n_per_quadrant: int, seed: int) -> li
 def panel_specs(levels: list[str], n_tasks: int, snapshots: list[dict], retention: list[dict],
                 n_rollouts: int, seed: int) -> list[RolloutSpec]:
     """Episode ids are `panel|item|i`; sample seeds depend only on the id, so every model gets the same ones."""
-    specs = [RolloutSpec(f"task|{t.task_id}|0", t.level, t.seed) for t in make_tasks(levels, n_tasks, "heldout")]
+    rollouts = range(n_rollouts)
+    specs = [RolloutSpec(f"task|{t.task_id}|{i}", t.level, t.seed)
+             for t in make_tasks(levels, n_tasks, "heldout") for i in rollouts]
     for r in snapshots:
         specs += [RolloutSpec(f"snapshot|{r['snapshot_id']}|{i}", r["state"]["level"], r["seed"],
                               start_actions=tuple(r["state"]["actions"]), start_hash=r["state_hash"])
-                  for i in range(n_rollouts)]
-    specs += [RolloutSpec(f"retention|{t['task_id']}|0", t["level"], t["seed"]) for t in retention]
+                  for i in rollouts]
+    specs += [RolloutSpec(f"retention|{t['task_id']}|{i}", t["level"], t["seed"]) for t in retention
+              for i in rollouts]
     return [dataclasses.replace(s, sample_seed=panel_sample_seed(seed, s.episode_id)) for s in specs]
 
 
@@ -120,7 +130,7 @@ def evaluation_plan(params: Params, snapshots: list[dict], retention: list[dict]
     e, env = params.evaluate, params.env
     chosen = heldout_snapshots(snapshots, e.n_snapshots_per_quadrant, params.seed)
     return {
-        "specs": panel_specs(env.levels, e.n_tasks, chosen, retention[: e.retention_max], e.n_rollouts_per_snapshot,
+        "specs": panel_specs(env.levels, e.n_tasks, chosen, retention[: e.retention_max], e.n_rollouts,
                              params.seed),
         "engine_kwargs": dict(env_name=env.name, max_steps=env.max_steps, history_len=env.history_len,
                               temperature=e.temperature, batch_size=e.batch_size),
@@ -144,13 +154,13 @@ def evaluate_models(policy: HFPolicy, models: list[EvalModel], specs: list[Rollo
     """Every model on the same specs; a model's rows go to the scratch log when it finishes, so a killed stage
     restarted skips the models already evaluated."""
     done = {entry["model"]: entry["rows"] for entry in scratch.load()}
-    for model in tqdm([m for m in models if m.model not in done], desc="models", unit="model"):
+    for model in tqdm([m for m in models if m.key not in done], desc="models", unit="model"):
         with adapted(policy, model.adapter) as p:
             episodes = RolloutEngine(p, record_steps=True, stop_cycles=engine_kwargs["temperature"] == 0,
                                      **engine_kwargs).run(specs)
-        done[model.model] = episode_rows(model, episodes, quadrant_of, horizon)
-        scratch.append({"model": model.model, "rows": done[model.model]})
-    return pd.DataFrame([row for m in models for row in done[m.model]])
+        done[model.key] = episode_rows(model, episodes, quadrant_of, horizon)
+        scratch.append({"model": model.key, "rows": done[model.key]})
+    return pd.DataFrame([row for m in models for row in done[m.key]])
 
 
 def episode_rows(model: EvalModel, episodes: list[Episode], quadrant_of: dict[str, str],
@@ -159,91 +169,97 @@ def episode_rows(model: EvalModel, episodes: list[Episode], quadrant_of: dict[st
     steps, and whether it looped or ran out of steps (`horizon`: each level's step limit)."""
     rows = []
     for ep in episodes:
-        panel, item, _ = ep.episode_id.split("|")
+        panel, item, rollout = ep.episode_id.split("|")
         seen, looped = set(), ep.cycled
         for step in ep.steps:
             key = (step.state_hash, step.action)
             looped = looped or key in seen
             seen.add(key)
         level = ep.task_id.rsplit("-", 1)[0]
-        rows.append({**model.columns, "panel": panel, "item": item, "eval_quadrant": SHORT.get(quadrant_of.get(item), ""),
+        rows.append({**model.columns, "panel": panel, "item": item, "rollout": int(rollout),
+                     "eval_quadrant": SHORT_NAMES.get(quadrant_of.get(item), ""),
                      "success": ep.success, "n_steps": ep.n_steps, "looped": looped,
                      "hit_max_steps": (not ep.success) and (ep.cycled or ep.n_steps >= horizon.get(level, 10**9))})
     return rows
 
 
 # -- the tables ------------------------------------------------------------------------------------------------------
-def _rate_columns(group: pd.DataFrame) -> pd.Series:
-    r = rate(int(group.success.sum()), len(group))
-    return pd.Series({"n": r["n"], "successes": r["k"], "success": r["p"], "ci_low": r["ci"][0], "ci_high": r["ci"][1]})
+TABLE_COLUMNS = ["n_seeds", "n_rollouts", "successes", "success", "ci_low", "ci_high", "delta", "delta_ci_low",
+                 "delta_ci_high", "p_value", "p_holm", "min_detectable_delta"]
+TRAINED_KINDS = ("cell", "baseline", "recovery")
 
 
-def _rates(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+def normalise(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows without `seed` / `rollout` columns (hand-made, or one seed and one rollout) get 0 for both."""
+    return rows.assign(**{c: rows[c] if c in rows else 0 for c in ("seed", "rollout")})
+
+
+def panel_items(rows: pd.DataFrame) -> list[str]:
+    """A panel's items in the order the base model ran them (every model ran the same specs)."""
+    base = rows[rows.model == "base"]
+    return list(dict.fromkeys((base if len(base) else rows).item))
+
+
+def outcomes(rows: pd.DataFrame, items: list[str]) -> np.ndarray:
+    """One model's rows on one panel as an array (training seeds, items, rollouts) of successes, items in the
+    given order; an error when the model lacks an episode the items ask for."""
+    table = rows.assign(success=rows.success.astype(float)).pivot_table(
+        index="item", columns=["seed", "rollout"], values="success", aggfunc="first").reindex(items)
+    if table.isna().any().any():
+        raise ValueError(f"model {rows.model.iloc[0]!r} lacks episodes on items the base ran")
+    n_seeds, n_rollouts = rows.seed.nunique(), rows.rollout.nunique()
+    return table.to_numpy().reshape(len(items), n_seeds, n_rollouts).transpose(1, 0, 2)
+
+
+def _model_table(rows: pd.DataFrame, n_name: str) -> pd.DataFrame:
+    """Per model on one panel's rows: success over seeds, items and rollouts with its 95% interval; against the
+    base on the same items (`teachable.gates.paired.compare`): the delta, its 95% interval, the two-sided p, Holm's
+    adjustment across the models and the minimum detectable delta (two-sided 0.05, power 0.8)."""
+    columns = MODEL_COLUMNS + [n_name] + TABLE_COLUMNS
     if rows.empty:  # a panel with nothing in it (e.g. no held-out snapshots): an empty table, not an error
-        return pd.DataFrame(columns=by + ["n", "successes", "success", "ci_low", "ci_high"], dtype=float)
-    return rows.groupby(by, sort=False)[["success"]].apply(_rate_columns).reset_index()
-
-
-def _with_delta(table: pd.DataFrame, on: list[str]) -> pd.DataFrame:
-    base = table[table.model == "base"][on + ["success"]].rename(columns={"success": "base_success"})
-    if on:
-        out = table.merge(base, on=on, how="left")
-    else:
-        out = table.assign(base_success=base.base_success.iloc[0] if len(base) else float("nan"))
-    out["delta"] = (out.success - out.base_success).round(6)
-    return out
-
-
-def holm(p_values: list[float]) -> list[float]:
-    """Holm's step-down adjustment: each p-value times the number of hypotheses not yet rejected, kept monotone."""
-    order = np.argsort(p_values, kind="stable")
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def paired_against_base(rows: pd.DataFrame) -> pd.DataFrame:
-    """Every model against the base student on one panel's episodes, paired: each model ran the same specs in
-    the same order, so the k-th episode of a model and of the base share item and seed. The delta's 95% interval
-    (Tango, paired), the exact McNemar p-value (binomial on the discordant pairs), Holm's adjustment across the
-    models, and the minimum detectable difference at this n (two-sided 0.05, power 0.8; from the pair's
-    discordance, at least one pair in n)."""
-    frame = rows.assign(pair=rows.groupby("model").cumcount())
-    base = frame[frame.model == "base"].set_index("pair").success.astype(bool)
+        return pd.DataFrame(columns=columns, dtype=float)
+    items = panel_items(rows)
+    has_base = bool((rows.model == "base").any())
+    base = outcomes(rows[rows.model == "base"], items) if has_base else None
     out = []
-    for model, part in frame[frame.model != "base"].groupby("model", sort=False):
-        x = part.set_index("pair").success.astype(bool).reindex(base.index)
-        diff = paired_difference(x.to_numpy(), base.to_numpy())
-        b, c = int((x & ~base).sum()), int((~x & base).sum())
-        discordance = max(b + c, 1) / len(base)
-        out.append({"model": model, "delta_ci_low": diff["ci"][0], "delta_ci_high": diff["ci"][1],
-                    "p_value": binomtest(b, b + c).pvalue if b + c else 1.0,
-                    "min_detectable_delta": round(MDE_Z * (discordance / len(base)) ** 0.5, 6)})
-    table = pd.DataFrame(out, columns=["model", "delta_ci_low", "delta_ci_high", "p_value", "min_detectable_delta"])
-    table["p_holm"] = holm(table.p_value.tolist()) if len(table) else []
-    return table.round({"p_value": 6, "p_holm": 6})
-
-
-def _with_paired(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    return table.merge(paired_against_base(rows), on="model", how="left") if len(table) else table
+    for _, model in rows.drop_duplicates("model")[MODEL_COLUMNS].iterrows():
+        a = outcomes(rows[rows.model == model.model], items)
+        rate = success_rate(a)
+        row = {**model.to_dict(), n_name: len(items), "n_seeds": a.shape[0], "n_rollouts": a.shape[2],
+               "successes": int(a.sum()), "success": rate["success"], "ci_low": rate["ci"][0], "ci_high": rate["ci"][1]}
+        if has_base and model.model == "base":
+            row["delta"] = 0.0
+        elif has_base:
+            d = compare(a, base)
+            row.update(delta=d["delta"], delta_ci_low=d["ci"][0], delta_ci_high=d["ci"][1], p_value=d["p_two_sided"],
+                       min_detectable_delta=min_detectable(d["se"], 0.05, two_sided=True))
+        out.append(row)
+    table = pd.DataFrame(out).reindex(columns=columns)
+    trained = (table.model != "base") & table.p_value.notna()
+    table.loc[trained, "p_holm"] = holm(table.loc[trained, "p_value"].tolist())
+    return table.round(6)
 
 
 def overall_task_results(rows: pd.DataFrame) -> pd.DataFrame:
-    tasks = rows[rows.panel == "task"]
-    table = _with_delta(_rates(tasks, MODEL_COLUMNS), [])
-    return _with_paired(table.rename(columns={"n": "n_tasks"}).drop(columns="base_success"), tasks)
+    return _model_table(normalise(rows)[rows.panel == "task"], "n_tasks")
+
+
+def retention_results(rows: pd.DataFrame) -> pd.DataFrame:
+    return _model_table(normalise(rows)[rows.panel == "retention"], "n_tasks")
 
 
 def per_quadrant_results(rows: pd.DataFrame) -> pd.DataFrame:
-    table = _with_delta(_rates(rows[rows.panel == "snapshot"], MODEL_COLUMNS + ["eval_quadrant"]), ["eval_quadrant"])
-    return table.rename(columns={"n": "n_snapshots"}).drop(columns="base_success")
+    snapshots = normalise(rows)[rows.panel == "snapshot"]
+    parts = [_model_table(snapshots[snapshots.eval_quadrant == q], "n_snapshots").assign(eval_quadrant=q)
+             for q in sorted(set(snapshots.eval_quadrant))]
+    columns = MODEL_COLUMNS + ["eval_quadrant", "n_snapshots"] + TABLE_COLUMNS
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns, dtype=float)
 
 
 def transfer_matrix(per_quadrant: pd.DataFrame) -> pd.DataFrame:
     """Trained-on quadrant x evaluated-on quadrant: mean success (over the formats trained on that quadrant) and
-    its change vs the base student on the same held-out snapshots."""
+    its change vs the base student on the same held-out snapshots (descriptive; the test is the
+    `transfer_diagonal` gate)."""
     cells = per_quadrant[per_quadrant.kind == "cell"]
     base = per_quadrant[per_quadrant.model == "base"].set_index("eval_quadrant").success
     table = cells.groupby(["train_quadrant", "eval_quadrant"], as_index=False).success.mean()
@@ -253,27 +269,14 @@ def transfer_matrix(per_quadrant: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["train_quadrant", "eval_quadrant"]).reset_index(drop=True)
 
 
-def retention_results(rows: pd.DataFrame) -> pd.DataFrame:
-    kept = rows[rows.panel == "retention"]
-    return _with_paired(_with_delta(_rates(kept, MODEL_COLUMNS), []).rename(columns={"n": "n_tasks"}), kept)
-
-
 def stuckness_results(rows: pd.DataFrame) -> pd.DataFrame:
     """On the held-out task panel: loop rate (a repeated state hash + action within an episode), mean steps of the
-    successful episodes, and the share that ran out of steps."""
+    successful episodes, and the share that ran out of steps (over every seed and rollout)."""
     tasks = rows[rows.panel == "task"]
     return tasks.groupby(MODEL_COLUMNS, sort=False).apply(lambda g: pd.Series({
         "n_episodes": len(g), "loop_rate": round(g.looped.mean(), 6),
         "mean_steps_to_success": round(g[g.success].n_steps.mean(), 3) if g.success.any() else None,
         "max_steps_rate": round(g.hit_max_steps.mean(), 6)}), include_groups=False).reset_index()
-
-
-def _best_format(cells: pd.DataFrame) -> str:
-    """The format with the highest in-quadrant success; a tie keeps the earlier of demo, hint, contrast, so another
-    format is "best" only when it strictly beats demo (what the supervision-differentiation gate asks)."""
-    order = {fmt: i for i, fmt in enumerate(FORMATS)}
-    ranked = cells.assign(order=cells.format.map(order)).sort_values(["success", "order"], ascending=[False, True])
-    return str(ranked.format.iloc[0])
 
 
 def tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -284,8 +287,49 @@ def tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
             "stuckness_results": stuckness_results(rows)}
 
 
+# -- the gates -------------------------------------------------------------------------------------------------------
+def _arrays(rows: pd.DataFrame, items: list[str], models: list[str]) -> dict[str, np.ndarray]:
+    return {m: outcomes(rows[rows.model == m], items) for m in models}
+
+
+def phase3_gates(rows: pd.DataFrame, g: GateParams, seed: int) -> dict[str, dict]:
+    """The four phase 3 gates (`teachable.gates.evaluation`) on the per-episode rows. End-to-end gain: the model
+    is chosen on the even-numbered held-out tasks (in panel order) and tested on the odd-numbered ones."""
+    rows = normalise(rows)
+    trained = rows[rows.kind.isin(TRAINED_KINDS)]
+    names = list(dict.fromkeys(trained.model))
+    tasks, kept, snaps = (rows[rows.panel == p] for p in ("task", "retention", "snapshot"))
+    items = panel_items(tasks)
+    halves = [items[0::2], items[1::2]]
+    validation, test = (_arrays(tasks, half, names) for half in halves)
+    base_val, base_test = (outcomes(tasks[tasks.model == "base"], half) for half in halves)
+    retention_items = panel_items(kept)
+    snapshot_items = panel_items(snaps)
+    quadrant_of = dict(zip(snaps.item, snaps.eval_quadrant))
+    cells = trained[trained.kind == "cell"].drop_duplicates("model")
+    per_quadrant: dict[str, dict[str, np.ndarray]] = {}
+    for _, cell in cells.iterrows():
+        own = [i for i in snapshot_items if quadrant_of[i] == cell.train_quadrant]
+        per_quadrant.setdefault(cell.train_quadrant, {})[cell.format] = outcomes(snaps[snaps.model == cell.model], own)
+    snapshot_cells = {c.model: (c.train_quadrant, outcomes(snaps[snaps.model == c.model], snapshot_items))
+                      for _, c in cells.iterrows()} if snapshot_items else {}
+    return {
+        "end_to_end_gain": gates.end_to_end_gain(validation, base_val, test, base_test, g.alpha, g.min_effect),
+        "retention": gates.non_inferiority(_arrays(kept, retention_items, names),
+                                           outcomes(kept[kept.model == "base"], retention_items) if len(kept) else
+                                           np.zeros((1, 0, 1)), g.alpha, g.retention_margin,
+                                           "worst_retention_delta_lower_bound"),
+        "supervision_differentiation": gates.supervision_differentiation(per_quadrant, g.alpha, g.min_effect),
+        "transfer_diagonal": gates.transfer_diagonal(
+            snapshot_cells, outcomes(snaps[snaps.model == "base"], snapshot_items) if snapshot_items else
+            np.zeros((1, 0, 1)), [quadrant_of[i] for i in snapshot_items], g.alpha, g.min_effect, g.n_resamples,
+            seed),
+    }
+
+
 def _median(table: pd.DataFrame, column: str) -> float | None:
-    return round(float(table[column].median()), 6) if column in table and len(table) else None
+    values = table[column].dropna() if column in table else []
+    return round(float(values.median()), 6) if len(values) else None
 
 
 def _significant(table: pd.DataFrame, sign: int) -> int:
@@ -295,31 +339,51 @@ def _significant(table: pd.DataFrame, sign: int) -> int:
     return int(((table.p_holm < 0.05) & (np.sign(table.delta) == sign)).sum())
 
 
-def headline(overall: pd.DataFrame, per_quadrant: pd.DataFrame, transfer: pd.DataFrame,
-             retention: pd.DataFrame) -> dict:
-    """The DVC metrics: base success, the best model, transfer diagonal vs off-diagonal, worst retention change,
-    and the best supervision format per quadrant (by in-quadrant success on held-out snapshots)."""
+def headline(results: dict[str, pd.DataFrame], verdicts: dict[str, dict]) -> dict:
+    """The DVC metrics: the base's success with its interval, the gates' verdicts and their numbers (the chosen
+    model's tested gain, the transfer diagonal, the worst retention bound, the best format per quadrant), and what
+    this n can detect. No number here is the best of many picked after the fact."""
+    overall, retention = results["overall_task_results"], results["retention_results"]
+    base = overall[overall.model == "base"].iloc[0]
     trained = overall[overall.model != "base"]
-    best = trained.loc[trained.delta.idxmax()] if len(trained) else None
-    diagonal = transfer[transfer.train_quadrant == transfer.eval_quadrant]
-    off = transfer[transfer.train_quadrant != transfer.eval_quadrant]
-    cells = per_quadrant[(per_quadrant.kind == "cell") & (per_quadrant.train_quadrant == per_quadrant.eval_quadrant)]
-    best_format = {q: _best_format(cells[cells.train_quadrant == q]) for q in sorted(set(cells.train_quadrant))}
-    mean = lambda s: round(float(s.mean()), 6) if len(s) else None  # noqa: E731
+    gain, diagonal = verdicts["end_to_end_gain"], verdicts["transfer_diagonal"]
+    differentiation = verdicts["supervision_differentiation"]
     return {
-        "base_success": float(overall[overall.model == "base"].success.iloc[0]),
-        "best_model": None if best is None else str(best.model),
-        "best_delta": None if best is None else float(best.delta),
-        "diagonal_mean_delta": mean(diagonal.delta),
-        "off_diagonal_mean_delta": mean(off.delta),
-        "diagonal_dominates": bool(len(diagonal) and len(off) and diagonal.delta.mean() > off.delta.mean()),
-        "min_retention_delta": float(retention[retention.model != "base"].delta.min()) if len(retention) > 1 else None,
-        "best_format_per_quadrant": best_format,
-        "n_models": int(overall.model.nunique()),
+        "base_success": float(base.success), "base_success_ci": [float(base.ci_low), float(base.ci_high)],
+        "n_tasks": int(base.n_tasks), "n_rollouts": int(base.n_rollouts),
+        "n_seeds": int(trained.n_seeds.max()) if len(trained) else 0, "n_models": int(overall.model.nunique()),
+        "chosen_model": gain.get("chosen_model"), "chosen_model_test_delta": gain.get("value"),
+        "chosen_model_test_delta_ci": gain.get("ci"),
+        "diagonal_mean_delta": diagonal.get("diagonal_mean"), "off_diagonal_mean_delta": diagonal.get("off_diagonal_mean"),
+        "worst_retention_lower_bound": verdicts["retention"].get("value"),
+        "best_format_per_quadrant": {q: v["best_format"] for q, v in (differentiation.get("per_quadrant") or {}).items()},
         # paired against the base on the same tasks (Holm across the trained models, 0.05): what this n can see
-        "n_tasks": int(overall.n_tasks.iloc[0]) if len(overall) else 0,
         "median_min_detectable_delta": _median(trained, "min_detectable_delta"),
         "n_models_above_base_holm": _significant(trained, 1),
         "n_models_below_base_holm": _significant(trained, -1),
         "n_models_losing_retention_holm": _significant(retention[retention.model != "base"], -1),
+        "headlines": {
+            "base_success": {"value": float(base.success), "ci": [float(base.ci_low), float(base.ci_high)],
+                             "n": int(base.n_tasks)},
+            "chosen_model_test_delta": {"value": gain.get("value"), "ci": gain.get("ci"), "n": gain.get("n"),
+                                        "min_detectable": gain.get("min_detectable")},
+        },
+        "gates": verdicts,
+    }
+
+
+def selection_gates(rows: pd.DataFrame, models: dict[str, str], g: GateParams) -> dict[str, dict]:
+    """Phase 5's gates on the selection runs' rows (`models`: method -> model name): the ordering predictor >
+    entropy > random on the held-out tasks as paired comparisons, and retention non-inferiority per method."""
+    rows = normalise(rows)
+    tasks, kept = rows[rows.panel == "task"], rows[rows.panel == "retention"]
+    task_items, kept_items = panel_items(tasks), panel_items(kept)
+    return {
+        "selection_ordering": gates.ordering({m: outcomes(tasks[tasks.model == name], task_items)
+                                              for m, name in models.items()},
+                                             ["predictor", "entropy", "random"], g.alpha, g.min_effect),
+        "selection_retention": gates.non_inferiority(
+            {m: outcomes(kept[kept.model == name], kept_items) for m, name in models.items()},
+            outcomes(kept[kept.model == "base"], kept_items) if kept_items else np.zeros((1, 0, 1)), g.alpha,
+            g.retention_margin, "worst_retention_delta_lower_bound"),
     }

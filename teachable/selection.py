@@ -2,7 +2,10 @@
 
 `random` (a seeded uniform sample), `entropy` (top-K student uncertainty U), `predictor` (top-K predicted ELP, from
 the phase 4 predictor's out-of-fold predictions, so no snapshot is ranked by a model that saw its own label) and
-`oracle` (top-K true ELP_net, the upper bound). Ties break by snapshot id, so a selection is deterministic.
+`oracle` (top-K measured ELP, the upper bound). The oracle ranks by the ELP measured on the even-numbered CPT
+rollouts (`ELP_net_halves[0]`), and every method's selection is scored on the odd-numbered ones (`ELP_net`, whose
+route was also chosen on the even half): scoring the oracle on the numbers it was selected on would credit it with
+its own winner's curse. Ties break by snapshot id, so a selection is deterministic.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ def select(records: list[dict], method: str, k: int, seed: int, predicted: dict[
     if method == "entropy":
         score = lambda r: r["U"]  # noqa: E731
     elif method == "oracle":
-        score = lambda r: r["cpt"]["ELP_net"]  # noqa: E731
+        score = lambda r: r["cpt"]["ELP_net_halves"][0]  # noqa: E731  (selected on one half, scored on the other)
     elif method == "predictor":
         if predicted is None:
             raise ValueError("the predictor method needs predicted ELP per snapshot")
@@ -31,3 +34,8 @@ def select(records: list[dict], method: str, k: int, seed: int, predicted: dict[
     else:
         raise ValueError(f"unknown selection method {method!r}; known: {SELECTION_METHODS}")
     return sorted(pool, key=lambda r: -score(r))[:k]  # stable: equal scores keep snapshot-id order
+
+
+def held_out_elp(snapshots: list[dict]) -> float | None:
+    """Mean ELP of a selection on the CPT rollouts no method selected on (the odd half)."""
+    return round(sum(r["cpt"]["ELP_net"] for r in snapshots) / len(snapshots), 6) if snapshots else None

@@ -1,11 +1,14 @@
 """Phase 3 tables and the held-out split, on constructed episodes; and a real (tiny) model evaluated twice."""
 
+import json
 import pandas as pd
 import pytest
 
 from teachable.config import parse_params
+from teachable.config import GateParams
 from teachable.evaluation import (EvalModel, episode_rows, evaluate_models, evaluation_plan, headline,
-                                  heldout_snapshots, holm, matrix_models, overall_task_results, tables)
+                                  heldout_snapshots, matrix_models, overall_task_results, phase3_gates, tables)
+from teachable.gates import holm
 from teachable.labeling.quadrants import QUADRANTS
 from teachable.records import Episode, Step
 from teachable.stage import ScratchLog
@@ -55,9 +58,11 @@ def test_transfer_matrix_is_4_by_4_with_the_gain_on_the_diagonal():
     diagonal = transfer[transfer.train_quadrant == transfer.eval_quadrant]
     off = transfer[transfer.train_quadrant != transfer.eval_quadrant]
     assert (diagonal.delta == 0.5).all() and (off.delta == 0).all()
-    metrics = headline(t["overall_task_results"], t["per_quadrant_results"], transfer, t["retention_results"])
-    assert metrics["diagonal_dominates"] and metrics["diagonal_mean_delta"] == 0.5
-    assert metrics["best_format_per_quadrant"] == {"Q1": "demo", "Q2": "demo", "Q3": "demo", "Q4": "demo"}
+    metrics = headline(t, phase3_gates(synthetic_rows(), GateParams(n_resamples=999), seed=0))
+    assert metrics["diagonal_mean_delta"] == 0.5 and metrics["off_diagonal_mean_delta"] == 0
+    diagonal_gate = metrics["gates"]["transfer_diagonal"]
+    assert diagonal_gate["value"] == 0.5 and diagonal_gate["ci"][0] > 0
+    assert metrics["gates"]["supervision_differentiation"]["status"] == "not_applicable"  # demo is the only format
 
 
 def test_success_has_a_wilson_interval_and_a_delta_against_the_base_model():
@@ -142,18 +147,31 @@ def test_a_restarted_evaluation_skips_finished_models(tiny_policy, tiny_plan, tm
     pd.testing.assert_frame_equal(first, again)
 
 
-def test_another_format_is_best_only_when_it_strictly_beats_demo():
-    rows = synthetic_rows()
-    extra = rows[rows.model == "Q1-demo"].assign(model="Q1-contrast", format="contrast")
-    t = tables(pd.concat([rows, extra], ignore_index=True))  # contrast ties demo in Q1
-    metrics = headline(t["overall_task_results"], t["per_quadrant_results"], t["transfer_matrix"],
-                       t["retention_results"])
-    assert metrics["best_format_per_quadrant"]["Q1"] == "demo"
-    better = extra.assign(success=extra.success | (extra.eval_quadrant == "Q1"))
-    t = tables(pd.concat([rows, better], ignore_index=True))
-    metrics = headline(t["overall_task_results"], t["per_quadrant_results"], t["transfer_matrix"],
-                       t["retention_results"])
-    assert metrics["best_format_per_quadrant"]["Q1"] == "contrast"
+def test_seeds_of_a_model_are_averaged_and_their_spread_widens_the_interval():
+    """Two seeds of one cell that disagree (one solves every task, one none) against two that agree at the same
+    mean: the same delta, a wider interval for the pair that disagrees."""
+    def rows_for(seed_outcomes):
+        base = [{"model": "base", "kind": "base", "train_quadrant": "", "format": "", "seed": 0, "panel": "task",
+                 "item": f"t{i}", "success": i % 2 == 0} for i in range(40)]
+        cell = [{"model": "Q1-demo", "kind": "cell", "train_quadrant": "Q1", "format": "demo", "seed": k,
+                 "panel": "task", "item": f"t{i}", "success": outcome(i)}
+                for k, outcome in enumerate(seed_outcomes) for i in range(40)]
+        return pd.DataFrame(base + cell)
+
+    split = overall_task_results(rows_for([lambda i: True, lambda i: False])).set_index("model").loc["Q1-demo"]
+    agree = overall_task_results(rows_for([lambda i: i % 2 == 0] * 2)).set_index("model").loc["Q1-demo"]
+    assert split.n_seeds == 2 and split.success == agree.success == 0.5 and split.delta == agree.delta == 0
+    assert split.delta_ci_high - split.delta_ci_low > 2 * (agree.delta_ci_high - agree.delta_ci_low)
+
+
+def test_cells_with_seeds_are_one_model_per_seed(tmp_path):
+    (tmp_path / "Q1-demo").mkdir()
+    (tmp_path / "Q1-demo" / "metrics.json").write_text(json.dumps({"trained": True, "seeds": [
+        {"seed_index": k, "dir": str(tmp_path / f"Q1-demo/seed-{k}"), "mlflow_run_id": f"r{k}"} for k in range(3)]}))
+    models = [m for m in matrix_models(tmp_path) if m.model == "Q1-demo"]
+    assert [(m.seed, m.adapter, m.mlflow_run_id) for m in models] == [
+        (k, str(tmp_path / f"Q1-demo/seed-{k}"), f"r{k}") for k in range(3)]
+    assert len({m.key for m in models}) == 3
 
 
 def test_paired_deltas_have_intervals_exact_p_values_and_holm_across_models():

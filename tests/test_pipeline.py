@@ -61,7 +61,8 @@ def test_repro_writes_every_output(project):
     summary = json.loads((work / "reports/phase2/training_summary.json").read_text())
     assert summary["n_runs"] == 15  # 12 cells, 2 baselines, the recovery cell
     trained = [run for run in summary["runs"] if run["trained"]]
-    assert trained and all((work / run["adapter_path"] / "adapter_model.safetensors").exists() for run in trained)
+    assert trained and all((work / run["adapter_path"] / f"seed-{k}" / "adapter_model.safetensors").exists()
+                           for run in trained for k in range(2))  # train.n_seeds: 2
     assert all(run["n_records"] == 0 for run in summary["runs"] if not run["trained"])
     phase4 = json.loads((work / "reports/phase4/training_result.json").read_text())
     assert phase4["n_snapshots"] > 0 and (work / "models/predictor/features.json").exists()
@@ -70,7 +71,11 @@ def test_repro_writes_every_output(project):
     assert len(pd.read_csv(work / "reports/phase3/transfer_matrix.csv")) <= 16
     selection = json.loads((work / "reports/phase5/selection_summary.json").read_text())
     assert set(selection["methods"]) == {"random", "entropy", "predictor", "oracle"}
-    assert {"predictor>entropy", "entropy>random", "pass"} <= set(selection["ordering"])
+    assert set(selection["gates"]) == {"selection_ordering", "selection_retention"}
+    phase3 = json.loads((work / "reports/phase3/metrics.json").read_text())
+    assert set(phase3["gates"]) == {"end_to_end_gain", "retention", "supervision_differentiation", "transfer_diagonal"}
+    assert all(g["status"] in ("pass", "fail", "inconclusive", "not_applicable") for g in phase3["gates"].values())
+    assert (overall[overall.model != "base"].n_seeds == 2).all()
     gates = json.loads((work / "reports/gates.json").read_text())
     assert gates and (work / "reports/index.html").stat().st_size > 10_000
 
@@ -81,9 +86,10 @@ def test_no_model_trains_on_a_held_out_snapshot(project):
     held_out = {r["snapshot_id"] for r in records if r["split"] == "eval"}
     assert held_out and held_out != {r["snapshot_id"] for r in records}
     trained_on = {}
-    for metrics in [*(work / "models/phase2").glob("*/metrics.json"), *(work / "models/phase5").glob("*/metrics.json")]:
+    for metrics in [*(work / "models/phase2").glob("*/metrics.json"),
+                    *(work / "models/phase5").glob("*/seed-*/metrics.json")]:
         trained_on[f"{metrics.parent.parent.name}/{metrics.parent.name}"] = set(json.loads(metrics.read_text())["snapshot_ids"])
-    assert len(trained_on) == 19 and any(trained_on.values())
+    assert len(trained_on) == 15 + 4 * 2 and any(trained_on.values())  # 15 cells, 4 methods x 2 seeds
     assert all(not ids & held_out for ids in trained_on.values())
     episodes = pd.read_csv(work / "reports/phase3/episodes.csv", keep_default_na=False)
     assert set(episodes[episodes.panel == "snapshot"].item) <= held_out
@@ -109,11 +115,11 @@ def test_each_stage_is_one_mlflow_run(project):
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["teachable-moments"])
     stages = runs["tags.stage"].value_counts().to_dict()
-    assert stages == {"train": 16, "recovery": 1, "label": 1, "micro_train": 1, "quadrants": 1, "rollouts": 1,
-                      "snapshots": 1, "student": 1, "predictor": 1, "evaluate": 1, "select": 6, "report": 1}
-    # the matrix: one parent run and 15 nested cell runs; select: a parent, 4 methods, and the evaluation run
+    assert stages == {"train": 31, "recovery": 1, "label": 1, "micro_train": 1, "quadrants": 1, "rollouts": 1,
+                      "snapshots": 1, "student": 1, "predictor": 1, "evaluate": 1, "select": 10, "report": 1}
+    # the matrix: one parent run and 15 cells x 2 seeds nested; select: a parent, 4 methods x 2 seeds, the evaluation
     cells = runs[(runs["tags.role"] == "cell") & (runs["tags.stage"] == "train")]
-    assert len(cells) == 15 and cells["tags.mlflow.parentRunId"].nunique() == 1
+    assert len(cells) == 30 and cells["tags.mlflow.parentRunId"].nunique() == 1
     assert (runs["tags.git_rev"].str.len() == 40).all()
     import torch  # every run says which machine and library versions made it
     assert (runs["tags.version.torch"] == torch.__version__).all() and runs["tags.machine.cpu"].str.len().min() > 0

@@ -2,12 +2,13 @@
 
 import pytest
 
-from teachable.selection import select
+from teachable.selection import held_out_elp, select
 
 
 def records():
     # U rises with i, true ELP falls with i: entropy and oracle disagree completely
-    return [{"snapshot_id": f"s{i:02d}", "U": i / 10, "cpt": {"ELP_net": (9 - i) / 10}} for i in range(10)]
+    return [{"snapshot_id": f"s{i:02d}", "U": i / 10,
+             "cpt": {"ELP_net": (9 - i) / 10, "ELP_net_halves": [(9 - i) / 10, (9 - i) / 10]}} for i in range(10)]
 
 
 def ids(chosen):
@@ -32,3 +33,13 @@ def test_random_is_seeded_and_the_budget_is_capped_by_the_pool():
     assert len(select(records(), "oracle", 50, seed=0)) == 10
     with pytest.raises(ValueError, match="unknown selection method"):
         select(records(), "vibes", 3, seed=0)
+
+
+def test_the_oracle_is_selected_on_one_half_of_the_rollouts_and_scored_on_the_other():
+    """Even half: s09 looks best; odd half (ELP_net): s09 is worst. The oracle takes s09 and its held-out ELP
+    says so, instead of crediting it with the half it was chosen on."""
+    recs = [{"snapshot_id": f"s{i:02d}", "U": 0.0, "cpt": {"ELP_net": (9 - i) / 10, "ELP_net_halves": [i / 10, (9 - i) / 10]}}
+            for i in range(10)]
+    chosen = select(recs, "oracle", 1, seed=0)
+    assert ids(chosen) == ["s09"] and held_out_elp(chosen) == 0.0
+    assert held_out_elp([]) is None

@@ -15,6 +15,7 @@ from teachable.config import QuadrantParams
 from teachable.labeling.estimates import side
 
 QUADRANTS = ("Q1_highU_highL", "Q2_highU_lowL", "Q3_lowU_lowL", "Q4_lowU_highL")
+SHORT_NAMES = {q: q.split("_")[0] for q in QUADRANTS}  # Q1_highU_highL -> Q1
 
 
 def thresholds(records: list[dict], params: QuadrantParams) -> dict:
