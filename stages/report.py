@@ -3,8 +3,9 @@ self-contained HTML page.
 
 Reads the outputs of phases 1-5 (`teachable.report.loaders.PATHS`; a missing one makes its section "not run" and
 its gates "not_applicable"). Writes `reports/figures/*.{png,pdf}`, `reports/tables/*.{csv,md,tex}`,
-`reports/gates.json` (DVC metrics) and `reports/index.html`. MLflow: the figures and the page as artifacts, each
-gate's status as a tag and its pass (1) / fail (0) as a metric.
+`reports/gates.json` (DVC metrics) and `reports/index.html`. Every gate is the verdict the stage computing it wrote
+(`teachable.report.gates`); nothing is re-decided here. MLflow: the figures and the page as artifacts, each gate's
+status as a tag and its pass (1) / fail (0) as a metric (none for inconclusive or not_applicable).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ log = logging.getLogger("report")
 
 
 def main(params: Params) -> None:
-    key = params.model_dump(mode="json", include={"quadrants", "predictor"})
+    key = params.model_dump(mode="json", include={"quadrants", "predictor", "gates"})
     with stage_run("report", key) as mlflow:
         report = build_report(params)
         for path in report.figures:
@@ -32,12 +33,14 @@ def main(params: Params) -> None:
         mlflow.log_artifact("reports/gates.json")
         summary = gates_metrics(report.gates)["summary"]
         mlflow.log_metrics({"gates_pass": summary["n_pass"], "gates_fail": summary["n_fail"],
+                            "gates_inconclusive": summary["n_inconclusive"],
                             "gates_not_applicable": summary["n_not_applicable"]})
         mlflow.log_metrics({f"gate.{g['id']}": float(g["status"] == "pass") for g in report.gates
-                            if g["status"] != "not_applicable"})
+                            if g["status"] in ("pass", "fail")})  # inconclusive is neither 1 nor 0
         mlflow.set_tags({f"gate.{g['id']}": g["status"] for g in report.gates})
     for g in report.gates:
-        log.info("gate %-32s %-15s value %s threshold %s", g["id"], g["status"], g["value"], g["threshold"])
+        log.info("gate %-32s %-15s %s = %s %s p %s n %s", g["id"], g["status"], g["statistic"], g["value"],
+                 g["ci"], g["p_value"], g["n"])
     log.info("wrote %d figure files, %d table files, %s", len(report.figures), len(report.tables), report.page)
 
 

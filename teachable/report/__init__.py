@@ -2,6 +2,6 @@
 self-contained HTML page.
 
 `loaders` reads every upstream output (a missing one is `None`, never an error), `figures` and `tables` turn them
-into PNG/PDF and CSV/Markdown/LaTeX, `gates` evaluates the seeds' decision gates, `html` writes `index.html`,
-`browser` checks that page in headless Chromium.
+into PNG/PDF and CSV/Markdown/LaTeX, `gates` reads the seeds' decision gates as the stages decided them (never
+re-deriving one), `html` writes `index.html`, `browser` checks that page in headless Chromium.
 """

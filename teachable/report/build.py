@@ -1,4 +1,5 @@
-"""Assemble the report: every figure and table whose inputs exist, the gates, and `index.html`.
+"""Assemble the report: every figure and table whose inputs exist, the gates (read from the verdicts their stages
+wrote), what the run can detect, and `index.html`.
 
 A figure or table whose input is missing is listed as "not run" in its section; one whose input is present but
 does not have the expected shape is listed with the error (logged), so one bad file never stops the report.
@@ -19,9 +20,9 @@ from teachable.config import Params
 from teachable.labeling.quadrants import QUADRANTS
 from teachable.records import write_json
 from teachable.report import figures, tables
-from teachable.report.gates import RETENTION_FLOOR, compute_gates, gates_metrics
+from teachable.report.gates import compute_gates, gates_metrics
 from teachable.report.html import Section, render_page
-from teachable.report.loaders import PATHS, Inputs, load_inputs, snapshot_frame
+from teachable.report.loaders import PATHS, Inputs, gate_verdict, load_inputs, snapshot_frame
 from teachable.snapshot_view import describe, to_html
 from teachable.tracking import git_rev
 
@@ -97,19 +98,25 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
     h3 = Section("h3", "H3: Supervision x quadrant", "Which supervision format helps most in each quadrant?")
     b.figure(h3, "Fig H3.1", ("per_quadrant",), lambda d: figures.supervision_heatmap(i.per_quadrant, d),
              "In-quadrant success delta of each quadrant x format cell (pp).")
-    b.table(h3, "Tab H3.1", "h3_best_supervision", ("per_quadrant",),
-            lambda: tables.best_supervision(i.per_quadrant), "Best supervision format per quadrant.")
+    b.table(h3, "Tab H3.1", "h3_best_supervision", ("phase3_metrics",),
+            lambda: tables.best_supervision(i.phase3_metrics, i.per_quadrant),
+            "Best supervision format per quadrant, as the supervision_differentiation gate decided it: each format's "
+            "in-quadrant success delta against demo with its interval and Holm-adjusted p.")
     h4 = Section("h4", "H4: Cross-quadrant transfer", "Does training on one quadrant help the others?")
-    b.figure(h4, "Fig H4.1", ("transfer",), lambda d: figures.transfer_heatmap(i.transfer, d),
+    b.figure(h4, "Fig H4.1", ("transfer",),
+             lambda d: figures.transfer_heatmap(i.transfer, gate_verdict(i.phase3_metrics, "transfer_diagonal"), d),
              "Transfer matrix: success delta per training x evaluation quadrant (pp).")
     b.table(h4, "Tab H4.1", "h4_transfer_matrix", ("transfer",), lambda: tables.transfer_table(i.transfer),
             "Numeric transfer matrix (success delta vs base).")
     h5 = Section("h5", "H5: Reliability and retention", "Gains on held-out tasks against forgetting.")
     b.figure(h5, "Fig H5.3", ("overall", "retention"),
-             lambda d: figures.reliability_retention(i.overall, i.retention, RETENTION_FLOOR, d),
+             lambda d: figures.reliability_retention(i.overall, i.retention, -retention_margin(i, params), d),
              "Reliability vs retention frontier.")
     b.table(h5, "Tab H5.1", "h5_main_results", ("overall",),
-            lambda: tables.main_results(i.overall, i.retention, i.stuckness), "Main results (every model).")
+            lambda: tables.main_results(i.overall, i.retention, i.stuckness),
+            "Main results (every model): held-out tasks and training seeds, success with its 95% CI, the delta "
+            "against the base with its paired interval, Holm-adjusted p and the minimum detectable delta, "
+            "retention likewise, and loop rate.")
     h6 = Section("h6", "H6: Teachability predictor", "Predicting teachability from cheap observables.")
     b.figure(h6, "Fig H6.1", ("ranking",), lambda d: figures.ranking_curves(i.ranking, d),
              "NDCG@K and precision@K: predictor vs entropy vs random (and the oracle).")
@@ -124,6 +131,62 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
     b.table(h7, "Tab H7.1", "h7_selection_summary", ("selection",), lambda: tables.selection_summary(i.selection),
             "Selection summary.")
     return [h1, h2, h3, h4, h5, h6, h7]
+
+
+def retention_margin(inputs: Inputs, params: Params) -> float:
+    """The non-inferiority margin the phase 3 retention gate used (its verdict's `margin`), else the params'."""
+    margin = (gate_verdict(inputs.phase3_metrics, "retention") or {}).get("margin")
+    return float(margin) if isinstance(margin, (int, float)) else params.gates.retention_margin
+
+
+HEADLINES = {"base_success": "Base model's held-out task success",
+             "chosen_model_test_delta": "Chosen model's success gain over the base (test half of the held-out tasks)"}
+
+
+def _interval(ci) -> list:
+    return list(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else [None, None]
+
+
+def detectability(inputs: Inputs, gates: list[dict]) -> tuple[list[str], list[dict]]:
+    """The "What this run can detect" section: sentences on the evaluation's size, then one row per phase 3
+    headline number and per gate: the estimate with its interval and n, the smallest effect detectable at this n
+    (power 0.8), the status, and for an inconclusive gate the n that would decide it."""
+    m = inputs.phase3_metrics if isinstance(inputs.phase3_metrics, dict) else {}
+    notes = []
+    if m:
+        design = [f"{m['n_tasks']} held-out tasks" if m.get("n_tasks") is not None else None,
+                  f"{m['n_rollouts']} rollout(s) per task" if m.get("n_rollouts") is not None else None,
+                  f"temperature {m['temperature']}" if m.get("temperature") is not None else None,
+                  f"{m['n_seeds']} training seed(s) per trained model" if m.get("n_seeds") is not None else None]
+        design = [d for d in design if d]
+        notes.append("Phase 3 evaluates every model on " + ", ".join(design) + "." if design else
+                     f"{PATHS['phase3_metrics']} does not give the evaluation's size (n_tasks, n_rollouts, "
+                     "temperature, n_seeds): written by an older version of the evaluate stage.")
+        mdd = m.get("median_min_detectable_delta")
+        if isinstance(mdd, (int, float)):
+            notes.append(f"At that size a model's success delta against the base must be about {mdd:.3f} "
+                         "(median over models) to be detected with power 0.8; smaller true effects will mostly "
+                         "come out as not significant.")
+    else:
+        notes.append(f"{PATHS['phase3_metrics']} is missing: phase 3 has not run.")
+    rows = []
+    headlines = m.get("headlines") if isinstance(m.get("headlines"), dict) else {}
+    for name, h in headlines.items():
+        h = h if isinstance(h, dict) else {"value": h}
+        rows.append({"what": HEADLINES.get(name, name), "key": name, "kind": "headline", "statistic": name,
+                     "value": h.get("value"), "ci": _interval(h.get("ci")), "n": h.get("n"),
+                     "n_unit": h.get("n_unit") if isinstance(h.get("n_unit"), str) else "",
+                     "min_detectable": h.get("min_detectable"), "status": None, "n_needed": None,
+                     "n_needed_unit": "", "note": None})
+    for g in gates:
+        unit = g["detail"].get("n_unit") if isinstance(g["detail"].get("n_unit"), str) else ""
+        needed_unit = unit or ("per quadrant" if g["detail"].get("n_needed_per_quadrant") is not None else "")
+        rows.append({"what": g["name"], "key": g["id"], "kind": "gate", "statistic": g["statistic"],
+                     "value": g["value"], "ci": g["ci"], "n": g["n"], "n_unit": unit,
+                     "min_detectable": g["min_detectable"], "status": g["status"],
+                     "n_needed": g["n_needed"] if g["status"] == "inconclusive" else None,
+                     "n_needed_unit": needed_unit, "note": g["detail"].get("why")})
+    return notes, rows
 
 
 def chosen_snapshots(inputs: Inputs) -> list[tuple[dict, str]]:
@@ -142,6 +205,19 @@ def chosen_snapshots(inputs: Inputs) -> list[tuple[dict, str]]:
         if sid in by_id and sid not in chosen:
             chosen[sid] = (by_id[sid], "micro-trained")
     return list(chosen.values())[:MAX_SNAPSHOTS]
+
+
+def _base_success(metrics: dict | None) -> str:
+    """" (base model's held-out success 0.400 [0.310, 0.490], n = 100)", from the headline when there is one."""
+    metrics = metrics if isinstance(metrics, dict) else {}
+    head = (metrics.get("headlines") or {}).get("base_success") if isinstance(metrics.get("headlines"), dict) else None
+    value = head.get("value") if isinstance(head, dict) else metrics.get("base_success")
+    if not isinstance(value, (int, float)):
+        return ""
+    low, high = _interval((head or {}).get("ci"))
+    ci = f" [{low:.3f}, {high:.3f}]" if isinstance(low, (int, float)) and isinstance(high, (int, float)) else ""
+    n = f", n = {head['n']}" if isinstance(head, dict) and head.get("n") is not None else ""
+    return f" (base model's held-out success {value:.3f}{ci}{n})"
 
 
 def _metadata(inputs: Inputs, params: Params) -> list[tuple[str, str]]:
@@ -165,9 +241,7 @@ def _metadata(inputs: Inputs, params: Params) -> list[tuple[str, str]]:
                                   f"train {splits['train']}, eval {splits['eval']})" if records else "not run"),
             ("micro-training runs (1B)", str(len(inputs.micro)) if inputs.micro is not None else "not run"),
             ("trained models (2)", f"{len(trained)} of {len(inputs.cells)}" if inputs.cells else "not run"),
-            ("evaluated models (3)", (f"{len(inputs.overall)}" + (
-                f" (base model's held-out success {inputs.phase3_metrics['base_success']:.3f})"
-                if isinstance((inputs.phase3_metrics or {}).get("base_success"), float) else ""))
+            ("evaluated models (3)", f"{len(inputs.overall)}{_base_success(inputs.phase3_metrics)}"
              if inputs.overall is not None else "not run"),
             ("predictor (4)", f"{inputs.predictor.get('n_snapshots', '?')} snapshots, "
                               f"{inputs.predictor.get('embedder', '?')} embedder" if inputs.predictor else "not run"),
@@ -186,7 +260,7 @@ def build_report(params: Params, root: str | Path = ".", out: str | Path | None 
     inputs = load_inputs(root)
     report = Report()
     report.sections = _sections(_Builder(inputs, out, report), params)
-    report.gates = compute_gates(inputs, params.quadrants.min_per_quadrant, params.predictor.targets)
+    report.gates = compute_gates(inputs)
     write_json(out / "gates.json", gates_metrics(report.gates))
     snapshots = []
     for record, why in chosen_snapshots(inputs):
@@ -197,7 +271,8 @@ def build_report(params: Params, root: str | Path = ".", out: str | Path | None 
                "ELP_net": (record.get("cpt") or {}).get("ELP_net"), "shown because": why}
         snapshots.append((row, to_html(view)))
     page = render_page(_metadata(inputs, params), yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False),
-                       report.gates, report.sections, snapshots, inputs.problems, out)
+                       report.gates, report.sections, snapshots, inputs.problems, out,
+                       detect=detectability(inputs, report.gates))
     report.page = out / "index.html"
     report.page.write_text(page, encoding="utf-8")
     return report

@@ -192,16 +192,25 @@ def supervision_heatmap(per_quadrant: pd.DataFrame, out_dir: Path) -> list[Path]
     return _save(fig, out_dir, name)
 
 
-def transfer_heatmap(transfer: pd.DataFrame, out_dir: Path) -> list[Path]:
+def _pp(value) -> str:
+    return f"{value * 100:+.1f}" if isinstance(value, (int, float)) and np.isfinite(value) else "n/a"
+
+
+def transfer_heatmap(transfer: pd.DataFrame, gate: dict | None, out_dir: Path) -> list[Path]:
     """Fig H4.1: transfer matrix: success delta on each evaluation quadrant of the cells trained on each quadrant
-    (mean over formats); the diagonal is outlined."""
+    (mean over formats); the diagonal is outlined. The title gives the phase 3 gate `transfer_diagonal` as the
+    evaluate stage decided it (diagonal minus off-diagonal with its interval, and the status)."""
     name = "h4_transfer_matrix"
     fig, ax = _figure(name)
     _heatmap(fig, ax, tables.transfer_pivot(transfer), "evaluation quadrant", "training quadrant",
              outline_diagonal=True)
-    stats = tables.diagonal_stats(transfer)
-    ax.set_title(f"Cross-quadrant transfer\nmean diagonal {stats['diagonal_mean'] * 100:+.1f} pp, "
-                 f"off-diagonal {stats['off_diagonal_mean'] * 100:+.1f} pp")
+    if gate and gate.get("status"):
+        ci = gate.get("ci") or [None, None]
+        ax.set_title(f"Cross-quadrant transfer: diagonal {_pp(gate.get('diagonal_mean'))} pp, off-diagonal "
+                     f"{_pp(gate.get('off_diagonal_mean'))} pp\ndifference {_pp(gate.get('value'))} pp "
+                     f"[{_pp(ci[0])}, {_pp(ci[1])}] (gate: {gate['status']})")
+    else:
+        ax.set_title("Cross-quadrant transfer\n(no transfer_diagonal verdict in reports/phase3/metrics.json)")
     return _save(fig, out_dir, name)
 
 
@@ -212,10 +221,19 @@ def _pareto(points: np.ndarray) -> np.ndarray:
     return np.array(sorted(keep, key=lambda i: points[i][0]), dtype=int)
 
 
+def _error(row: pd.Series, prefix: str) -> np.ndarray | None:
+    """[[below], [above]] in pp for `prefix`'s `_ci_low` / `_ci_high` columns, or None when the row has none."""
+    low, high = row.get(f"{prefix}_ci_low"), row.get(f"{prefix}_ci_high")
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return None
+    return np.array([[max(0.0, row[prefix] - low)], [max(0.0, high - row[prefix])]]) * 100
+
+
 def reliability_retention(overall: pd.DataFrame, retention: pd.DataFrame | None, retention_gate: float,
                           out_dir: Path) -> list[Path]:
-    """Fig H5.3: reliability gain (held-out task success delta) against retention delta per trained model, with
-    the Pareto frontier and the retention gate."""
+    """Fig H5.3: reliability gain (held-out task success delta) against retention delta per trained model (with
+    their paired 95% intervals when phase 3 wrote them), the Pareto frontier and the retention gate's
+    non-inferiority bound (`retention_gate`, e.g. -0.03)."""
     name = "h5_reliability_retention"
     fig, ax = _figure(name)
     frame = tables.main_results(overall, retention, None)
@@ -227,7 +245,12 @@ def reliability_retention(overall: pd.DataFrame, retention: pd.DataFrame | None,
     for key, part in frame.groupby(group):
         for _, row in part.iterrows():
             q = row.train_quadrant if isinstance(row.train_quadrant, str) else None
-            ax.scatter(row.retention_delta * 100, row.delta * 100, s=42, color=FORMAT_COLORS.get(key, "#999999"),
+            color = FORMAT_COLORS.get(key, "#999999")
+            xerr, yerr = (_error(row, prefix) for prefix in ("retention_delta", "delta"))
+            if xerr is not None or yerr is not None:  # the paired 95% intervals, when phase 3 wrote them
+                ax.errorbar(row.retention_delta * 100, row.delta * 100, xerr=xerr, yerr=yerr, fmt="none",
+                            ecolor=color, elinewidth=0.6, alpha=0.35, zorder=2)
+            ax.scatter(row.retention_delta * 100, row.delta * 100, s=42, color=color,
                        marker=QUADRANT_MARKERS.get(q, "X"), edgecolors="black", linewidths=0.4, zorder=3,
                        alpha=0.85)
     # one label per distinct point: models with the same numbers share it
@@ -241,7 +264,7 @@ def reliability_retention(overall: pd.DataFrame, retention: pd.DataFrame | None,
         ax.plot(front[:, 0], front[:, 1], color="black", linewidth=1, linestyle="-", zorder=2, marker="o",
                 markersize=12, markerfacecolor="none", label="Pareto frontier")
     ax.axvline(retention_gate * 100, color="#D55E00", linestyle="--", linewidth=1,
-               label=f"retention gate Δ > {retention_gate * 100:.0f} pp")
+               label=f"retention margin {retention_gate * 100:.0f} pp")
     ax.axhline(0, color="grey", linewidth=0.6)
     ax.axvline(0, color="grey", linewidth=0.6)
     ax.margins(x=0.15, y=0.08)
@@ -253,7 +276,8 @@ def reliability_retention(overall: pd.DataFrame, retention: pd.DataFrame | None,
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0)
     ax.set(xlabel="retention Δ: success on the retention panel vs base (pp)",
            ylabel="reliability Δ: held-out task success vs base (pp)",
-           title=f"Reliability vs retention ({len(frame)} models)")
+           title=f"Reliability vs retention ({len(frame)} models)"
+                 + ("\nthin lines: paired intervals of the deltas" if "delta_ci_low" in frame else ""))
     return _save(fig, out_dir, name)
 
 
@@ -285,8 +309,12 @@ def selection_comparison(selection: dict, results: pd.DataFrame | None, out_dir:
     table = tables.selection_summary(selection)
     x = np.arange(len(table))
     colors = [METHOD_STYLE.get(m, ("#CC79A7",))[0] for m in table.method]
-    errors = None
-    if results is not None and {"method", "ci_low", "ci_high", "success"} <= set(results.columns):
+    errors, label = None, "95% Wilson CI of success"
+    if {"delta_ci_low", "delta_ci_high"} <= set(table.columns):  # the paired interval of the delta itself
+        errors = np.vstack([(table.delta - table.delta_ci_low).fillna(0).clip(lower=0),
+                            (table.delta_ci_high - table.delta).fillna(0).clip(lower=0)]) * 100
+        label = "paired 95% CI of the delta"
+    elif results is not None and {"method", "ci_low", "ci_high", "success"} <= set(results.columns):
         ci = table[["method", "success"]].merge(results[["method", "ci_low", "ci_high"]], on="method", how="left")
         errors = np.vstack([(ci.success - ci.ci_low).fillna(0), (ci.ci_high - ci.success).fillna(0)]) * 100
     left.bar(x, table.delta * 100, color=colors, edgecolor="black", linewidth=0.5, yerr=errors, capsize=3)
@@ -306,5 +334,5 @@ def selection_comparison(selection: dict, results: pd.DataFrame | None, out_dir:
         ax.set(xlabel="selection method", ylabel=ylabel,
                title=f"{title} at budget K = {selection.get('budget')} ({selection.get('format', '')})")
     if errors is not None:
-        left.set_xlabel("selection method (error bars: 95% Wilson CI)")
+        left.set_xlabel(f"selection method (error bars: {label})")
     return _save(fig, out_dir, name)

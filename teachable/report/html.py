@@ -1,5 +1,6 @@
 """`reports/index.html`: one self-contained page (images as base64 data URIs, inline CSS, no external requests)
-with the run's metadata, every figure and table per hypothesis, the decision gates and per-snapshot sections.
+with what the run can detect (first), the run's metadata, the decision gates as their stages decided them, every
+figure and table per hypothesis, and per-snapshot sections.
 
 A small inline script records script errors and, once the page has loaded, whether every image decoded, into
 `<pre id="page-check">` (read back by `teachable.report.browser` in headless Chromium).
@@ -19,7 +20,7 @@ from teachable.snapshot_view import anchor
 esc = html.escape
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1100px;
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1280px;
 padding:1em 2em;color:#222;line-height:1.4}
 h1{font-size:1.6em}h2{border-bottom:2px solid #0072B2;padding-bottom:.2em;margin-top:2em}
 h3{margin-top:1.4em}nav a{margin-right:1em}
@@ -31,7 +32,13 @@ figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#444}
 .status{font-weight:700;padding:.1em .5em;border-radius:3px;white-space:nowrap}
 .pass{background:#cce5f6;color:#003a66}.fail{background:#f9d3bf;color:#7a2900}
-.not_applicable{background:#e6e6e6;color:#555}.inconclusive{background:#fff1b8;color:#5c4700}
+.not_applicable{background:#e6e6e6;color:#555}.inconclusive{background:#fff1b8;color:#5c4700;
+border:1px dashed #8a6d00}tr.inconclusive-row td{background:#fffbe8}.estimate{color:#555;font-style:italic}
+table.gates,table.detect{font-size:.8em}table.detect td{text-align:left}table.detect td.num{text-align:right}
+table.gates th,table.detect th{text-align:left;vertical-align:bottom}table.gates td:first-child{min-width:16em}
+td.ci{white-space:nowrap}
+.scroll{overflow-x:auto}small.aside{color:#888}
+details summary{cursor:pointer;color:#0072B2}
 .notrun{background:#fff4d6;border-left:4px solid #E69F00;padding:.5em 1em}
 .files{font-size:.8em;color:#555}details{margin:.5em 0}pre{background:#f7f7f7;padding:.6em;overflow:auto;
 font-size:.8em}section.snapshot{border-top:1px dashed #aaa;margin-top:1.5em}small{color:#666}
@@ -80,23 +87,109 @@ def table_html(frame: pd.DataFrame) -> str:
                          float_format=lambda v: f"{v:.3f}", classes="data")
 
 
+def _value_ci(value, ci) -> str:
+    """"0.123 [0.050, 0.200]": the value with its 95% interval when there is one."""
+    low, high = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
+    text = _fmt(value)
+    return text + (f" [{_fmt(low)}, {_fmt(high)}]" if low is not None and high is not None else "")
+
+
+def _status(status: str | None) -> str:
+    if status is None:
+        return '<span class="estimate">estimate</span>'
+    return f'<span class="status {esc(status)}">{esc(STATUS_MARK.get(status, status))}</span>'
+
+
+def detect_html(notes: list[str], rows: list[dict]) -> str:
+    """The "What this run can detect" section: the design notes, then per headline and gate its estimate with
+    interval and n, the minimum detectable effect at this n, the status and, when inconclusive, the n needed."""
+    out = ['<section id="detect"><h2>What this run can detect</h2>', *(f"<p>{esc(n)}</p>" for n in notes),
+           "<p><small>Interval: as the stage computed it (the phase 3-5 gates' intervals are two-sided at "
+           "1 - 2&alpha;, so each bound is the one-sided test at &alpha;). Minimum detectable: the smallest true "
+           "effect the pre-specified test detects with power 0.8 at this n (one-sided, at the gate's &alpha;). "
+           "n needed: the n at which an inconclusive gate would be decided (\"not given\" where the stage could "
+           "not give one, e.g. an observed effect on the wrong side).</small></p>",
+           '<table class="detect"><tr><th>quantity</th><th>estimate [interval]</th><th>n</th>'
+           "<th>minimum detectable effect</th><th>status</th><th>n needed</th></tr>"]
+    for r in rows:
+        name = esc(r["what"])
+        if r["kind"] == "gate":
+            name = f'<a href="#gate-{esc(r["key"])}">{name}</a>'
+        sub = " · ".join(esc(x) for x in (r.get("statistic"), r.get("note")) if x)
+        needed = "–"
+        if r["status"] == "inconclusive":
+            needed = esc(_with_unit(r["n_needed"], r.get("n_needed_unit"))) if r["n_needed"] is not None else \
+                "not given"
+        cls = f' class="{esc(r["status"])}-row"' if r["status"] else ""
+        out.append(f'<tr{cls}><td>{name}{"<br><small>" + sub + "</small>" if sub else ""}</td>'
+                   f'<td class="num">{esc(_value_ci(r["value"], r["ci"]))}</td>'
+                   f'<td class="num">{esc(_with_unit(r["n"], r.get("n_unit")))}</td>'
+                   f'<td class="num">{esc(_fmt(r["min_detectable"]))}</td><td>{_status(r["status"])}</td>'
+                   f'<td class="num">{needed}</td></tr>')
+    out.append("</table></section>")
+    return "\n".join(out)
+
+
+def _with_unit(n, unit: str | None) -> str:
+    return _fmt(n) + (f" {unit}" if unit and n is not None else "")
+
+
+GATE_HEADER = ("gate (phase: name; condition; source)", "statistic", "value", "interval", "p", "α", "threshold", "n",
+               "status", "min detectable", "n needed", "fail action (seeds)")
+
+
 def gates_html(gates: list[dict]) -> str:
-    rows = ["<table class=\"gates\"><tr><th>phase</th><th>gate</th><th>condition</th><th>value</th><th>threshold</th>"
-            "<th>status</th><th>fail action (seeds)</th><th>source</th></tr>"]
+    rows = ['<div class="scroll"><table class="gates"><tr>' + "".join(f"<th>{esc(h)}</th>" for h in GATE_HEADER)
+            + "</tr>"]
     for g in gates:
-        detail = "; ".join(f"{k}: {_fmt_detail(v)}" for k, v in g["detail"].items() if v is not None)
+        detail = {k: v for k, v in g["detail"].items() if v is not None and k != "why"}
+        why = g["detail"].get("why")
+        ci = g["ci"] if g["ci"] and g["ci"][0] is not None and g["ci"][1] is not None else None
         rows.append(
-            f'<tr id="gate-{esc(g["id"])}"><td>{esc(g["phase"])}</td><td>{esc(g["name"])}'
-            f'{"<br><small>" + esc(detail) + "</small>" if detail else ""}</td><td>{esc(g["condition"])}</td>'
-            f'<td class="num">{esc(_fmt(g["value"]))}</td><td class="num">{esc(_fmt(g["threshold"]))}</td>'
-            f'<td><span class="status {esc(g["status"])}">{esc(STATUS_MARK[g["status"]])}</span></td>'
-            f'<td>{esc(g["fail_action"])}</td><td><code>{esc(g["source"])}</code></td></tr>')
-    return "\n".join(rows) + "</table>"
+            f'<tr id="gate-{esc(g["id"])}" class="{esc(g["status"])}-row">'
+            f'<td><b>{esc(g["phase"])}: {esc(g["name"])}</b>'
+            f'<br><small>{esc(g["condition"])}; <code>{esc(g["source"])}</code></small>'
+            f'{"<br><small><i>" + esc(why) + "</i></small>" if why else ""}'
+            + (f"<details><summary>details</summary><small>{esc(_fmt_detail(detail))}</small></details>"
+               if detail else "") +
+            f'</td><td><code>{_breakable(g["statistic"] or "–")}</code></td>'
+            f'<td class="num">{esc(_fmt(g["value"]))}</td>'
+            f'<td class="num ci">{esc(f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "–")}</td>'
+            f'<td class="num">{esc(_fmt_p(g["p_value"]))}</td><td class="num">{esc(_fmt(g["alpha"]))}</td>'
+            f'<td class="num">{esc(_fmt(g["threshold"]))}</td><td class="num">{esc(_fmt(g["n"]))}</td>'
+            f'<td>{_status(g["status"])}</td><td class="num">{esc(_fmt(g["min_detectable"]))}</td>'
+            f'<td class="num">{_needed(g)}</td><td>{esc(g["fail_action"])}</td></tr>')
+    return "\n".join(rows) + "</table></div>"
+
+
+def _breakable(name: str) -> str:
+    """A long statistic name that may wrap after its underscores."""
+    return esc(name).replace("_", "_<wbr>")
+
+
+def _needed(g: dict) -> str:
+    """The n that would decide the gate: shown plainly for an inconclusive gate, aside for a decided one (where the
+    stage gives it, e.g. the n for power 0.8 at the target)."""
+    if g["n_needed"] is None:
+        return "–"
+    text = esc(_fmt(g["n_needed"]))
+    return text if g["status"] == "inconclusive" else f'<small class="aside">({text})</small>'
+
+
+
+def _fmt_p(value) -> str:
+    if isinstance(value, float) and 0 < value < 0.001:
+        return f"{value:.1e}"
+    return _fmt(value)
 
 
 def _fmt_detail(value) -> str:
+    """A verdict's details in one line: nested dicts in parentheses, lists in brackets."""
     if isinstance(value, dict):
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+        return "; ".join(f"{k}: {_fmt_detail(v)}" if not isinstance(v, dict) else f"{k} ({_fmt_detail(v)})"
+                         for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt_detail(v) for v in value) + "]"
     return _fmt(value)
 
 
@@ -119,7 +212,8 @@ def _section_html(section: Section, out_dir: Path) -> str:
                      f'{esc(_rel(pdf, out_dir))})</span></figcaption></figure>')
     for caption, frame, files in section.tables:
         links = ", ".join(f'<a href="{esc(_rel(p, out_dir))}">{esc(p.suffix[1:])}</a>' for p in files)
-        parts.append(f"<h3>{esc(caption)}</h3>{table_html(frame)}<p class=\"files\">files: {links}</p>")
+        parts.append(f'<h3>{esc(caption)}</h3><div class="scroll">{table_html(frame)}</div>'
+                     f'<p class="files">files: {links}</p>')
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -132,8 +226,11 @@ def _rel(path: Path, out_dir: Path) -> str:
 
 
 def render_page(meta: list[tuple[str, str]], params_yaml: str, gates: list[dict], sections: list[Section],
-                snapshots: list[tuple[dict, str]], problems: list[str], out_dir: Path) -> str:
-    """The whole page. `snapshots` is (index row, section HTML from snapshot_view.to_html) per shown snapshot."""
+                snapshots: list[tuple[dict, str]], problems: list[str], out_dir: Path,
+                detect: tuple[list[str], list[dict]] = ([], [])) -> str:
+    """The whole page: first what the run can detect (`detect`: notes and rows, see `build.detectability`), then
+    the run, the gates, the hypotheses and the snapshots. `snapshots` is (index row, section HTML from
+    snapshot_view.to_html) per shown snapshot."""
     nav = " ".join(f'<a href="#{esc(s.key)}">{esc(s.title.split(":")[0])}</a>' for s in sections)
     meta_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta)
     index = _snapshot_index([row for row, _ in snapshots]) if snapshots else ""
@@ -144,7 +241,9 @@ def render_page(meta: list[tuple[str, str]], params_yaml: str, gates: list[dict]
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>Teachable moments: report</title>", f"<style>{CSS}</style>", f"<script>{CHECK_SCRIPT}</script>",
         "</head><body>", "<h1>Teachable moments: report</h1>",
-        f'<nav><a href="#run">Run</a> <a href="#gates">Gates</a> {nav} <a href="#snapshots">Snapshots</a></nav>',
+        f'<nav><a href="#detect">What this run can detect</a> <a href="#run">Run</a> <a href="#gates">Gates</a> '
+        f'{nav} <a href="#snapshots">Snapshots</a></nav>',
+        detect_html(*detect),
         f'<section id="run"><h2>Run</h2><table class="kv">{meta_rows}</table>',
         f"<details><summary>params.yaml (as validated)</summary><pre>{esc(params_yaml)}</pre></details>",
         problems_html, "</section>",

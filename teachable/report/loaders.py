@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 PATHS = {
     "snapshots": "data/quadrant_snapshots.jsonl",
     "thresholds": "reports/phase1/quadrant_thresholds.json",
+    "quadrant_metrics": "reports/phase1/quadrant_metrics.json",  # gates.quadrant_balance
     "micro": "reports/phase1b/micro_training_results.json",
     "cpt": "reports/phase1b/cpt_correlation.json",
     "training_summary": "reports/phase2/training_summary.json",
@@ -40,6 +41,7 @@ PATHS = {
 class Inputs:
     snapshots: list[dict] | None = None
     thresholds: dict | None = None
+    quadrant_metrics: dict | None = None
     micro: list[dict] | None = None
     cpt: dict | None = None
     training_summary: dict | None = None
@@ -97,6 +99,14 @@ def load_inputs(root: str | Path = ".") -> Inputs:
             log.warning("%s unreadable: %s", rel, err)
             inputs.problems.append(f"{rel}: unreadable ({err})")
     return inputs
+
+
+def gate_verdict(document: dict | None, key: str) -> dict | None:
+    """The verdict `gates[key]` a stage wrote into its metrics file (`teachable.gates.core.verdict`), or None when
+    the file, its `gates` or that verdict is absent (an older file, or the phase not run)."""
+    gates = document.get("gates") if isinstance(document, dict) else None
+    verdict = gates.get(key) if isinstance(gates, dict) else None
+    return verdict if isinstance(verdict, dict) else None
 
 
 def snapshot_frame(records: list[dict]) -> pd.DataFrame:

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from teachable.labeling.quadrants import QUADRANTS
+from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
+from teachable.report.loaders import gate_verdict
+from teachable.selection import SELECTION_METHODS
+from teachable.supervision import FORMATS
 
-QUADRANT_SHORT = {q: q.split("_")[0] for q in QUADRANTS}  # Q1_highU_highL -> Q1
-SHORT = ("Q1", "Q2", "Q3", "Q4")
-FORMATS = ("demo", "hint", "contrast")
-SELECTION_METHODS = ("random", "entropy", "predictor", "oracle")
+SHORT = tuple(SHORT_NAMES.values())  # Q1..Q4, in the order of QUADRANTS
 
 
 def usable(frame: pd.DataFrame | None, columns: set[str]) -> bool:
@@ -22,7 +22,7 @@ def usable(frame: pd.DataFrame | None, columns: set[str]) -> bool:
 
 
 def short_quadrant(value) -> str:
-    return QUADRANT_SHORT.get(value, value) if isinstance(value, str) else value
+    return SHORT_NAMES.get(value, value) if isinstance(value, str) else value
 
 
 def write_table(frame: pd.DataFrame, out_dir: Path, name: str, caption: str = "") -> tuple[list[Path], pd.DataFrame]:
@@ -52,7 +52,7 @@ def quadrant_characteristics(snapshots: pd.DataFrame | None) -> pd.DataFrame | N
     for q in QUADRANTS:
         part = snapshots[snapshots.quadrant == q]
         routes = part.route_net.value_counts()
-        rows.append({"quadrant": QUADRANT_SHORT[q], "n": len(part), "share": len(part) / len(snapshots),
+        rows.append({"quadrant": SHORT_NAMES[q], "n": len(part), "share": len(part) / len(snapshots),
                      **{f"mean_{c}": part[c].mean() if len(part) else np.nan
                         for c in ("U", "L_local", "L_upper", "p_student", "ELP_net")},
                      "elp_positive_share": (part.ELP_net > 0).mean() if len(part) else np.nan,
@@ -73,7 +73,7 @@ def cpt_validity(cpt: dict | None) -> pd.DataFrame | None:
              "status": gate.get("status")}]
     for q in QUADRANTS:
         stats = (cpt.get("per_quadrant") or {}).get(q, {})
-        rows.append({"quadrant": QUADRANT_SHORT.get(q, q), "n": stats.get("n"), "rho": stats.get("rho"),
+        rows.append({"quadrant": SHORT_NAMES.get(q, q), "n": stats.get("n"), "rho": stats.get("rho"),
                      "mean_gain": stats.get("mean_gain")})
     return pd.DataFrame(rows).astype({"rho": float, "p_value": float, "ci_low": float, "ci_high": float,
                                       "mean_gain": float})
@@ -92,26 +92,33 @@ def in_quadrant_matrix(per_quadrant: pd.DataFrame | None, value: str = "delta") 
     return matrix.reindex(index=list(SHORT), columns=list(FORMATS)).astype(float)
 
 
-def best_supervision(per_quadrant: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Tab H3.1: per quadrant the in-quadrant success delta of each format and the best one. A non-demo format is
-    best only when it beats demo strictly (ties go to demo, the conservative reading of the gate)."""
-    matrix = in_quadrant_matrix(per_quadrant)
-    success = in_quadrant_matrix(per_quadrant, "success")
-    if matrix is None:
+def best_supervision(phase3_metrics: dict | None, per_quadrant: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """Tab H3.1: per quadrant, as the phase 3 gate `supervision_differentiation` decided it: each non-demo format's
+    in-quadrant success delta against demo with its 95% interval and Holm-adjusted p, whether a format beats demo
+    and which one is best (the gate's own choice, never re-derived here). `best_delta` is the best format's
+    in-quadrant success delta against the base model (from per_quadrant_results.csv, when present)."""
+    gate = gate_verdict(phase3_metrics, "supervision_differentiation")
+    per_q = (gate or {}).get("per_quadrant")
+    if not isinstance(per_q, dict) or not per_q:
         return None
+    against_base = in_quadrant_matrix(per_quadrant) if per_quadrant is not None else None
     rows = []
     for q in SHORT:
-        deltas = matrix.loc[q]
-        if deltas.isna().all():
-            best = None
-        else:
-            best = deltas.idxmax()
-            if "demo" in deltas and pd.notna(deltas["demo"]) and deltas["demo"] >= deltas[best]:
-                best = "demo"
-        rows.append({"quadrant": q, **{f"delta_{f}": deltas.get(f) for f in FORMATS}, "best_format": best,
-                     "best_delta": deltas.get(best) if best else np.nan,
-                     "best_success": success.loc[q].get(best) if best and success is not None else np.nan})
-    return pd.DataFrame(rows)
+        entry = next((v for k, v in per_q.items() if short_quadrant(k) == q), None) or {}
+        best = entry.get("best_format")
+        row = {"quadrant": q, "best_format": best, "differs": entry.get("differs")}
+        for fmt in FORMATS[1:]:  # every format against demo
+            comp = (entry.get("comparisons") or {}).get(fmt) or {}
+            ci = comp.get("ci") if isinstance(comp.get("ci"), (list, tuple)) and len(comp.get("ci")) == 2 \
+                else [None, None]
+            row.update({f"{fmt}_minus_demo": comp.get("delta"), f"{fmt}_minus_demo_ci_low": ci[0],
+                        f"{fmt}_minus_demo_ci_high": ci[1], f"{fmt}_p_holm": comp.get("p_holm")})
+        row["best_delta"] = (against_base.loc[q].get(best) if against_base is not None and best in FORMATS
+                             else np.nan)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    numeric = [c for c in frame.columns if c not in ("quadrant", "best_format", "differs")]
+    return frame.astype({c: float for c in numeric})
 
 
 def transfer_pivot(transfer: pd.DataFrame | None, value: str = "delta") -> pd.DataFrame | None:
@@ -135,23 +142,15 @@ def transfer_table(transfer: pd.DataFrame | None) -> pd.DataFrame | None:
     return table.assign(diagonal=diag, off_diagonal_mean=off)
 
 
-def diagonal_stats(transfer: pd.DataFrame | None) -> dict | None:
-    matrix = transfer_pivot(transfer)
-    if matrix is None:
-        return None
-    values = matrix.to_numpy()
-    mask = np.eye(len(SHORT), dtype=bool)
-    return {"diagonal_mean": float(np.nanmean(values[mask])), "off_diagonal_mean": float(np.nanmean(values[~mask]))}
-
-
 def main_results(overall: pd.DataFrame | None, retention: pd.DataFrame | None,
                  stuckness: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Tab H5.1: every evaluated model: held-out task success with its 95% CI, its delta against the base with the
-    paired 95% interval and Holm-adjusted p, retention and its delta (with the same), and loop rate."""
+    """Tab H5.1: every evaluated model: held-out tasks and training seeds, held-out task success with its 95% CI,
+    its delta against the base with the paired 95% interval, Holm-adjusted p and the smallest delta detectable at
+    this n, retention and its delta (with the same), and loop rate. Columns the inputs lack are left out."""
     if not usable(overall, {"model", "kind", "train_quadrant", "success", "delta"}):
         return None
-    cols = ["model", "kind", "train_quadrant", "format", "n_tasks", "success", "ci_low", "ci_high", "delta",
-            "delta_ci_low", "delta_ci_high", "p_holm"]
+    cols = ["model", "kind", "train_quadrant", "format", "n_tasks", "n_seeds", "success", "ci_low", "ci_high",
+            "delta", "delta_ci_low", "delta_ci_high", "p_holm", "min_detectable_delta"]
     table = overall[[c for c in cols if c in overall]].copy()
     if usable(retention, {"model", "success", "delta"}):
         kept = [c for c in ("model", "success", "delta", "delta_ci_low", "delta_ci_high", "p_holm") if c in retention]
@@ -165,25 +164,32 @@ def main_results(overall: pd.DataFrame | None, retention: pd.DataFrame | None,
     return table
 
 
+PREDICTOR_GATES = {"R2(U)": "r2_U", "R2(L_local)": "r2_L", "quadrant accuracy": "accuracy_lift"}
+
+
 def predictor_metrics(result: dict | None, targets: dict) -> pd.DataFrame | None:
-    """Tab H6.1: R2 of U, L_local and ELP_net, quadrant accuracy, and NDCG@K / P@K per ranking method."""
+    """Tab H6.1: R2 of U, L_local and ELP_net, quadrant accuracy, and NDCG@K / P@K per ranking method. The rows a
+    phase 4 gate decides carry that gate's interval and status as the predictor stage wrote them."""
     if not result:
         return None
-    reg, quad = result.get("regression", {}), result.get("quadrant", {})
-    rows = [{"metric": "R2(U)", "value": reg.get("U", {}).get("r2"), "target": targets.get("r2_U")},
-            {"metric": "R2(L_local)", "value": reg.get("L_local", {}).get("r2"), "target": targets.get("r2_L")},
-            {"metric": "R2(ELP_net)", "value": reg.get("ELP_net", {}).get("r2"), "target": None},
+    reg, quad = result.get("regression") or {}, result.get("quadrant") or {}
+    rows = [{"metric": "R2(U)", "value": (reg.get("U") or {}).get("r2"), "target": targets.get("r2_U")},
+            {"metric": "R2(L_local)", "value": (reg.get("L_local") or {}).get("r2"), "target": targets.get("r2_L")},
+            {"metric": "R2(ELP_net)", "value": (reg.get("ELP_net") or {}).get("r2"), "target": None},
             {"metric": "quadrant accuracy", "value": quad.get("accuracy"), "target": targets.get("accuracy")},
             {"metric": "majority-class accuracy", "value": quad.get("majority_baseline"), "target": None}]
-    for k, methods in sorted(result.get("ranking", {}).items(), key=lambda kv: int(kv[0])):
+    for row in rows:
+        verdict = gate_verdict(result, PREDICTOR_GATES.get(row["metric"], ""))
+        ci = (verdict or {}).get("ci") or [None, None]
+        row.update(ci_low=ci[0], ci_high=ci[1], gate_status=(verdict or {}).get("status"))
+    for k, methods in sorted((result.get("ranking") or {}).items(), key=lambda kv: int(kv[0])):
         for method, scores in methods.items():
             for score, label in (("ndcg", "NDCG"), ("precision", "P")):
                 if score in scores:
                     rows.append({"metric": f"{label}@{k} {method}", "value": scores[score], "target": None})
-    table = pd.DataFrame(rows).astype({"value": float, "target": float})
-    table["meets_target"] = [None if pd.isna(t) or pd.isna(v) else bool(v > t)
-                             for v, t in zip(table.value, table.target)]
-    return table
+    columns = ["metric", "value", "ci_low", "ci_high", "target", "gate_status"]
+    return pd.DataFrame(rows, columns=columns).astype({"value": float, "ci_low": float, "ci_high": float,
+                                                       "target": float})
 
 
 def ranking_by_k(ranking: pd.DataFrame | None, metric: str = "ndcg") -> pd.DataFrame | None:
@@ -197,8 +203,9 @@ def ranking_by_k(ranking: pd.DataFrame | None, metric: str = "ndcg") -> pd.DataF
 
 
 def selection_summary(selection: dict | None) -> pd.DataFrame | None:
-    """Tab H7.1: per selection method: records trained, success and delta, retention and its delta, the mean true
-    ELP_net of the chosen snapshots, and success per evaluation quadrant."""
+    """Tab H7.1: per selection method: records trained, success with its 95% CI, delta against the base (with its
+    paired interval when the stage wrote one), retention and its delta, the mean true ELP_net of the chosen
+    snapshots, and success per evaluation quadrant."""
     if not selection or not selection.get("methods"):
         return None
     methods = selection["methods"]
@@ -207,7 +214,13 @@ def selection_summary(selection: dict | None) -> pd.DataFrame | None:
     for name in order:
         m = methods[name]
         per_q = {f"success_{short_quadrant(q)}": v for q, v in (m.get("per_quadrant") or {}).items()}
+        delta_ci = m.get("delta_ci") if isinstance(m.get("delta_ci"), (list, tuple)) else \
+            [m.get("delta_ci_low"), m.get("delta_ci_high")]
         rows.append({"method": name, "n_snapshots": len(m.get("snapshot_ids", [])), "n_records": m.get("n_records"),
-                     "success": m.get("success"), "delta": m.get("delta"), "retention": m.get("retention"),
-                     "retention_delta": m.get("retention_delta"), "mean_true_elp": m.get("mean_true_elp"), **per_q})
-    return pd.DataFrame(rows)
+                     "success": m.get("success"), "ci_low": m.get("ci_low"), "ci_high": m.get("ci_high"),
+                     "delta": m.get("delta"), "delta_ci_low": delta_ci[0], "delta_ci_high": delta_ci[1],
+                     "retention": m.get("retention"), "retention_delta": m.get("retention_delta"),
+                     "mean_true_elp": m.get("mean_true_elp"), **per_q})
+    frame = pd.DataFrame(rows)
+    absent = [c for c in ("ci_low", "ci_high", "delta_ci_low", "delta_ci_high") if frame[c].isna().all()]
+    return frame.drop(columns=absent)
