@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup java chromium pilot test bench ui clean
+.PHONY: setup java chromium pilot test test-fast bench ui clean
 
 setup: $(STAMP) java
 
@@ -58,6 +58,10 @@ chromium:
 
 test: setup chromium
 	$(BIN)/python -m pytest -q
+
+# Unit tests only: everything but the end-to-end `dvc repro` runs (marked slow).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/rollouts.py

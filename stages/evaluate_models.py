@@ -1,5 +1,9 @@
 """Stage `evaluate` (phase 3): the base student and every phase 2 model on the same held-out episodes.
 
+Models: the base student and exactly the phase 2 models the params define (`train.quadrants` x `train.formats`,
+`train.baselines`, `recovery`); a directory under models/phase2 from earlier params is left out, a defined model
+that was not trained is an error naming it.
+
 Panels: `evaluate.n_tasks` held-out tasks, `n_snapshots_per_quadrant` held-out snapshots per quadrant (their tasks
 never train anything) and the retention panel, `n_rollouts` each, for every training seed of every model. Outputs
 `reports/phase3/*.csv` (overall, per quadrant, transfer matrix, retention, stuckness; per model the mean over its
@@ -14,7 +18,8 @@ from pathlib import Path
 
 from teachable import stage
 from teachable.config import Params
-from teachable.evaluation import evaluate_models, evaluation_plan, headline, matrix_models, phase3_gates, tables
+from teachable.evaluation import (evaluate_models, evaluation_plan, headline, matrix_models, phase2_cells, phase3_gates,
+                                  tables)
 from teachable.records import read_jsonl, write_json
 from teachable.student import load_student
 from teachable.tracking import log_to_run, stage_run
@@ -23,7 +28,7 @@ SNAPSHOTS, RETENTION, REPORTS = "data/quadrant_snapshots.jsonl", "data/retention
 
 
 def main(params: Params) -> None:
-    models = matrix_models("models/phase2")
+    models = matrix_models("models/phase2", phase2_cells(params.train))
     key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "evaluate"}),
            "models": [(m.key, m.mlflow_run_id) for m in models]}
     scratch = stage.ScratchLog("evaluate", key)

@@ -2,7 +2,9 @@
 Test for every snapshot; all rollouts of a chunk of snapshots run batched through the rollout engine.
 
 Output `data/labeled_snapshots.jsonl` and `reports/phase1/label_metrics.json`. Resumable: finished snapshots are
-appended to a scratch log keyed by the params; a killed run restarted labels only the rest.
+appended to a scratch log keyed by the params; a killed run restarted labels only the rest. A teacher that cannot go
+on (budget spent, too many unusable answers, no answers, a key revoked mid-run) stops the stage with one line and
+exit code 2; the finished snapshots are kept for the rerun.
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ from tqdm.auto import tqdm
 from teachable import stage
 from teachable.config import Params
 from teachable.labeling.label import label_chunk
-from teachable.records import Snapshot, read_jsonl, write_json, write_jsonl
+from teachable.records import Snapshot, read_jsonl, require_unique, write_json, write_jsonl
 from teachable.rollout import RolloutEngine
 from teachable.student import load_student
 from teachable.teacher import make_teacher
-from teachable.teacher.openai_teacher import BudgetExceeded
+from teachable.teacher.base import TeacherStopped
 from teachable.tracking import stage_run
 
 SNAPSHOTS, OUT, METRICS = "data/snapshots.jsonl", "data/labeled_snapshots.jsonl", "reports/phase1/label_metrics.json"
 
 
-# Teacher keys that bound a run (budget, timeouts, prices) but never change a label: left out of what decides reuse.
-BUDGET_KEYS = {"max_calls", "max_usd", "timeout_s", "client_retries", "usd_per_mtok_in", "usd_per_mtok_out"}
+# Teacher keys that bound a run (budget, timeouts, prices, when to give up) but never change a label: a call that got
+# no answer is asked again or stops the stage, never a fallback, so none of them can turn an answer into another.
+# Left out of what decides reuse. (`retries`, re-asks after an unusable answer, can change a label: it stays in.)
+BUDGET_KEYS = {"max_calls", "max_usd", "timeout_s", "client_retries", "usd_per_mtok_in", "usd_per_mtok_out",
+               "max_fallback_fraction", "max_consecutive_failures"}
 
 
 def resume_key(params: Params) -> dict:
@@ -38,12 +43,14 @@ def resume_key(params: Params) -> dict:
 
 def main(params: Params) -> None:
     p, env = params.label, params.env
-    snapshots = read_jsonl(SNAPSHOTS, Snapshot)[: p.max_snapshots]
+    snapshots = read_jsonl(SNAPSHOTS, Snapshot)
+    require_unique([{"snapshot_id": s.snapshot_id} for s in snapshots], "snapshot_id", SNAPSHOTS)
+    snapshots = snapshots[: p.max_snapshots]
     if not snapshots:
         raise stage.StageInputError(f"{SNAPSHOTS} holds no snapshots: nothing to label")
     key = resume_key(params)
     key["snapshots_file"] = [s.snapshot_id for s in snapshots]
-    teacher = make_teacher(params.teacher)  # a missing OPENAI_API_KEY fails here, before any work
+    teacher = make_teacher(params.teacher)  # no key, a wrong key, no server, an unknown model: fails here
     scratch = stage.ScratchLog("label", key)
     done = {r["snapshot_id"]: r for r in scratch.load()}
     todo = [s for s in snapshots if s.snapshot_id not in done]
@@ -58,8 +65,10 @@ def main(params: Params) -> None:
                 try:
                     labeled = label_chunk(chunk, policy, teacher, engine, p, params.seed,
                                           params.quadrants.L_threshold)
-                except BudgetExceeded as err:  # finished snapshots stay in the scratch log for the next run
-                    raise SystemExit(f"error: {err}; {len(done)} snapshots labeled so far are kept, rerun to go on")
+                except TeacherStopped as err:  # budget, unusable answers, no answers, a revoked key: exit code 2
+                    # finished snapshots stay in the scratch log (and answers in the cache) for the next run
+                    raise TeacherStopped(f"{err}; {len(done)} snapshots labeled so far are kept, "
+                                         "rerun to go on") from None
                 for record in labeled:
                     scratch.append(record)
                     done[record["snapshot_id"]] = record

@@ -6,7 +6,8 @@ the base model on the same seeds (the validation stream, the labeling's horizon)
 `reports/phase1b/micro_training_results.json` and `cpt_correlation.json`: the CPT validity gate (Spearman rho of
 ELP_net vs gain, one-sided permutation p, Fisher interval, the split-half reliabilities of both measures, the
 disattenuated rho, power and the n it needs) and the Q1 > Q2 gate (teachable.gates). With `strict_gates: true` a
-failed gate exits 1 (inconclusive does not). Resumable per snapshot.
+failed gate exits 1 (inconclusive does not). Resumable per snapshot. Every micro-run's per-step training loss goes
+to the stage's MLflow run as one artifact, `micro_train/loss_curves.csv` (snapshot_id, quadrant, format, step, loss).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from tqdm.auto import tqdm
 
 from teachable import stage
 from teachable.config import Params
-from teachable.microtrain import (micro_engine_kwargs, micro_run, micro_train_params, sample_per_quadrant,
-                                  summarise)
+from teachable.microtrain import (loss_curves_csv, micro_engine_kwargs, micro_run, micro_train_params,
+                                  sample_per_quadrant, summarise)
 from teachable.records import read_jsonl, write_json
 from teachable.student import load_student
 from teachable.tracking import stage_run
@@ -47,7 +48,9 @@ def main(params: Params) -> None:
                 done[result["snapshot_id"]] = result
         results = [done[r["snapshot_id"]] for r in records]
         summary = summarise(results, p, params.seed)
-        write_json(REPORTS / "micro_training_results.json", {"results": results})
+        write_json(REPORTS / "micro_training_results.json",
+                   {"results": [{k: v for k, v in r.items() if k != "loss_curve"} for r in results]})
+        mlflow.log_text(loss_curves_csv(results), "micro_train/loss_curves.csv")
         write_json(REPORTS / "cpt_correlation.json", summary)
         validity = summary["gates"]["cpt_validity"]
         mlflow.log_metrics({k: v for k, v in {"rho": validity["value"], "rho_p_value": validity["p_value"],

@@ -23,12 +23,14 @@ from teachable.config import Params  # noqa: E402
 from teachable.gates.balance import quadrant_balance  # noqa: E402
 from teachable.labeling.quadrants import (QUADRANTS, SHORT_NAMES, leverage_side, quadrant, summary,  # noqa: E402
                                          thresholds)
-from teachable.records import read_jsonl, write_json, write_jsonl  # noqa: E402
+from teachable.records import read_jsonl, require_fields, require_unique, write_json, write_jsonl  # noqa: E402
 from teachable.tasks import is_heldout  # noqa: E402
 from teachable.tracking import stage_run  # noqa: E402
 
 LABELED, OUT, REPORTS = "data/labeled_snapshots.jsonl", "data/quadrant_snapshots.jsonl", Path("reports/phase1")
 COLORS = dict(zip(QUADRANTS, ("#0072B2", "#E69F00", "#999999", "#009E73")))  # Okabe-Ito, colour-blind safe
+# What this stage reads of each labeled snapshot (thresholds, sides, quadrants, the split, plots, summaries).
+REQUIRED = ("snapshot_id", "seed", "step_idx", "U", "leverage.L_local", "leverage.L_upper", "leverage.decision_ci")
 log = logging.getLogger("quadrants")
 
 
@@ -78,6 +80,7 @@ def main(params: Params) -> None:
     records = read_jsonl(LABELED)
     if not records:
         raise stage.StageInputError(f"{LABELED} holds no labeled snapshots: nothing to put in quadrants")
+    require_unique(require_fields(records, REQUIRED, LABELED), "snapshot_id", LABELED)
     REPORTS.mkdir(parents=True, exist_ok=True)
     with stage_run("quadrants", params.model_dump(mode="json", include={"quadrants", "evaluate"})) as mlflow:
         cut = thresholds(records, p)

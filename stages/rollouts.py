@@ -10,6 +10,7 @@ from teachable import stage
 from teachable.config import Params
 from teachable.records import Episode, write_json, write_jsonl
 from teachable.rollout import RolloutEngine, RolloutSpec
+from teachable.tasks import rollout_sample_seed
 from teachable.student import load_student
 from teachable.tasks import make_tasks
 from teachable.tracking import stage_run
@@ -35,7 +36,7 @@ def resume_key(params: Params) -> dict:
 def main(params: Params) -> None:
     p, env = params.rollouts, params.env
     tasks = make_tasks(env.levels, p.n_tasks, "pipeline")
-    specs = [RolloutSpec(f"ep{i:06d}", t.level, t.seed, sample_seed=params.seed * 1_000_003 + i)
+    specs = [RolloutSpec(f"ep{i:06d}", t.level, t.seed, sample_seed=rollout_sample_seed(params.seed, i))
              for i, t in enumerate(tasks)]
     key = resume_key(params)
     scratch = stage.ScratchLog("rollouts", key)

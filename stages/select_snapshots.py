@@ -3,11 +3,12 @@ entropy, predictor, oracle; see `teachable.selection`), train `train.n_seeds` Lo
 `train` recipe, and evaluate each on phase 3's held-out panels (the base student's episodes are phase 3's own,
 same specs and sample seeds).
 
-Only train-side snapshots are candidates. Outputs `models/phase5/<method>/seed-<k>/`,
-`reports/phase5/selection_summary.json` (DVC metrics: per method the gain and retention with paired intervals,
-the held-out ELP of its selection; the gates `selection_ordering`, predictor > entropy > random as paired
-comparisons, and `selection_retention`, non-inferiority per method) and `selection_results.csv`. Each method's
-seeds are nested MLflow runs under one `select` parent run.
+Only train-side snapshots are candidates; a budget larger than their number, or a candidate without a prediction
+in `reports/phase4/oof_predictions.csv`, ends the stage with one line naming them (exit code 2). Outputs
+`models/phase5/<method>/seed-<k>/`, `reports/phase5/selection_summary.json` (DVC metrics: per method the gain and
+retention with paired intervals, the held-out ELP of its selection; the gates `selection_ordering`, predictor >
+entropy > random as paired comparisons, and `selection_retention`, non-inferiority per method) and
+`selection_results.csv`. Each method's seeds are nested MLflow runs under one `select` parent run.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from teachable.evaluation import (EvalModel, evaluate_models, evaluation_plan, o
                                   per_quadrant_results, retention_results, selection_gates)
 from teachable.matrix import training_records, training_seed
 from teachable.records import read_jsonl, write_json
-from teachable.selection import held_out_elp, select
+from teachable.selection import SelectionError, check_budget, check_predictions, held_out_elp, select
 from teachable.student import load_student, student_path
 from teachable.tasks import training_snapshots
 from teachable.tracking import log_to_run, matrix_cell_run, stage_run
@@ -42,15 +43,27 @@ def train_method(params: Params, method: str, chosen: list[dict]) -> list[EvalMo
         out, seed = MODELS / method / f"seed-{k}", training_seed(params.seed, k)
         checkpoints = stage.scratch_path(f"checkpoints-select-{method}-{k}", {**key, "data": data})
         with matrix_cell_run("select", f"{method}/seed-{k}", key) as mlflow:
+            # the per-step curves and `train_loss` (once) go to this run through train_lora's MLflow callback
             metrics = train_lora(student_path(params.student), data, params.train, out, seed=seed,
                                  checkpoint_dir=checkpoints)
             run_id = mlflow.active_run().info.run_id
-            mlflow.log_metric("train_loss", metrics["train_loss"])
         metrics.update(method=method, seed_index=k, seed=seed, n_records=len(data), mlflow_run_id=run_id,
                        snapshot_ids=[r["snapshot_id"] for r in chosen])
         write_json(out / "metrics.json", metrics)
         models.append(EvalModel(f"select-{method}", "selection", str(out), mlflow_run_id=run_id, seed=k))
     return models
+
+
+def read_predictions(path: str, records: list[dict]) -> dict[str, float]:
+    """The predictor's out-of-fold ELP per snapshot; every training snapshot must have one (SelectionError naming
+    the snapshots and the file, not a traceback)."""
+    frame = pd.read_csv(path, dtype={"snapshot_id": str})
+    absent = [c for c in ("snapshot_id", "ELP_pred") if c not in frame.columns]
+    if absent:
+        raise SelectionError(f"{path} has no column {absent[0]!r}; run `dvc repro predictor`")
+    predicted = dict(zip(frame.snapshot_id, frame.ELP_pred))
+    check_predictions(records, predicted, path)
+    return predicted
 
 
 def summarise(rows: pd.DataFrame, chosen: dict[str, list[dict]], params: Params) -> tuple[dict, pd.DataFrame]:
@@ -83,11 +96,9 @@ def summarise(rows: pd.DataFrame, chosen: dict[str, list[dict]], params: Params)
 def main(params: Params) -> None:
     s = params.select
     records = training_snapshots(read_jsonl(SNAPSHOTS))
-    predicted = None
-    if "predictor" in s.methods:
-        frame = pd.read_csv(PREDICTIONS)
-        predicted = dict(zip(frame.snapshot_id, frame.ELP_pred))
-    chosen = {m: select(records, m, s.budget, params.seed, predicted) for m in s.methods}
+    check_budget(len(records), s.budget)  # before any work: a budget beyond the pool makes every method alike
+    predicted = read_predictions(PREDICTIONS, records) if "predictor" in s.methods else None
+    chosen = {m: select(records, m, s.budget, params.seed, predicted, PREDICTIONS) for m in s.methods}
     models = [model for m, snapshots in chosen.items() for model in train_method(params, m, snapshots)]
     base_rows = pd.read_csv(PHASE3_EPISODES, keep_default_na=False)
     key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "evaluate", "select"}),

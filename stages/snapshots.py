@@ -10,7 +10,7 @@ from collections import Counter
 
 from teachable import stage
 from teachable.config import Params
-from teachable.records import Episode, read_jsonl, write_json, write_jsonl
+from teachable.records import Episode, read_jsonl, require_unique, write_json, write_jsonl
 from teachable.rollout import RolloutEngine, RolloutSpec
 from teachable.snapshots import expert_snapshots, failure_snapshots, retention_panel, verify_restorable
 from teachable.tasks import make_tasks
@@ -29,7 +29,7 @@ def expert_episodes(params: Params) -> list[Episode]:
 
 def main(params: Params) -> None:
     p = params.snapshots
-    episodes = read_jsonl(ROLLOUTS, Episode)
+    episodes = require_unique(read_jsonl(ROLLOUTS, Episode), "episode_id", ROLLOUTS)  # snapshot ids derive from them
     with stage_run("snapshots", params.model_dump(mode="json", include={"seed", "env", "snapshots"})) as mlflow:
         snaps = failure_snapshots(episodes, p, params.env.history_len, params.seed)
         if p.expert_tasks and p.expert_sample_rate:
@@ -38,6 +38,7 @@ def main(params: Params) -> None:
         for snap in snaps:
             verify_restorable(snap, params.env.max_steps)
         panel = retention_panel(episodes, p.retention_max)
+        require_unique(snaps, "snapshot_id", SNAPSHOTS, lines=range(1, len(snaps) + 1))  # the lines they would get
         write_jsonl(SNAPSHOTS, snaps)
         write_jsonl(RETENTION, panel)
         sources = Counter(s.source for s in snaps)

@@ -1,6 +1,9 @@
 """Stage `student`: build the offline student (no `student.base_model`) or record which model is used.
 
 Outputs `models/student/` (HF directory: safetensors, tokenizer, chat template) and `models/student/card.json`.
+Resumable: training checkpoints (one at every held-out evaluation) go to `.scratch/`, keyed by these params and the
+training data, so a killed build restarted with the same params resumes from its last checkpoint and saves the same
+model an uninterrupted build would (`teachable.student.build`).
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from teachable.tracking import stage_run
 def main(params: Params) -> None:
     out = Path(params.student.dir)
     out.mkdir(parents=True, exist_ok=True)
-    with stage_run("student", params.model_dump(mode="json", include={"seed", "env", "student"})) as mlflow:
+    key = params.model_dump(mode="json", include={"seed", "env", "student"})
+    with stage_run("student", key) as mlflow:
         if params.student.base_model:
             card = {"base_model": params.student.base_model, "offline": False}
         else:
             from teachable.student.build import build_student
 
-            card = build_student(params.student, params.env, params.seed, out)
+            card = build_student(params.student, params.env, params.seed, out, scratch_key=key)
             for point in card["loss_curve"]:
                 mlflow.log_metric("train_loss", point["loss"], step=point["step"])
             for point in card["success_curve"]:

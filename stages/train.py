@@ -50,9 +50,9 @@ def train_seed(params: Params, cell: str, k: int, records: list[dict], out: Path
     checkpoints = stage.scratch_path(f"checkpoints-{cell}-{k}", {**key, "data": data})
     with matrix_cell_run("train", f"{cell}/seed-{k}", key) as mlflow:
         if data:
+            # the per-step curves and `train_loss` (once) go to this run through train_lora's MLflow callback
             metrics = train_lora(student_path(params.student), data, train, out, seed=seed,
                                  checkpoint_dir=checkpoints)
-            mlflow.log_metric("train_loss", metrics["train_loss"])
             mlflow.log_artifacts(str(out), artifact_path="adapter")
         else:  # an empty quadrant: nothing to train on, recorded as such (later stages use the base model)
             log.warning("cell %s has no records: no adapter trained", cell)

@@ -6,6 +6,8 @@ independent): the paired difference is the real gain, to be correlated with ELP_
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from pathlib import Path
 
@@ -87,7 +89,22 @@ def micro_run(policy: HFPolicy, record: dict, train: TrainParams, n_validation: 
         trained_model.unload()  # the shared base model is left as it was
     return {"snapshot_id": record["snapshot_id"], "quadrant": record["quadrant"], "format": fmt,
             "ELP_net": record["cpt"]["ELP_net"], "ELP_net_halves": record["cpt"]["ELP_net_halves"],
-            **gain_estimates(base, trained), "n_validation": n_validation, "train_loss": metrics["train_loss"]}
+            **gain_estimates(base, trained), "n_validation": n_validation, "train_loss": metrics["train_loss"],
+            "loss_curve": metrics["loss_curve"]}
+
+
+CURVE_COLUMNS = ["snapshot_id", "quadrant", "format", "step", "loss"]
+
+
+def loss_curves_csv(results: list[dict]) -> str:
+    """Every micro-run's per-step training loss, one row per (snapshot, step): one small CSV for the stage's MLflow
+    run instead of a metric series per micro-run."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CURVE_COLUMNS)
+    writer.writerows([r["snapshot_id"], r["quadrant"], r["format"], point["step"], point["loss"]]
+                     for r in results for point in r.get("loss_curve", []))
+    return out.getvalue()
 
 
 def quadrant_correlation(elp: list[float], gain: list[float]) -> dict:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import random
 
-PATCH_KINDS = ("demo", "hint", "contrast", "placebo")
-
 _PLACEBOS = [
     "Teacher: read the whole observation once more before you choose.",
     "Teacher: keep the mission in mind and take one step at a time.",

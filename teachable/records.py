@@ -16,7 +16,12 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 
-class RecordError(ValueError):
+class InputError(ValueError):
+    """An input the stage cannot use (empty, inconsistent, a model directory that does not load): a stage ends
+    with its one-line message and exit code 2 (`teachable.stage.run`)."""
+
+
+class RecordError(InputError):
     """A JSONL line that is not valid JSON or does not match its record type."""
 
 
@@ -142,3 +147,85 @@ def write_json(path: str | Path, obj: dict) -> None:
         json.dump(obj, fh, indent=2, sort_keys=True)
         fh.write("\n")
     os.replace(tmp, path)
+
+
+class MissingFieldError(RecordError):
+    """A record without a field the reading stage needs."""
+
+
+class DuplicateIdError(RecordError):
+    """Two records with the same id where each must be unique (snapshots, episodes)."""
+
+
+def record_lines(path: str | Path) -> list[int]:
+    """The line number of each record `iter_jsonl` yields from `path` (blank lines hold none)."""
+    with Path(path).open(encoding="utf-8") as fh:
+        return [lineno for lineno, line in enumerate(fh, start=1) if line.strip()]
+
+
+def _line_numbers(path: str | Path, lines: Iterable[int] | None) -> list[int]:
+    if lines is not None:
+        return list(lines)
+    try:
+        return record_lines(path)
+    except OSError:
+        return []
+
+
+def _at(path: str | Path, lines: list[int], index: int) -> str:
+    """`path:line` of the record at `index`, or `path, record n` where its line is not known."""
+    return f"{path}:{lines[index]}" if index < len(lines) else f"{path}, record {index + 1}"
+
+
+def _field(record: BaseModel | dict, name: str):
+    """The value at a dotted field name (`leverage.L_local`); KeyError where any part is missing."""
+    value = record
+    for part in name.split("."):
+        if isinstance(value, BaseModel) and part in (value.model_fields_set | set(type(value).model_fields)
+                                                     | set(value.model_extra or {})):
+            value = getattr(value, part)
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            raise KeyError(part)
+    return value
+
+
+def require_fields(records: list, fields: Iterable[str], path: str | Path,
+                   lines: Iterable[int] | None = None) -> list:
+    """`records` as read from `path` (in order, as `read_jsonl` gives them), checked to hold every one of `fields`
+    (dotted names reach into nested objects) with a value other than null; else a MissingFieldError naming file,
+    line and field. `lines`: each record's line number, where not those of `path` as it is now."""
+    fields = list(fields)
+    for index, record in enumerate(records):
+        for name in fields:
+            try:
+                value = _field(record, name)
+            except KeyError:
+                value, problem = None, "has no field"
+            else:
+                problem = "has null for field"
+            if value is None:
+                raise MissingFieldError(f"{_at(path, _line_numbers(path, lines), index)}: the record {problem} "
+                                        f"'{name}' (every record needs {', '.join(fields)})")
+    return records
+
+
+def require_unique(records: list, field: str, path: str | Path, lines: Iterable[int] | None = None) -> list:
+    """`records` as read from (or about to be written to) `path`, checked to hold each value of `field` once; else a
+    DuplicateIdError naming the value and both lines. `lines`: each record's line number, where not those of
+    `path` as it is now (for records about to be written: `range(1, len(records) + 1)`)."""
+    seen: dict = {}
+    for index, record in enumerate(records):
+        try:
+            value = _field(record, field)
+        except KeyError:
+            raise MissingFieldError(f"{_at(path, _line_numbers(path, lines), index)}: the record has no field "
+                                    f"'{field}'") from None
+        if value in seen:
+            numbers = _line_numbers(path, lines)
+            first = f"line {numbers[seen[value]]}" if seen[value] < len(numbers) else f"record {seen[value] + 1}"
+            raise DuplicateIdError(f"{_at(path, numbers, index)}: duplicate {field} {value!r} (first on {first}): "
+                                   f"each {field} must appear once")
+        seen[value] = index
+    return records

@@ -10,14 +10,42 @@ its own winner's curse. Ties break by snapshot id, so a selection is determinist
 
 from __future__ import annotations
 
+import logging
 import random
 
+from teachable.records import InputError
+
+log = logging.getLogger(__name__)
 SELECTION_METHODS = ("random", "entropy", "predictor", "oracle")
 
 
-def select(records: list[dict], method: str, k: int, seed: int, predicted: dict[str, float] | None = None) -> list[dict]:
+class SelectionError(InputError):
+    """A selection the inputs cannot make (a budget beyond the pool, a snapshot without a prediction): one line,
+    exit code 2 (`teachable.stage.run`)."""
+
+
+def check_budget(pool_size: int, k: int) -> None:
+    """K must fit the pool: cut to the pool, every method would pick the whole pool and compare nothing."""
+    if k > pool_size:
+        raise SelectionError(f"select.budget is {k} but the training pool has only {pool_size} snapshots (train side "
+                             f"of the split): set select.budget below {pool_size}")
+    if k == pool_size:
+        log.warning("select.budget %d is the whole training pool: every method selects the same snapshots", k)
+
+
+def check_predictions(pool: list[dict], predicted: dict[str, float], source: str = "the predictions") -> None:
+    missing = sorted(r["snapshot_id"] for r in pool if r["snapshot_id"] not in predicted)
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise SelectionError(f"{source} has no predicted ELP for {len(missing)} training snapshot(s): {shown}; it was "
+                             f"made from other snapshots: run `dvc repro predictor`")
+
+
+def select(records: list[dict], method: str, k: int, seed: int, predicted: dict[str, float] | None = None,
+           source: str = "the predictions") -> list[dict]:
+    """K snapshots of `records` by `method`; `predicted` (from `source`, named in errors) for the predictor."""
     pool = sorted(records, key=lambda r: r["snapshot_id"])
-    k = min(k, len(pool))
+    check_budget(len(pool), k)
     if method == "random":
         return random.Random(seed).sample(pool, k)
     if method == "entropy":
@@ -26,13 +54,11 @@ def select(records: list[dict], method: str, k: int, seed: int, predicted: dict[
         score = lambda r: r["cpt"]["ELP_net_halves"][0]  # noqa: E731  (selected on one half, scored on the other)
     elif method == "predictor":
         if predicted is None:
-            raise ValueError("the predictor method needs predicted ELP per snapshot")
-        missing = [r["snapshot_id"] for r in pool if r["snapshot_id"] not in predicted]
-        if missing:
-            raise ValueError(f"no predicted ELP for {len(missing)} snapshots, e.g. {missing[:3]}")
+            raise SelectionError("the predictor method needs predicted ELP per snapshot")
+        check_predictions(pool, predicted, source)
         score = lambda r: predicted[r["snapshot_id"]]  # noqa: E731
     else:
-        raise ValueError(f"unknown selection method {method!r}; known: {SELECTION_METHODS}")
+        raise SelectionError(f"unknown selection method {method!r}; known: {SELECTION_METHODS}")
     return sorted(pool, key=lambda r: -score(r))[:k]  # stable: equal scores keep snapshot-id order
 
 

@@ -37,13 +37,6 @@ def make_tasks(levels: list[str], n: int, split: str, base_seed: int = 0) -> lis
     return [Task(levels[i % len(levels)], offset + i) for i in range(n)]
 
 
-def split_of(seed: int) -> str:
-    for name, offset in SPLIT_OFFSETS.items():
-        if offset <= seed < offset + SPLIT_SIZE:
-            return name
-    raise ValueError(f"seed {seed} is in no split")
-
-
 def is_heldout(seed: int, fraction: float) -> bool:
     """Whether a snapshot task is held out of all training (phase 3 evaluates on it). Decided by the task seed
     alone (a stable hash, not Python's salted `hash`), so every snapshot of one task lands on the same side."""
@@ -54,3 +47,10 @@ def is_heldout(seed: int, fraction: float) -> bool:
 def training_snapshots(records: list[dict]) -> list[dict]:
     """The snapshots training may use: those the `quadrants` stage put on the train side of the split."""
     return [r for r in records if r.get("split", "train") == "train"]
+
+
+def rollout_sample_seed(seed: int, i: int) -> int:
+    """The student's sampling stream for phase 0 rollout `i` (`stages/rollouts.py`, task i of `make_tasks(...,
+    "pipeline")`) under the run's `seed`. Evaluation must not reuse it (`evaluation.panel_sample_seed`): a
+    retention task is a phase 0 task the base solved, and this stream would replay that very success."""
+    return seed * 1_000_003 + i

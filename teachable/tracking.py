@@ -3,6 +3,10 @@ machine (CPU, torch threads, package versions: trained weights can differ across
 
 The tracking URI comes from MLFLOW_TRACKING_URI (the Makefile exports an absolute SQLite path); without it, a
 SQLite file at the repository root is used, never the deprecated file store.
+
+A run records the process that opened it (host, pid, the pid's start time). SIGTERM during a run ends it `KILLED`
+(the stage unwinds with `Terminated`, exit code 143); a run whose process died without a word (SIGKILL, power loss)
+is marked `KILLED` by the next start of the same stage on the same host.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ import contextlib
 import functools
 import logging
 import os
+import signal
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +66,113 @@ def run_tags(stage: str) -> dict[str, str]:
     return tags
 
 
+class Terminated(SystemExit):
+    """SIGTERM during a tracked run: raised in the main thread so the stage unwinds (its `finally` blocks run, its
+    run ends `KILLED`) and the process exits with 128 + the signal number."""
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks since boot) of a process from /proc; None where there is no such entry."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], fields[19]
+
+
+def process_tags() -> dict[str, str]:
+    """Which process holds a run: the next start of its stage tells a dead one from a live one by these."""
+    stat = _proc_stat(os.getpid())
+    return {"process.host": socket.gethostname(), "process.pid": str(os.getpid()),
+            "process.start": stat[1] if stat else ""}
+
+
+def process_gone(tags: dict[str, str]) -> bool:
+    """True when the process a run's tags name is known to have ended: same host, and no such pid, a zombie, or a
+    pid since reused by a process started at another time. False where it cannot be told (other host, no tags)."""
+    host, pid = tags.get("process.host"), tags.get("process.pid", "")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    stat = _proc_stat(int(pid))
+    if stat is None:
+        if _proc_stat(os.getpid()) is not None:  # /proc works here: the pid is gone
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+    state, started = stat
+    return state in ("Z", "X") or (bool(tags.get("process.start")) and started != tags["process.start"])
+
+
+def end_stale_runs(stage: str, experiment_id: str) -> list[str]:
+    """Mark `KILLED` the runs of `stage` in the experiment still `RUNNING` whose process is gone; their ids."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri())
+    running = f"tags.stage = '{stage}' and attributes.status = 'RUNNING'"
+    runs = client.search_runs([experiment_id], filter_string=running, max_results=5000)
+    ended = []
+    for run in runs:
+        if process_gone(run.data.tags):
+            client.set_tag(run.info.run_id, "ended_by", "the next start of the stage: its process was gone")
+            client.set_terminated(run.info.run_id, "KILLED")
+            ended.append(run.info.run_id)
+    if ended:
+        logging.getLogger(__name__).warning("marked %d run(s) of stage %s KILLED (their process had died): %s",
+                                            len(ended), stage, ", ".join(ended))
+    return ended
+
+
+@contextlib.contextmanager
+def terminate_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` in the main thread (once: a second one during the unwinding is
+    ignored); the previous handler is back afterwards. Elsewhere than the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+@contextlib.contextmanager
+def tracked_run(mlflow, **start_kwargs) -> Iterator:
+    """`mlflow.start_run(**start_kwargs)` ended FINISHED, FAILED on an error, or KILLED on SIGTERM or Ctrl-C."""
+    with terminate_raises():
+        run = mlflow.start_run(**start_kwargs)
+        status = "FAILED"
+        try:
+            yield run
+            status = "FINISHED"
+        except (Terminated, KeyboardInterrupt):
+            status = "KILLED"
+            raise
+        finally:
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == run.info.run_id:
+                mlflow.end_run(status)
+
+
+def _open_experiment(stage: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = mlflow.set_experiment(EXPERIMENT)
+    end_stale_runs(stage, experiment.experiment_id)
+    return mlflow
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
 
@@ -79,12 +193,10 @@ def flatten(params: dict, prefix: str = "") -> dict[str, str]:
 
 @contextlib.contextmanager
 def stage_run(stage: str, params: dict) -> Iterator:
-    """Open an MLflow run for one stage execution; yields the mlflow module for metric/artifact logging."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=stage, tags=run_tags(stage)):
+    """Open an MLflow run for one stage execution; yields the mlflow module for metric/artifact logging. Runs of the
+    stage left RUNNING by a dead process are marked KILLED first; SIGTERM ends this one KILLED."""
+    mlflow = _open_experiment(stage)
+    with tracked_run(mlflow, run_name=stage, tags={**run_tags(stage), **process_tags()}):
         mlflow.log_params(flatten(params))
         yield mlflow
 
@@ -95,10 +207,7 @@ def matrix_cell_run(stage: str, cell: str, params: dict) -> Iterator:
     import hashlib
     import json
 
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(EXPERIMENT)
+    mlflow = _open_experiment(stage)
     matrix_id = hashlib.sha256(json.dumps([stage, git_rev(), os.environ.get("DVC_EXP_NAME"), params],
                                           sort_keys=True).encode()).hexdigest()[:16]
     found = mlflow.search_runs(filter_string=f"tags.matrix_id = '{matrix_id}' and tags.role = 'parent'",
@@ -107,12 +216,16 @@ def matrix_cell_run(stage: str, cell: str, params: dict) -> Iterator:
     if len(found):
         parent_id = found.iloc[0]["run_id"]
     else:
-        with mlflow.start_run(run_name=f"{stage} matrix", tags={**tags, "role": "parent"}) as parent:
+        parent_tags = {**tags, **process_tags(), "role": "parent"}
+        with tracked_run(mlflow, run_name=f"{stage} matrix", tags=parent_tags) as parent:
             mlflow.log_params(flatten(params))
             parent_id = parent.info.run_id
-    with mlflow.start_run(run_id=parent_id):
-        with mlflow.start_run(run_name=cell, nested=True, tags={**tags, "role": "cell", "cell": cell}):
-            mlflow.log_params(flatten(params))
+    with tracked_run(mlflow, run_id=parent_id):
+        mlflow.set_tags(process_tags())  # the parent is RUNNING again, held by this process
+        cell_tags = {**tags, **process_tags(), "role": "cell", "cell": cell}
+        with tracked_run(mlflow, run_name=cell, nested=True, tags=cell_tags):
+            # the trainer's MLflow callback logs its own `seed` (the cell's training seed) on this run
+            mlflow.log_params({("pipeline_seed" if k == "seed" else k): v for k, v in flatten(params).items()})
             yield mlflow
 
 

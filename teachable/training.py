@@ -1,12 +1,15 @@
 """LoRA fine-tuning with TRL: `SFTTrainer` on prompt-completion records, or `DPOTrainer` on preference pairs.
 
 Every hyperparameter comes from `params.yaml` (`train`); CPU or GPU is chosen automatically; training curves go
-to the active MLflow run (`report_to=["mlflow"]`); the adapter is saved as safetensors; a killed run restarted
-with the same checkpoint directory resumes from its last checkpoint.
+to the active MLflow run (transformers' `MLflowCallback`: per-step loss, and `train_loss` once, for the whole run
+even after a resume); the adapter is saved as safetensors, loadable from any directory (`adapter_config.json`
+names the base model by its absolute path; `base_model.json` beside it keeps the path as given); a killed run
+restarted with the same checkpoint directory resumes from its last checkpoint.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -14,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import Dataset
-from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import LoraConfig, set_peft_model_state_dict
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers.integrations import MLflowCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from teachable.config import TrainParams
@@ -23,6 +28,7 @@ from teachable.policy.hf import pick_dtype
 from teachable.policy.prompts import completion_text, render_prompt
 
 log = logging.getLogger(__name__)
+ADAPTER_CONFIG, BASE_MODEL_FILE = "adapter_config.json", "base_model.json"
 
 
 def to_text(records: list[dict], tokenizer) -> list[dict]:
@@ -41,16 +47,57 @@ def lora_config(p: TrainParams) -> LoraConfig:
                       target_modules=list(p.target_modules), task_type="CAUSAL_LM")
 
 
-def _common_args(p: TrainParams, checkpoints: Path, seed: int, report: bool) -> dict:
+def _common_args(p: TrainParams, checkpoints: Path, seed: int) -> dict:
     on_gpu = torch.cuda.is_available()
     return dict(
         output_dir=str(checkpoints), per_device_train_batch_size=p.batch_size,
         gradient_accumulation_steps=p.gradient_accumulation_steps, learning_rate=p.learning_rate,
         num_train_epochs=p.num_train_epochs, max_steps=p.max_steps, logging_steps=1, save_strategy="steps",
-        save_steps=p.save_steps, save_total_limit=1, seed=seed, report_to=["mlflow"] if report else [],
+        save_steps=p.save_steps, save_total_limit=1, seed=seed, report_to=[],
         use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(), disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+def run_loss(log_history: list[dict], trainer_loss: float, resumed: bool) -> float:
+    """The run's mean training loss. The trainer's own average covers only the steps run in this call; after a
+    resume (possibly from the last checkpoint, with no step left) use the logged per-step losses, which the
+    checkpoint carries from before the resume."""
+    losses = [h["loss"] for h in log_history if "loss" in h]
+    return round(float(np.mean(losses)), 6) if resumed and losses else round(trainer_loss, 6)
+
+
+class _WholeRunLoss(TrainerCallback):
+    """Placed before the MLflow callback: the final `train_loss` it logs is the whole run's (`run_loss`), not the
+    average over the steps this call ran after a resume (0.0 when none were left)."""
+
+    resumed = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.resumed = state.global_step > 0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "train_loss" in logs:
+            logs["train_loss"] = run_loss(state.log_history, logs["train_loss"], self.resumed)
+
+
+def anchor_base_model(adapter_dir: Path) -> None:
+    """Make the adapter loadable from any working directory (`AutoPeftModelForCausalLM.from_pretrained(dir)`): a
+    base model given as a relative local path (`models/student`) is written into `adapter_config.json` as its
+    absolute path; the path as given (relative to the repository root) goes to `base_model.json`. Not a second
+    key in `adapter_config.json`: peft warns about every key it does not know ("upgrade PEFT") on each load."""
+    config_path = adapter_dir / ADAPTER_CONFIG
+    config = json.loads(config_path.read_text())
+    given = config.get("base_model_name_or_path")
+    if not given:
+        return
+    local = Path(given)
+    resolved = str(local.resolve()) if local.exists() else given  # else a model id (hub cache)
+    (adapter_dir / BASE_MODEL_FILE).write_text(json.dumps(
+        {"base_model_name_or_path": given, "resolved": resolved}, indent=2, sort_keys=True) + "\n")
+    if resolved != given:
+        config["base_model_name_or_path"] = resolved
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def train_lora(base_model: str, records: list[dict], p: TrainParams, out_dir: str | Path, *,
@@ -61,7 +108,9 @@ def train_lora(base_model: str, records: list[dict], p: TrainParams, out_dir: st
     keyed by the caller to the params and data, so a rerun resumes only the same run.
 
     Pass an already loaded `model`/`tokenizer` to train many adapters on one base load (micro-runs); the base
-    weights are never changed, each call gets a fresh adapter.
+    weights are never changed, each call gets a fresh adapter. With `report`, the per-step curves and `train_loss`
+    go to the active MLflow run (the caller logs no `train_loss` of its own). The result's `loss_curve` is every
+    step's loss (`{"step", "loss"}`).
     """
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
@@ -70,26 +119,39 @@ def train_lora(base_model: str, records: list[dict], p: TrainParams, out_dir: st
     if model is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = AutoModelForCausalLM.from_pretrained(base_model, dtype=pick_dtype("auto", torch.device(device)))
-    args = _common_args(p, Path(checkpoint_dir), seed, report)
+    args = _common_args(p, Path(checkpoint_dir), seed)
+    callbacks = [_WholeRunLoss(), MLflowCallback()] if report else []  # in this order: see _WholeRunLoss
     if p.method == "sft":
         dataset = Dataset.from_list(to_text(records, tokenizer))
         trainer = SFTTrainer(model=model, args=SFTConfig(**args, max_length=2048), train_dataset=dataset,
-                             processing_class=tokenizer, peft_config=lora_config(p))
+                             processing_class=tokenizer, peft_config=lora_config(p), callbacks=callbacks)
     else:
         dataset = Dataset.from_list(to_pairs(records, tokenizer))
         trainer = DPOTrainer(model=model, args=DPOConfig(**args, beta=p.dpo_beta), train_dataset=dataset,
-                             processing_class=tokenizer, peft_config=lora_config(p))
+                             processing_class=tokenizer, peft_config=lora_config(p), callbacks=callbacks)
     last = get_last_checkpoint(args["output_dir"]) if Path(args["output_dir"]).is_dir() else None
-    if last:
-        log.info("resuming from %s", last)
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=last)
+    ended = json.loads((Path(last) / "trainer_state.json").read_text()) if last and p.max_steps > 0 else None
+    if ended and ended["global_step"] >= p.max_steps:
+        # the run had ended at this checkpoint: its weights are the adapter. Not trainer.train(): with `max_steps`
+        # inside an epoch, transformers resumes mid-epoch and runs one step past the end (by epochs it runs none).
+        log.info("the run had ended at %s: taking its adapter", last)
+        set_peft_model_state_dict(trainer.model, load_file(Path(last) / "adapter_model.safetensors"))
+        history, steps = ended["log_history"], ended["global_step"]
+        train_loss = run_loss(history, 0.0, resumed=True)
+        if report:
+            trainer.log({"train_loss": train_loss})  # the run's `train_loss`, once, through the MLflow callback
+    else:
+        if last:
+            log.info("resuming from %s", last)
+        result = trainer.train(resume_from_checkpoint=last)
+        history, steps = trainer.state.log_history, trainer.state.global_step
+        train_loss = run_loss(history, result.training_loss, resumed=bool(last))
     trainer.model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json
+    anchor_base_model(out)
     trainer.model.unload()  # take the LoRA layers out again: a model passed in is left as it came
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    # the trainer's own average covers only the steps run in this call; after a resume (possibly from the last
-    # checkpoint, with no step left) use the logged losses, which the checkpoint carries from before the resume
-    train_loss = round(float(np.mean(losses)), 6) if last and losses else round(result.training_loss, 6)
+    curve = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
     return {"method": p.method, "n_records": len(records), "train_loss": train_loss,
-            "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
-            "seconds": round(time.time() - started, 2), "resumed_from": last, "adapter_dir": str(out)}
+            "final_loss": curve[-1]["loss"] if curve else None, "steps": steps,
+            "seconds": round(time.time() - started, 2), "resumed_from": last, "adapter_dir": str(out),
+            "loss_curve": curve}

@@ -2,7 +2,13 @@ import json
 
 import pytest
 
-from teachable.config import ParamsError, load_params, parse_params
+import subprocess
+import sys
+
+import yaml
+
+from teachable.config import Params, ParamsError, load_params, parse_params
+from teachable.envs import configure_envs
 from teachable.records import Episode, RecordError, read_jsonl, write_jsonl
 
 
@@ -10,6 +16,38 @@ def test_project_params_validate():
     params = load_params("params.yaml")
     assert params.student.base_model is None
     assert params.env.levels
+
+
+def test_params_yaml_is_the_one_source_of_defaults():
+    """The code's defaults are params.yaml's values, key for key: a section left out means what the file says."""
+    assert Params() == load_params("params.yaml")
+
+
+def test_a_missing_section_is_named_in_a_warning(tmp_path, caplog):
+    raw = yaml.safe_load(open("params.yaml"))
+    del raw["select"], raw["gates"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    load_params(tmp_path / "params.yaml")
+    assert "no section select, gates" in caplog.text
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"predictor": {"targets": {"r2_U": 0.6, "r2_l": 0.5}}}, r"predictor\.targets\.r2_l: unknown key"),
+    ({"predictor": {"ks": [5, -1]}}, r"predictor\.ks\.1"),
+    ({"train": {"quadrants": []}}, r"train\.quadrants"),
+    ({"train": {"formats": []}}, r"train\.formats"),
+    ({"train": {"records_per_cell": 0}}, r"train\.records_per_cell"),
+])
+def test_bad_values_inside_sections_are_named(raw, key):
+    with pytest.raises(ParamsError, match=key):
+        parse_params(raw)
+
+
+def test_reading_params_imports_no_environment():
+    """The params model is core: it must not pull in gymnasium, minigrid or the shop (level names are checked by
+    `envs.configure_envs`)."""
+    code = "import sys; import teachable.config; print(any(m.startswith(('minigrid', 'gymnasium', 'teachable.envs')) for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_unknown_key_is_named():
@@ -24,7 +62,7 @@ def test_out_of_range_value_is_named():
 
 def test_unknown_level_is_named():
     with pytest.raises(ParamsError, match=r"env\.levels.*NoSuchLevel"):
-        parse_params({"env": {"levels": ["NoSuchLevel"]}})
+        configure_envs(parse_params({"env": {"levels": ["NoSuchLevel"]}}))
 
 
 def test_malformed_jsonl_names_file_and_line(tmp_path):
@@ -47,3 +85,33 @@ def test_jsonl_round_trip_keeps_extra_fields(tmp_path):
     write_jsonl(tmp_path / "x.jsonl", [ep])
     (back,) = read_jsonl(tmp_path / "x.jsonl", Episode)
     assert back == ep and back.model_extra["quadrant"] == "Q1_highU_highL"
+
+
+def test_required_fields_are_named_with_file_and_line(tmp_path):
+    from teachable.records import InputError, MissingFieldError, require_fields
+
+    path = tmp_path / "labeled.jsonl"
+    path.write_text('{"id": "a", "lev": {"L": 1}}\n\n{"id": "b", "lev": {}}\n{"id": "c", "lev": {"L": null}}\n')
+    records = read_jsonl(path)
+    assert require_fields(records[:1], ["id", "lev.L"], path) == records[:1]
+    with pytest.raises(MissingFieldError, match=r"labeled\.jsonl:3: the record has no field 'lev\.L'"):
+        require_fields(records, ["id", "lev.L"], path)  # line 3: the blank line 2 holds no record
+    with pytest.raises(InputError, match=r"labeled\.jsonl:4: the record has null for field 'lev\.L'"):
+        require_fields(records[2:], ["lev.L"], path, lines=[4])
+    ep = Episode(episode_id="e", env="babyai", task_id="t", seed=0, policy="p", success=True, reward=1.0, n_steps=1)
+    require_fields([ep], ["episode_id", "mission"], "rollouts.jsonl")
+    with pytest.raises(MissingFieldError, match=r"rollouts\.jsonl, record 1: the record has no field 'nope'"):
+        require_fields([ep], ["nope"], "rollouts.jsonl")
+
+
+def test_duplicate_ids_are_named_with_both_lines(tmp_path):
+    from teachable.records import DuplicateIdError, require_unique
+
+    path = tmp_path / "snapshots.jsonl"
+    path.write_text('{"snapshot_id": "a"}\n{"snapshot_id": "b"}\n\n{"snapshot_id": "a"}\n')
+    records = read_jsonl(path)
+    assert require_unique(records[:2], "snapshot_id", path) == records[:2]
+    with pytest.raises(DuplicateIdError, match=r"snapshots\.jsonl:4: duplicate snapshot_id 'a' \(first on line 1\)"):
+        require_unique(records, "snapshot_id", path)
+    with pytest.raises(DuplicateIdError, match=r"out\.jsonl:3: duplicate snapshot_id 'a' \(first on line 1\)"):
+        require_unique(records, "snapshot_id", "out.jsonl", lines=range(1, 4))  # about to be written

@@ -161,7 +161,8 @@ def depends_on(stage: dict, key: str) -> bool:
 NOT_DEPENDS = {
     # budget, timeouts and prices never change a label, they only stop the stage
     "label": ["teacher.max_usd", "teacher.max_calls", "teacher.timeout_s", "teacher.client_retries",
-              "teacher.usd_per_mtok_in", "teacher.usd_per_mtok_out"],
+              "teacher.usd_per_mtok_in", "teacher.usd_per_mtok_out", "teacher.max_fallback_fraction",
+              "teacher.max_consecutive_failures"],
     # a matrix cell reads its own item, not the lists that span the matrix (but train.quadrants: with
     # records_per_cell `min` every cell's size is the smallest trained quadrant's)
     "train": ["train.baselines", "train.formats"],

@@ -96,7 +96,9 @@ def test_untrained_cells_are_evaluated_as_the_base_model(tmp_path):
     for name, trained in (("Q1-demo", True), ("Q2-hint", False), ("random", True)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(f'{{"trained": {str(trained).lower()}}}')
-    models = {m.model: m for m in matrix_models(tmp_path)}
+        if trained:
+            (tmp_path / name / "adapter_config.json").write_text("{}")
+    models = {m.model: m for m in matrix_models(tmp_path, ["Q1-demo", "Q2-hint", "random"])}
     assert models["Q2-hint"].adapter is None and models["Q1-demo"].adapter == str(tmp_path / "Q1-demo")
     assert (models["Q2-hint"].train_quadrant, models["Q2-hint"].format) == ("Q2", "hint")
     assert models["random"].kind == "baseline" and models["base"].kind == "base"
@@ -165,10 +167,12 @@ def test_seeds_of_a_model_are_averaged_and_their_spread_widens_the_interval():
 
 
 def test_cells_with_seeds_are_one_model_per_seed(tmp_path):
-    (tmp_path / "Q1-demo").mkdir()
+    for k in range(3):
+        (tmp_path / f"Q1-demo/seed-{k}").mkdir(parents=True)
+        (tmp_path / f"Q1-demo/seed-{k}/adapter_config.json").write_text("{}")
     (tmp_path / "Q1-demo" / "metrics.json").write_text(json.dumps({"trained": True, "seeds": [
         {"seed_index": k, "dir": str(tmp_path / f"Q1-demo/seed-{k}"), "mlflow_run_id": f"r{k}"} for k in range(3)]}))
-    models = [m for m in matrix_models(tmp_path) if m.model == "Q1-demo"]
+    models = [m for m in matrix_models(tmp_path, ["Q1-demo"]) if m.model == "Q1-demo"]
     assert [(m.seed, m.adapter, m.mlflow_run_id) for m in models] == [
         (k, str(tmp_path / f"Q1-demo/seed-{k}"), f"r{k}") for k in range(3)]
     assert len({m.key for m in models}) == 3

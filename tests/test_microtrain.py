@@ -6,7 +6,7 @@ from teachable.config import TrainParams
 from teachable import gates
 from teachable.config import LabelParams, MicroTrainParams
 from teachable.labeling.quadrants import QUADRANTS
-from teachable.microtrain import micro_run, sample_per_quadrant, summarise, validation_specs
+from teachable.microtrain import loss_curves_csv, micro_run, sample_per_quadrant, summarise, validation_specs
 from teachable.records import Snapshot
 from teachable.policy.hf import HFPolicy
 from tests.test_training import LABELED
@@ -75,5 +75,8 @@ def test_a_micro_run_uses_the_same_seeds_and_leaves_the_base_intact(tiny_student
                        dict(env_name="babyai", max_steps=8, history_len=2, record_steps=False), tmp_path / "a", 0)
     assert result["format"] == "hint" and result["gain"] == pytest.approx(result["p_trained"] - result["p_base"])
     assert result["gain_ci"][0] <= result["gain"] <= result["gain_ci"][1] and len(result["gain_halves"]) == 2
+    assert [p["step"] for p in result["loss_curve"]] == [1, 2]  # the micro-run's per-step loss, for its artifact
+    csv_lines = loss_curves_csv([result]).splitlines()
+    assert csv_lines[0] == "snapshot_id,quadrant,format,step,loss" and csv_lines[1].startswith("s1,Q1_highU_highL,hint,1,")
     after = policy.model.state_dict()
     assert set(after) == set(before) and all(np.array_equal(before[k], after[k]) for k in before)

@@ -27,18 +27,19 @@ def answer(action):
 
 
 class FakeServer:
-    """Replies from a script of (status, body) pairs, one per request; remembers the requests."""
+    """Replies to POSTs from a script of (status, body) pairs, one per request; remembers the requests. GETs are
+    the models endpoints: `models` the ids it serves (None: no models endpoint at all), `retrieve_route` whether
+    it has `GET /models/{id}`. `key`: the only key it takes (401 otherwise, quoting the key it got, as some servers
+    do). `hang`: the methods it never answers (until the test ends)."""
 
     def __init__(self):
-        self.script, self.requests = [], []
+        self.script, self.requests, self.gets = [], [], []
+        self.models, self.retrieve_route, self.key, self.hang = {"gpt-4o-mini"}, True, None, set()
+        self.release = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                                        "body": json.loads(body)})
-                status, payload = server.script.pop(0)
+            def reply(self, status, payload):
                 data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -47,12 +48,54 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def refused_key(self):
+                auth = self.headers.get("Authorization")
+                if server.key is None or auth == f"Bearer {server.key}":
+                    return False
+                self.reply(401, {"error": {"message": f"Incorrect API key provided: {auth}.", "type":
+                                           "invalid_request_error", "param": None, "code": "invalid_api_key"}})
+                return True
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                                        "body": json.loads(body)})
+                if "POST" in server.hang:
+                    server.release.wait(10)
+                    return
+                if not self.refused_key():
+                    self.reply(*server.script.pop(0))
+
+            def do_GET(self):
+                server.gets.append(self.path)
+                if "GET" in server.hang:
+                    server.release.wait(10)
+                    return
+                if self.refused_key():
+                    return
+                name = self.path.removeprefix("/v1/models").strip("/")
+                if server.models is None or (name and not server.retrieve_route):
+                    self.reply(404, {"detail": "Not Found"})
+                elif not name:
+                    self.reply(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
+                                                                 "owned_by": "me"} for m in sorted(server.models)]})
+                elif name in server.models:
+                    self.reply(200, {"id": name, "object": "model", "created": 0, "owned_by": "me"})
+                else:
+                    self.reply(404, {"error": {"message": f"The model '{name}' does not exist", "type":
+                                               "invalid_request_error", "param": "model", "code": "model_not_found"}})
+
             def log_message(self, *args):
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -60,7 +103,7 @@ def server(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     fake = FakeServer()
     yield fake
-    fake.httpd.shutdown()
+    fake.close()
 
 
 @pytest.fixture
@@ -110,11 +153,20 @@ def test_429_then_success_is_retried_by_the_client(server, env, tmp_path, monkey
     assert teacher(server, tmp_path)[0].advise(env, None).suggested_action == "pick up"
 
 
-def test_500s_end_in_a_drop_when_asked(server, env, tmp_path, monkeypatch):
+def test_a_server_error_is_asked_again_never_a_fallback(server, env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    server.script = [(500, {"error": {"message": "boom"}})] * 4
+    server.script = [(500, {"error": {"message": "boom"}})] * 2 + [(200, completion(answer("pick up")))]
+    t, _ = teacher(server, tmp_path, retries=0)  # a call with no answer does not use up a re-ask
+    advice = t.advise(env, None)
+    assert advice.valid and advice.suggested_action == "pick up" and len(server.requests) == 3
+    assert t.ledger["no_answer"] == 1 and t.ledger["invalid"] == 0
+
+
+def test_unusable_answers_end_in_a_drop_when_asked(server, env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    server.script = [(200, completion(answer("fly")))] * 2
     t, _ = teacher(server, tmp_path, retries=1, on_invalid="drop")
-    assert t.advise(env, None) is None and len(server.requests) == 4  # 2 asks x (1 + 1 client retry)
+    assert t.advise(env, None) is None and len(server.requests) == 2 and t.ledger["invalid"] == 1
 
 
 def test_refusal_is_unusable(server, env, tmp_path, monkeypatch):

@@ -14,6 +14,8 @@ from teachable.records import Episode, Snapshot, read_jsonl
 from teachable.snapshots import verify_restorable
 from tests.project_copy import copy_project
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves it out
+
 TINY = {
     "env": {"levels": ["GoToObj", "GoToLocal"], "max_steps": 12},
     "student": {"n_train_tasks": 15, "max_train_steps": 6, "eval_every": 3, "n_eval_tasks": 4,
@@ -125,23 +127,27 @@ def test_each_stage_is_one_mlflow_run(project):
     assert (runs["tags.version.torch"] == torch.__version__).all() and runs["tags.machine.cpu"].str.len().min() > 0
 
 
-def test_an_unknown_param_stops_the_stage_naming_the_key(project):
-    work, run = project
+def _run_with_params(work: Path, tmp_path: Path, change, script: str, env: dict | None = None):
+    """Run a stage script of the project with changed params, in a directory of its own (the fixture's project
+    is left as it was); returns the result and what the stage left in that directory besides params.yaml."""
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["rollouts"]["n_taks"] = 3
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    result = run(sys.executable, "stages/rollouts.py")
+    change(params)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(work / script)], cwd=tmp_path, capture_output=True, text=True,
+                            env=env or dict(os.environ))
+    return result, sorted(p.name for p in tmp_path.iterdir() if p.name != "params.yaml")
+
+
+def test_an_unknown_param_stops_the_stage_naming_the_key(project, tmp_path):
+    work, _ = project
+    result, left = _run_with_params(work, tmp_path, lambda p: p["rollouts"].update(n_taks=3), "stages/rollouts.py")
     assert result.returncode == 2 and "rollouts.n_taks: unknown key" in result.stderr
+    assert left == []
 
 
-def test_the_openai_teacher_without_a_key_fails_before_any_work(project):
-    work, run = project
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    params["rollouts"].pop("n_taks", None)
-    params["teacher"]["name"] = "openai"
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    before = (work / "data/labeled_snapshots.jsonl").read_bytes()
-    result = subprocess.run([sys.executable, "stages/label.py"], cwd=work, capture_output=True, text=True,
-                            env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"})
+def test_the_openai_teacher_without_a_key_fails_before_any_work(project, tmp_path):
+    work, _ = project
+    result, left = _run_with_params(work, tmp_path, lambda p: p["teacher"].update(name="openai"), "stages/label.py",
+                                    env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"})
     assert result.returncode == 2 and "OPENAI_API_KEY is not set" in result.stderr
-    assert (work / "data/labeled_snapshots.jsonl").read_bytes() == before
+    assert left == []  # nothing read, nothing written: no data, no scratch log, no MLflow store

@@ -2,7 +2,8 @@
 
 import pytest
 
-from teachable.selection import held_out_elp, select
+from teachable.records import InputError
+from teachable.selection import SELECTION_METHODS, SelectionError, held_out_elp, select
 
 
 def records():
@@ -23,14 +24,18 @@ def test_entropy_and_oracle_take_the_top_k_of_their_score():
 def test_predictor_ranks_by_predicted_elp_and_needs_a_prediction_for_every_snapshot():
     predicted = {f"s{i:02d}": float(i % 3) for i in range(10)}
     assert ids(select(records(), "predictor", 3, seed=0, predicted=predicted)) == ["s02", "s05", "s08"]  # ties: id
-    with pytest.raises(ValueError, match="no predicted ELP"):
-        select(records(), "predictor", 3, seed=0, predicted={"s00": 1.0})
+    with pytest.raises(SelectionError, match=r"oof.csv has no predicted ELP for 9 training snapshot\(s\): s01, s02"):
+        select(records(), "predictor", 3, seed=0, predicted={"s00": 1.0}, source="oof.csv")
 
 
-def test_random_is_seeded_and_the_budget_is_capped_by_the_pool():
+def test_random_is_seeded_and_a_budget_beyond_the_pool_is_refused():
     assert ids(select(records(), "random", 4, seed=1)) == ids(select(list(reversed(records())), "random", 4, seed=1))
     assert ids(select(records(), "random", 4, seed=1)) != ids(select(records(), "random", 4, seed=2))
-    assert len(select(records(), "oracle", 50, seed=0)) == 10
+    assert len(select(records(), "oracle", 10, seed=0)) == 10
+    for method in SELECTION_METHODS:  # cut to the pool, all four would pick the same snapshots
+        with pytest.raises(SelectionError, match=r"select.budget is 50 but the training pool has only 10 snapshots"):
+            select(records(), method, 50, seed=0, predicted={f"s{i:02d}": 0.0 for i in range(10)})
+    assert issubclass(SelectionError, InputError)
     with pytest.raises(ValueError, match="unknown selection method"):
         select(records(), "vibes", 3, seed=0)
 

@@ -1,6 +1,8 @@
 """A killed `rollouts` stage, restarted, runs only the unfinished episodes and writes what an uninterrupted run
 would have written."""
 
+import os
+import sys
 from pathlib import Path
 
 from teachable.config import parse_params
@@ -69,3 +71,105 @@ def test_label_resumes_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
     stage.main(params)
     assert labeled == [r["snapshot_id"] for r in uninterrupted[2:]]
     assert read_jsonl(stage.OUT) == uninterrupted
+
+
+# ---- resume logs are keyed by the stage's deps (code, data, models), not by its params alone ----
+
+import shutil  # noqa: E402
+
+import pytest  # noqa: E402
+
+from teachable import stage as stage_lib  # noqa: E402
+from teachable.tasks import rollout_sample_seed  # noqa: E402
+from tests.project_copy import ROOT  # noqa: E402
+
+
+@pytest.fixture
+def fresh_fingerprint():
+    """The process computes its deps' fingerprint once: recompute it within the test and after it."""
+    stage_lib.current_fingerprint.cache_clear()
+    yield stage_lib.current_fingerprint.cache_clear
+    stage_lib.current_fingerprint.cache_clear()
+
+
+def mini_project(root: Path) -> Path:
+    """What a stage started by DVC sees: dvc.yaml, the stage scripts and the package source at the project root."""
+    shutil.copy2(ROOT / "dvc.yaml", root / "dvc.yaml")
+    for folder in ("stages", "teachable"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return root
+
+
+def edit(path: Path, text: str = "\n# edited\n") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(text)
+
+
+def test_the_deps_fingerprint_follows_code_data_and_models(tmp_path):
+    project = mini_project(tmp_path)
+    fingerprint = lambda name: stage_lib.dependency_fingerprint(project / "stages" / f"{name}.py")  # noqa: E731
+    edit(project / "models/student/model.safetensors", "weights")
+    edit(project / "data/snapshots.jsonl", '{"snapshot_id": "a"}\n')
+    label = fingerprint("label")
+    assert label.startswith("dvc:") and fingerprint("label") == label
+
+    os.utime(project / "teachable/rollout.py", (1, 1))  # a new mtime, the same content
+    edit(project / "teachable/labeling/__pycache__/label.cpython-311.pyc", "bytecode")  # written by running it
+    assert fingerprint("label") == label
+    for dep in ("teachable/labeling/label.py", "teachable/rollout.py", "stages/label.py", "data/snapshots.jsonl",
+                "models/student/model.safetensors", "models/student/added.json"):
+        path = project / dep
+        before = path.read_bytes() if path.exists() else None
+        edit(path)
+        assert fingerprint("label") != label, dep
+        path.write_bytes(before) if before is not None else path.unlink()
+        assert fingerprint("label") == label, dep  # by content: the same files again resume again
+
+    evaluate = fingerprint("evaluate_models")
+    edit(project / "teachable/evaluation.py")  # not a dep of label
+    assert fingerprint("label") == label and fingerprint("evaluate_models") != evaluate
+
+    train = fingerprint("train")  # the matrix cells, the baselines and recovery share stages/train.py: all deps
+    edit(project / "data/recovery_trajectories.jsonl", "{}\n")
+    assert fingerprint("train") != train
+
+    assert stage_lib.dependency_fingerprint(project / "benchmarks/rollouts.py").startswith("package:")
+    assert stage_lib.dependency_fingerprint(tmp_path / "elsewhere/script.py").startswith("package:")
+
+
+@pytest.mark.parametrize("change", [None, "teachable/rollout.py", "models/student/config.json", "data/shop/meta.json"])
+def test_a_killed_stage_resumes_only_under_the_same_deps(change, tmp_path, monkeypatch, tiny_student_dir,
+                                                         fresh_fingerprint):
+    """The probe: `label` killed part way, rerun after its code changed, kept 16 records from the old code. Here
+    `rollouts` from a project root (dvc.yaml), killed after four episodes, rerun with its code, student model or
+    data changed (all redone) or nothing changed (only the rest run)."""
+    project = mini_project(tmp_path)
+    shutil.copytree(tiny_student_dir, project / "models/student")
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(sys, "argv", [str(project / "stages/rollouts.py")])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = parse_params({"env": {"levels": ["GoToLocal"], "max_steps": 6}, "student": {"dir": "models/student"},
+                           "rollouts": {"n_tasks": 6, "batch_size": 4}})
+    stage = load_stage("rollouts")
+    stage.main(params)
+    uninterrupted = read_jsonl(stage.OUT, Episode)
+    assert stage_lib.current_fingerprint().startswith("dvc:")  # keyed by the rollouts stage's deps in dvc.yaml
+
+    scratch = ScratchLog("rollouts", stage.resume_key(params))  # what the killed run left, marked as old
+    for episode in uninterrupted[:4]:
+        scratch.append(episode.model_copy(update={"mission": "from the killed run"}))
+    if change:
+        edit(project / change, "\n")
+        fresh_fingerprint()
+    ran, original = [], RolloutEngine.run
+    monkeypatch.setattr(RolloutEngine, "run", lambda self, specs, **kw: ran.extend(specs) or original(self, specs, **kw))
+    stage.main(params)
+    episodes = read_jsonl(stage.OUT, Episode)
+    if change:
+        assert len(ran) == 6 and episodes == uninterrupted  # nothing kept from the old deps
+        assert scratch.path.exists()  # the old log is left alone, never read
+    else:
+        assert [s.episode_id for s in ran] == ["ep000004", "ep000005"]
+        assert [ep.mission for ep in episodes[:4]] == ["from the killed run"] * 4 and episodes[4:] == uninterrupted[4:]
+    assert [s.sample_seed for s in ran] == [rollout_sample_seed(params.seed, int(s.episode_id[2:])) for s in ran]

@@ -41,12 +41,27 @@ def tokenizer_words(name: str) -> list[str]:
     return list(words()) if words else []
 
 
+def known_levels(name: str) -> list[str]:
+    """The level names an environment accepts (BabyAI level names; the shop's task families)."""
+    return list(getattr(_env_class(name), "LEVELS", ()))
+
+
 def configure_envs(params) -> None:
-    """Apply the params that environments made by name need (the shop: its query sampling). Stages call it."""
+    """Check `env.levels` against the environment (here, not in the params model, so that reading params imports
+    no environment) and apply the params environments made by name need (the shop: its query sampling). Every
+    stage calls it before any work."""
+    from teachable.config import ParamsError
+
+    known = known_levels(params.env.name)
+    unknown = [lvl for lvl in params.env.levels if lvl not in known]
+    if unknown:
+        hint = " (e.g. dvc exp run -S env.name=shop -S 'env.levels=[all]')" if params.env.name == "shop" else ""
+        raise ParamsError(f"invalid parameters: env.levels: unknown {params.env.name} level(s) {unknown}; "
+                          f"known: {sorted(known)}{hint}")
     if params.env.name == "shop":
         from teachable.envs.shop import configure_shop
 
         configure_shop(n_open_samples=params.shop.n_query_samples)
 
 
-__all__ = ["RestoreError", "TextEnv", "configure_envs", "make_env", "register_env", "restore_env", "tokenizer_words"]
+__all__ = ["RestoreError", "TextEnv", "configure_envs", "known_levels", "make_env", "register_env", "restore_env", "tokenizer_words"]

@@ -81,6 +81,8 @@ class BabyAITextEnv:
     """One BabyAI level as a `TextEnv`. The expert bot is created on first use (planning from the state at hand,
     see `plan_from_here`) and then kept in step."""
 
+    LEVELS = tuple(BABYAI_LEVELS)
+
     env_name = "babyai"
 
     def __init__(self, level: str, max_steps: int | None = None):

@@ -111,7 +111,3 @@ class Searcher:
         if not query.strip():
             return ()
         return tuple(hit.docid for hit in self.lucene.search(query, k=k))
-
-    def raw(self, docid: str) -> dict:
-        """The stored document (the index keeps raw JSON)."""
-        return json.loads(self.lucene.doc(docid).raw())

@@ -28,11 +28,11 @@ def predictor_gates(cv: CrossValidation, groups: list[str], params: PredictorPar
     alpha, draws, targets = gate_params.alpha, gate_params.n_resamples, params.targets
     truth, predicted = cv.truth, cv.predictions
     return {
-        "r2_U": r2_above_target(truth["U"], predicted["U"], groups, targets.get("r2_U", 0.6), alpha, seed, draws),
-        "r2_L": r2_above_target(truth["L_local"], predicted["L_local"], groups, targets.get("r2_L", 0.5), alpha,
+        "r2_U": r2_above_target(truth["U"], predicted["U"], groups, targets.r2_U, alpha, seed, draws),
+        "r2_L": r2_above_target(truth["L_local"], predicted["L_local"], groups, targets.r2_L, alpha,
                                 seed, draws),
         "accuracy_lift": accuracy_lift(truth["quadrant"], predicted["quadrant"], groups, alpha, seed,
-                                       targets.get("accuracy", 0.7), draws),
+                                       targets.accuracy, draws),
         "beats_entropy": beats_entropy(truth["ELP_net"], predicted["ELP_net"], truth["U"], groups, params.ks, alpha,
                                        seed, draws)}
 

@@ -121,7 +121,7 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
     b.figure(h6, "Fig H6.1", ("ranking",), lambda d: figures.ranking_curves(i.ranking, d),
              "NDCG@K and precision@K: predictor vs entropy vs random (and the oracle).")
     b.table(h6, "Tab H6.1", "h6_predictor_metrics", ("predictor",),
-            lambda: tables.predictor_metrics(i.predictor, params.predictor.targets), "Predictor metrics.")
+            lambda: tables.predictor_metrics(i.predictor, params.predictor.targets.model_dump()), "Predictor metrics.")
     b.table(h6, "NDCG@K", "h6_ndcg_by_k", ("ranking",), lambda: tables.ranking_by_k(i.ranking),
             "NDCG@K per ranking method (the source of Fig H6.1's left panel).")
     h7 = Section("h7", "H7: Selection", "Training on K snapshots chosen by each method.")

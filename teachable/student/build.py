@@ -5,10 +5,16 @@ chat template) that every later stage loads like any downloaded model.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
+import math
+import re
+import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -23,6 +29,7 @@ from teachable.envs import tokenizer_words
 from teachable.policy.hf import HFPolicy
 from teachable.policy.prompts import completion_text, render_prompt
 from teachable.rollout import RolloutEngine, RolloutSpec
+from teachable.stage import scratch_path
 from teachable.student.data import demonstrations
 from teachable.tasks import Task, make_tasks
 
@@ -96,14 +103,16 @@ def held_out_success(policy: HFPolicy, tasks: list[Task], env: EnvParams, temper
 
 @dataclass
 class _SuccessStop(TrainerCallback):
-    """Every `every` steps: held-out success with the rollout engine; stop once it reaches the target."""
+    """Every `every` steps: held-out success with the rollout engine; stop once it reaches the target.
+
+    Each result goes into the trainer's own `log_history` (`{"step", "held_out_success"}`), which every checkpoint
+    saves and a resumed run restores, so the curve of a resumed build is the same as an uninterrupted one's."""
 
     policy: HFPolicy
     tasks: list[Task]
     env: EnvParams
     params: StudentParams
     seed: int
-    curve: list[dict] = field(default_factory=list)
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.params.eval_every:
@@ -111,15 +120,60 @@ class _SuccessStop(TrainerCallback):
         self.policy.model.eval()
         success = held_out_success(self.policy, self.tasks, self.env, self.params.eval_temperature, self.seed)
         self.policy.model.train()
-        self.curve.append({"step": state.global_step, "held_out_success": success})
+        state.log_history.append({"step": state.global_step, "held_out_success": success})
         log.info("step %d: held-out success %.3f", state.global_step, success)
         if success >= self.params.target_success:
             control.should_training_stop = True
         return control
 
 
-def build_student(params: StudentParams, env: EnvParams, seed: int, out_dir: str | Path) -> dict:
-    """Build, train and save the offline student; returns its card (also written as card.json by the stage)."""
+def success_curve(log_history: list[dict]) -> list[dict]:
+    return [{"step": h["step"], "held_out_success": h["held_out_success"]} for h in log_history
+            if "held_out_success" in h]
+
+
+def loss_curve(log_history: list[dict]) -> list[dict]:
+    return [{"step": h["step"], "loss": h["loss"]} for h in log_history if "loss" in h]
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def last_checkpoint(folder: Path) -> tuple[Path, dict] | None:
+    """The newest complete checkpoint and its trainer state. The trainer writes `trainer_state.json` last, so a
+    checkpoint a kill cut short (no state, or a torn one) is skipped for the one before it."""
+    if not folder.is_dir():
+        return None
+    steps = sorted((int(m.group(1)), p) for p in folder.iterdir()
+                   if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
+    for _, path in reversed(steps):
+        with contextlib.suppress(OSError, ValueError):
+            return path, json.loads((path / "trainer_state.json").read_text())
+    return None
+
+
+def finished(state: dict, params: StudentParams) -> bool:
+    """Whether training had already ended at this checkpoint: the step limit, or the target reached (the stop is
+    decided at an evaluation step, and every evaluation step is a checkpoint)."""
+    curve = success_curve(state["log_history"])
+    reached = bool(curve) and curve[-1]["step"] == state["global_step"] and \
+        curve[-1]["held_out_success"] >= params.target_success
+    return state["global_step"] >= params.max_train_steps or reached
+
+
+def build_student(params: StudentParams, env: EnvParams, seed: int, out_dir: str | Path,
+                  scratch_key: dict | None = None) -> dict:
+    """Build, train and save the offline student; returns its card (also written as card.json by the stage).
+
+    With `scratch_key` (the stage's params), training checkpoints go to a scratch directory keyed by it and by the
+    training data and tokenizer (`teachable.stage.scratch_path`), one at every held-out evaluation, so a killed
+    build restarted with the same params and data resumes from its last checkpoint; weights, data order, optimizer
+    and RNG state come back with it, so on a CPU the saved model is byte for byte the one an uninterrupted build
+    makes (tests/test_model_faults.py; on a GPU, nondeterministic kernels make two uninterrupted builds differ in
+    the last bits already). A build killed after it had ended (step limit, or target reached at an evaluation)
+    takes the last checkpoint's weights as they are. The checkpoints are removed once the model is saved. Without
+    `scratch_key`, a temporary directory: no resuming."""
     started = time.time()
     datasets.disable_progress_bars()
     train_tasks = make_tasks(env.levels, params.n_train_tasks * len(env.levels), "student_train")
@@ -134,63 +188,88 @@ def build_student(params: StudentParams, env: EnvParams, seed: int, out_dir: str
         {"prompt": render_prompt(tokenizer, ex["messages"]), "completion": completion_text(tokenizer, ex["action"])}
         for ex in examples
     ]
-    model = build_model(params, tokenizer, seed)
-    n_params = sum(p.numel() for p in model.parameters())
-
     eval_tasks = make_tasks(env.levels, params.n_eval_tasks, "student_eval")
-    on_cpu = not torch.cuda.is_available()
-    policy = HFPolicy(model, tokenizer, name="offline-student", batch_size=params.score_batch_size)
-    stopper = _SuccessStop(policy, eval_tasks, env, params, seed)
-    with tempfile.TemporaryDirectory() as scratch:
-        config = SFTConfig(
-            output_dir=scratch,
-            per_device_train_batch_size=params.batch_size,
-            learning_rate=params.learning_rate,
-            lr_scheduler_type="constant",
-            max_steps=params.max_train_steps,
-            logging_steps=10,
-            save_strategy="no",
-            report_to=[],
-            seed=seed,
-            use_cpu=on_cpu,
-            bf16=False,
-            dataloader_num_workers=0,
-            max_length=1024,
-            disable_tqdm=True,
-        )
-        trainer = SFTTrainer(
-            model=model, args=config, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
-            callbacks=[stopper],
-        )
-        trainer.train()
-        losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
-        steps_done = trainer.state.global_step
+    with contextlib.ExitStack() as stack:
+        if scratch_key is None:
+            checkpoints = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            key = {**scratch_key, "records": digest(records), "tokenizer": digest(tokenizer.backend_tokenizer.to_str())}
+            checkpoints = scratch_path("checkpoints-student", key)
+        found = last_checkpoint(checkpoints)
+        resumed_from = found[1]["global_step"] if found else None
+        if found and finished(found[1], params):
+            log.info("training had ended at %s: its weights are the student", found[0])
+            device = "cuda" if torch.cuda.is_available() else "cpu"  # where the trainer would have left it
+            model = Qwen3ForCausalLM.from_pretrained(found[0]).to(device)
+            history, steps_done = found[1]["log_history"], found[1]["global_step"]
+        else:
+            if found:
+                log.info("resuming from %s", found[0])
+            model = build_model(params, tokenizer, seed)
+            history, steps_done = train(model, tokenizer, records, eval_tasks, env, params, seed, checkpoints,
+                                        found[0] if found else None)
+        n_params = sum(p.numel() for p in model.parameters())
+        model.eval()
+        policy = HFPolicy(model, tokenizer, name="offline-student", batch_size=params.score_batch_size)
+        curve = success_curve(history)
+        if not curve or curve[-1]["step"] != steps_done:
+            curve.append({"step": steps_done,
+                          "held_out_success": held_out_success(policy, eval_tasks, env, params.eval_temperature, seed)})
+        success = curve[-1]["held_out_success"]
+        lo, hi = params.success_band
+        if not lo <= success <= hi:
+            log.warning("held-out success %.3f is outside the band [%.2f, %.2f]", success, lo, hi)
 
-    model.eval()
-    if not stopper.curve or stopper.curve[-1]["step"] != steps_done:
-        success = held_out_success(policy, eval_tasks, env, params.eval_temperature, seed)
-        stopper.curve.append({"step": steps_done, "held_out_success": success})
-    success = stopper.curve[-1]["held_out_success"]
-    lo, hi = params.success_band
-    if not lo <= success <= hi:
-        log.warning("held-out success %.3f is outside the band [%.2f, %.2f]", success, lo, hi)
-
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)  # safetensors
-    tokenizer.save_pretrained(out_dir)  # tokenizer.json + chat template
+        out_dir = Path(out_dir)
+        model.save_pretrained(out_dir)  # safetensors
+        tokenizer.save_pretrained(out_dir)  # tokenizer.json + chat template
+        shutil.rmtree(checkpoints, ignore_errors=True)
     return {
         "levels": env.levels,
         "n_examples": len(examples),
         "n_parameters": n_params,
         "vocab_size": len(tokenizer),
         "train_steps": steps_done,
-        "loss_curve": losses,
-        "success_curve": stopper.curve,
+        "loss_curve": loss_curve(history),
+        "success_curve": curve,
         "held_out_success": success,
         "eval_temperature": params.eval_temperature,
         "success_band": list(params.success_band),
         "in_band": bool(lo <= success <= hi),
+        "resumed_from_step": resumed_from,
         "build_seconds": round(time.time() - started, 1),
         "params": params.model_dump(mode="json"),
     }
 
+
+def train(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast, records: list[dict], eval_tasks: list[Task],
+          env: EnvParams, params: StudentParams, seed: int, checkpoints: Path,
+          resume: Path | None) -> tuple[list[dict], int]:
+    """Behaviour cloning with SFTTrainer until held-out success reaches the target (or the step limit), a checkpoint
+    at every evaluation; returns the trainer's log history (losses, held-out successes) and the steps done."""
+    policy = HFPolicy(model, tokenizer, name="offline-student", batch_size=params.score_batch_size)
+    config = SFTConfig(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=params.batch_size,
+        learning_rate=params.learning_rate,
+        lr_scheduler_type="constant",
+        max_steps=params.max_train_steps,
+        # a loss every 10 steps, on a grid the checkpoints fall on, so a resumed run logs the same averages
+        logging_steps=math.gcd(10, params.eval_every),
+        save_strategy="steps",
+        save_steps=params.eval_every,  # a checkpoint at every held-out evaluation (and at the end)
+        save_total_limit=1,
+        report_to=[],
+        seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        dataloader_num_workers=0,
+        max_length=1024,
+        disable_tqdm=True,
+    )
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
+        callbacks=[_SuccessStop(policy, eval_tasks, env, params, seed)],
+    )
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return trainer.state.log_history, trainer.state.global_step

@@ -74,6 +74,7 @@ class ShopWorld:
 
 class ShopEnv:
     env_name = "shop"
+    LEVELS = tuple(SHOP_LEVELS)
     world_dir: str = "data/shop"  # the `index` stage's output
     n_open_samples: int = 4  # the student's sampled queries per search page (shop.n_query_samples)
 

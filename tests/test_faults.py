@@ -1,0 +1,204 @@
+"""What a fault probe found, each now failing clearly: MLflow runs of killed stages left RUNNING, and inputs that
+were accepted silently or crashed late (a labeled record without a needed field, duplicate snapshot ids, an empty
+snapshots file) — each now one line naming the file and line, and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from teachable.records import Episode, InputError, Snapshot, write_jsonl
+from tests.project_copy import ROOT, copy_project, load_stage
+
+# ---- MLflow: a killed stage's run does not stay RUNNING ----
+
+HOLD = """
+import sys, time
+from teachable.tracking import stage_run
+with stage_run(sys.argv[1], {"a": 1}) as mlflow:
+    print(mlflow.active_run().info.run_id, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory):
+    """One MLflow database for the module, created here (creating one takes seconds, and two processes creating the
+    same one at once collide)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()
+    return uri
+
+
+@pytest.fixture(scope="module")
+def holders(tracking_uri, tmp_path_factory):
+    """Two processes, started together, each holding a run of its stage open: {stage: (process, run id)}."""
+    cwd = tmp_path_factory.mktemp("holders")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": str(ROOT)}
+    procs = {stage: subprocess.Popen([sys.executable, "-c", HOLD, stage], cwd=cwd, env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for stage in ("probe-term", "probe-kill")}
+    out = {}
+    for stage, proc in procs.items():
+        run_id = proc.stdout.readline().strip()
+        assert run_id, proc.communicate(timeout=60)[1][-3000:]
+        out[stage] = proc, run_id
+    yield out
+    for proc, _ in out.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def client(tracking_uri, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    return MlflowClient(tracking_uri)
+
+
+def test_sigterm_ends_the_run_killed_at_once(holders, client):
+    proc, run_id = holders["probe-term"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert client.get_run(run_id).info.status == "KILLED"
+
+
+def test_the_next_start_marks_the_runs_of_dead_processes_killed(holders, client):
+    from teachable.tracking import process_tags, stage_run
+
+    proc, dead = holders["probe-kill"]
+    proc.kill()  # SIGKILL: nothing runs in the process, its run stays RUNNING
+    proc.wait(timeout=60)
+    assert client.get_run(dead).info.status == "RUNNING"
+    experiment = client.get_run(dead).info.experiment_id
+    dead_tags = {k: v for k, v in client.get_run(dead).data.tags.items() if k.startswith("process.")}
+    other_stage = client.create_run(experiment, tags={"stage": "other", **dead_tags}).info.run_id
+    alive = client.create_run(experiment, tags={"stage": "probe-kill", **process_tags()}).info.run_id  # this process
+    elsewhere = client.create_run(experiment, tags={"stage": "probe-kill", **dead_tags,
+                                                                  "process.host": "elsewhere"})
+
+    with stage_run("probe-kill", {"a": 1}) as mlflow:
+        this = mlflow.active_run().info.run_id
+    status = lambda run_id: client.get_run(run_id).info.status  # noqa: E731
+    assert status(dead) == "KILLED" and "process was gone" in client.get_run(dead).data.tags["ended_by"]
+    assert status(this) == "FINISHED"
+    assert status(other_stage) == status(alive) == status(elsewhere.info.run_id) == "RUNNING"  # not this stage's,
+    # or its process lives, or it is on another host: cannot be told dead
+
+
+def test_a_reused_pid_is_told_from_the_process_that_held_the_run():
+    from teachable.tracking import process_gone, process_tags
+
+    tags = process_tags()
+    assert not process_gone(tags)
+    assert process_gone({**tags, "process.start": "1"})  # this pid, but a process started at another time
+    assert not process_gone({**tags, "process.host": "elsewhere", "process.pid": "999999999"})
+    assert not process_gone({})  # a run from before the process tags: cannot be told
+
+
+# ---- inputs: one line naming the file, line and field or id; exit code 2 ----
+
+
+def labeled(i: int, **drop) -> dict:
+    record = {"snapshot_id": f"s{i}", "seed": i, "step_idx": 1 + i, "U": 0.2 * i,
+              "leverage": {"L_local": 0.1 * i, "L_upper": 0.5, "decision_ci": [0.1 * i - 0.05, 0.1 * i + 0.05]}}
+    for key in drop:
+        if "." in key:
+            outer, inner = key.split(".")
+            del record[outer][inner]
+        else:
+            del record[key]
+    return record
+
+
+def run_stage(name: str, capsys) -> str:
+    """`stage.run(main)` as `python stages/<name>.py` does it: the stderr line of a stage that exits with 2."""
+    from teachable import stage
+
+    with pytest.raises(SystemExit) as exit_:
+        stage.run(load_stage(name).main, str(ROOT / "params.yaml"))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("lines, expected", [
+    ([labeled(0), "", labeled(1, U=None)], ["data/labeled_snapshots.jsonl:3:", "no field 'U'"]),
+    ([labeled(0), labeled(1, **{"leverage.decision_ci": None})],
+     ["data/labeled_snapshots.jsonl:2:", "no field 'leverage.decision_ci'"]),
+    ([labeled(0), {**labeled(1), "U": None}], ["data/labeled_snapshots.jsonl:2:", "null for field 'U'"]),
+    ([labeled(0), labeled(1), labeled(0)],
+     ["data/labeled_snapshots.jsonl:3:", "duplicate snapshot_id 's0'", "first on line 1"]),
+])
+def test_quadrants_names_a_bad_labeled_record(lines, expected, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/labeled_snapshots.jsonl").write_text(
+        "".join((json.dumps(r) if r else "") + "\n" for r in lines))
+    err = run_stage("quadrants", capsys)
+    assert all(part in err for part in expected), err
+    assert not (tmp_path / "data/quadrant_snapshots.jsonl").exists()
+
+
+def episode(i: int) -> Episode:
+    return Episode(episode_id=f"ep{i:06d}", env="babyai", task_id=f"GoToLocal-{i}", seed=i, policy="student",
+                   success=False, reward=0.0, n_steps=0)
+
+
+def test_snapshots_names_duplicate_episode_ids_in_its_input(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_jsonl("data/rollouts/student.jsonl", [episode(0), episode(1), episode(0)])
+    err = run_stage("snapshots", capsys)
+    assert "data/rollouts/student.jsonl:3: duplicate episode_id 'ep000000' (first on line 1)" in err
+
+
+def test_snapshots_never_writes_duplicate_snapshot_ids(tmp_path, monkeypatch, client):
+    from teachable.config import parse_params
+
+    monkeypatch.chdir(tmp_path)
+    write_jsonl("data/rollouts/student.jsonl", [episode(0)])
+    snap = Snapshot(snapshot_id="ep000000-s1", env="babyai", task_id="GoToLocal-0", seed=0, step_idx=1,
+                    source="student_failure", mission="", history=[], obs="", valid_actions=["go forward"],
+                    student_action="go forward", state={"level": "GoToLocal", "seed": 0, "actions": ["go forward"]},
+                    state_hash="h")
+    stage = load_stage("snapshots")
+    twice = [snap, snap.model_copy(update={"snapshot_id": "ep000000-s2"}), snap]
+    monkeypatch.setattr(stage, "failure_snapshots", lambda *a: twice)
+    monkeypatch.setattr(stage, "verify_restorable", lambda *a: None)
+    with pytest.raises(InputError, match=r"data/snapshots\.jsonl:3: duplicate snapshot_id 'ep000000-s1' "
+                                         r"\(first on line 1\)"):
+        stage.main(parse_params({"env": {"levels": ["GoToLocal"]}, "snapshots": {"expert_tasks": 0}}))
+    assert not (tmp_path / "data/snapshots.jsonl").exists()
+
+
+def test_label_on_an_empty_snapshots_file_exits_2_with_one_line(tmp_path):
+    work = tmp_path / "project"
+    run = copy_project(work, {})
+    (work / "data").mkdir(exist_ok=True)
+    (work / "data/snapshots.jsonl").write_text("")
+    result = run(sys.executable, "stages/label.py")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == ("error: data/snapshots.jsonl holds no snapshots: "
+                                                      "nothing to label")
+    assert "Traceback" not in result.stderr
+
+
+# ---- seeds: one formula, one place ----
+
+
+def test_the_phase_0_sample_seed_has_one_definition():
+    from teachable.tasks import rollout_sample_seed
+
+    assert [rollout_sample_seed(0, i) for i in range(3)] == [0, 1, 2]
+    assert rollout_sample_seed(2, 5) == 2 * 1_000_003 + 5
+    assert "1_000_003" not in (ROOT / "stages/rollouts.py").read_text()
