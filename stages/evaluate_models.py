@@ -17,12 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from teachable import stage
-from teachable.config import Params
-from teachable.evaluation import (evaluate_models, evaluation_plan, headline, matrix_models, phase2_cells, phase3_gates,
-                                  tables)
-from teachable.records import read_jsonl, write_json
-from teachable.student import load_student
-from teachable.tracking import log_to_run, stage_run
+from teachable.core import resume
+from teachable.core.params import Params
+from teachable.evaluation.panels import evaluate_models, evaluation_plan, matrix_models, phase2_cells
+from teachable.evaluation.tables import headline, phase3_gates, tables
+from teachable.core.records import read_jsonl, write_json
+from teachable.training.student import load_student
+from teachable.core.tracking import log_to_run, stage_run
 
 SNAPSHOTS, RETENTION, REPORTS = "data/quadrant_snapshots.jsonl", "data/retention_panel.jsonl", Path("reports/phase3")
 
@@ -31,7 +32,7 @@ def main(params: Params) -> None:
     models = matrix_models("models/phase2", phase2_cells(params.train))
     key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "evaluate"}),
            "models": [(m.key, m.mlflow_run_id) for m in models]}
-    scratch = stage.ScratchLog("evaluate", key)
+    scratch = resume.ScratchLog("evaluate", key)
     with stage_run("evaluate", key) as mlflow:
         plan = evaluation_plan(params, read_jsonl(SNAPSHOTS), read_jsonl(RETENTION))
         rows = evaluate_models(load_student(params.student), models, scratch=scratch, **plan)

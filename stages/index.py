@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 
 from teachable import stage
-from teachable.config import Params
+from teachable.core.params import Params
 from teachable.envs.shop.build import build_shop, write_unused
-from teachable.tracking import stage_run
+from teachable.core.tracking import stage_run
 
 OUT = "data/shop"
 log = logging.getLogger(__name__)

@@ -14,14 +14,15 @@ import time
 from tqdm.auto import tqdm
 
 from teachable import stage
-from teachable.config import Params
+from teachable.core import resume
+from teachable.core.params import Params
 from teachable.labeling.label import label_chunk
-from teachable.records import Snapshot, read_jsonl, require_unique, write_json, write_jsonl
-from teachable.rollout import RolloutEngine
-from teachable.student import load_student
+from teachable.core.records import Snapshot, read_jsonl, require_unique, write_json, write_jsonl
+from teachable.rollout.engine import RolloutEngine
+from teachable.training.student import load_student
 from teachable.teacher import make_teacher
 from teachable.teacher.base import TeacherStopped
-from teachable.tracking import stage_run
+from teachable.core.tracking import stage_run
 
 SNAPSHOTS, OUT, METRICS = "data/snapshots.jsonl", "data/labeled_snapshots.jsonl", "reports/phase1/label_metrics.json"
 
@@ -43,6 +44,7 @@ def resume_key(params: Params) -> dict:
 
 def main(params: Params) -> None:
     p, env = params.label, params.env
+    teacher = make_teacher(params.teacher)  # no key, a wrong key, no server, an unknown model: fails here, first
     snapshots = read_jsonl(SNAPSHOTS, Snapshot)
     require_unique([{"snapshot_id": s.snapshot_id} for s in snapshots], "snapshot_id", SNAPSHOTS)
     snapshots = snapshots[: p.max_snapshots]
@@ -50,8 +52,7 @@ def main(params: Params) -> None:
         raise stage.StageInputError(f"{SNAPSHOTS} holds no snapshots: nothing to label")
     key = resume_key(params)
     key["snapshots_file"] = [s.snapshot_id for s in snapshots]
-    teacher = make_teacher(params.teacher)  # no key, a wrong key, no server, an unknown model: fails here
-    scratch = stage.ScratchLog("label", key)
+    scratch = resume.ScratchLog("label", key)
     done = {r["snapshot_id"]: r for r in scratch.load()}
     todo = [s for s in snapshots if s.snapshot_id not in done]
     with stage_run("label", {k: v for k, v in key.items() if k != "snapshots_file"}) as mlflow:

@@ -19,12 +19,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from teachable import stage
-from teachable.config import Params
-from teachable.microtrain import (loss_curves_csv, micro_engine_kwargs, micro_run, micro_train_params,
+from teachable.core import resume
+from teachable.core.params import Params
+from teachable.training.microtrain import (loss_curves_csv, micro_engine_kwargs, micro_run, micro_train_params,
                                   sample_per_quadrant, summarise)
-from teachable.records import read_jsonl, write_json
-from teachable.student import load_student
-from teachable.tracking import stage_run
+from teachable.core.records import read_jsonl, write_json
+from teachable.training.student import load_student
+from teachable.core.tracking import stage_run
 
 LABELED, REPORTS = "data/quadrant_snapshots.jsonl", Path("reports/phase1b")
 
@@ -35,7 +36,7 @@ def main(params: Params) -> None:
     train = micro_train_params(params.train, p)
     key = params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "micro_train"})
     key["label_horizon"] = params.label.horizon
-    scratch = stage.ScratchLog("micro_train", key)
+    scratch = resume.ScratchLog("micro_train", key)
     done = {r["snapshot_id"]: r for r in scratch.load()}
     with stage_run("micro_train", key) as mlflow:
         policy = load_student(params.student)

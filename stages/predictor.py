@@ -3,7 +3,7 @@
 From the training split of `data/quadrant_snapshots.jsonl` (`split == "train"`, or every record when the field is
 absent): grouped-by-task cross-validation of U (text features only), L_local, ELP_net and quadrant; Precision@K and
 NDCG@K of the out-of-fold ELP_net ranking against entropy, random and oracle; the four phase 4 gates
-(`teachable.predictor.assess`: R2 of U and of L_local against `predictor.targets`, quadrant accuracy's lift over
+(`teachable.evaluation.predictor.assess`: R2 of U and of L_local against `predictor.targets`, quadrant accuracy's lift over
 the majority and U-threshold baselines, NDCG@K over entropy), each pass | fail | inconclusive at `gates.alpha`,
 under `gates` in the metrics file. Then the models are refitted on the whole training split and saved (skops, no
 pickle). Outputs `reports/phase4/training_result.json`, `reports/phase4/ranking_curves.csv`, `models/predictor/`, and
@@ -20,12 +20,12 @@ from pathlib import Path
 import pandas as pd
 
 from teachable import stage
-from teachable.config import Params
-from teachable.predictor import EmbedderError, Predictor, check_embedder
-from teachable.predictor.assess import assess
-from teachable.records import read_jsonl, write_json
-from teachable.tasks import training_snapshots
-from teachable.tracking import stage_run
+from teachable.core.params import Params
+from teachable.evaluation.predictor import EmbedderError, Predictor, check_embedder
+from teachable.evaluation.predictor.assess import assess
+from teachable.core.records import read_jsonl, write_json
+from teachable.core.tasks import training_snapshots
+from teachable.core.tracking import stage_run
 
 SNAPSHOTS, MODELS, REPORTS = "data/quadrant_snapshots.jsonl", Path("models/predictor"), Path("reports/phase4")
 log = logging.getLogger("predictor")

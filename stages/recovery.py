@@ -4,12 +4,12 @@ multi-step training records for the extra `train_recovery` cell. Output `data/re
 from __future__ import annotations
 
 from teachable import stage
-from teachable.config import Params
-from teachable.records import read_jsonl, write_json, write_jsonl
-from teachable.recovery import expert_recoveries, recovery_records
-from teachable.rollout import RolloutEngine
-from teachable.tasks import training_snapshots
-from teachable.tracking import stage_run
+from teachable.core.params import Params
+from teachable.core.records import read_jsonl, write_json, write_jsonl
+from teachable.training.recovery import expert_recoveries, recovery_records
+from teachable.rollout.engine import RolloutEngine
+from teachable.core.tasks import training_snapshots
+from teachable.core.tracking import stage_run
 
 LABELED, OUT, METRICS = "data/quadrant_snapshots.jsonl", "data/recovery_trajectories.jsonl", "reports/phase2/recovery.json"
 

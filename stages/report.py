@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 
 from teachable import stage
-from teachable.config import Params
+from teachable.core.params import Params
 from teachable.report.build import build_report
 from teachable.report.gates import gates_metrics
-from teachable.tracking import stage_run
+from teachable.core.tracking import stage_run
 
 log = logging.getLogger("report")
 

@@ -7,13 +7,14 @@ Resumable: finished episodes go to a scratch log first; a killed run restarted s
 from __future__ import annotations
 
 from teachable import stage
-from teachable.config import Params
-from teachable.records import Episode, write_json, write_jsonl
-from teachable.rollout import RolloutEngine, RolloutSpec
-from teachable.tasks import rollout_sample_seed
-from teachable.student import load_student
-from teachable.tasks import make_tasks
-from teachable.tracking import stage_run
+from teachable.core import resume
+from teachable.core.params import Params
+from teachable.core.records import Episode, write_json, write_jsonl
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.core.tasks import rollout_sample_seed
+from teachable.training.student import load_student
+from teachable.core.tasks import make_tasks
+from teachable.core.tracking import stage_run
 
 OUT, METRICS = "data/rollouts/student.jsonl", "reports/phase0/metrics.json"
 
@@ -39,7 +40,7 @@ def main(params: Params) -> None:
     specs = [RolloutSpec(f"ep{i:06d}", t.level, t.seed, sample_seed=rollout_sample_seed(params.seed, i))
              for i, t in enumerate(tasks)]
     key = resume_key(params)
-    scratch = stage.ScratchLog("rollouts", key)
+    scratch = resume.ScratchLog("rollouts", key)
     done = {ep.episode_id: ep for ep in scratch.load(Episode)}
     with stage_run("rollouts", key) as mlflow:
         policy = load_student(params.student)

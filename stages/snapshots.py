@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections import Counter
 
 from teachable import stage
-from teachable.config import Params
-from teachable.records import Episode, read_jsonl, require_unique, write_json, write_jsonl
-from teachable.rollout import RolloutEngine, RolloutSpec
-from teachable.snapshots import expert_snapshots, failure_snapshots, retention_panel, verify_restorable
-from teachable.tasks import make_tasks
-from teachable.tracking import stage_run
+from teachable.core.params import Params
+from teachable.core.records import Episode, read_jsonl, require_unique, write_json, write_jsonl
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.rollout.snapshots import expert_snapshots, failure_snapshots, retention_panel, verify_restorable
+from teachable.core.tasks import make_tasks
+from teachable.core.tracking import stage_run
 
 ROLLOUTS = "data/rollouts/student.jsonl"
 SNAPSHOTS, RETENTION, METRICS = "data/snapshots.jsonl", "data/retention_panel.jsonl", "reports/phase0/snapshots.json"

@@ -3,7 +3,7 @@
 Outputs `models/student/` (HF directory: safetensors, tokenizer, chat template) and `models/student/card.json`.
 Resumable: training checkpoints (one at every held-out evaluation) go to `.scratch/`, keyed by these params and the
 training data, so a killed build restarted with the same params resumes from its last checkpoint and saves the same
-model an uninterrupted build would (`teachable.student.build`).
+model an uninterrupted build would (`teachable.training.student.build`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from teachable import stage
-from teachable.config import Params
-from teachable.records import write_json
-from teachable.tracking import stage_run
+from teachable.core.params import Params
+from teachable.core.records import write_json
+from teachable.core.tracking import stage_run
 
 
 def main(params: Params) -> None:
@@ -24,7 +24,7 @@ def main(params: Params) -> None:
         if params.student.base_model:
             card = {"base_model": params.student.base_model, "offline": False}
         else:
-            from teachable.student.build import build_student
+            from teachable.training.student.build import build_student
 
             card = build_student(params.student, params.env, params.seed, out, scratch_key=key)
             for point in card["loss_curve"]:

@@ -2,7 +2,7 @@
 `Q1-demo` ... `Q4-contrast` (the 12 quadrant x format cells), `random` / `all` (the baselines), or `recovery`
 (the extra cell on expert recovery trajectories).
 
-Every cell is trained `train.n_seeds` times (`teachable.matrix`: seed k has its own subsample and initialisation)
+Every cell is trained `train.n_seeds` times (`teachable.training.matrix`: seed k has its own subsample and initialisation)
 and, with `train.records_per_cell`, on the same number of records as every other cell (`all` and `recovery` are
 not subsampled). Output `models/phase2/<CELL>/seed-<k>/` (LoRA adapter as safetensors + `metrics.json`) and
 `models/phase2/<CELL>/metrics.json` (the cell: its seeds, records, losses). A cell with fewer than
@@ -18,13 +18,14 @@ import sys
 from pathlib import Path
 
 from teachable import stage
-from teachable.config import Params, TrainParams
-from teachable.matrix import BASELINES, baseline_records, cell_records, cell_size, training_seed
-from teachable.records import read_jsonl, write_json
-from teachable.student import student_path
-from teachable.tasks import training_snapshots
-from teachable.tracking import matrix_cell_run
-from teachable.training import train_lora
+from teachable.core import resume
+from teachable.core.params import Params, TrainParams
+from teachable.training.matrix import BASELINES, baseline_records, cell_records, cell_size, training_seed
+from teachable.core.records import read_jsonl, write_json
+from teachable.training.student import student_path
+from teachable.core.tasks import training_snapshots
+from teachable.core.tracking import matrix_cell_run
+from teachable.training.lora import train_lora
 
 LABELED, RECOVERY = "data/quadrant_snapshots.jsonl", "data/recovery_trajectories.jsonl"
 log = logging.getLogger("train")
@@ -47,7 +48,7 @@ def train_seed(params: Params, cell: str, k: int, records: list[dict], out: Path
     seed = training_seed(params.seed, k)
     data, train = cell_data(cell, records, params, seed)
     key = params.model_dump(mode="json", include={"seed", "student", "train"})
-    checkpoints = stage.scratch_path(f"checkpoints-{cell}-{k}", {**key, "data": data})
+    checkpoints = resume.scratch_path(f"checkpoints-{cell}-{k}", {**key, "data": data})
     with matrix_cell_run("train", f"{cell}/seed-{k}", key) as mlflow:
         if data:
             # the per-step curves and `train_loss` (once) go to this run through train_lora's MLflow callback

@@ -2,7 +2,7 @@
 `reports/phase2/training_summary.json`.
 
 Exactly the cells the params define (`train.quadrants` x `train.formats`, `train.baselines`, `recovery`, as in
-`teachable.evaluation.phase2_cells`, which this stage's deps do not include); a directory under models/phase2 from
+`teachable.evaluation.panels.phase2_cells`, which this stage's deps do not include); a directory under models/phase2 from
 earlier params is left out, a defined cell that was not trained is an error naming it.
 """
 
@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from teachable import stage
-from teachable.config import Params, TrainParams
-from teachable.records import InputError, write_json
+from teachable.core.params import Params, TrainParams
+from teachable.core.records import InputError, write_json
 
 PHASE2 = Path("models/phase2")
 

@@ -11,8 +11,9 @@ import argparse
 import json
 import sys
 
-from teachable.records import RecordError
-from teachable.snapshot_view import UnknownSnapshot, describe, to_text
+from teachable.core.records import RecordError
+from teachable.report.snapshot_data import UnknownSnapshot, describe
+from teachable.report.snapshot_view import to_text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,30 +1,17 @@
-"""What every stage script shares: logging, validated params, clean failure on bad input, resumable scratch logs.
-
-A scratch log (or checkpoint folder) is keyed by the params the caller passes AND by the content of what the
-running stage depends on (`dependency_fingerprint`): its code, input data and models as `dvc.yaml` lists them. A
-killed run restarted after any of them changed starts afresh instead of mixing old results with new ones.
-"""
+"""The stage runner every `stages/*.py` script calls: logging, validated params, environments configured, and
+bad input (params, records, snapshots, a teacher that cannot be used) ended with one clear line and exit code 2.
+Resumable scratch logs are `teachable.core.resume`'s."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import logging
-import shlex
 import sys
-import time
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 
-import yaml
-
-from teachable.config import Params, ParamsError, load_params
+from teachable.core.params import Params, ParamsError, load_params
+from teachable.core.records import InputError
 from teachable.envs import RestoreError, configure_envs
-from teachable.records import InputError, iter_jsonl
-from teachable.teacher.openai_teacher import TeacherConfigError
-
-SCRATCH_DIR = Path(".scratch")
+from teachable.teacher.base import TeacherConfigError
 
 
 class StageInputError(InputError):
@@ -41,145 +28,3 @@ def run(main: Callable[[Params], None], params_path: str = "params.yaml") -> Non
     except (ParamsError, InputError, RestoreError, TeacherConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-
-
-DVC_FILE = "dvc.yaml"
-SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints"}  # written by running the code, not part of it
-SKIPPED_SUFFIXES = {".pyc", ".pyo"}
-CHUNK = 1 << 20
-log = logging.getLogger(__name__)
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _files(path: Path) -> Iterable[Path]:
-    if path.is_file():
-        yield path
-    elif path.is_dir():
-        for child in sorted(path.rglob("*")):
-            rel = child.relative_to(path)
-            if child.is_file() and not SKIPPED_PARTS & set(rel.parts) and child.suffix not in SKIPPED_SUFFIXES:
-                yield child
-
-
-def hash_paths(root: Path, paths: Iterable[str]) -> tuple[str, int]:
-    """sha256 over every named file's or folder's files (path and full content; byte caches skipped; a missing
-    path counts as missing): the digest and the bytes read."""
-    h, size = hashlib.sha256(), 0
-    for name in sorted(set(paths)):
-        path = root / name
-        h.update(f"dep {name}\n".encode())
-        if not path.exists():
-            h.update(b"missing\n")
-            continue
-        for file in _files(path):
-            h.update(f"{file.relative_to(root).as_posix()} {_file_digest(file)}\n".encode())
-            size += file.stat().st_size
-    return h.hexdigest(), size
-
-
-def _scripts(cmd) -> set[Path]:
-    """The .py files a dvc.yaml `cmd` (a string or a list of them) runs, relative to the dvc.yaml folder."""
-    out = set()
-    for line in cmd if isinstance(cmd, list) else [cmd]:
-        try:
-            tokens = shlex.split(str(line))
-        except ValueError:
-            tokens = str(line).split()
-        out |= {Path(t) for t in tokens if t.endswith(".py") and "${" not in t}
-    return out
-
-
-def stage_deps(root: Path, script: Path) -> tuple[list[str], list[str]] | None:
-    """The stages of `root/dvc.yaml` whose cmd runs `script`, and the union of their deps (a script shared by
-    several stages, such as a matrix's cells, gets all of theirs); None when no stage runs it."""
-    try:
-        spec = yaml.safe_load((root / DVC_FILE).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    script = script.resolve()
-    names, deps = [], set()
-    for name, stage in (spec.get("stages") or {}).items():
-        runs = isinstance(stage, dict) and any((root / s).resolve() == script for s in _scripts(stage.get("cmd", "")))
-        if not runs:
-            continue
-        names.append(name)
-        for dep in stage.get("deps") or []:
-            deps |= {str(d) for d in (dep if isinstance(dep, dict) else [dep]) if "${" not in str(d)}
-    return (names, sorted(deps)) if names else None
-
-
-def _project_root(script: Path) -> Path | None:
-    return next((d for d in script.resolve().parents if (d / DVC_FILE).is_file()), None)
-
-
-def dependency_fingerprint(script: str | Path | None = None) -> str:
-    """What a stage's output depends on besides its params: the content of the deps `dvc.yaml` lists for the
-    stage(s) whose cmd runs `script` (the running one, `sys.argv[0]`, by default). Without a dvc.yaml above the
-    script or a stage running it (a stage's `main` called from a test), the `teachable` package's source."""
-    started = time.perf_counter()
-    script = Path(script if script is not None else (sys.argv[0] or "-"))
-    root = _project_root(script) if script.suffix == ".py" else None
-    found = stage_deps(root, script) if root else None
-    if found:
-        names, deps = found
-        digest, size = hash_paths(root, deps)
-        what = f"the deps of {DVC_FILE} stage{'s' * (len(names) > 1)} {', '.join(names)} ({len(deps)} paths)"
-    else:
-        package = Path(__file__).resolve().parent
-        digest, size = hash_paths(package.parent, [package.name])
-        what = f"the {package.name} package source (no {DVC_FILE} stage runs {script})"
-    log.info("resume logs keyed by %s: %.1f MB hashed in %.2f s", what, size / 1e6, time.perf_counter() - started)
-    return f"{'dvc' if found else 'package'}:{digest}"
-
-
-@functools.cache
-def current_fingerprint() -> str:
-    """`dependency_fingerprint()` of this process, computed once: a stage's resume logs all use the deps as they
-    were when it first asked (`current_fingerprint.cache_clear()` to recompute)."""
-    return dependency_fingerprint()
-
-
-def scratch_path(name: str, key: dict, suffix: str = "") -> Path:
-    """A path under .scratch/ unique to `name`, the JSON of `key` (params, data) and the running stage's deps
-    (`current_fingerprint`): other params, code, data or models never mix in."""
-    keyed = {"key": key, "deps": current_fingerprint()}
-    digest = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    SCRATCH_DIR.mkdir(parents=True, exist_ok=True)
-    return SCRATCH_DIR / f"{name}-{digest}{suffix}"
-
-
-class ScratchLog:
-    """Finished units of a long stage, appended one JSON line at a time under a name keyed by the stage's params and
-    deps (`scratch_path`), so a killed run restarted with the same params, code, data and models skips what is done
-    (and a change to any of them starts afresh)."""
-
-    def __init__(self, stage: str, key: dict):
-        self.path = scratch_path(stage, key, ".jsonl")
-
-    def load(self, model=None) -> list:
-        if not self.path.exists():
-            return []
-        self._drop_torn_tail()
-        return list(iter_jsonl(self.path, model))
-
-    def _drop_torn_tail(self) -> None:
-        """A kill mid-write can leave a partial last line; cut it so the log stays valid JSONL."""
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
-
-    def append(self, record) -> None:
-        line = record.model_dump_json() if hasattr(record, "model_dump_json") else json.dumps(record)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)

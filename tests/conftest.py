@@ -5,14 +5,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from teachable.config import parse_params  # noqa: E402
+from teachable.core.params import parse_params  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_student_dir(tmp_path_factory):
     """An untrained offline-student-shaped model saved in HF format (random weights: fine for mechanics)."""
     from teachable.policy.prompts import build_messages
-    from teachable.student.build import build_model, train_tokenizer
+    from teachable.training.student.build import build_model, train_tokenizer
     from teachable.envs.babyai import ACTIONS
 
     params = parse_params({"student": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}})

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from teachable.config import MicroTrainParams
+from teachable.core.params import MicroTrainParams
 from teachable.gates.core import INCONCLUSIVE, verdict
 from teachable.labeling.estimates import cpt, leverage
 from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
-from teachable.microtrain import summarise
-from teachable.supervision import FORMATS
+from teachable.training.microtrain import summarise
+from teachable.training.supervision import FORMATS
 
 SHORT = tuple(SHORT_NAMES.values())
 ALPHA = 0.05

@@ -7,9 +7,9 @@ import sys
 
 import yaml
 
-from teachable.config import Params, ParamsError, load_params, parse_params
+from teachable.core.params import Params, ParamsError, load_params, parse_params
 from teachable.envs import configure_envs
-from teachable.records import Episode, RecordError, read_jsonl, write_jsonl
+from teachable.core.records import Episode, RecordError, read_jsonl, write_jsonl
 
 
 def test_project_params_validate():
@@ -46,7 +46,7 @@ def test_bad_values_inside_sections_are_named(raw, key):
 def test_reading_params_imports_no_environment():
     """The params model is core: it must not pull in gymnasium, minigrid or the shop (level names are checked by
     `envs.configure_envs`)."""
-    code = "import sys; import teachable.config; print(any(m.startswith(('minigrid', 'gymnasium', 'teachable.envs')) for m in sys.modules))"
+    code = "import sys; import teachable.core.params; print(any(m.startswith(('minigrid', 'gymnasium', 'teachable.envs')) for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
@@ -88,7 +88,7 @@ def test_jsonl_round_trip_keeps_extra_fields(tmp_path):
 
 
 def test_required_fields_are_named_with_file_and_line(tmp_path):
-    from teachable.records import InputError, MissingFieldError, require_fields
+    from teachable.core.records import InputError, MissingFieldError, require_fields
 
     path = tmp_path / "labeled.jsonl"
     path.write_text('{"id": "a", "lev": {"L": 1}}\n\n{"id": "b", "lev": {}}\n{"id": "c", "lev": {"L": null}}\n')
@@ -105,7 +105,7 @@ def test_required_fields_are_named_with_file_and_line(tmp_path):
 
 
 def test_duplicate_ids_are_named_with_both_lines(tmp_path):
-    from teachable.records import DuplicateIdError, require_unique
+    from teachable.core.records import DuplicateIdError, require_unique
 
     path = tmp_path / "snapshots.jsonl"
     path.write_text('{"snapshot_id": "a"}\n{"snapshot_id": "b"}\n\n{"snapshot_id": "a"}\n')

@@ -125,7 +125,7 @@ def test_closure_follows_lazy_and_submodule_imports():
     assert {"teachable", "teachable.stage", "teachable.labeling", "teachable.labeling.label"} <= direct
     assert "teachable.labeling.label.label_chunk" not in direct
     files = {p.relative_to(ROOT).as_posix() for p in closure("stages/student.py")}
-    assert {"teachable/__init__.py", "teachable/student/build.py", "teachable/envs/shop/env.py"} <= files
+    assert {"teachable/__init__.py", "teachable/training/student/build.py", "teachable/envs/shop/env.py"} <= files
 
 
 def test_code_deps_cover_every_imported_module():

@@ -9,15 +9,16 @@ import sys
 import pandas as pd
 import pytest
 
-from teachable.config import GateParams, parse_params
-from teachable.evaluation import (EvalModel, episode_rows, evaluate_models, evaluation_plan, headline,
-                                  heldout_snapshots, matrix_models, overall_task_results, phase3_gates, tables)
+from teachable.core.params import GateParams, parse_params
+from teachable.evaluation.panels import (EvalModel, episode_rows, evaluate_models, evaluation_plan,
+                                         heldout_snapshots, matrix_models)
+from teachable.evaluation.tables import headline, overall_task_results, phase3_gates, tables
 from teachable.gates import holm
 from teachable.labeling.quadrants import QUADRANTS
-from teachable.records import Episode, Step
-from teachable.rollout import RolloutEngine, RolloutSpec
-from teachable.stage import ScratchLog
-from teachable.tasks import is_heldout, make_tasks, rollout_sample_seed, training_snapshots
+from teachable.core.records import Episode, Step
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.core.resume import ScratchLog
+from teachable.core.tasks import is_heldout, make_tasks, rollout_sample_seed, training_snapshots
 
 BASE = EvalModel("base", "base")
 
@@ -94,7 +95,7 @@ def test_the_split_is_by_task_so_no_task_is_on_both_sides():
     assert not {r["seed"] for r in train} & {r["seed"] for r in held}
     assert {r["split"] for r in held} == {"eval"}
     # a stable hash of the seed, not Python's salted hash(): another process with another hash seed agrees
-    code = "from teachable.tasks import is_heldout; print([is_heldout(s, 0.3) for s in range(200)])"
+    code = "from teachable.core.tasks import is_heldout; print([is_heldout(s, 0.3) for s in range(200)])"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout.strip()
     assert other == str([is_heldout(s, 0.3) for s in range(200)])

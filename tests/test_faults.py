@@ -12,14 +12,14 @@ import sys
 
 import pytest
 
-from teachable.records import Episode, InputError, Snapshot, write_jsonl
+from teachable.core.records import Episode, InputError, Snapshot, write_jsonl
 from tests.project_copy import ROOT, copy_project, load_stage
 
 # ---- MLflow: a killed stage's run does not stay RUNNING ----
 
 HOLD = """
 import sys, time
-from teachable.tracking import stage_run
+from teachable.core.tracking import stage_run
 with stage_run(sys.argv[1], {"a": 1}) as mlflow:
     print(mlflow.active_run().info.run_id, flush=True)
     time.sleep(120)
@@ -28,12 +28,14 @@ with stage_run(sys.argv[1], {"a": 1}) as mlflow:
 
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory):
-    """One MLflow database for the module, created here (creating one takes seconds, and two processes creating the
-    same one at once collide)."""
+    """One MLflow database and experiment for the module, created here (creating one takes seconds, and two
+    processes creating the same one at once collide: the loser's run can land in MLflow's Default experiment)."""
     from mlflow.tracking import MlflowClient
 
+    from teachable.core.tracking import EXPERIMENT
+
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    MlflowClient(uri).search_experiments()
+    MlflowClient(uri).create_experiment(EXPERIMENT)  # the holders below would race to create it
     return uri
 
 
@@ -73,7 +75,7 @@ def test_sigterm_ends_the_run_killed_at_once(holders, client):
 
 
 def test_the_next_start_marks_the_runs_of_dead_processes_killed(holders, client):
-    from teachable.tracking import process_tags, stage_run
+    from teachable.core.tracking import process_tags, stage_run
 
     proc, dead = holders["probe-kill"]
     proc.kill()  # SIGKILL: nothing runs in the process, its run stays RUNNING
@@ -86,6 +88,7 @@ def test_the_next_start_marks_the_runs_of_dead_processes_killed(holders, client)
     elsewhere = client.create_run(experiment, tags={"stage": "probe-kill", **dead_tags,
                                                                   "process.host": "elsewhere"})
 
+    from teachable.core.tracking import process_gone, tracking_uri
     with stage_run("probe-kill", {"a": 1}) as mlflow:
         this = mlflow.active_run().info.run_id
     status = lambda run_id: client.get_run(run_id).info.status  # noqa: E731
@@ -96,7 +99,7 @@ def test_the_next_start_marks_the_runs_of_dead_processes_killed(holders, client)
 
 
 def test_a_reused_pid_is_told_from_the_process_that_held_the_run():
-    from teachable.tracking import process_gone, process_tags
+    from teachable.core.tracking import process_gone, process_tags
 
     tags = process_tags()
     assert not process_gone(tags)
@@ -163,7 +166,7 @@ def test_snapshots_names_duplicate_episode_ids_in_its_input(tmp_path, monkeypatc
 
 
 def test_snapshots_never_writes_duplicate_snapshot_ids(tmp_path, monkeypatch, client):
-    from teachable.config import parse_params
+    from teachable.core.params import parse_params
 
     monkeypatch.chdir(tmp_path)
     write_jsonl("data/rollouts/student.jsonl", [episode(0)])
@@ -197,7 +200,7 @@ def test_label_on_an_empty_snapshots_file_exits_2_with_one_line(tmp_path):
 
 
 def test_the_phase_0_sample_seed_has_one_definition():
-    from teachable.tasks import rollout_sample_seed
+    from teachable.core.tasks import rollout_sample_seed
 
     assert [rollout_sample_seed(0, i) for i in range(3)] == [0, 1, 2]
     assert rollout_sample_seed(2, 5) == 2 * 1_000_003 + 5

@@ -7,16 +7,16 @@ import random
 import numpy as np
 import pytest
 
-from teachable.config import LabelParams, QuadrantParams
+from teachable.core.params import LabelParams, QuadrantParams
 from teachable.envs import register_env
 from teachable.labeling.estimates import cpt, leverage, paired_difference, rate, stratified_difference
 from teachable.labeling.label import label_chunk
 from teachable.labeling.quadrants import quadrant, summary, thresholds
 from teachable.labeling.uncertainty import uncertainty
-from teachable.patches import demo_patch, placebo_patch
+from teachable.policy.patches import demo_patch, placebo_patch
 from teachable.policy.hf import Scores
-from teachable.records import Snapshot
-from teachable.rollout import RolloutEngine
+from teachable.core.records import Snapshot
+from teachable.rollout.engine import RolloutEngine
 from teachable.teacher import OracleTeacher
 
 
@@ -306,7 +306,7 @@ def test_match_probability_is_the_rate_at_which_student_draws_pick_the_expert_ac
     """BabyAI, a stored state, 64 rollouts: the share of student rollouts whose own first action is the expert's
     (the pairs the stratified L_local treats as equal) agrees with the exact p_match from the scores."""
     from teachable.envs import make_env
-    from teachable.records import Snapshot
+    from teachable.core.records import Snapshot
 
     env = make_env("babyai", "GoToLocal", 32)
     env.reset(5)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from teachable.matrix import baseline_records, cell_records, cell_size, training_seed
+from teachable.training.matrix import baseline_records, cell_records, cell_size, training_seed
 from tests.test_training import LABELED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +53,8 @@ def test_baselines_come_from_the_pool_of_all_cells():
 
 def test_recovery_records_follow_the_expert_with_the_students_history():
     from teachable.envs import make_env
-    from teachable.recovery import expert_recoveries, recovery_records
-    from teachable.rollout import RolloutEngine
+    from teachable.training.recovery import expert_recoveries, recovery_records
+    from teachable.rollout.engine import RolloutEngine
 
     env = make_env("babyai", "GoToLocal", 32)
     env.reset(4)

@@ -3,11 +3,11 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from teachable import gates
-from teachable.config import LabelParams, MicroTrainParams, TrainParams
+from teachable.core.params import LabelParams, MicroTrainParams, TrainParams
 from teachable.labeling.quadrants import QUADRANTS
-from teachable.microtrain import loss_curves_csv, micro_run, sample_per_quadrant, summarise, validation_specs
+from teachable.training.microtrain import loss_curves_csv, micro_run, sample_per_quadrant, summarise, validation_specs
 from teachable.policy.hf import HFPolicy
-from teachable.records import Snapshot
+from teachable.core.records import Snapshot
 from tests.test_training import LABELED
 
 

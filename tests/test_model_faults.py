@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from teachable import stage
-from teachable.config import TrainParams, parse_params
-from teachable.records import InputError, read_jsonl, write_jsonl
-from teachable.student import load_student, student_path
+from teachable.core.params import TrainParams, parse_params
+from teachable.core.records import InputError, read_jsonl, write_jsonl
+from teachable.training.student import load_student, student_path
 from tests.project_copy import load_stage
 from tests.test_training import LABELED
 
@@ -51,7 +51,7 @@ def student_copy(tiny_student_dir, tmp_path):
 
 
 def test_an_intact_student_directory_passes_the_check(tiny_student_dir):
-    from teachable.student import check_model_dir
+    from teachable.training.student import check_model_dir
 
     check_model_dir(tiny_student_dir)
     assert student_path(parse_params({"student": {"dir": str(tiny_student_dir)}}).student) == str(tiny_student_dir)
@@ -103,7 +103,7 @@ class Killed(Exception):
 
 
 def kill_after_checkpoint(monkeypatch, step: int) -> None:
-    from teachable.student.build import _SuccessStop
+    from teachable.training.student.build import _SuccessStop
 
     def on_save(self, args, state, control, **kwargs):
         if state.global_step == step:
@@ -152,7 +152,7 @@ def test_a_killed_student_build_resumes_to_the_same_model(tmp_path, monkeypatch)
 def test_a_build_killed_after_reaching_its_target_does_not_train_on(tmp_path, monkeypatch):
     """Target 0: the first evaluation (step 4) stops training. Killed right after that checkpoint, the rerun takes
     its weights as they are instead of training from step 5 on."""
-    from teachable.student.build import build_student
+    from teachable.training.student.build import build_student
 
     monkeypatch.chdir(tmp_path)
     params = parse_params({"env": {"levels": ["GoToObj"], "max_steps": 8},
@@ -173,8 +173,8 @@ def test_a_build_killed_after_reaching_its_target_does_not_train_on(tmp_path, mo
 def test_an_adapter_loads_in_one_call_from_another_directory(tiny_student_dir, tmp_path, monkeypatch):
     from peft import AutoPeftModelForCausalLM
 
-    from teachable.supervision import supervision_record
-    from teachable.training import train_lora
+    from teachable.training.supervision import supervision_record
+    from teachable.training.lora import train_lora
 
     repo = tmp_path / "repo"
     shutil.copytree(tiny_student_dir, repo / "models/student")
@@ -279,7 +279,7 @@ Q1_ONLY = {"quadrants": ["Q1"], "formats": ["demo", "hint"], "baselines": ["rand
 
 
 def test_stale_cells_from_earlier_params_are_not_evaluated(tmp_path):
-    from teachable.evaluation import matrix_models, phase2_cells
+    from teachable.evaluation.panels import matrix_models, phase2_cells
 
     cells = phase2_cells(TrainParams(**Q1_ONLY))
     assert cells == ["Q1-demo", "Q1-hint", "random", "recovery"]

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from teachable.config import TeacherParams
+from teachable.core.params import TeacherParams
 from teachable.envs import make_env
 from teachable.teacher import make_teacher
 from teachable.teacher.openai_teacher import BudgetExceeded, OpenAITeacher, TeacherConfigError

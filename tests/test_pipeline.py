@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from teachable.records import Episode, Snapshot, read_jsonl
-from teachable.snapshots import verify_restorable
+from teachable.core.records import Episode, Snapshot, read_jsonl
+from teachable.rollout.snapshots import verify_restorable
 from tests.project_copy import copy_project
 
 pytestmark = pytest.mark.slow  # `make test-fast` leaves it out

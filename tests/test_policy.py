@@ -1,7 +1,7 @@
 import numpy as np
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from teachable.config import parse_params
+from teachable.core.params import parse_params
 from teachable.envs.babyai import ACTIONS
 from teachable.policy.hf import to_distribution
 from teachable.policy.parsing import parse_action
@@ -25,7 +25,7 @@ def test_student_dir_loads_with_auto_classes(tiny_student_dir):
 def test_the_saved_student_reloads_the_tokenizer_it_was_trained_with(tmp_path):
     """transformers may rebuild a known model type's tokenizer from its own recipe instead of tokenizer.json; the
     student's later stages must see the very tokens it was trained on."""
-    from teachable.student.build import build_model, train_tokenizer
+    from teachable.training.student.build import build_model, train_tokenizer
 
     params = parse_params({"student": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}})
     texts = ["You see: red ball 12 forward, grey key 2 left.", "i need a walnut chair", "click[walnut]"] * 20

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import skops.io as sio
 
-from teachable.config import PredictorParams, parse_params
+from teachable.core.params import PredictorParams, parse_params
 from teachable.gates import STATUSES
-from teachable.predictor import (EmbedderError, Predictor, feature_matrix, grouped_folds,
+from teachable.evaluation.predictor import (EmbedderError, Predictor, feature_matrix, grouped_folds,
                                  level_of, ndcg_at_k, precision_at_k, ranking_curves, state_text)
-from teachable.tasks import training_snapshots
-from teachable.predictor.features import make_spec
-from teachable.predictor.model import FOREST
-from teachable.records import RecordError, write_jsonl
+from teachable.core.tasks import training_snapshots
+from teachable.evaluation.predictor.features import make_spec
+from teachable.evaluation.predictor.model import FOREST
+from teachable.core.records import RecordError, write_jsonl
 from tests.project_copy import load_stage
 
 QUADRANTS = ("Q1_highU_highL", "Q2_highU_lowL", "Q3_lowU_lowL", "Q4_lowU_highL")
@@ -138,7 +138,7 @@ def test_save_load_gives_identical_predictions(tmp_path, small_forest):
 
 
 def test_a_single_quadrant_still_fits_and_cross_validates(tmp_path, small_forest):
-    from teachable.predictor import cross_validate
+    from teachable.evaluation.predictor import cross_validate
 
     records = [{**r, "quadrant": "Q2_highU_lowL"} for r in snapshots(n_tasks=4, per_task=2)]
     spec = make_spec(records, "hashing", 16, None)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from teachable.config import parse_params
+from teachable.core.params import parse_params
 from teachable.report import figures, tables
 from teachable.report.build import build_report
 from teachable.report.gates import compute_gates, gates_metrics

@@ -3,7 +3,7 @@ Skipped when no Chromium is installed (`make test` installs Debian's `chromium` 
 
 import pytest
 
-from teachable.config import parse_params
+from teachable.core.params import parse_params
 from teachable.report.browser import check_page, find_chromium
 from teachable.report.build import build_report
 from tests.report_synthetic import write_repo

@@ -5,7 +5,7 @@ import numpy as np
 from teachable.envs import make_env
 from teachable.envs.babyai import ACTIONS
 from teachable.policy.hf import Scores
-from teachable.rollout import RolloutEngine, RolloutSpec
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
 
 
 class RecordingPolicy:

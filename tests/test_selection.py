@@ -2,8 +2,8 @@
 
 import pytest
 
-from teachable.records import InputError
-from teachable.selection import SELECTION_METHODS, SelectionError, held_out_elp, select
+from teachable.core.records import InputError
+from teachable.evaluation.selection import SELECTION_METHODS, SelectionError, held_out_elp, select
 
 
 def records():

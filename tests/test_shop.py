@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from teachable.config import ParamsError, ShopParams, parse_params
+from teachable.core.params import ParamsError, ShopParams, parse_params
 from teachable.envs import RestoreError, configure_envs, make_env, restore_env
 from teachable.envs.search import Searcher, build_index
 from teachable.envs.shop import SHOP_LEVELS, ShopEnv, ShopWorld, configure_shop
@@ -16,7 +16,7 @@ from teachable.envs.shop.env import BACK, BUY, NEXT, PREV, SEARCH
 from teachable.envs.shop.reward import shop_reward
 from teachable.policy.candidates import expand_candidates, fits_open, is_open
 from teachable.policy.hf import Scores
-from teachable.rollout import RolloutEngine, RolloutSpec
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
 
 N_TASKS = 100
 
@@ -164,7 +164,7 @@ def test_expert_goes_for_the_first_listed_product_that_meets_the_goal(world):
 
 def test_the_students_tokenizer_keeps_product_ids_whole(world):
     from teachable.envs import tokenizer_words
-    from teachable.student.build import train_tokenizer
+    from teachable.training.student.build import train_tokenizer
 
     words = tokenizer_words("shop")
     assert words == list(world.products) and tokenizer_words("babyai") == []
@@ -174,7 +174,7 @@ def test_the_students_tokenizer_keeps_product_ids_whole(world):
 
 
 def test_a_word_after_a_bracket_is_the_same_token_as_in_the_mission():
-    from teachable.student.build import train_tokenizer
+    from teachable.training.student.build import train_tokenizer
 
     tok = train_tokenizer(["i need a walnut chair, size large", "click[walnut]", "search[walnut chair]"] * 20, 300)
     mission = tok.tokenize("i need a walnut chair")
@@ -331,9 +331,9 @@ def test_openai_teacher_schema_takes_a_query_where_search_is_open():
 
 
 def test_labeling_scores_sampled_queries_plus_the_teachers(world):
-    from teachable.config import LabelParams
+    from teachable.core.params import LabelParams
     from teachable.labeling.label import label_chunk
-    from teachable.records import Snapshot
+    from teachable.core.records import Snapshot
     from teachable.teacher import OracleTeacher
 
     configure_shop(n_open_samples=2)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from teachable.records import Episode, Snapshot, read_jsonl
+from teachable.core.records import Episode, Snapshot, read_jsonl
 from tests.project_copy import copy_project
 
 SHOP = ["env.name=shop", "env.levels=[all]", "env.max_steps=8", "shop.n_products=150", "shop.n_query_samples=2"]

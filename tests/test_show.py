@@ -3,7 +3,8 @@ import json
 import pytest
 
 from teachable.__main__ import main
-from teachable.snapshot_view import anchor, describe, to_html
+from teachable.report.snapshot_data import describe
+from teachable.report.snapshot_view import anchor, to_html
 from tests.report_synthetic import write_repo
 
 

@@ -1,10 +1,10 @@
 import pytest
 
-from teachable.config import SnapshotParams
+from teachable.core.params import SnapshotParams
 from teachable.envs import RestoreError
-from teachable.rollout import RolloutEngine, RolloutSpec
-from teachable.snapshots import failure_snapshots, qualifying_steps, retention_panel, verify_restorable
-from teachable.stage import ScratchLog
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.rollout.snapshots import failure_snapshots, qualifying_steps, retention_panel, verify_restorable
+from teachable.core.resume import ScratchLog
 from tests.test_rollout import RecordingPolicy
 
 

@@ -5,10 +5,10 @@ import os
 import sys
 from pathlib import Path
 
-from teachable.config import parse_params
-from teachable.records import Episode, read_jsonl
-from teachable.rollout import RolloutEngine
-from teachable.stage import ScratchLog
+from teachable.core.params import parse_params
+from teachable.core.records import Episode, read_jsonl
+from teachable.rollout.engine import RolloutEngine
+from teachable.core.resume import ScratchLog
 from tests.project_copy import load_stage
 
 
@@ -40,11 +40,11 @@ def test_rollouts_resume_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
 
 
 def test_label_resumes_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
-    from teachable.records import write_jsonl
-    from teachable.snapshots import failure_snapshots
-    from teachable.config import SnapshotParams
+    from teachable.core.records import write_jsonl
+    from teachable.rollout.snapshots import failure_snapshots
+    from teachable.core.params import SnapshotParams
     from tests.test_rollout import RecordingPolicy
-    from teachable.rollout import RolloutSpec
+    from teachable.rollout.engine import RolloutSpec
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -79,17 +79,17 @@ import shutil  # noqa: E402
 
 import pytest  # noqa: E402
 
-from teachable import stage as stage_lib  # noqa: E402
-from teachable.tasks import rollout_sample_seed  # noqa: E402
+from teachable.core import resume as resume_lib  # noqa: E402
+from teachable.core.tasks import rollout_sample_seed  # noqa: E402
 from tests.project_copy import ROOT  # noqa: E402
 
 
 @pytest.fixture
 def fresh_fingerprint():
     """The process computes its deps' fingerprint once: recompute it within the test and after it."""
-    stage_lib.current_fingerprint.cache_clear()
-    yield stage_lib.current_fingerprint.cache_clear
-    stage_lib.current_fingerprint.cache_clear()
+    resume_lib.current_fingerprint.cache_clear()
+    yield resume_lib.current_fingerprint.cache_clear
+    resume_lib.current_fingerprint.cache_clear()
 
 
 def mini_project(root: Path) -> Path:
@@ -108,16 +108,16 @@ def edit(path: Path, text: str = "\n# edited\n") -> None:
 
 def test_the_deps_fingerprint_follows_code_data_and_models(tmp_path):
     project = mini_project(tmp_path)
-    fingerprint = lambda name: stage_lib.dependency_fingerprint(project / "stages" / f"{name}.py")  # noqa: E731
+    fingerprint = lambda name: resume_lib.dependency_fingerprint(project / "stages" / f"{name}.py")  # noqa: E731
     edit(project / "models/student/model.safetensors", "weights")
     edit(project / "data/snapshots.jsonl", '{"snapshot_id": "a"}\n')
     label = fingerprint("label")
     assert label.startswith("dvc:") and fingerprint("label") == label
 
-    os.utime(project / "teachable/rollout.py", (1, 1))  # a new mtime, the same content
+    os.utime(project / "teachable/rollout/engine.py", (1, 1))  # a new mtime, the same content
     edit(project / "teachable/labeling/__pycache__/label.cpython-311.pyc", "bytecode")  # written by running it
     assert fingerprint("label") == label
-    for dep in ("teachable/labeling/label.py", "teachable/rollout.py", "stages/label.py", "data/snapshots.jsonl",
+    for dep in ("teachable/labeling/label.py", "teachable/rollout/engine.py", "stages/label.py", "data/snapshots.jsonl",
                 "models/student/model.safetensors", "models/student/added.json"):
         path = project / dep
         before = path.read_bytes() if path.exists() else None
@@ -127,18 +127,18 @@ def test_the_deps_fingerprint_follows_code_data_and_models(tmp_path):
         assert fingerprint("label") == label, dep  # by content: the same files again resume again
 
     evaluate = fingerprint("evaluate_models")
-    edit(project / "teachable/evaluation.py")  # not a dep of label
+    edit(project / "teachable/evaluation/panels.py")  # not a dep of label
     assert fingerprint("label") == label and fingerprint("evaluate_models") != evaluate
 
     train = fingerprint("train")  # the matrix cells, the baselines and recovery share stages/train.py: all deps
     edit(project / "data/recovery_trajectories.jsonl", "{}\n")
     assert fingerprint("train") != train
 
-    assert stage_lib.dependency_fingerprint(project / "benchmarks/rollouts.py").startswith("package:")
-    assert stage_lib.dependency_fingerprint(tmp_path / "elsewhere/script.py").startswith("package:")
+    assert resume_lib.dependency_fingerprint(project / "benchmarks/rollouts.py").startswith("package:")
+    assert resume_lib.dependency_fingerprint(tmp_path / "elsewhere/script.py").startswith("package:")
 
 
-@pytest.mark.parametrize("change", [None, "teachable/rollout.py", "models/student/config.json", "data/shop/meta.json"])
+@pytest.mark.parametrize("change", [None, "teachable/rollout/engine.py", "models/student/config.json", "data/shop/meta.json"])
 def test_a_killed_stage_resumes_only_under_the_same_deps(change, tmp_path, monkeypatch, tiny_student_dir,
                                                          fresh_fingerprint):
     """The probe: `label` killed part way, rerun after its code changed, kept 16 records from the old code. Here
@@ -154,7 +154,7 @@ def test_a_killed_stage_resumes_only_under_the_same_deps(change, tmp_path, monke
     stage = load_stage("rollouts")
     stage.main(params)
     uninterrupted = read_jsonl(stage.OUT, Episode)
-    assert stage_lib.current_fingerprint().startswith("dvc:")  # keyed by the rollouts stage's deps in dvc.yaml
+    assert resume_lib.current_fingerprint().startswith("dvc:")  # keyed by the rollouts stage's deps in dvc.yaml
 
     scratch = ScratchLog("rollouts", stage.resume_key(params))  # what the killed run left, marked as old
     for episode in uninterrupted[:4]:

@@ -16,5 +16,5 @@ def test_no_stage_script_shadows_a_module():
 
 
 def test_no_stage_script_re_derives_the_phase_0_sample_seed():
-    """`teachable.tasks.rollout_sample_seed` is the one definition; evaluation and tests compare against it."""
+    """`teachable.core.tasks.rollout_sample_seed` is the one definition; evaluation and tests compare against it."""
     assert not [p.name for p in STAGES.glob("*.py") if "1_000_003" in p.read_text() or "1000003" in p.read_text()]

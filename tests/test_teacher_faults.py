@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from teachable.config import TeacherParams, parse_params
+from teachable.core.params import TeacherParams, parse_params
 from teachable.teacher import make_teacher
 from teachable.teacher.openai_teacher import BudgetExceeded, TeacherConfigError
 from tests.test_openai_teacher import KEY, FakeServer, answer, completion, env, server  # noqa: F401  (fixtures)
@@ -224,11 +224,11 @@ def test_run_bounds_do_not_decide_reuse_of_finished_labels():
 
 def test_the_label_stage_stops_with_exit_2_and_keeps_finished_work(server, tmp_path, monkeypatch, capsys, caplog):
     from teachable import stage as stage_module
-    from teachable.config import SnapshotParams
+    from teachable.core.params import SnapshotParams
     from teachable.envs import restore_env
-    from teachable.records import write_jsonl
-    from teachable.rollout import RolloutEngine, RolloutSpec
-    from teachable.snapshots import failure_snapshots
+    from teachable.core.records import write_jsonl
+    from teachable.rollout.engine import RolloutEngine, RolloutSpec
+    from teachable.rollout.snapshots import failure_snapshots
     from tests.project_copy import load_stage
     from tests.test_rollout import RecordingPolicy
 

@@ -6,10 +6,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from teachable.config import TrainParams
+from teachable.core.params import TrainParams
 from teachable.policy.hf import HFPolicy
-from teachable.supervision import preference_pair, supervision_record
-from teachable.training import train_lora
+from teachable.training.supervision import preference_pair, supervision_record
+from teachable.training.lora import train_lora
 
 LABELED = {
     "snapshot_id": "s1", "mission": "go to the red ball", "obs": "You see: red ball 2 forward. You carry nothing.",

@@ -50,7 +50,7 @@ def configure_envs(params) -> None:
     """Check `env.levels` against the environment (here, not in the params model, so that reading params imports
     no environment) and apply the params environments made by name need (the shop: its query sampling). Every
     stage calls it before any work."""
-    from teachable.config import ParamsError
+    from teachable.core.params import ParamsError
 
     known = known_levels(params.env.name)
     unknown = [lvl for lvl in params.env.levels if lvl not in known]

@@ -1,7 +1,7 @@
 """Success-rate estimates from rollouts, each with a 95% interval for the design that produced it.
 
 Every arm of a snapshot (student, forced expert action, each CPT patch) runs rollout i with the same sample seed
-(common random numbers: see `teachable.rollout`), so a difference between two arms is a difference of *paired*
+(common random numbers: see `teachable.rollout.engine`), so a difference between two arms is a difference of *paired*
 binary outcomes and gets Tango's score interval for a paired difference, which rests on the discordant pairs, so
 the strong coupling the shared seeds create narrows it.
 The expert in control is deterministic, so its one rollout is a known 0 or 1 and L_upper's interval is the

@@ -8,16 +8,16 @@ import random
 
 import numpy as np
 
-from teachable.config import LabelParams
+from teachable.core.params import LabelParams
 from teachable.envs import restore_env
 from teachable.labeling.estimates import CONFIDENCE, CPT_ARMS, cpt, leverage, local_leverage, sample_seed, side
 from teachable.labeling.uncertainty import uncertainty
-from teachable.patches import contrast_patch, demo_patch, hint_patch, placebo_patch
+from teachable.policy.patches import contrast_patch, demo_patch, hint_patch, placebo_patch
 from teachable.policy.candidates import expand_candidates, has_open, sample_open_actions
 from teachable.policy.hf import to_distribution
 from teachable.policy.prompts import build_messages
-from teachable.records import Snapshot
-from teachable.rollout import RolloutEngine, RolloutSpec
+from teachable.core.records import Snapshot
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.teacher.base import Advice
 
 

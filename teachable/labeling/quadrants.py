@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from teachable.config import QuadrantParams
+from teachable.core.params import QuadrantParams
 from teachable.labeling.estimates import side
 
 QUADRANTS = ("Q1_highU_highL", "Q2_highU_lowL", "Q3_lowU_lowL", "Q4_lowU_highL")

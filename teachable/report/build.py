@@ -16,15 +16,16 @@ from pathlib import Path
 
 import yaml
 
-from teachable.config import Params
+from teachable.core.params import Params
 from teachable.labeling.quadrants import QUADRANTS
-from teachable.records import write_json
+from teachable.core.records import write_json
 from teachable.report import figures, tables
 from teachable.report.gates import compute_gates, gates_metrics
 from teachable.report.html import Section, render_page
 from teachable.report.loaders import PATHS, Inputs, gate_verdict, load_inputs, snapshot_frame
-from teachable.snapshot_view import describe, to_html
-from teachable.tracking import git_rev
+from teachable.report.snapshot_data import describe
+from teachable.report.snapshot_view import to_html
+from teachable.core.tracking import git_rev
 
 log = logging.getLogger(__name__)
 TOP_PER_QUADRANT = 2

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from teachable.snapshot_view import anchor
+from teachable.report.snapshot_view import anchor
 
 esc = html.escape
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from teachable.records import RecordError, read_jsonl
+from teachable.core.records import RecordError, read_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import pandas as pd
 
 from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
 from teachable.report.loaders import gate_verdict
-from teachable.selection import SELECTION_METHODS
-from teachable.supervision import FORMATS
+from teachable.evaluation.selection import SELECTION_METHODS
+from teachable.training.supervision import FORMATS
 
 SHORT = tuple(SHORT_NAMES.values())  # Q1..Q4, in the order of QUADRANTS
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import random
 
-from teachable.config import SnapshotParams
+from teachable.core.params import SnapshotParams
 from teachable.envs import restore_env
-from teachable.records import Episode, RetentionTask, Snapshot
+from teachable.core.records import Episode, RetentionTask, Snapshot
 
 
 def _level(episode: Episode) -> str:

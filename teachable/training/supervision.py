@@ -10,7 +10,7 @@ student's own chat template, the same way the policy scores actions, so training
 
 from __future__ import annotations
 
-from teachable.patches import contrast_patch, hint_patch
+from teachable.policy.patches import contrast_patch, hint_patch
 from teachable.policy.prompts import build_messages
 
 FORMATS = ("demo", "hint", "contrast")

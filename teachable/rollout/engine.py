@@ -28,7 +28,7 @@ from teachable.policy.candidates import expand_candidates, has_open, sample_open
 from teachable.policy.hf import to_distribution
 from teachable.policy.parsing import parse_action
 from teachable.policy.prompts import build_messages
-from teachable.records import Episode, Step
+from teachable.core.records import Episode, Step
 
 log = logging.getLogger(__name__)
 

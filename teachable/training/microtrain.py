@@ -16,13 +16,13 @@ from peft import PeftModel
 from scipy.stats import spearmanr
 
 from teachable import gates
-from teachable.config import EnvParams, MicroTrainParams, TrainParams
+from teachable.core.params import EnvParams, MicroTrainParams, TrainParams
 from teachable.labeling.estimates import paired_difference, sample_seed
 from teachable.labeling.quadrants import QUADRANTS
 from teachable.policy.hf import HFPolicy
-from teachable.rollout import RolloutEngine, RolloutSpec
-from teachable.supervision import supervision_record
-from teachable.training import train_lora
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.training.supervision import supervision_record
+from teachable.training.lora import train_lora
 
 
 def micro_train_params(train: TrainParams, micro: MicroTrainParams) -> TrainParams:

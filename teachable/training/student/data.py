@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import random
 
-from teachable.config import PatchRates
+from teachable.core.params import PatchRates
 from teachable.envs import make_env
-from teachable.patches import contrast_patch, demo_patch, hint_patch, placebo_patch
+from teachable.policy.patches import contrast_patch, demo_patch, hint_patch, placebo_patch
 from teachable.policy.candidates import is_open
 from teachable.policy.prompts import build_messages
-from teachable.tasks import Task
+from teachable.core.tasks import Task
 
 
 def choose_patch(env, expert: str, rates: PatchRates, rng: random.Random) -> str | None:

@@ -13,11 +13,11 @@ Every gate resamples tasks (the cross-validation's groups), at `gates.alpha` wit
 
 from __future__ import annotations
 
-from teachable.config import GateParams, PredictorParams
+from teachable.core.params import GateParams, PredictorParams
 from teachable.gates.predictor import accuracy_lift, beats_entropy, r2_above_target
-from teachable.predictor.features import make_spec
-from teachable.predictor.model import CrossValidation, cross_validate
-from teachable.predictor.ranking import ranking_curves
+from teachable.evaluation.predictor.features import make_spec
+from teachable.evaluation.predictor.model import CrossValidation, cross_validate
+from teachable.evaluation.predictor.ranking import ranking_curves
 
 GATES = ("r2_U", "r2_L", "accuracy_lift", "beats_entropy")
 

@@ -6,8 +6,8 @@ prompts are what the student would see along the way (its own history before the
 from __future__ import annotations
 
 from teachable.policy.prompts import build_messages
-from teachable.records import Episode
-from teachable.rollout import RolloutEngine, RolloutSpec
+from teachable.core.records import Episode
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
 
 
 def expert_recoveries(records: list[dict], engine: RolloutEngine) -> list[Episode]:

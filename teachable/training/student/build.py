@@ -24,14 +24,15 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from teachable.config import EnvParams, StudentParams
+from teachable.core import resume
+from teachable.core.params import EnvParams, StudentParams
 from teachable.envs import tokenizer_words
 from teachable.policy.hf import HFPolicy
 from teachable.policy.prompts import completion_text, render_prompt
-from teachable.rollout import RolloutEngine, RolloutSpec
-from teachable.stage import scratch_path
-from teachable.student.data import demonstrations
-from teachable.tasks import Task, make_tasks
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.core.resume import scratch_path
+from teachable.training.student.data import demonstrations
+from teachable.core.tasks import Task, make_tasks
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ def build_student(params: StudentParams, env: EnvParams, seed: int, out_dir: str
     """Build, train and save the offline student; returns its card (also written as card.json by the stage).
 
     With `scratch_key` (the stage's params), training checkpoints go to a scratch directory keyed by it and by the
-    training data and tokenizer (`teachable.stage.scratch_path`), one at every held-out evaluation, so a killed
+    training data and tokenizer (`teachable.resume.scratch_path`), one at every held-out evaluation, so a killed
     build restarted with the same params and data resumes from its last checkpoint; weights, data order, optimizer
     and RNG state come back with it, so on a CPU the saved model is byte for byte the one an uninterrupted build
     makes (tests/test_model_faults.py; on a GPU, nondeterministic kernels make two uninterrupted builds differ in

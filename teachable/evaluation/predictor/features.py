@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from teachable.records import RecordError
+from teachable.core.records import RecordError
 
 UNCERTAINTY = ("U", "entropy", "margin", "top_prob")
 STRUCTURE = ("step_idx", "history_len")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 
-from teachable.records import InputError
+from teachable.core.records import InputError
 
 log = logging.getLogger(__name__)
 SELECTION_METHODS = ("random", "entropy", "predictor", "oracle")

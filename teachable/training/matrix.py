@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
-from teachable.supervision import FORMATS, preference_pair, supervision_record
+from teachable.training.supervision import FORMATS, preference_pair, supervision_record
 
 QUADRANT_BY_SHORT = {short: q for q, short in SHORT_NAMES.items()}  # Q1 -> Q1_highU_highL
 BASELINES = ("random", "all")

@@ -33,8 +33,8 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from teachable.predictor.features import FeatureSpec, feature_matrix, make_spec
-from teachable.records import RecordError, write_json
+from teachable.evaluation.predictor.features import FeatureSpec, feature_matrix, make_spec
+from teachable.core.records import RecordError, write_json
 
 REGRESSION = ("U", "L_local", "ELP_net")
 TEXT_ONLY = {"U": True, "L_local": False, "ELP_net": False, "quadrant": False}

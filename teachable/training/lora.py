@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from transformers.integrations import MLflowCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from teachable.config import TrainParams
+from teachable.core.params import TrainParams
 from teachable.policy.hf import pick_dtype
 from teachable.policy.prompts import completion_text, render_prompt
 

@@ -1,0 +1,208 @@
+"""Phase 3 evaluation: the same held-out episodes for the base student and every trained model.
+
+Each model runs three panels, sampled at the labeling's temperature by default (`evaluate.n_rollouts` per item;
+greedy with temperature 0): `n_tasks` held-out tasks (a seed range no stage trains on), held-out snapshots per
+quadrant (snapshot tasks the split keeps out of training), and the retention panel (tasks the base student solved
+in phase 0). Every model, and every training seed of a model, sees exactly the same episode specs and sample seeds,
+so differences are paired by item (`teachable.gates.paired`). Here: which models, on which episodes, run how; the
+tables and gates built from the episodes are `teachable.evaluation.tables`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from peft import PeftModel
+from tqdm.auto import tqdm
+
+from teachable.core.params import Params, TrainParams
+from teachable.core.records import Episode, InputError
+from teachable.core.resume import ScratchLog
+from teachable.core.tasks import make_tasks
+from teachable.envs import make_env
+from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
+from teachable.policy.hf import HFPolicy
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
+
+MODEL_COLUMNS = ["model", "kind", "train_quadrant", "format"]
+
+
+@dataclass(frozen=True)
+class EvalModel:
+    """A model to evaluate: the base student (`adapter` None) or the student with one trained LoRA adapter."""
+
+    model: str
+    kind: str  # base | cell | baseline | recovery | selection
+    adapter: str | None = None
+    train_quadrant: str = ""
+    format: str = ""
+    mlflow_run_id: str | None = None  # the training run, which gets the headline numbers too
+    seed: int = 0  # training seed index: a model trained n_seeds times is n_seeds EvalModels of one name
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/seed-{self.seed}"
+
+    @property
+    def columns(self) -> dict:
+        return {"model": self.model, "kind": self.kind, "train_quadrant": self.train_quadrant, "format": self.format,
+                "seed": self.seed}
+
+
+def phase2_cells(train: TrainParams) -> list[str]:
+    """The phase 2 models the current params define, as dvc.yaml trains them: every `train.quadrants` x
+    `train.formats` cell (stage `train`), the `train.baselines` (`train_baseline`) and `recovery`
+    (`train_recovery`). A directory under models/phase2 that is none of these is from earlier params."""
+    return [f"{q}-{f}" for q in train.quadrants for f in train.formats] + list(train.baselines) + ["recovery"]
+
+
+def cell_stage(cell: str) -> str:
+    """The dvc.yaml stage that trains a phase 2 cell."""
+    if cell == "recovery":
+        return "train_recovery"
+    return f"train@{cell}" if "-" in cell else f"train_baseline@{cell}"
+
+
+def matrix_models(phase2: str | Path, cells: list[str]) -> list[EvalModel]:
+    """The base student plus every training seed of each phase 2 model in `cells` (`phase2_cells`: exactly what
+    the params define, never a stale directory from earlier params). `<cell>/metrics.json` lists the seeds; one
+    without `seeds` is one adapter. An untrained (empty) cell is evaluated as the base model it is, so every row of
+    the matrix exists. A defined cell that was not trained (no metrics.json, or an adapter missing) is an
+    InputError naming it and the stage to run."""
+    out = [EvalModel("base", "base")]
+    for name in sorted(cells):
+        cell_dir = Path(phase2) / name
+        metrics_path = cell_dir / "metrics.json"
+        if not metrics_path.is_file():
+            what = "has no metrics.json" if cell_dir.is_dir() else "does not exist"
+            raise InputError(f"{cell_dir} {what}: the params define model {name} but it has not been trained; "
+                             f"run `dvc repro {cell_stage(name)}`")
+        try:
+            metrics = json.loads(metrics_path.read_text())
+        except ValueError as err:
+            raise InputError(f"{metrics_path}: malformed JSON ({err}); run `dvc repro {cell_stage(name)}`") from None
+        trained = metrics.get("trained", True)
+        seeds = metrics.get("seeds") or [{"seed_index": 0, "dir": str(cell_dir),
+                                          "mlflow_run_id": metrics.get("mlflow_run_id")}]
+        if trained:
+            missing = [s["dir"] for s in seeds if not (Path(s["dir"]) / "adapter_config.json").is_file()]
+            if missing:
+                raise InputError(f"{missing[0]} has no adapter (adapter_config.json), though {metrics_path} lists "
+                                 f"it; run `dvc repro {cell_stage(name)}`")
+        kind, quadrant, fmt = ("cell", *name.split("-", 1)) if "-" in name else (
+            "recovery" if name == "recovery" else "baseline", "", "")
+        out += [EvalModel(name, kind, s["dir"] if trained else None, quadrant, fmt, s.get("mlflow_run_id"),
+                          s["seed_index"]) for s in seeds]
+    return out
+
+
+@contextlib.contextmanager
+def adapted(policy: HFPolicy, adapter: str | None) -> Iterator[HFPolicy]:
+    """The policy with a LoRA adapter attached for the duration; the shared base model is left as it was."""
+    if adapter is None:
+        yield policy
+        return
+    model = PeftModel.from_pretrained(policy.model, adapter).eval()
+    try:
+        yield HFPolicy(model, policy.tokenizer, policy.name, policy.batch_size)
+    finally:
+        model.unload()
+
+
+# -- the panels ------------------------------------------------------------------------------------------------------
+def heldout_snapshots(records: list[dict], n_per_quadrant: int, seed: int) -> list[dict]:
+    """Up to n held-out (`split == "eval"`) snapshots per quadrant, a seeded sample, in a stable order."""
+    chosen = []
+    for q in QUADRANTS:
+        pool = sorted((r for r in records if r.get("split") == "eval" and r["quadrant"] == q),
+                      key=lambda r: r["snapshot_id"])
+        chosen += random.Random(f"{seed}-{q}").sample(pool, min(n_per_quadrant, len(pool)))
+    return chosen
+
+
+def panel_specs(levels: list[str], n_tasks: int, snapshots: list[dict], retention: list[dict],
+                n_rollouts: int, seed: int) -> list[RolloutSpec]:
+    """Episode ids are `panel|item|i`; sample seeds depend only on the id, so every model gets the same ones."""
+    rollouts = range(n_rollouts)
+    specs = [RolloutSpec(f"task|{t.task_id}|{i}", t.level, t.seed)
+             for t in make_tasks(levels, n_tasks, "heldout") for i in rollouts]
+    for r in snapshots:
+        specs += [RolloutSpec(f"snapshot|{r['snapshot_id']}|{i}", r["state"]["level"], r["seed"],
+                              start_actions=tuple(r["state"]["actions"]), start_hash=r["state_hash"])
+                  for i in rollouts]
+    specs += [RolloutSpec(f"retention|{t['task_id']}|{i}", t["level"], t["seed"]) for t in retention
+              for i in rollouts]
+    return [dataclasses.replace(s, sample_seed=panel_sample_seed(seed, s.episode_id)) for s in specs]
+
+
+def panel_sample_seed(seed: int, episode_id: str) -> int:
+    """A sampling stream of its own for each evaluation episode. Not phase 0's `seed * 1_000_003 + i`: a retention
+    task is a phase 0 task the base solved, and with phase 0's seed a sampled (temperature > 0) evaluation would
+    replay that very success, so the base would keep 100% of the retention panel by construction."""
+    return random.Random(f"evaluate|{seed}|{episode_id}").getrandbits(63)
+
+
+def evaluation_plan(params: Params, snapshots: list[dict], retention: list[dict]) -> dict:
+    """What every model is evaluated on (phase 3 and the selection runs alike): the episode specs, how to run
+    them, and what the tables need to read them (`evaluate_models` keyword arguments)."""
+    e, env = params.evaluate, params.env
+    chosen = heldout_snapshots(snapshots, e.n_snapshots_per_quadrant, params.seed)
+    return {
+        "specs": panel_specs(env.levels, e.n_tasks, chosen, retention[: e.retention_max], e.n_rollouts,
+                             params.seed),
+        "engine_kwargs": dict(env_name=env.name, max_steps=env.max_steps, history_len=env.history_len,
+                              temperature=e.temperature, batch_size=e.batch_size),
+        "quadrant_of": {r["snapshot_id"]: r["quadrant"] for r in chosen},
+        "horizon": horizons(env.name, env.levels, env.max_steps),
+    }
+
+
+def horizons(env_name: str, levels: list[str], max_steps: int) -> dict[str, int]:
+    """Each level's step limit (the episode horizon), to tell "ran out of steps"."""
+    limits = {}
+    for task in make_tasks(levels, len(levels), "heldout"):
+        env = make_env(env_name, task.level, max_steps)
+        env.reset(task.seed)
+        limits[task.level] = env.max_steps
+    return limits
+
+
+def evaluate_models(policy: HFPolicy, models: list[EvalModel], specs: list[RolloutSpec], engine_kwargs: dict,
+                    quadrant_of: dict[str, str], horizon: dict[str, int], scratch: ScratchLog) -> pd.DataFrame:
+    """Every model on the same specs; a model's rows go to the scratch log when it finishes, so a killed stage
+    restarted skips the models already evaluated."""
+    done = {entry["model"]: entry["rows"] for entry in scratch.load()}
+    for model in tqdm([m for m in models if m.key not in done], desc="models", unit="model"):
+        with adapted(policy, model.adapter) as p:
+            episodes = RolloutEngine(p, record_steps=True, stop_cycles=engine_kwargs["temperature"] == 0,
+                                     **engine_kwargs).run(specs)
+        done[model.key] = episode_rows(model, episodes, quadrant_of, horizon)
+        scratch.append({"model": model.key, "rows": done[model.key]})
+    return pd.DataFrame([row for m in models for row in done[m.key]])
+
+
+def episode_rows(model: EvalModel, episodes: list[Episode], quadrant_of: dict[str, str],
+                 horizon: dict[str, int]) -> list[dict]:
+    """One flat row per episode: which panel and item (and the item's quadrant, Q1..Q4, for snapshots), success,
+    steps, and whether it looped or ran out of steps (`horizon`: each level's step limit)."""
+    rows = []
+    for ep in episodes:
+        panel, item, rollout = ep.episode_id.split("|")
+        seen, looped = set(), ep.cycled
+        for step in ep.steps:
+            key = (step.state_hash, step.action)
+            looped = looped or key in seen
+            seen.add(key)
+        level = ep.task_id.rsplit("-", 1)[0]
+        rows.append({**model.columns, "panel": panel, "item": item, "rollout": int(rollout),
+                     "eval_quadrant": SHORT_NAMES.get(quadrant_of.get(item), ""),
+                     "success": ep.success, "n_steps": ep.n_steps, "looped": looped,
+                     "hit_max_steps": (not ep.success) and (ep.cycled or ep.n_steps >= horizon.get(level, 10**9))})
+    return rows

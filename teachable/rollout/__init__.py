@@ -1,0 +1,1 @@
+"""Episodes: the batched engine (from reset or restored snapshots) and phase 0's snapshots."""
