@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from teachable.config import load_params
+from teachable.core.params import load_params
 from teachable.labeling.label import label_chunk
 from teachable.policy.hf import HFPolicy
-from teachable.records import Snapshot, read_jsonl
-from teachable.rollout import RolloutEngine
+from teachable.core.records import Snapshot, read_jsonl
+from teachable.rollout.engine import RolloutEngine
 from teachable.teacher import OracleTeacher
 
 

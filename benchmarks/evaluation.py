@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from teachable.config import load_params
-from teachable.rollout import RolloutEngine, RolloutSpec
-from teachable.student import load_student
-from teachable.tasks import make_tasks
+from teachable.core.params import load_params
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.training.student import load_student
+from teachable.core.tasks import make_tasks
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from teachable.config import load_params
+from teachable.core.params import load_params
 from teachable.policy.hf import HFPolicy, NaivePolicy
-from teachable.rollout import RolloutEngine, RolloutSpec
-from teachable.tasks import make_tasks
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.core.tasks import make_tasks
 
 
 def timed_run(engine: RolloutEngine, specs) -> tuple[float, int, list]:

@@ -11,7 +11,7 @@ import argparse
 import tempfile
 import time
 
-from teachable.config import ShopParams
+from teachable.core.params import ShopParams
 from teachable.envs.shop import SHOP_LEVELS, ShopEnv, ShopWorld
 from teachable.envs.shop.build import build_shop
 

@@ -13,14 +13,14 @@ from collections import defaultdict
 
 import numpy as np
 
-from teachable.config import EnvParams, load_params
+from teachable.core.params import EnvParams, load_params
 from teachable.envs import configure_envs, make_env
 from teachable.policy.candidates import expand_candidates, has_open, sample_open_actions
 from teachable.policy.hf import HFPolicy
 from teachable.policy.prompts import build_messages
-from teachable.rollout import RolloutEngine, RolloutSpec
-from teachable.student import load_student
-from teachable.tasks import make_tasks
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.training.student import load_student
+from teachable.core.tasks import make_tasks
 
 
 def page_agreement(policy: HFPolicy, tasks, env_params: EnvParams) -> dict[str, tuple[int, float, float]]:
