@@ -19,9 +19,10 @@ from pathlib import Path
 from teachable import stage
 from teachable.core import resume
 from teachable.core.params import Params
-from teachable.evaluation.panels import evaluate_models, evaluation_plan, matrix_models, phase2_cells
+from teachable.evaluation.panels import evaluate_models, evaluation_plan, matrix_models
 from teachable.evaluation.tables import headline, phase3_gates, tables
 from teachable.core.records import read_jsonl, write_json
+from teachable.training.matrix import phase2_cells
 from teachable.training.student import load_student
 from teachable.core.tracking import log_to_run, stage_run
 

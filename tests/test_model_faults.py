@@ -279,7 +279,8 @@ Q1_ONLY = {"quadrants": ["Q1"], "formats": ["demo", "hint"], "baselines": ["rand
 
 
 def test_stale_cells_from_earlier_params_are_not_evaluated(tmp_path):
-    from teachable.evaluation.panels import matrix_models, phase2_cells
+    from teachable.evaluation.panels import matrix_models
+    from teachable.training.matrix import phase2_cells
 
     cells = phase2_cells(TrainParams(**Q1_ONLY))
     assert cells == ["Q1-demo", "Q1-hint", "random", "recovery"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pandas as pd
 from peft import PeftModel
 from tqdm.auto import tqdm
 
-from teachable.core.params import Params, TrainParams
+from teachable.core.params import Params
 from teachable.core.records import Episode, InputError
 from teachable.core.resume import ScratchLog
 from teachable.core.tasks import make_tasks
@@ -30,6 +29,7 @@ from teachable.envs import make_env
 from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
 from teachable.policy.hf import HFPolicy
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.training.matrix import cell_metrics, cell_stage
 
 MODEL_COLUMNS = ["model", "kind", "train_quadrant", "format"]
 
@@ -56,20 +56,6 @@ class EvalModel:
                 "seed": self.seed}
 
 
-def phase2_cells(train: TrainParams) -> list[str]:
-    """The phase 2 models the current params define, as dvc.yaml trains them: every `train.quadrants` x
-    `train.formats` cell (stage `train`), the `train.baselines` (`train_baseline`) and `recovery`
-    (`train_recovery`). A directory under models/phase2 that is none of these is from earlier params."""
-    return [f"{q}-{f}" for q in train.quadrants for f in train.formats] + list(train.baselines) + ["recovery"]
-
-
-def cell_stage(cell: str) -> str:
-    """The dvc.yaml stage that trains a phase 2 cell."""
-    if cell == "recovery":
-        return "train_recovery"
-    return f"train@{cell}" if "-" in cell else f"train_baseline@{cell}"
-
-
 def matrix_models(phase2: str | Path, cells: list[str]) -> list[EvalModel]:
     """The base student plus every training seed of each phase 2 model in `cells` (`phase2_cells`: exactly what
     the params define, never a stale directory from earlier params). `<cell>/metrics.json` lists the seeds; one
@@ -78,24 +64,15 @@ def matrix_models(phase2: str | Path, cells: list[str]) -> list[EvalModel]:
     InputError naming it and the stage to run."""
     out = [EvalModel("base", "base")]
     for name in sorted(cells):
-        cell_dir = Path(phase2) / name
-        metrics_path = cell_dir / "metrics.json"
-        if not metrics_path.is_file():
-            what = "has no metrics.json" if cell_dir.is_dir() else "does not exist"
-            raise InputError(f"{cell_dir} {what}: the params define model {name} but it has not been trained; "
-                             f"run `dvc repro {cell_stage(name)}`")
-        try:
-            metrics = json.loads(metrics_path.read_text())
-        except ValueError as err:
-            raise InputError(f"{metrics_path}: malformed JSON ({err}); run `dvc repro {cell_stage(name)}`") from None
+        cell_dir, metrics = Path(phase2) / name, cell_metrics(phase2, name)
         trained = metrics.get("trained", True)
         seeds = metrics.get("seeds") or [{"seed_index": 0, "dir": str(cell_dir),
                                           "mlflow_run_id": metrics.get("mlflow_run_id")}]
         if trained:
             missing = [s["dir"] for s in seeds if not (Path(s["dir"]) / "adapter_config.json").is_file()]
             if missing:
-                raise InputError(f"{missing[0]} has no adapter (adapter_config.json), though {metrics_path} lists "
-                                 f"it; run `dvc repro {cell_stage(name)}`")
+                raise InputError(f"{missing[0]} has no adapter (adapter_config.json), though "
+                                 f"{cell_dir / 'metrics.json'} lists it; run `dvc repro {cell_stage(name)}`")
         kind, quadrant, fmt = ("cell", *name.split("-", 1)) if "-" in name else (
             "recovery" if name == "recovery" else "baseline", "", "")
         out += [EvalModel(name, kind, s["dir"] if trained else None, quadrant, fmt, s.get("mlflow_run_id"),

@@ -9,8 +9,11 @@ the cell size from the pool of every (snapshot, format) record; `all` is the who
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
+from teachable.core.records import InputError
 from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
 from teachable.training.supervision import FORMATS, preference_pair, supervision_record
 
@@ -63,3 +66,31 @@ def baseline_records(records: list[dict], name: str, seed: int, method: str = "s
         size = size if size is not None else round(len(pool) / (len(QUADRANTS) * len(FORMATS)))
         return random.Random(seed).sample(pool, min(size, len(pool)))
     raise ValueError(f"unknown baseline {name!r}; known: {BASELINES}")
+
+
+def phase2_cells(train) -> list[str]:
+    """The phase 2 models the current params (`train`, a TrainParams) define, as dvc.yaml trains them: every
+    `train.quadrants` x `train.formats` cell (stage `train`), the `train.baselines` (`train_baseline`) and
+    `recovery` (`train_recovery`). A directory under models/phase2 that is none of these is from earlier params."""
+    return [f"{q}-{f}" for q in train.quadrants for f in train.formats] + list(train.baselines) + ["recovery"]
+
+
+def cell_stage(cell: str) -> str:
+    """The dvc.yaml stage that trains a phase 2 cell."""
+    if cell == "recovery":
+        return "train_recovery"
+    return f"train@{cell}" if "-" in cell else f"train_baseline@{cell}"
+
+
+def cell_metrics(phase2: str | Path, cell: str) -> dict:
+    """A defined cell's `metrics.json`; an InputError naming the cell and the stage to run when it was not trained
+    (no metrics.json) or the file is malformed."""
+    path = Path(phase2) / cell / "metrics.json"
+    if not path.is_file():
+        what = "has no metrics.json" if path.parent.is_dir() else "does not exist"
+        raise InputError(f"{path.parent} {what}: the params define model {cell} but it has not been trained; "
+                         f"run `dvc repro {cell_stage(cell)}`")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise InputError(f"{path}: malformed JSON ({err}); run `dvc repro {cell_stage(cell)}`") from None
