@@ -11,8 +11,8 @@ import pandas as pd
 from teachable.core.params import GateParams
 from teachable.evaluation.panels import MODEL_COLUMNS
 from teachable.gates import evaluation as gates
-from teachable.gates.core import holm
-from teachable.gates.paired import compare, min_detectable, success_rate
+from teachable.gates.core import holm, min_detectable_difference
+from teachable.gates.paired import compare, success_rate
 
 # -- the tables ------------------------------------------------------------------------------------------------------
 TABLE_COLUMNS = ["n_seeds", "n_rollouts", "successes", "success", "ci_low", "ci_high", "delta", "delta_ci_low",
@@ -63,7 +63,7 @@ def _model_table(rows: pd.DataFrame, n_name: str) -> pd.DataFrame:
         elif has_base:
             d = compare(a, base)
             row.update(delta=d["delta"], delta_ci_low=d["ci"][0], delta_ci_high=d["ci"][1], p_value=d["p_two_sided"],
-                       min_detectable_delta=min_detectable(d["se"], 0.05, two_sided=True))
+                       min_detectable_delta=min_detectable_difference(d["se"], 0.05, two_sided=True))
         out.append(row)
     table = pd.DataFrame(out).reindex(columns=columns)
     trained = (table.model != "base") & table.p_value.notna()

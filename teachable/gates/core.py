@@ -22,12 +22,12 @@ def _round(x):
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(float(x), 6)
 
 
-def _plain(value):
+def plain(value):
     """JSON-ready: numpy scalars to Python, floats rounded to 6 places (non-finite to None), containers walked."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
@@ -40,7 +40,7 @@ def _plain(value):
 def verdict(statistic: str, value, ci, p_value, alpha: float, status: str, n: int, **detail) -> dict:
     """A gate's outcome as written to the stage's metrics file: the statistic's name and value, its interval,
     p-value, level, status and n, plus whatever the gate adds (threshold, min_detectable, n_needed, ...)."""
-    return _plain({"statistic": statistic, "value": value, "ci": list(ci) if ci else [None, None],
+    return plain({"statistic": statistic, "value": value, "ci": list(ci) if ci else [None, None],
                    "p_value": p_value, "alpha": alpha, "status": status, "n": n, **detail})
 
 
@@ -66,12 +66,11 @@ def above_threshold(ci: tuple[float, float], threshold: float) -> str:
 
 
 def min_detectable_difference(standard_error: float, alpha: float, power: float = POWER,
-                              df: float = math.inf) -> float:
-    """The true difference a one-sided test at `alpha` detects with `power`, for an estimate with this standard
-    error and degrees of freedom (Student's t; normal at df = inf)."""
-    return (t_dist.ppf(1 - alpha, df) + t_dist.ppf(power, df)) * standard_error
-
-
+                              df: float = math.inf, two_sided: bool = False) -> float:
+    """The true difference a test at `alpha` (one-sided unless `two_sided`) detects with `power`, for an estimate
+    with this standard error and degrees of freedom (Student's t; normal at df = inf)."""
+    level = 1 - alpha / 2 if two_sided else 1 - alpha
+    return (t_dist.ppf(level, df) + t_dist.ppf(power, df)) * standard_error
 
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjustment: each p-value times the number of hypotheses not yet rejected, kept monotone."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from teachable.gates.core import FAIL, INCONCLUSIVE, PASS, POWER, decide, holm, not_applicable, verdict
-from teachable.gates.paired import as_outcomes, compare, min_detectable, n_needed
+from teachable.gates.core import (FAIL, INCONCLUSIVE, PASS, POWER, decide, holm, min_detectable_difference,
+                                  not_applicable, verdict)
+from teachable.gates.paired import as_outcomes, compare, n_needed
 
 
 def _level(alpha: float) -> float:
@@ -32,7 +33,7 @@ def end_to_end_gain(validation: dict[str, np.ndarray], base_validation, test: di
     status = decide(result["p_greater"], result["ci"][1], alpha, min_effect)
     return verdict("test_delta_of_chosen_model", result["delta"], result["ci"], result["p_greater"], alpha, status,
                    n, threshold=min_effect, chosen_model=chosen, validation_delta=gains[chosen],
-                   n_candidates=len(gains), min_detectable=min_detectable(result["se"], alpha),
+                   n_candidates=len(gains), min_detectable=min_detectable_difference(result["se"], alpha),
                    n_needed=n_needed(result["se"], n, min_effect, alpha), n_unit="test tasks",
                    method=result["method"])
 
@@ -62,7 +63,7 @@ def non_inferiority(models: dict[str, np.ndarray], base, alpha: float, margin: f
     return verdict(statistic, per_model[worst]["ci"][0], per_model[worst]["ci"], None, alpha, status, n,
                    threshold=-margin, margin=margin, worst_model=worst, worst_delta=per_model[worst]["delta"],
                    n_models=len(models), n_noninferior=len(noninferior), n_inferior=len(inferior),
-                   inferior=inferior, min_detectable=min_detectable(se, alpha),
+                   inferior=inferior, min_detectable=min_detectable_difference(se, alpha),
                    n_needed=n_needed(se, n, margin, alpha),
                    per_model={m: {"delta": r["delta"], "ci": r["ci"]} for m, r in per_model.items()})
 
@@ -107,7 +108,7 @@ def supervision_differentiation(per_quadrant: dict[str, dict[str, np.ndarray]], 
     n = int(np.median([r["n_items"] for r in results]))
     return verdict("n_quadrants_where_a_format_beats_demo", differ, None, None, alpha, status, n,
                    threshold=required, required=required, n_quadrants_differ=differ, n_quadrants_possible=possible,
-                   min_detectable=min_detectable(se, alpha / len(results)),
+                   min_detectable=min_detectable_difference(se, alpha / len(results)),
                    n_needed=n_needed(se, n, min_effect, alpha / len(results)),
                    n_unit="held-out snapshots per quadrant", per_quadrant=table)
 
@@ -146,13 +147,12 @@ def transfer_diagonal(cells: dict[str, tuple[str, np.ndarray]], base, item_quadr
     se = float(boot.std(ddof=1))
     status = decide(p, ci[1], alpha, min_effect)
     n = len(labels)
+    matrix = _matrix(deltas[:, None], codes[None], len(evaluated))[0]
     return verdict("diagonal_minus_off_diagonal_delta", observed, ci, p, alpha, status, n, threshold=min_effect,
-                   diagonal_mean=float((_matrix(deltas[:, None], codes[None], len(evaluated))[0] * diagonal).sum()
-                                       / diagonal.sum()),
-                   off_diagonal_mean=float((_matrix(deltas[:, None], codes[None], len(evaluated))[0] * ~diagonal)
-                                           .sum() / (~diagonal).sum()),
+                   diagonal_mean=float((matrix * diagonal).sum() / diagonal.sum()),
+                   off_diagonal_mean=float((matrix * ~diagonal).sum() / (~diagonal).sum()),
                    n_trained_quadrants=len(trained), n_evaluated_quadrants=len(evaluated),
-                   min_detectable=min_detectable(se, alpha),
+                   min_detectable=min_detectable_difference(se, alpha),
                    n_needed=n_needed(se, n, min_effect, alpha),
                    n_unit="held-out snapshots")
 
@@ -191,6 +191,6 @@ def ordering(models: dict[str, np.ndarray], order: list[str], alpha: float, min_
     return verdict("ordering_" + ">".join(present), weakest["delta"], weakest["ci"], weakest["p_holm"], alpha,
                    status, n, threshold=min_effect, weakest_pair=f"{weakest['a']}>{weakest['b']}",
                    comparisons={f"{r['a']}>{r['b']}": _summary(r) for r in results},
-                   min_detectable=min_detectable(se, alpha / len(results), each),
+                   min_detectable=min_detectable_difference(se, alpha / len(results), each),
                    n_needed=n_needed(se, n, min_effect, alpha / len(results), each),
                    n_unit="tasks")

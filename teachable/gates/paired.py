@@ -21,7 +21,7 @@ import math
 import numpy as np
 from scipy.stats import binomtest, norm
 
-from teachable.gates.core import POWER
+from teachable.gates.core import POWER, min_detectable_difference
 from teachable.labeling.estimates import paired_difference, rate
 
 
@@ -92,15 +92,9 @@ def success_rate(a, confidence: float = 0.95) -> dict:
             "n_items": n}
 
 
-def min_detectable(se: float, alpha: float, power: float = POWER, two_sided: bool = False) -> float:
-    """The true difference a test at `alpha` (one-sided unless `two_sided`) finds with `power` at this standard
-    error."""
-    return (norm.ppf(1 - alpha / 2 if two_sided else 1 - alpha) + norm.ppf(power)) * se
-
-
 def n_needed(se: float, n: int, effect: float, alpha: float, power: float = POWER) -> int | None:
     """Items a one-sided test at `alpha` needs to find `effect` with `power`, scaling this run's standard error
     (se ~ 1 / sqrt(n)); None for a non-positive effect."""
     if effect <= 0 or not se:
         return None
-    return math.ceil(n * (min_detectable(se, alpha, power) / effect) ** 2)
+    return math.ceil(n * (min_detectable_difference(se, alpha, power) / effect) ** 2)

@@ -29,14 +29,11 @@ import numpy as np
 from scipy.stats import norm, permutation_test
 
 from teachable.gates.core import (FAIL, INCONCLUSIVE, N_PERMUTATIONS, NOT_APPLICABLE, PASS, POWER, above_threshold,
-                                  verdict)
+                                  min_detectable_difference, verdict)
+from teachable.gates.paired import n_needed as scaled_n_needed
 from teachable.labeling.quadrants import QUADRANTS
 
 CHUNK = 256  # bootstrap replicates per block in the NDCG bootstrap (bounds memory at paper scale)
-
-
-def _z(alpha: float) -> float:
-    return float(norm.ppf(1 - alpha) + norm.ppf(POWER))
 
 
 def _task_index(groups) -> tuple[np.ndarray, int]:
@@ -95,9 +92,10 @@ def r2_above_target(truth, predicted, groups, target: float, alpha: float, seed:
     se = float(np.nanstd(replicates, ddof=1))
     status = INCONCLUSIVE if ci[0] is None else above_threshold(ci, target)
     gap = abs(r2 - target)
-    n_needed = math.ceil(n * (_z(alpha) * se / gap) ** 2) if status == INCONCLUSIVE and gap > 0 else None
+    n_needed = scaled_n_needed(se, n, gap, alpha) if status == INCONCLUSIVE else None
     return verdict("r2_out_of_fold", r2, ci, _bootstrap_p(replicates, target), alpha, status, n, **detail,
-                   half_width=None if ci[0] is None else (ci[1] - ci[0]) / 2, se=se, min_detectable=_z(alpha) * se,
+                   half_width=None if ci[0] is None else (ci[1] - ci[0]) / 2, se=se,
+                   min_detectable=min_detectable_difference(se, alpha),
                    n_needed=n_needed)
 
 
@@ -245,5 +243,5 @@ def beats_entropy(elp, predicted, uncertainty, groups, ks: list[int], alpha: flo
     se = float(np.std(differences, ddof=1))
     return verdict("ndcg_predictor_minus_entropy", difference, ci, p_value, alpha,
                    _paired_status(p_value, ci[1], alpha), n, **detail, ndcg_predictor=ndcg_predictor,
-                   ndcg_entropy=ndcg_entropy, se=se, min_detectable=_z(alpha) * se, n_needed=None,
+                   ndcg_entropy=ndcg_entropy, se=se, min_detectable=min_detectable_difference(se, alpha), n_needed=None,
                    n_needed_why="NDCG@K at a fixed K changes meaning with the pool's size: not extrapolated")

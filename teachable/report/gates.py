@@ -14,12 +14,11 @@ verdict is read from) from `SEEDS`; then the verdict's `statistic`, `value`, `ci
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from teachable.gates.core import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, STATUSES
+from teachable.gates.core import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, STATUSES, plain
 from teachable.report.loaders import PATHS, Inputs, gate_verdict
 
 NA = NOT_APPLICABLE
@@ -90,36 +89,26 @@ SEEDS = (
 )
 
 
-def _num(value):
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(value) else round(float(value), 6)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 def _first(verdict: dict, keys: tuple[str, ...]):
     return next((verdict[k] for k in keys if verdict.get(k) is not None), None)
 
 
 def _interval(ci) -> list:
     if isinstance(ci, (list, tuple)) and len(ci) == 2:
-        return [_num(c) if isinstance(c, (int, float, np.number)) else None for c in ci]
+        return [plain(c) if isinstance(c, (int, float, np.number)) else None for c in ci]
     return [None, None]
 
 
 def _row(seed: Seed, verdict: dict | None, why: str | None = None) -> dict:
     v = verdict or {}
-    detail = {k: _num(x) for k, x in v.items() if k not in CORE_KEYS}
+    detail = {k: plain(x) for k, x in v.items() if k not in CORE_KEYS}
     if why:
         detail["why"] = why
     return {"id": seed.id, "phase": seed.phase, "name": seed.name, "condition": seed.condition,
-            "statistic": v.get("statistic"), "value": _num(v.get("value")), "ci": _interval(v.get("ci")),
-            "p_value": _num(v.get("p_value")), "alpha": _num(v.get("alpha")), "threshold": _num(v.get("threshold")),
-            "status": v["status"] if verdict else NA, "n": _num(v.get("n")),
-            "min_detectable": _num(_first(v, MIN_DETECTABLE_KEYS)), "n_needed": _num(_first(v, N_NEEDED_KEYS)),
+            "statistic": v.get("statistic"), "value": plain(v.get("value")), "ci": _interval(v.get("ci")),
+            "p_value": plain(v.get("p_value")), "alpha": plain(v.get("alpha")), "threshold": plain(v.get("threshold")),
+            "status": v["status"] if verdict else NA, "n": plain(v.get("n")),
+            "min_detectable": plain(_first(v, MIN_DETECTABLE_KEYS)), "n_needed": plain(_first(v, N_NEEDED_KEYS)),
             "fail_action": seed.fail_action, "source": PATHS[seed.source], "detail": detail}
 
 
