@@ -1,8 +1,12 @@
 """Free-text model replies -> one of the valid actions, or None (a parse failure, counted by the caller).
 
-Accepted forms, tried in order: OpenAI `tool_calls` JSON (`{"tool_calls": [{"function": {"name": "act",
-"arguments": "{\"action\": \"...\"}"}}]}`), WebShop-style `search[...]` / `click[...]`, then plain text naming a
-valid action. Model control tokens such as `<|im_end|>` are stripped first.
+Accepted forms, tried in order:
+- a tool call, as OpenAI `tool_calls` JSON or Qwen3's `<tool_call>{...}</tool_call>` (`teachable.envs.toolcall`):
+  in a tool-calling environment (valid actions in call notation) the call itself is the action, matched by name
+  and arguments; elsewhere a call to `act` with `{"action": "..."}` (or a tool named after the action) names it;
+- WebShop-style `search[...]` / `click[...]`;
+- plain text naming a valid action.
+Model control tokens such as `<|im_end|>` are stripped first (Qwen3's `<tool_call>` tags are kept).
 """
 
 from __future__ import annotations
@@ -10,35 +14,31 @@ from __future__ import annotations
 import json
 import re
 
+from teachable.envs.toolcall import calls_in_reply, parse_call
+
 _CONTROL = re.compile(r"<\|[^|>]*\|>|</?think>")
 _BRACKETED = re.compile(r"\b(search|click)\[[^\]]*\]", re.IGNORECASE)
 
 
-def _from_tool_calls(text: str) -> str | None:
-    start = text.find("{")
-    if start < 0:
-        return None
-    try:
-        obj, _ = json.JSONDecoder().raw_decode(text[start:])
-    except json.JSONDecodeError:
-        return None
-    calls = obj.get("tool_calls") if isinstance(obj, dict) else None
-    if not calls:
-        return obj.get("action") if isinstance(obj, dict) and isinstance(obj.get("action"), str) else None
-    fn = calls[0].get("function", {}) if isinstance(calls[0], dict) else {}
-    args = fn.get("arguments", {})
-    if isinstance(args, str):
-        try:
-            args = json.loads(args)
-        except json.JSONDecodeError:
-            return None
-    if isinstance(args, dict) and isinstance(args.get("action"), str):
-        return args["action"]
-    return fn.get("name") if isinstance(fn.get("name"), str) else None
-
-
 def _normalise(text: str) -> str:
     return " ".join(text.lower().strip().strip(".'\"`").split())
+
+
+def _call_key(name: str, arguments: dict) -> str:
+    return name + json.dumps(arguments, sort_keys=True, ensure_ascii=False)
+
+
+def _from_calls(text: str, valid_actions: list[str], by_norm: dict[str, str]) -> tuple[bool, str | None]:
+    """(whether the reply makes a tool call, the valid action it names or None)."""
+    calls = calls_in_reply(text)
+    if not calls:
+        return False, None
+    name, arguments = calls[0]
+    by_call = {_call_key(*call): a for a in valid_actions if (call := parse_call(a)) is not None}
+    if by_call:
+        return True, by_call.get(_call_key(name, arguments))
+    named = arguments.get("action") if isinstance(arguments.get("action"), str) else name
+    return True, by_norm.get(_normalise(named))
 
 
 def parse_action(reply: str, valid_actions: list[str]) -> str | None:
@@ -46,9 +46,12 @@ def parse_action(reply: str, valid_actions: list[str]) -> str | None:
     text = _CONTROL.sub(" ", reply).strip()
     by_norm = {_normalise(a): a for a in valid_actions}
 
-    candidate = _from_tool_calls(text)
-    if candidate is not None:
-        return by_norm.get(_normalise(candidate))
+    is_call, action = _from_calls(text, valid_actions, by_norm)
+    if is_call:
+        return action
+    if parse_call(text.splitlines()[0] if text else "") is not None:  # the call notation itself, written out
+        name, arguments = parse_call(text.splitlines()[0])
+        return _from_calls(json.dumps({"name": name, "arguments": arguments}), valid_actions, by_norm)[1]
 
     bracketed = _BRACKETED.search(text)
     if bracketed:
@@ -63,3 +66,4 @@ def parse_action(reply: str, valid_actions: list[str]) -> str | None:
     # The longest valid action named in the reply wins ("I will go forward." -> "go forward").
     named = [a for norm, a in by_norm.items() if re.search(rf"\b{re.escape(norm)}\b", _normalise(text))]
     return max(named, key=len) if named else None
+

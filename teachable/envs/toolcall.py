@@ -1,0 +1,103 @@
+"""The action notation of tool-calling environments, and the two reply forms a model writes for it.
+
+An action is one tool call written `name(key=<json value>, ...)`, e.g.
+`cancel_pending_order(order_id="#W2001", reason="no longer needed")`: short in a prompt's list of valid actions,
+and parsed back with Python's literal parser (`ast`, nothing is executed). The student replies with the call as
+OpenAI-style `tool_calls` JSON (`tool_call_json`); Qwen3's native `<tool_call>{...}</tool_call>` form is read too.
+Two calls are the same action when their names and argument dicts are equal (argument order does not matter).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+_NAME = re.compile(r"^[A-Za-z_]\w*\(")
+_QWEN = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+
+Call = tuple[str, dict]
+
+
+def format_call(name: str, arguments: dict) -> str:
+    """`name(key=<json>, ...)` in the arguments' own order (the tool's signature order)."""
+    args = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in arguments.items())
+    return f"{name}({args})"
+
+
+def parse_call(action: str) -> Call | None:
+    """(name, arguments) of an action in call notation, or None when it is not one."""
+    text = (action or "").strip()
+    if not _NAME.match(text):
+        return None
+    try:
+        node = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError):
+        return None
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
+        return None
+    try:
+        arguments = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
+    except (ValueError, SyntaxError):
+        return None
+    return node.func.id, arguments
+
+
+def is_call(action: str) -> bool:
+    return parse_call(action) is not None
+
+
+def tool_call_json(action: str) -> str:
+    """The OpenAI-style reply for an action: `{"tool_calls": [{"function": {"name", "arguments": "<json>"}}]}`."""
+    name, arguments = parse_call(action)
+    arguments_text = json.dumps(arguments, ensure_ascii=False)
+    return json.dumps({"tool_calls": [{"function": {"name": name, "arguments": arguments_text}}]}, ensure_ascii=False)
+
+
+def qwen_tool_call(action: str) -> str:
+    """Qwen3's native form of the same call (its chat template's `<tool_call>` block)."""
+    name, arguments = parse_call(action)
+    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}\n</tool_call>"
+
+
+def _as_call(obj) -> Call | None:
+    """A {"name", "arguments"} object (arguments a dict or a JSON string) -> (name, arguments)."""
+    if not isinstance(obj, dict):
+        return None
+    obj = obj.get("function", obj)
+    name, arguments = obj.get("name"), obj.get("arguments", {})
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(name, str) or not isinstance(arguments, dict):
+        return None
+    return name, arguments
+
+
+def calls_in_reply(text: str) -> list[Call]:
+    """Every tool call a reply makes, in either form: Qwen3's `<tool_call>` blocks, else the first JSON object's
+    `tool_calls` list (OpenAI's form) or the object itself when it is a bare {"name", "arguments"} call."""
+    blocks = _QWEN.findall(text)
+    if blocks:
+        calls = []
+        for block in blocks:
+            try:
+                call = _as_call(json.loads(block))
+            except json.JSONDecodeError:
+                call = None
+            if call is not None:
+                calls.append(call)
+        return calls
+    start = text.find("{")
+    if start < 0:
+        return []
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError:
+        return []
+    if isinstance(obj, dict) and isinstance(obj.get("tool_calls"), list):
+        return [call for call in map(_as_call, obj["tool_calls"]) if call is not None]
+    call = _as_call(obj) if isinstance(obj, dict) and "name" in obj else None
+    return [call] if call else []

@@ -1,0 +1,53 @@
+"""The tool-call action notation and the two reply forms the parser accepts (OpenAI JSON, Qwen3 <tool_call>)."""
+
+import json
+
+from teachable.envs.toolcall import calls_in_reply, format_call, parse_call, qwen_tool_call, tool_call_json
+from teachable.policy.parsing import parse_action
+from teachable.policy.prompts import reply_text
+
+CANCEL = format_call("cancel_pending_order", {"order_id": "#W2001", "reason": "no longer needed"})
+RETURN = format_call("return_delivered_order_items",
+                     {"order_id": "#W2002", "item_ids": ["111", "222"], "payment_method_id": "gift_card_1"})
+ASK = format_call("respond", {"content": "Which order, please?"})
+VALID = [CANCEL, RETURN, ASK]
+
+
+def test_notation_round_trips_and_executes_nothing():
+    for action in VALID:
+        name, args = parse_call(action)
+        assert format_call(name, args) == action
+    assert parse_call('f(x=__import__("os"))') is None  # a call as a value is not a literal
+    assert parse_call("go forward") is None
+    assert parse_call('f("positional")') is None
+
+
+def test_both_reply_forms_name_the_same_action():
+    for action in VALID:
+        assert parse_action(tool_call_json(action), VALID) == action
+        assert parse_action("Sure.\n" + qwen_tool_call(action) + "<|im_end|>", VALID) == action
+        assert parse_action(reply_text(action), VALID) == action  # what the student is trained to write
+
+
+def test_argument_order_and_the_bare_call_form_do_not_matter():
+    args = {"reason": "no longer needed", "order_id": "#W2001"}
+    reply = json.dumps({"tool_calls": [{"function": {"name": "cancel_pending_order", "arguments": json.dumps(args)}}]})
+    assert parse_action(reply, VALID) == CANCEL
+    assert parse_action(json.dumps({"name": "cancel_pending_order", "arguments": args}), VALID) == CANCEL
+    assert parse_action('cancel_pending_order(reason="no longer needed", order_id="#W2001")', VALID) == CANCEL
+
+
+def test_calls_that_are_not_valid_actions_are_parse_failures():
+    other_order = tool_call_json(format_call("cancel_pending_order", {"order_id": "#W9", "reason": "no longer needed"}))
+    assert parse_action(other_order, VALID) is None
+    assert parse_action('{"tool_calls": [{"function": {"name": "cancel_pending_order", "arguments": "{bad"}}]}',
+                        VALID) is None
+    assert parse_action("<tool_call>not json</tool_call>", VALID) is None
+    assert parse_action("I would cancel the order.", VALID) is None
+    assert calls_in_reply("no call here") == []
+
+
+def test_the_act_tool_still_names_a_plain_action():
+    reply = json.dumps({"tool_calls": [{"function": {"name": "act", "arguments": json.dumps({"action": "pick up"})}}]})
+    assert parse_action(reply, ["pick up", "go forward"]) == "pick up"
+    assert parse_action(reply_text("go forward"), ["pick up", "go forward"]) == "go forward"
