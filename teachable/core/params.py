@@ -25,9 +25,9 @@ class Section(BaseModel):
 
 
 class EnvParams(Section):
-    name: Literal["babyai", "shop"] = "babyai"
+    name: Literal["babyai", "shop", "retail"] = "babyai"
     levels: list[str] = Field(default_factory=lambda: ["GoToLocal", "PickupDist"], min_length=1,
-                              description="BabyAI level names, or shop task families (a category, or all); "
+                              description="BabyAI level names, or shop / retail task families; "
                                           "checked against the environment by `envs.configure_envs`")
     max_steps: int = Field(32, ge=1, le=1000)
     history_len: int = Field(2, ge=0, le=16, description="previous actions shown in the prompt")
@@ -42,11 +42,31 @@ class ShopParams(Section):
     webshop_items: str | None = Field(None, description="source webshop: WebShop's items_shuffle*.json")
     webshop_instructions: str | None = Field(None, description="source webshop: items_human_ins.json (optional)")
     n_query_samples: int = Field(4, ge=0, le=64, description="student-sampled queries scored on a search page")
+    reward: Literal["webshop", "simple"] = Field("webshop", description="WebShop's reward rules, or the earlier "
+                                                                        "exact-match rule (for old runs)")
 
     @model_validator(mode="after")
     def _webshop_needs_items(self) -> ShopParams:
         if self.source == "webshop" and not self.webshop_items:
             raise ValueError("source webshop needs webshop_items (a path to WebShop's items JSON)")
+        return self
+
+
+class RetailParams(Section):
+    """The tau-bench-style customer-service domain (env.name: retail): its database, generated in-process from
+    these numbers, or tau-bench's own retail data and tasks."""
+
+    source: Literal["generated", "taubench"] = Field("generated", description="generated database or tau-bench's")
+    n_users: int = Field(50, ge=2, le=100_000)
+    orders_per_user: int = Field(3, ge=1, le=50)
+    n_products: int = Field(20, ge=2, le=10_000)
+    db_seed: int = Field(0, ge=0, description="generated database seed")
+    taubench_dir: str | None = Field(None, description="source taubench: path to tau_bench/envs/retail")
+
+    @model_validator(mode="after")
+    def _taubench_needs_dir(self) -> RetailParams:
+        if self.source == "taubench" and not self.taubench_dir:
+            raise ValueError("source taubench needs taubench_dir (a tau-bench checkout's tau_bench/envs/retail)")
         return self
 
 
@@ -81,6 +101,9 @@ class StudentParams(Section):
     num_layers: int = Field(4, ge=1)
     num_heads: int = Field(4, ge=1)
     intermediate_size: int = Field(384, ge=16)
+    max_length: int = Field(1024, ge=128, le=32768, description="context length in tokens (retail: 1536)")
+    group_by_length: bool = Field(False, description="batches of examples of similar length: less padding, for "
+                                                     "long, uneven prompts (retail)")
     # Offline student: training, stopped once held-out success reaches target_success
     learning_rate: float = Field(2e-3, gt=0, le=1)
     batch_size: int = Field(64, ge=1)
@@ -296,6 +319,7 @@ class Params(Section):
     seed: int = Field(0, ge=0)
     env: EnvParams = Field(default_factory=EnvParams)
     shop: ShopParams = Field(default_factory=ShopParams)
+    retail: RetailParams = Field(default_factory=RetailParams)
     student: StudentParams = Field(default_factory=StudentParams)
     rollouts: RolloutParams = Field(default_factory=RolloutParams)
     snapshots: SnapshotParams = Field(default_factory=SnapshotParams)

@@ -20,9 +20,21 @@ def _env_class(name: str) -> type:
         from teachable.envs.shop import ShopEnv
 
         register_env("shop", ShopEnv)
+    if name == "retail" and name not in _REGISTRY:
+        from teachable.envs.retail import RetailEnv
+
+        register_env("retail", RetailEnv)
     if name not in _REGISTRY:
-        raise ValueError(f"unknown environment {name!r}; known: {sorted(set(_REGISTRY) | {'babyai', 'shop'})}")
+        raise ValueError(f"unknown environment {name!r}; known: {env_names()}")
     return _REGISTRY[name]
+
+
+BUILT_IN = ("babyai", "shop", "retail")
+
+
+def env_names() -> list[str]:
+    """Every environment a params file can name: the built-in ones and any registered since."""
+    return sorted(set(_REGISTRY) | set(BUILT_IN))
 
 
 def make_env(name: str, level: str, max_steps: int | None = None) -> TextEnv:
@@ -48,20 +60,27 @@ def known_levels(name: str) -> list[str]:
 
 def configure_envs(params) -> None:
     """Check `env.levels` against the environment (here, not in the params model, so that reading params imports
-    no environment) and apply the params environments made by name need (the shop: its query sampling). Every
-    stage calls it before any work."""
+    no environment) and apply the params environments made by name need (the shop: its query sampling and
+    reward rule; retail: its database). Every stage calls it before any work."""
     from teachable.core.params import ParamsError
 
     known = known_levels(params.env.name)
     unknown = [lvl for lvl in params.env.levels if lvl not in known]
     if unknown:
-        hint = " (e.g. dvc exp run -S env.name=shop -S 'env.levels=[all]')" if params.env.name == "shop" else ""
+        hint = f" (e.g. dvc exp run -S env.name={params.env.name} -S 'env.levels=[all]')" \
+            if params.env.name in ("shop", "retail") else ""
         raise ParamsError(f"invalid parameters: env.levels: unknown {params.env.name} level(s) {unknown}; "
                           f"known: {sorted(known)}{hint}")
     if params.env.name == "shop":
         from teachable.envs.shop import configure_shop
 
-        configure_shop(n_open_samples=params.shop.n_query_samples)
+        configure_shop(n_open_samples=params.shop.n_query_samples, reward_rule=params.shop.reward)
+    if params.env.name == "retail":
+        from teachable.envs.retail import configure_retail
+
+        r = params.retail
+        configure_retail(n_users=r.n_users, orders_per_user=r.orders_per_user, n_products=r.n_products,
+                         db_seed=r.db_seed, taubench_dir=r.taubench_dir if r.source == "taubench" else "")
 
 
-__all__ = ["RestoreError", "TextEnv", "configure_envs", "known_levels", "make_env", "register_env", "restore_env", "tokenizer_words"]
+__all__ = ["RestoreError", "TextEnv", "configure_envs", "env_names", "known_levels", "make_env", "register_env", "restore_env", "tokenizer_words"]
