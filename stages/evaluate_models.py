@@ -5,21 +5,26 @@ Models: the base student and exactly the phase 2 models the params define (`trai
 that was not trained is an error naming it.
 
 Panels: `evaluate.n_tasks` held-out tasks, `n_snapshots_per_quadrant` held-out snapshots per quadrant (their tasks
-never train anything) and the retention panel, `n_rollouts` each, for every training seed of every model. Outputs
+never train anything) and the retention panel, `n_rollouts` each, for every training seed of every model, the
+student acting in `rollouts.action_mode` (score or generate; labeling stays in score mode). Outputs
 `reports/phase3/*.csv` (overall, per quadrant, transfer matrix, retention, stuckness; per model the mean over its
-seeds with intervals and paired deltas), `episodes.csv` (one row per episode), `metrics.json` (headline DVC metrics
-and the four phase 3 gates as tests, `teachable.gates.evaluation`). Each model's headline numbers also go to its
-training runs in MLflow. Resumable per model and seed.
+seeds with intervals and paired deltas, and in the overall table the parse-failure rate; `pass_k.csv`: pass^1 ..
+pass^min(n_rollouts, 8) on the held-out tasks), `episodes.csv` (one row per episode, with its replies and parse
+failures), `metrics.json` (headline DVC metrics, `pass_k` of the base and the chosen model, `parse_failures` per
+model, and the four phase 3 gates as tests, `teachable.gates.evaluation`). Each model's headline numbers also go to
+its training runs in MLflow. Resumable per model and seed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from teachable import stage
 from teachable.core import resume
 from teachable.core.params import Params
-from teachable.evaluation.panels import evaluate_models, evaluation_plan, matrix_models
+from teachable.evaluation.panels import ROWS_VERSION, evaluate_models, evaluation_plan, matrix_models
 from teachable.evaluation.tables import headline, phase3_gates, tables
 from teachable.core.records import read_jsonl, write_json
 from teachable.training.matrix import phase2_cells
@@ -31,8 +36,11 @@ SNAPSHOTS, RETENTION, REPORTS = "data/quadrant_snapshots.jsonl", "data/retention
 
 def main(params: Params) -> None:
     models = matrix_models("models/phase2", phase2_cells(params.train))
-    key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "evaluate"}),
-           "models": [(m.key, m.mlflow_run_id) for m in models]}
+    action_mode = params.rollouts.action_mode
+    key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "retail", "student", "train",
+                                                     "evaluate"}),
+           "models": [(m.key, m.mlflow_run_id) for m in models], "action_mode": action_mode,
+           "rows_version": ROWS_VERSION}
     scratch = resume.ScratchLog("evaluate", key)
     with stage_run("evaluate", key) as mlflow:
         plan = evaluation_plan(params, read_jsonl(SNAPSHOTS), read_jsonl(RETENTION))
@@ -43,7 +51,7 @@ def main(params: Params) -> None:
         for name, table in results.items():
             table.to_csv(REPORTS / f"{name}.csv", index=False)
         metrics = {**headline(results, phase3_gates(rows, params.gates, params.seed)),
-                   "temperature": params.evaluate.temperature}
+                   "temperature": params.evaluate.temperature, "action_mode": action_mode}
         write_json(REPORTS / "metrics.json", metrics)
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
         mlflow.log_artifacts(str(REPORTS), artifact_path="phase3")
@@ -52,10 +60,10 @@ def main(params: Params) -> None:
         stuck = results["stuckness_results"].set_index("model")
         for m in models:  # each training seed's run gets its model's numbers (means over the seeds)
             if m.mlflow_run_id:
-                log_to_run(m.mlflow_run_id, {"eval_success": overall.success[m.model],
-                                             "eval_delta": overall.delta[m.model],
-                                             "retention_delta": retention.delta[m.model],
-                                             "loop_rate": stuck.loop_rate[m.model]})
+                numbers = {"eval_success": overall.success[m.model], "eval_delta": overall.delta[m.model],
+                           "retention_delta": retention.delta[m.model], "loop_rate": stuck.loop_rate[m.model],
+                           "parse_failure_rate": overall.parse_failure_rate[m.model]}
+                log_to_run(m.mlflow_run_id, {k: v for k, v in numbers.items() if pd.notna(v)})
     scratch.remove()
 
 

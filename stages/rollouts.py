@@ -19,19 +19,23 @@ from teachable.core.tracking import stage_run
 OUT, METRICS = "data/rollouts/student.jsonl", "reports/phase0/metrics.json"
 
 
-def summarise(episodes: list[Episode]) -> dict:
+def summarise(episodes: list[Episode], action_mode: str) -> dict:
     steps = [s for ep in episodes for s in ep.steps]
+    failures = sum(not s.parse_ok for s in steps)
     return {
         "n_episodes": len(episodes),
         "success_rate": round(sum(ep.success for ep in episodes) / len(episodes), 4),
         "mean_steps": round(sum(ep.n_steps for ep in episodes) / len(episodes), 3),
-        "parse_failure_rate": round(sum(not s.parse_ok for s in steps) / max(1, len(steps)), 4),
+        "action_mode": action_mode,
+        "n_replies": len(steps),
+        "n_parse_failures": failures,
+        "parse_failure_rate": round(failures / max(1, len(steps)), 4),
     }
 
 
 def resume_key(params: Params) -> dict:
     """Every param the stage's results depend on: a resume log is reused only under the same ones."""
-    return params.model_dump(mode="json", include={"seed", "env", "shop", "student", "rollouts"})
+    return params.model_dump(mode="json", include={"seed", "env", "shop", "retail", "student", "rollouts"})
 
 
 def main(params: Params) -> None:
@@ -48,10 +52,10 @@ def main(params: Params) -> None:
                                action_mode=p.action_mode, progress=True)
         engine.run([s for s in specs if s.episode_id not in done], on_episode=scratch.append)
         episodes = sorted(scratch.load(Episode), key=lambda ep: ep.episode_id)
-        metrics = summarise(episodes)
+        metrics = summarise(episodes, p.action_mode)
         write_jsonl(OUT, episodes)
         write_json(METRICS, metrics)
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         mlflow.log_artifact(METRICS)
     scratch.remove()
 

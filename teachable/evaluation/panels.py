@@ -4,8 +4,10 @@ Each model runs three panels, sampled at the labeling's temperature by default (
 greedy with temperature 0): `n_tasks` held-out tasks (a seed range no stage trains on), held-out snapshots per
 quadrant (snapshot tasks the split keeps out of training), and the retention panel (tasks the base student solved
 in phase 0). Every model, and every training seed of a model, sees exactly the same episode specs and sample seeds,
-so differences are paired by item (`teachable.gates.paired`). Here: which models, on which episodes, run how; the
-tables and gates built from the episodes are `teachable.evaluation.tables`.
+so differences are paired by item (`teachable.gates.paired`). The student acts in its action mode
+(`rollouts.action_mode`: `score` ranks the valid actions, `generate` writes free text that
+`teachable.policy.parsing.parse_action` maps to one, an unparseable reply wasting the step). Here: which models, on
+which episodes, run how; the tables and gates built from the episodes are `teachable.evaluation.tables`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.training.matrix import cell_metrics, cell_stage
 
 MODEL_COLUMNS = ["model", "kind", "train_quadrant", "format"]
+# The episode rows' layout; part of the evaluate stage's scratch key, so rows cached by an earlier layout (version 1
+# had no action_mode, n_replies, n_parse_failures) are never mixed with new ones. Tables read old rows too.
+ROWS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,8 @@ def evaluation_plan(params: Params, snapshots: list[dict], retention: list[dict]
         "specs": panel_specs(env.levels, e.n_tasks, chosen, retention[: e.retention_max], e.n_rollouts,
                              params.seed),
         "engine_kwargs": dict(env_name=env.name, max_steps=env.max_steps, history_len=env.history_len,
-                              temperature=e.temperature, batch_size=e.batch_size),
+                              temperature=e.temperature, batch_size=e.batch_size,
+                              action_mode=params.rollouts.action_mode),
         "quadrant_of": {r["snapshot_id"]: r["quadrant"] for r in chosen},
         "horizon": horizons(env.name, env.levels, env.max_steps),
     }
@@ -153,22 +159,25 @@ def horizons(env_name: str, levels: list[str], max_steps: int) -> dict[str, int]
 
 def evaluate_models(policy: HFPolicy, models: list[EvalModel], specs: list[RolloutSpec], engine_kwargs: dict,
                     quadrant_of: dict[str, str], horizon: dict[str, int], scratch: ScratchLog) -> pd.DataFrame:
-    """Every model on the same specs; a model's rows go to the scratch log when it finishes, so a killed stage
-    restarted skips the models already evaluated."""
+    """Every model on the same specs, in `engine_kwargs`' action mode (score by default); a model's rows go to the
+    scratch log when it finishes, so a killed stage restarted skips the models already evaluated."""
     done = {entry["model"]: entry["rows"] for entry in scratch.load()}
     for model in tqdm([m for m in models if m.key not in done], desc="models", unit="model"):
         with adapted(policy, model.adapter) as p:
             episodes = RolloutEngine(p, record_steps=True, stop_cycles=engine_kwargs["temperature"] == 0,
                                      **engine_kwargs).run(specs)
-        done[model.key] = episode_rows(model, episodes, quadrant_of, horizon)
+        done[model.key] = episode_rows(model, episodes, quadrant_of, horizon,
+                                       engine_kwargs.get("action_mode", "score"))
         scratch.append({"model": model.key, "rows": done[model.key]})
     return pd.DataFrame([row for m in models for row in done[m.key]])
 
 
 def episode_rows(model: EvalModel, episodes: list[Episode], quadrant_of: dict[str, str],
-                 horizon: dict[str, int]) -> list[dict]:
+                 horizon: dict[str, int], action_mode: str = "score") -> list[dict]:
     """One flat row per episode: which panel and item (and the item's quadrant, Q1..Q4, for snapshots), success,
-    steps, and whether it looped or ran out of steps (`horizon`: each level's step limit)."""
+    steps, whether it looped or ran out of steps (`horizon`: each level's step limit), the action mode, and the
+    student's replies and failed ones (`n_replies`: every recorded step, as nothing is forced and no expert acts
+    in an evaluation; `n_parse_failures`: steps with `parse_ok` false, a generated reply naming no valid action)."""
     rows = []
     for ep in episodes:
         panel, item, rollout = ep.episode_id.split("|")
@@ -181,5 +190,7 @@ def episode_rows(model: EvalModel, episodes: list[Episode], quadrant_of: dict[st
         rows.append({**model.columns, "panel": panel, "item": item, "rollout": int(rollout),
                      "eval_quadrant": SHORT_NAMES.get(quadrant_of.get(item), ""),
                      "success": ep.success, "n_steps": ep.n_steps, "looped": looped,
-                     "hit_max_steps": (not ep.success) and (ep.cycled or ep.n_steps >= horizon.get(level, 10**9))})
+                     "hit_max_steps": (not ep.success) and (ep.cycled or ep.n_steps >= horizon.get(level, 10**9)),
+                     "action_mode": action_mode, "n_replies": len(ep.steps),
+                     "n_parse_failures": sum(not step.parse_ok for step in ep.steps)})
     return rows

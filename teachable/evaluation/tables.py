@@ -1,12 +1,16 @@
 """Phase 3 (and 5) tables and gates: pure functions of the per-episode rows `teachable.evaluation.panels` writes,
 so they are unit-testable without a model. Per model the mean over its training seeds with an interval that
 includes their spread; against the base the paired delta (`teachable.gates.paired`); the gates as tests
-(`teachable.gates.evaluation`)."""
+(`teachable.gates.evaluation`). Also pass^k (tau-bench's reliability metric) on the held-out tasks and the
+student's parse-failure rate (generate mode's unparseable replies)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from teachable.core.params import GateParams
 from teachable.evaluation.panels import MODEL_COLUMNS
@@ -18,6 +22,11 @@ from teachable.gates.paired import compare, success_rate
 TABLE_COLUMNS = ["n_seeds", "n_rollouts", "successes", "success", "ci_low", "ci_high", "delta", "delta_ci_low",
                  "delta_ci_high", "p_value", "p_holm", "min_detectable_delta"]
 TRAINED_KINDS = ("cell", "baseline", "recovery")
+# the overall table's parse-failure columns (task panel; `parse_failure_rates`)
+PARSE_COLUMNS = ["action_mode", "n_replies", "parse_failures", "parse_failure_rate", "parse_failure_ci_low",
+                 "parse_failure_ci_high"]
+PASS_K_MAX = 8  # pass^1 .. pass^min(n_rollouts, 8)
+PASS_K_COLUMNS = ["k", "value", "ci_low", "ci_high", "n_items", "n_rollouts", "n_seeds"]
 
 
 def normalise(rows: pd.DataFrame) -> pd.DataFrame:
@@ -72,7 +81,12 @@ def _model_table(rows: pd.DataFrame, n_name: str) -> pd.DataFrame:
 
 
 def overall_task_results(rows: pd.DataFrame) -> pd.DataFrame:
-    return _model_table(normalise(rows)[rows.panel == "task"], "n_tasks")
+    """`_model_table` on the held-out tasks, plus each model's parse failures there (`parse_failure_rates`)."""
+    tasks = normalise(rows)[rows.panel == "task"]
+    table = _model_table(tasks, "n_tasks")
+    if table.empty:
+        return table.reindex(columns=[*table.columns, *PARSE_COLUMNS])
+    return table.merge(parse_failure_rates(tasks), on="model", how="left")[[*table.columns, *PARSE_COLUMNS]]
 
 
 def retention_results(rows: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +129,124 @@ def tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     per_quadrant = per_quadrant_results(rows)
     return {"overall_task_results": overall_task_results(rows), "per_quadrant_results": per_quadrant,
             "transfer_matrix": transfer_matrix(per_quadrant), "retention_results": retention_results(rows),
-            "stuckness_results": stuckness_results(rows)}
+            "stuckness_results": stuckness_results(rows), "pass_k": pass_k_results(rows)}
+
+
+# -- intervals for a rate whose units are not independent Bernoulli draws ---------------------------------------------
+def wilson_interval(p: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval for a proportion p observed on n units, n not necessarily an integer (an effective
+    sample size); with integer successes and n it is `teachable.labeling.estimates.wilson`."""
+    z = float(norm.ppf(0.5 + confidence / 2))
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(max(0.0, p * (1 - p) / n + z * z / (4 * n * n)))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# -- pass^k ------------------------------------------------------------------------------------------------------------
+def pass_hat_k(successes, n: int, k: int) -> np.ndarray:
+    """Per item the chance that k of its n rollouts drawn without replacement all succeed, C(c, k) / C(n, k)
+    (tau-bench's unbiased estimator of p^k from c successes in n); needs 1 <= k <= n."""
+    if not 1 <= k <= n:
+        raise ValueError(f"pass^k needs 1 <= k <= n rollouts, got k={k}, n={n}")
+    c = np.asarray(successes, dtype=int)
+    if c.size and (c.min() < 0 or c.max() > n):
+        raise ValueError(f"successes must lie in 0..{n}")
+    return np.array([math.comb(j, k) for j in range(n + 1)], dtype=float)[c] / math.comb(n, k)
+
+
+def pass_k(a: np.ndarray, max_k: int = PASS_K_MAX, confidence: float = 0.95) -> list[dict]:
+    """pass^1 .. pass^min(n, max_k) of one model from its outcomes (training seeds, items, rollouts), n rollouts
+    per item. For each training seed pass^k = mean over items of C(c, k) / C(n, k), c = the item's successes
+    under that seed; a model with several seeds gets the mean over its seeds (equivalently the mean over items of
+    each item's seed-averaged value). pass^1 is the mean success; pass^k never increases with k.
+
+    The 95% interval is over items (items resampled, the seeds kept as they are): Wilson's interval at the
+    effective number of items n_eff = n_items * v(1 - v) / var(item values), the sample size at which a Bernoulli
+    mean has the observed variance, so its width at the centre is the item bootstrap's z * sd / sqrt(n_items) and
+    it keeps Wilson's behaviour near 0 and 1. n_eff is at least n_items (values in [0, 1] vary at most like
+    Bernoulli draws; it is n_items where v is 0 or 1 and there is no variance to estimate) and at most every
+    episode counted once (seeds x items x rollouts). With one seed and one rollout this is Wilson on the tasks."""
+    a = np.asarray(a, dtype=float)
+    seeds, n_items, n = a.shape
+    successes = a.sum(axis=2).round().astype(int)  # (seeds, items)
+    out = []
+    for k in range(1, min(n, max_k) + 1):
+        per_item = pass_hat_k(successes, n, k).mean(axis=0) if n_items else np.zeros(0)
+        value = float(per_item.mean()) if n_items else None
+        ci = [None, None]
+        if n_items:
+            spread = float(per_item.var())
+            n_eff = float(n_items)
+            if 0 < value < 1:
+                n_eff = min(max(n_items * value * (1 - value) / spread, n_items) if spread > 0 else math.inf,
+                            float(seeds * n_items * n))
+            ci = list(wilson_interval(value, n_eff, confidence))
+        out.append({"k": k, "value": value, "ci": ci, "n_items": n_items, "n_rollouts": n, "n_seeds": seeds})
+    return out
+
+
+def pass_k_results(rows: pd.DataFrame, max_k: int = PASS_K_MAX) -> pd.DataFrame:
+    """`pass_k.csv`: per model on the held-out task panel (the items of overall_task_results) pass^k for k = 1 ..
+    min(n_rollouts, max_k), long: one row per model and k with its 95% interval over items, n items, n rollouts
+    per item and n training seeds (`pass_k`)."""
+    columns = MODEL_COLUMNS + PASS_K_COLUMNS
+    tasks = normalise(rows)[rows.panel == "task"]
+    if tasks.empty:
+        return pd.DataFrame(columns=columns, dtype=float)
+    items = panel_items(tasks)
+    out = []
+    for _, model in tasks.drop_duplicates("model")[MODEL_COLUMNS].iterrows():
+        for entry in pass_k(outcomes(tasks[tasks.model == model.model], items), max_k):
+            out.append({**model.to_dict(), "k": entry["k"], "value": entry["value"], "ci_low": entry["ci"][0],
+                        "ci_high": entry["ci"][1], "n_items": entry["n_items"], "n_rollouts": entry["n_rollouts"],
+                        "n_seeds": entry["n_seeds"]})
+    return pd.DataFrame(out, columns=columns).round(6)
+
+
+# -- parse failures ----------------------------------------------------------------------------------------------------
+def clustered_rate(failures, replies, confidence: float = 0.95) -> dict:
+    """failures / replies pooled over episodes with a 95% interval clustered by episode: Wilson's interval at the
+    effective number of replies n / deff, deff (at least 1) the design effect, the ratio estimator's variance
+    (sum over episodes of (f_i - R r_i)^2, times m / (m - 1), over n^2) against the binomial R (1 - R) / n. Where R
+    is 0 or 1 there is no variance to estimate and deff is 1 (plain Wilson on the replies). None without replies."""
+    f, r = np.asarray(failures, dtype=float), np.asarray(replies, dtype=float)
+    n, k, m = float(r.sum()), float(f.sum()), len(r)
+    if n <= 0:
+        return {"rate": None, "ci": [None, None], "failures": int(k), "replies": 0, "n_episodes": m,
+                "design_effect": None}
+    rate_ = k / n
+    deff = 1.0
+    if 0 < rate_ < 1 and m > 1:
+        clustered = m / (m - 1) * float(((f - rate_ * r) ** 2).sum()) / n**2
+        deff = max(1.0, clustered / (rate_ * (1 - rate_) / n))
+    low, high = wilson_interval(rate_, n / deff, confidence)
+    return {"rate": round(rate_, 6), "ci": [round(low, 6), round(high, 6)], "failures": int(k), "replies": int(n),
+            "n_episodes": m, "design_effect": round(deff, 6)}
+
+
+def _recorded(rows: pd.DataFrame) -> bool:
+    """Whether every row carries its episode's parse-failure counts (rows from before they were recorded, or
+    hand-made ones, do not)."""
+    return {"n_parse_failures", "n_replies"} <= set(rows.columns) and bool(len(rows)) and \
+        not pd.to_numeric(rows.n_parse_failures, errors="coerce").isna().any() and \
+        not pd.to_numeric(rows.n_replies, errors="coerce").isna().any()
+
+
+def parse_failure_rates(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per model over its rows (every seed and rollout): the action mode it ran in, replies, failed replies (a
+    generated reply `parse_action` could not map to a valid action) and the failure rate with its 95% interval
+    clustered by episode (`clustered_rate`). A model whose rows lack the counts gets missing values."""
+    out = []
+    for name, part in rows.groupby("model", sort=False):
+        modes = sorted({str(m) for m in part.action_mode.dropna() if str(m)}) if "action_mode" in part else []
+        row = {"model": name, "action_mode": "+".join(modes) if modes else None}
+        if _recorded(part):
+            r = clustered_rate(pd.to_numeric(part.n_parse_failures), pd.to_numeric(part.n_replies))
+            row.update(n_replies=r["replies"], parse_failures=r["failures"], parse_failure_rate=r["rate"],
+                       parse_failure_ci_low=r["ci"][0], parse_failure_ci_high=r["ci"][1])
+        out.append(row)
+    return pd.DataFrame(out, columns=["model", *PARSE_COLUMNS])
 
 
 # -- the gates -------------------------------------------------------------------------------------------------------
@@ -199,8 +330,55 @@ def headline(results: dict[str, pd.DataFrame], verdicts: dict[str, dict]) -> dic
             "chosen_model_test_delta": {"value": gain.get("value"), "ci": gain.get("ci"), "n": gain.get("n"),
                                         "min_detectable": gain.get("min_detectable")},
         },
+        "pass_k": pass_k_summary(results.get("pass_k"), ["base", gain.get("chosen_model")]),
+        "parse_failures": parse_failure_summary(overall),
         "gates": verdicts,
     }
+
+
+def _number(value) -> float | None:
+    return None if value is None or pd.isna(value) else round(float(value), 6)
+
+
+def pass_k_summary(table: pd.DataFrame | None, models: list[str | None]) -> dict:
+    """metrics.json's `pass_k`: pass^1 .. pass^K on the held-out tasks, each with its 95% interval over tasks, for
+    `models` (the base and the end-to-end gate's chosen model; descriptive, over all held-out tasks, whereas the
+    gate chose that model on the even-numbered ones and tests it on the odd-numbered ones)."""
+    if table is None or table.empty:
+        return {"panel": "task", "max_k": 0, "n_rollouts": None, "n_items": None, "models": {},
+                "note": "no held-out task episodes"}
+    n_rollouts = int(table.n_rollouts.max())
+    note = "pass^1 equals the mean success over tasks, rollouts and seeds"
+    if n_rollouts < 2:
+        note += "; with one rollout per task only pass^1 exists: pass^k needs evaluate.n_rollouts >= k"
+    elif n_rollouts > PASS_K_MAX:
+        note += f"; k stops at {PASS_K_MAX}"
+    per_model = {}
+    for m in dict.fromkeys(x for x in models if x):
+        part = table[table.model == m].sort_values("k")
+        if len(part):
+            per_model[m] = {f"pass^{int(r.k)}": {"value": _number(r.value), "ci": [_number(r.ci_low),
+                                                                                   _number(r.ci_high)]}
+                            for r in part.itertuples()}
+    return {"panel": "task", "max_k": int(table.k.max()), "n_rollouts": n_rollouts,
+            "n_items": int(table.n_items.max()), "models": per_model, "note": note}
+
+
+def parse_failure_summary(overall: pd.DataFrame) -> dict:
+    """metrics.json's `parse_failures`: per model on the held-out tasks the share of the student's replies that
+    did not parse to a valid action, with its 95% interval clustered by episode, and the action mode it ran in;
+    a model whose episodes did not record the counts is left out."""
+    out = {"panel": "task", "action_mode": None, "models": {}}
+    if "parse_failure_rate" not in overall:
+        return out
+    modes = sorted({str(m) for m in overall.action_mode.dropna()})
+    out["action_mode"] = "+".join(modes) if modes else None
+    for r in overall.itertuples():
+        if _number(r.parse_failure_rate) is not None:
+            out["models"][r.model] = {"rate": _number(r.parse_failure_rate),
+                                      "ci": [_number(r.parse_failure_ci_low), _number(r.parse_failure_ci_high)],
+                                      "failures": int(r.parse_failures), "replies": int(r.n_replies)}
+    return out
 
 
 def selection_gates(rows: pd.DataFrame, models: dict[str, str], g: GateParams) -> dict[str, dict]:

@@ -45,8 +45,10 @@ class _Builder:
     def __init__(self, inputs: Inputs, out: Path, report: Report):
         self.inputs, self.out, self.report = inputs, out, report
 
-    def missing(self, needs: tuple[str, ...]) -> list[str]:
-        return [PATHS[n] for n in needs if getattr(self.inputs, n) is None]
+    def missing(self, needs: tuple[str, ...], any_of: bool = False) -> list[str]:
+        """The paths of `needs` that are absent (with `any_of`: all of them, or none when one is present)."""
+        gone = [PATHS[n] for n in needs if getattr(self.inputs, n) is None]
+        return gone if not any_of or len(gone) == len(needs) else []
 
     def figure(self, section: Section, label: str, needs: tuple[str, ...], draw: Callable[[Path], list[Path]],
                caption: str) -> None:
@@ -62,8 +64,9 @@ class _Builder:
         self.report.figures += paths
         section.figures.append((f"{label}. {caption}", paths[0]))
 
-    def table(self, section: Section, label: str, name: str, needs: tuple[str, ...], build: Callable, caption: str):
-        if gone := self.missing(needs):
+    def table(self, section: Section, label: str, name: str, needs: tuple[str, ...], build: Callable, caption: str,
+              any_of: bool = False):
+        if gone := self.missing(needs, any_of):
             section.not_run.append(f"{label}: {', '.join(gone)} missing")
             return
         try:
@@ -118,6 +121,8 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
             "Main results (every model): held-out tasks and training seeds, success with its 95% CI, the delta "
             "against the base with its paired interval, Holm-adjusted p and the minimum detectable delta, "
             "retention likewise, and loop rate.")
+    b.table(h5, "Tab H5.2", "h5_pass_k", ("overall",), lambda: tables.pass_k_table(i.pass_k, i.overall),
+            tables.pass_k_caption(i.pass_k, i.overall, i.phase3_metrics))
     h6 = Section("h6", "H6: Teachability predictor", "Predicting teachability from cheap observables.")
     b.figure(h6, "Fig H6.1", ("ranking",), lambda d: figures.ranking_curves(i.ranking, d),
              "NDCG@K and precision@K: predictor vs entropy vs random (and the oracle).")
@@ -131,7 +136,21 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
              "Selection methods compared at the same budget.")
     b.table(h7, "Tab H7.1", "h7_selection_summary", ("selection",), lambda: tables.selection_summary(i.selection),
             "Selection summary.")
-    return [h1, h2, h3, h4, h5, h6, h7]
+    parsing = Section("parsing", "Parsing: parse failures per stage",
+                      "How often the student's reply could not be turned into a valid action, in each stage that "
+                      "runs the student, and the action mode it ran in.")
+    b.table(parsing, "Tab P.1", "parse_failures", ("phase0_metrics", "overall"),
+            lambda: tables.parse_failures(i.phase0_metrics, i.overall, action_mode(params), i.phase3_metrics),
+            tables.PARSE_NOTE, any_of=True)
+    return [h1, h2, h3, h4, h5, h6, h7, parsing]
+
+
+def action_mode(params: Params) -> str:
+    """The student's action mode in these params (`student.action_mode`, else `rollouts.action_mode`)."""
+    for section in (params.student, getattr(params, "rollouts", None)):
+        if getattr(section, "action_mode", None):
+            return str(section.action_mode)
+    return "score"
 
 
 def retention_margin(inputs: Inputs, params: Params) -> float:

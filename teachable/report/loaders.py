@@ -24,12 +24,14 @@ PATHS = {
     "training_summary": "reports/phase2/training_summary.json",
     "cells": "models/phase2",  # <model>/metrics.json: snapshot_ids per trained model
     "student_card": "models/student/card.json",
+    "phase0_metrics": "reports/phase0/metrics.json",  # the rollouts stage: success and parse-failure rate
     "overall": "reports/phase3/overall_task_results.csv",
     "per_quadrant": "reports/phase3/per_quadrant_results.csv",
     "transfer": "reports/phase3/transfer_matrix.csv",
     "retention": "reports/phase3/retention_results.csv",
     "stuckness": "reports/phase3/stuckness_results.csv",
     "phase3_metrics": "reports/phase3/metrics.json",
+    "pass_k": "reports/phase3/pass_k.csv",
     "predictor": "reports/phase4/training_result.json",
     "ranking": "reports/phase4/ranking_curves.csv",
     "selection": "reports/phase5/selection_summary.json",
@@ -47,12 +49,14 @@ class Inputs:
     training_summary: dict | None = None
     cells: dict[str, dict] | None = None  # model id -> its metrics.json
     student_card: dict | None = None
+    phase0_metrics: dict | None = None
     overall: pd.DataFrame | None = None
     per_quadrant: pd.DataFrame | None = None
     transfer: pd.DataFrame | None = None
     retention: pd.DataFrame | None = None
     stuckness: pd.DataFrame | None = None
     phase3_metrics: dict | None = None
+    pass_k: pd.DataFrame | None = None
     predictor: dict | None = None
     ranking: pd.DataFrame | None = None
     selection: dict | None = None

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from teachable.labeling.estimates import rate
 from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
 from teachable.report.loaders import gate_verdict
 from teachable.evaluation.selection import SELECTION_METHODS
@@ -224,3 +225,137 @@ def selection_summary(selection: dict | None) -> pd.DataFrame | None:
     frame = pd.DataFrame(rows)
     absent = [c for c in ("ci_low", "ci_high", "delta_ci_low", "delta_ci_high") if frame[c].isna().all()]
     return frame.drop(columns=absent)
+
+
+# -- reliability: pass^k ---------------------------------------------------------------------------------------------
+PASS_K_NOTE = ("pass^k (tau-bench's reliability metric): the chance that k rollouts of a held-out task all succeed, "
+               "estimated per task as C(c, k) / C(n, k) from its c successes in n rollouts and averaged over the "
+               "tasks (per training seed, then over the seeds), with its 95% interval over tasks (the training seeds "
+               "held as they are; Tab H5.1's interval also counts their spread). pass^1 equals the mean success "
+               "(Tab H5.1); pass^k never increases with k.")
+
+
+def _n_rollouts(pass_k: pd.DataFrame | None, overall: pd.DataFrame | None, metrics: dict | None) -> int | None:
+    """Rollouts per task: from pass_k.csv, else the overall table, else phase 3's metrics; None if none says."""
+    for frame in (pass_k, overall):
+        if frame is not None and "n_rollouts" in frame:
+            counts = pd.to_numeric(frame.n_rollouts, errors="coerce").dropna()
+            if len(counts):
+                return int(counts.max())
+    value = metrics.get("n_rollouts") if isinstance(metrics, dict) else None
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def pass_k_table(pass_k: pd.DataFrame | None, overall: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """Tab H5.2: per model pass^1 .. pass^K on the held-out tasks with 95% intervals (from pass_k.csv, long: one row
+    per model and k), one row per model, models in the evaluation's order. Without pass_k.csv (an evaluate stage
+    from before it was written) pass^1 alone, which is the mean success, with its interval from the overall
+    table."""
+    if usable(pass_k, {"model", "k", "value"}):
+        frame = pass_k.dropna(subset=["k"]).assign(k=lambda f: f.k.astype(int))
+        models = list(dict.fromkeys(frame.model))
+        first = frame.drop_duplicates("model").set_index("model")
+        table = pd.DataFrame({"model": models})
+        for column, source in (("kind", "kind"), ("n_tasks", "n_items"), ("n_rollouts", "n_rollouts"),
+                               ("n_seeds", "n_seeds")):
+            if source in first:
+                table[column] = table.model.map(first[source])
+        for k in sorted(frame.k.unique()):
+            part = frame[frame.k == k].drop_duplicates("model").set_index("model")
+            for column, source in ((f"pass^{k}", "value"), (f"pass^{k}_ci_low", "ci_low"),
+                                   (f"pass^{k}_ci_high", "ci_high")):
+                if source in part:
+                    table[column] = table.model.map(part[source]).astype(float)
+        return table
+    if not usable(overall, {"model", "success"}):
+        return None
+    keep = {"model": "model", "kind": "kind", "n_tasks": "n_tasks", "n_rollouts": "n_rollouts", "n_seeds": "n_seeds",
+            "success": "pass^1", "ci_low": "pass^1_ci_low", "ci_high": "pass^1_ci_high"}
+    return overall[[c for c in keep if c in overall]].rename(columns=keep)
+
+
+def pass_k_caption(pass_k: pd.DataFrame | None, overall: pd.DataFrame | None, metrics: dict | None = None) -> str:
+    """Tab H5.2's caption: what pass^k is, and what this run's rollouts per task allow."""
+    n = _n_rollouts(pass_k, overall, metrics)
+    text = PASS_K_NOTE
+    if not usable(pass_k, {"model", "k", "value"}):
+        text += (" reports/phase3/pass_k.csv is missing (an evaluate stage from before it was written): pass^1 only, "
+                 "the mean success and its interval from overall_task_results.csv.")
+    if n is not None and n < 2:
+        text += (f" This run has {n} rollout per task, so only pass^1 exists: pass^k for k > 1 needs "
+                 "evaluate.n_rollouts >= k.")
+    elif n is not None:
+        ks = pd.to_numeric(pass_k.k, errors="coerce").dropna() if usable(pass_k, {"k"}) else []
+        top = int(ks.max()) if len(ks) else 1
+        text += f" This run has {n} rollouts per task: pass^1 .. pass^{top}" + (
+            f" (k stops at {top})." if n > top else ".")
+    return text
+
+
+# -- parse failures per stage ------------------------------------------------------------------------------------------
+PARSE_NOTE = ("Parse failures per stage: the share of the student's replies that named no valid action (a wasted "
+              "step), with its 95% interval (phase 3: Wilson at the effective number of replies, clustered by "
+              "episode; phase 0: Wilson on the totals its metrics give). In generate mode the student writes free "
+              "text that parse_action maps to a valid action; in score mode it ranks the valid actions, so a "
+              "failure can only arise from open-action sampling (the shop's search queries).")
+PARSE_TABLE_COLUMNS = ["stage", "model", "action_mode", "n_replies", "parse_failures", "parse_failure_rate",
+                       "ci_low", "ci_high", "note"]
+
+
+def _phase0_parse_row(phase0: dict | None, mode: str | None) -> dict:
+    row = {"stage": "rollouts (phase 0)", "model": "base"}
+    if not isinstance(phase0, dict):
+        return {**row, "note": "reports/phase0/metrics.json missing: phase 0 not run"}
+    value = phase0.get("parse_failure_rate")
+    if not isinstance(value, (int, float)):
+        return {**row, "note": "reports/phase0/metrics.json has no parse_failure_rate"}
+    row.update(action_mode=phase0.get("action_mode") or (f"{mode} (params)" if mode else None),
+               parse_failure_rate=float(value))
+    replies, failures = phase0.get("n_replies"), phase0.get("n_parse_failures")
+    note = None
+    if not isinstance(replies, (int, float)) and isinstance(phase0.get("n_episodes"), (int, float)) and \
+            isinstance(phase0.get("mean_steps"), (int, float)):
+        replies, note = round(phase0["n_episodes"] * phase0["mean_steps"]), "counts from the rate and mean steps"
+    if isinstance(replies, (int, float)) and replies > 0:
+        failures = failures if isinstance(failures, (int, float)) else round(float(value) * replies)
+        r = rate(int(failures), int(replies))
+        row.update(n_replies=int(replies), parse_failures=int(failures), ci_low=r["ci"][0], ci_high=r["ci"][1])
+    else:
+        note = "no counts: no interval"
+    return {**row, "note": note}
+
+
+def parse_failures(phase0: dict | None, overall: pd.DataFrame | None, phase0_mode: str | None = None,
+                   phase3_metrics: dict | None = None) -> pd.DataFrame | None:
+    """The "Parse failures per stage" table: phase 0's rollouts (the base student; `reports/phase0/metrics.json`,
+    its action mode from those metrics or else `phase0_mode`, the params') and phase 3's evaluation per model (the
+    overall table's parse-failure columns, on the held-out tasks), each with the action mode it ran in, replies,
+    failed replies and the rate with its 95% interval. A stage not run, or run before it recorded the counts, is a
+    row saying so. None when neither input exists."""
+    if phase0 is None and overall is None:
+        return None
+    rows = [_phase0_parse_row(phase0, phase0_mode)]
+    stage = "evaluate (phase 3)"
+    if overall is None:
+        rows.append({"stage": stage, "note": "reports/phase3/overall_task_results.csv missing: phase 3 not run"})
+    elif not usable(overall, {"model", "parse_failure_rate"}) or overall.parse_failure_rate.isna().all():
+        rows.append({"stage": stage, "note": "not recorded (an evaluate stage from before parse failures were "
+                                             "counted)"})
+    else:
+        fallback = phase3_metrics.get("action_mode") if isinstance(phase3_metrics, dict) else None
+        for r in overall.itertuples():
+            mode = getattr(r, "action_mode", None)
+            recorded = pd.notna(r.parse_failure_rate)
+            rows.append({"stage": stage, "model": r.model,
+                         "action_mode": mode if isinstance(mode, str) and mode else fallback,
+                         "n_replies": getattr(r, "n_replies", None),
+                         "parse_failures": getattr(r, "parse_failures", None),
+                         "parse_failure_rate": r.parse_failure_rate,
+                         "ci_low": getattr(r, "parse_failure_ci_low", None),
+                         "ci_high": getattr(r, "parse_failure_ci_high", None),
+                         "note": None if recorded else "not recorded"})
+    frame = pd.DataFrame(rows, columns=PARSE_TABLE_COLUMNS)
+    frame = frame.astype({c: float for c in ("n_replies", "parse_failures", "parse_failure_rate", "ci_low",
+                                             "ci_high")})
+    counts = {c: int for c in ("n_replies", "parse_failures") if frame[c].notna().all()}  # "2469", not "2469.000"
+    return frame.astype(counts)
