@@ -73,6 +73,18 @@ def train_tokenizer(texts: list[str], vocab_size: int, words: list[str] | None =
     )
 
 
+def check_lengths(tokenizer: PreTrainedTokenizerFast, records: list[dict], max_length: int) -> int:
+    """The longest example in tokens; one longer than the context is an error, since the trainer would cut its end,
+    which is the action being taught."""
+    lengths = [len(ids) for ids in tokenizer([r["prompt"] + r["completion"] for r in records]).input_ids]
+    longest = max(lengths, default=0)
+    log.info("examples: %d tokens on average, %d at most", sum(lengths) // max(1, len(lengths)), longest)
+    if longest > max_length:
+        raise ValueError(f"{sum(n > max_length for n in lengths)} behaviour-cloning examples are longer than "
+                         f"student.max_length={max_length} tokens (longest {longest}); raise student.max_length")
+    return longest
+
+
 def build_model(params: StudentParams, tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen3ForCausalLM:
     """Qwen3's architecture (the family of the seeds' Qwen3-8B) at a CPU-sized shape. Not Qwen2: transformers
     reloads a `qwen2` directory with Qwen2's own pre-tokenizer, not the saved one, so later stages would see other
@@ -85,7 +97,7 @@ def build_model(params: StudentParams, tokenizer: PreTrainedTokenizerFast, seed:
         num_key_value_heads=params.num_heads,
         head_dim=params.hidden_size // params.num_heads,
         intermediate_size=params.intermediate_size,
-        max_position_embeddings=1024,
+        max_position_embeddings=params.max_length,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -189,6 +201,7 @@ def build_student(params: StudentParams, env: EnvParams, seed: int, out_dir: str
         {"prompt": render_prompt(tokenizer, ex["messages"]), "completion": completion_text(tokenizer, ex["action"])}
         for ex in examples
     ]
+    check_lengths(tokenizer, records, params.max_length)
     eval_tasks = make_tasks(env.levels, params.n_eval_tasks, "student_eval")
     with contextlib.ExitStack() as stack:
         if scratch_key is None:
@@ -265,7 +278,8 @@ def train(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast, records: 
         use_cpu=not torch.cuda.is_available(),
         bf16=False,
         dataloader_num_workers=0,
-        max_length=1024,
+        max_length=params.max_length,
+        train_sampling_strategy="group_by_length" if params.group_by_length else "random",
         disable_tqdm=True,
     )
     trainer = SFTTrainer(
