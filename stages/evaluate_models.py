@@ -60,10 +60,12 @@ def main(params: Params) -> None:
         stuck = results["stuckness_results"].set_index("model")
         for m in models:  # each training seed's run gets its model's numbers (means over the seeds)
             if m.mlflow_run_id:
-                numbers = {"eval_success": overall.success[m.model], "eval_delta": overall.delta[m.model],
-                           "retention_delta": retention.delta[m.model], "loop_rate": stuck.loop_rate[m.model],
-                           "parse_failure_rate": overall.parse_failure_rate[m.model]}
-                log_to_run(m.mlflow_run_id, {k: v for k, v in numbers.items() if pd.notna(v)})
+                # .get: a table can lack a model (no retention panel when the student solved no task in phase 0)
+                numbers = {"eval_success": overall.success.get(m.model), "eval_delta": overall.delta.get(m.model),
+                           "retention_delta": retention.delta.get(m.model) if "delta" in retention else None,
+                           "loop_rate": stuck.loop_rate.get(m.model),
+                           "parse_failure_rate": overall.parse_failure_rate.get(m.model)}
+                log_to_run(m.mlflow_run_id, {k: v for k, v in numbers.items() if v is not None and pd.notna(v)})
     scratch.remove()
 
 

@@ -57,6 +57,10 @@ def summarise(rows: pd.DataFrame, chosen: dict[str, list[dict]], params: Params)
     overall = overall_task_results(rows).set_index("model")
     retention = retention_results(rows).set_index("model")
     per_quadrant = per_quadrant_results(rows)
+
+    def retained(m: str, column: str) -> float | None:  # no retention panel: a student that solved no task
+        return float(retention[column][m]) if m in retention.index else None
+
     methods = {}
     for method, snapshots in chosen.items():
         m = f"select-{method}"
@@ -65,8 +69,8 @@ def summarise(rows: pd.DataFrame, chosen: dict[str, list[dict]], params: Params)
             "n_seeds": int(overall.n_seeds[m]), "success": float(overall.success[m]),
             "ci_low": float(overall.ci_low[m]), "ci_high": float(overall.ci_high[m]), "delta": float(overall.delta[m]),
             "delta_ci": [float(overall.delta_ci_low[m]), float(overall.delta_ci_high[m])],
-            "retention": float(retention.success[m]), "retention_delta": float(retention.delta[m]),
-            "retention_delta_ci": [float(retention.delta_ci_low[m]), float(retention.delta_ci_high[m])],
+            "retention": retained(m, "success"), "retention_delta": retained(m, "delta"),
+            "retention_delta_ci": [retained(m, "delta_ci_low"), retained(m, "delta_ci_high")],
             "per_quadrant": dict(per_quadrant[per_quadrant.model == m][["eval_quadrant", "success"]].values),
             "held_out_elp": held_out_elp(snapshots),
         }
