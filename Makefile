@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup java chromium pilot test test-fast bench ui clean
+.PHONY: setup java chromium pilot test test-fast bench plan ui clean
 
 setup: $(STAMP) java
 
@@ -65,6 +65,12 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/rollouts.py
+
+# What the params cost per stage (episodes, calls, tokens, steps, teacher dollars, hours) and whether the gates are
+# decidable; nothing runs. E.g. make plan PLAN_ARGS="--preset seeds-full --device h100 --backend vllm"
+PLAN_ARGS ?=
+plan: setup
+	$(BIN)/python -m teachable plan $(PLAN_ARGS)
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --port 5000

@@ -1,8 +1,13 @@
-"""Command line: `python -m teachable show SNAPSHOT_ID [--json] [--root DIR]`.
+"""Command line: `python -m teachable show SNAPSHOT_ID [--json] [--root DIR]` and `python -m teachable plan`.
 
 `show` prints one snapshot: the state text, the student's distribution over actions, the teacher's advice, the
 leverage and CPT outcomes with their counts, the quadrant, and the trained models that used it. Exit code 2 for
 an unknown id.
+
+`plan [-S key=value ...] [--preset seeds-full] [--device cpu-2core|h100|h200] [--backend hf|sglang|vllm] [--json]`
+prints what the params ask of each stage (episodes, policy calls, tokens, training steps, teacher calls and
+dollars), the hours on a device profile, and whether the evaluation's n can decide the phase 3-5 gates. Exit code 2
+for invalid params (an unknown key is named).
 """
 
 from __future__ import annotations
@@ -11,9 +16,22 @@ import argparse
 import json
 import sys
 
+from teachable.core.params import ParamsError
 from teachable.core.records import RecordError
+from teachable.report import plan as planner
 from teachable.report.snapshot_data import UnknownSnapshot, describe
 from teachable.report.snapshot_view import to_text
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    try:
+        params = planner.load(args.params, args.overrides, args.preset)
+    except (ParamsError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = planner.plan(params, args.device, args.backend, args.preset, args.throughput)
+    sys.stdout.write(json.dumps(out, indent=2) + "\n" if args.json else planner.to_text(out))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("snapshot_id", help="e.g. ep000002-s1 (see data/quadrant_snapshots.jsonl)")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.add_argument("--root", default=".", help="repository root holding data/, models/, reports/")
+    plan = commands.add_parser("plan", help="what a run costs per stage, and whether its n can decide the gates")
+    plan.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a param, as `dvc exp run -S` (repeatable)")
+    plan.add_argument("--params", default="params.yaml", help="the params file the overrides apply to")
+    plan.add_argument("--preset", choices=sorted(planner.PRESETS), help="the seeds' full-scale N values")
+    plan.add_argument("--device", choices=planner.DEVICES, default="cpu-2core")
+    plan.add_argument("--backend", choices=planner.BACKENDS, default="hf", help="GPU profiles only")
+    plan.add_argument("--throughput", default=planner.THROUGHPUT, help="throughput figures (JSON)")
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
+    if args.command == "plan":
+        return run_plan(args)
     try:
         view = describe(args.snapshot_id, args.root)
     except (UnknownSnapshot, RecordError) as err:
