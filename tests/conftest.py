@@ -9,6 +9,18 @@ from teachable.core.params import parse_params  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def built_shop(tmp_path_factory):
+    """A generated 1000-product shop (catalogue + BM25 index), built once per session; modules that make shop
+    environments by name point `configure_shop(world_dir=...)` at it and restore the default after."""
+    from teachable.core.params import ShopParams
+    from teachable.envs.shop.build import build_shop
+
+    directory = tmp_path_factory.mktemp("shop")
+    build_shop(ShopParams(n_products=1000, catalog_seed=0), directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
 def tiny_student_dir(tmp_path_factory):
     """An untrained offline-student-shaped model saved in HF format (random weights: fine for mechanics)."""
     from teachable.policy.prompts import build_messages

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from teachable.core.params import ShopParams
 from teachable.envs import RestoreError, TextEnv, env_names, known_levels, make_env, restore_env
 from teachable.policy.candidates import fits_open, is_open
 
@@ -105,16 +104,13 @@ def play(name: str, level: str, seed: int, p_expert: float, rng: random.Random) 
 
 
 @pytest.fixture(scope="module")
-def shop_world(tmp_path_factory):
-    """A small generated shop, built once for this module; environments made by name find it."""
+def shop_world(built_shop):
+    """The session's generated shop, for this module's environments made by name."""
     from teachable.envs.shop import ShopEnv, configure_shop
-    from teachable.envs.shop.build import build_shop
 
-    directory = tmp_path_factory.mktemp("shop-protocol")
-    build_shop(ShopParams(n_products=1000, catalog_seed=0), directory)
     defaults = ShopEnv.world_dir, ShopEnv.n_open_samples
-    configure_shop(world_dir=directory)
-    yield directory
+    configure_shop(world_dir=built_shop)
+    yield built_shop
     configure_shop(*defaults)
 
 

@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from teachable.core.params import ParamsError, ShopParams, parse_params
+from teachable.core.params import ParamsError, parse_params
 from teachable.envs import configure_envs, make_env
 from teachable.envs.search import Searcher, build_index
 from teachable.envs.shop import SHOP_LEVELS, ShopEnv, ShopWorld, configure_shop
-from teachable.envs.shop.build import build_shop
 from teachable.envs.shop.catalog import Goal, Product, generate_catalog, load_webshop, make_goal
 from teachable.envs.shop.env import BACK, BUY, NEXT, PREV, SEARCH
 from teachable.envs.shop.reward import shop_reward
@@ -21,12 +20,10 @@ N_TASKS = 100
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("shop")
-    build_shop(ShopParams(n_products=1000, catalog_seed=0), directory)
+def world(built_shop):
     defaults = ShopEnv.world_dir, ShopEnv.n_open_samples
-    configure_shop(world_dir=directory)
-    yield ShopWorld.load(directory)
+    configure_shop(world_dir=built_shop)
+    yield ShopWorld.load(built_shop)
     configure_shop(*defaults)
 
 
