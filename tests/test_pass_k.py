@@ -268,7 +268,8 @@ def test_report_tables_read_pass_k_and_parse_failures(tmp_path):
     write_phase3(tmp_path, rows)
     (tmp_path / "reports/phase0").mkdir(parents=True)
     (tmp_path / "reports/phase0/metrics.json").write_text(json.dumps(
-        {"n_episodes": 200, "success_rate": 0.4, "mean_steps": 10.5, "parse_failure_rate": 0.01}))
+        {"n_episodes": 200, "success_rate": 0.4, "mean_steps": 10.5, "parse_failure_rate": 0.01,
+         "n_replies": 2100, "n_parse_failures": 21}))
     inputs = load_inputs(tmp_path)
     wide = report_tables.pass_k_table(inputs.pass_k, inputs.overall).set_index("model")
     assert [c for c in wide if re.fullmatch(r"pass\^\d", c)] == ["pass^1", "pass^2", "pass^3", "pass^4"]
@@ -323,5 +324,6 @@ def test_older_outputs_degrade_to_what_they_hold():
     assert parse.note.tolist()[1].startswith("not recorded")
     assert report_tables.parse_failures(None, None) is None and report_tables.pass_k_table(None, None) is None
     only_phase0 = report_tables.parse_failures({"parse_failure_rate": 0.0}, None)
-    assert only_phase0.note.tolist() == ["no counts: no interval", "reports/phase3/overall_task_results.csv "
-                                                                   "missing: phase 3 not run"]
+    assert only_phase0.note.tolist()[0].startswith("reports/phase0/metrics.json has no reply counts")
+    assert only_phase0.note.tolist()[1] == "reports/phase3/overall_task_results.csv missing: phase 3 not run"
+    assert only_phase0.n_replies.isna().all() and only_phase0.ci_low.isna().all()  # no counts: no interval

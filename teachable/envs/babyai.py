@@ -18,7 +18,7 @@ from minigrid.core.constants import DIR_TO_VEC, IDX_TO_COLOR, IDX_TO_OBJECT
 from minigrid.envs.babyai.core.verifier import ObjDesc
 from minigrid.utils.baby_ai_bot import BabyAIBot, DisappearedBoxError, DropSubgoal, GoNextToSubgoal, PickupSubgoal
 
-from teachable.envs.base import RestoreError
+from teachable.envs.base import replay
 
 ACTIONS = ["turn left", "turn right", "go forward", "pick up", "drop", "toggle"]
 ACTION_INDEX = {name: idx for idx, name in enumerate(ACTIONS)}  # minigrid's Actions enum order
@@ -191,16 +191,7 @@ class BabyAITextEnv:
     @classmethod
     def restore(cls, state: dict, expected_hash: str | None = None, max_steps: int | None = None) -> BabyAITextEnv:
         """Rebuild a state by replaying (level, seed, actions); verify it against the stored hash."""
-        env = cls(state["level"], max_steps=max_steps)
-        env.reset(state["seed"])
-        for action in state["actions"]:
-            env.step(action)
-        if expected_hash is not None and env.state_hash() != expected_hash:
-            raise RestoreError(
-                f"replay of {state['level']} seed {state['seed']} ({len(state['actions'])} actions) gave hash "
-                f"{env.state_hash()}, expected {expected_hash}"
-            )
-        return env
+        return replay(cls(state["level"], max_steps=max_steps), state, expected_hash)
 
     # -- facts for the oracle teacher ----------------------------------------------------------------------------
     def _carrying(self) -> str | None:

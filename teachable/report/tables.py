@@ -312,17 +312,12 @@ def _phase0_parse_row(phase0: dict | None, mode: str | None) -> dict:
     row.update(action_mode=phase0.get("action_mode") or (f"{mode} (params)" if mode else None),
                parse_failure_rate=float(value))
     replies, failures = phase0.get("n_replies"), phase0.get("n_parse_failures")
-    note = None
-    if not isinstance(replies, (int, float)) and isinstance(phase0.get("n_episodes"), (int, float)) and \
-            isinstance(phase0.get("mean_steps"), (int, float)):
-        replies, note = round(phase0["n_episodes"] * phase0["mean_steps"]), "counts from the rate and mean steps"
-    if isinstance(replies, (int, float)) and replies > 0:
-        failures = failures if isinstance(failures, (int, float)) else round(float(value) * replies)
-        r = rate(int(failures), int(replies))
-        row.update(n_replies=int(replies), parse_failures=int(failures), ci_low=r["ci"][0], ci_high=r["ci"][1])
-    else:
-        note = "no counts: no interval"
-    return {**row, "note": note}
+    if not (isinstance(replies, int) and isinstance(failures, int) and replies > 0):
+        return {**row, "note": "reports/phase0/metrics.json has no reply counts (n_replies, n_parse_failures): "
+                               "re-run `dvc repro rollouts` for an interval"}
+    r = rate(failures, replies)
+    return {**row, "n_replies": replies, "parse_failures": failures, "ci_low": r["ci"][0], "ci_high": r["ci"][1],
+            "note": None}
 
 
 def parse_failures(phase0: dict | None, overall: pd.DataFrame | None, phase0_mode: str | None = None,

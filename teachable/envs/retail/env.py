@@ -31,7 +31,7 @@ import json
 import random
 from pathlib import Path
 
-from teachable.envs.base import RestoreError
+from teachable.envs.base import replay
 from teachable.envs.retail.database import DBView, generate_db
 from teachable.envs.retail.tasks import LEVELS, Goal, Task, make_task
 from teachable.envs.retail.tools import RESPOND, TOOLS, WRITE_STATUSES, call_tool, describe_write, option_text
@@ -543,14 +543,7 @@ class RetailEnv:
     def restore(cls, state: dict, expected_hash: str | None = None, max_steps: int | None = None,
                 world: RetailWorld | None = None) -> RetailEnv:
         """Rebuild a state by replaying (level, seed, actions); verify it against the stored hash."""
-        env = cls(state["level"], max_steps=max_steps, world=world)
-        env.reset(state["seed"])
-        for action in state["actions"]:
-            env.step(action)
-        if expected_hash is not None and env.state_hash() != expected_hash:
-            raise RestoreError(f"replay of retail {state['level']} seed {state['seed']} ({len(state['actions'])} "
-                               f"actions) gave hash {env.state_hash()}, expected {expected_hash}")
-        return env
+        return replay(cls(state["level"], max_steps=max_steps, world=world), state, expected_hash)
 
     @classmethod
     def tokenizer_words(cls) -> list[str]:

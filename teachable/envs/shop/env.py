@@ -17,7 +17,7 @@ import random
 import re
 from pathlib import Path
 
-from teachable.envs.base import RestoreError
+from teachable.envs.base import replay
 from teachable.envs.search import Searcher
 from teachable.envs.shop.catalog import SHOP_LEVELS, Goal, Product, make_goal, products_of, read_catalog
 from teachable.envs.shop.reward import is_success, shop_reward
@@ -258,14 +258,7 @@ class ShopEnv:
     def restore(cls, state: dict, expected_hash: str | None = None, max_steps: int | None = None,
                 world: ShopWorld | None = None) -> ShopEnv:
         """Rebuild a state by replaying (level, seed, actions); verify it against the stored hash."""
-        env = cls(state["level"], max_steps=max_steps, world=world)
-        env.reset(state["seed"])
-        for action in state["actions"]:
-            env.step(action)
-        if expected_hash is not None and env.state_hash() != expected_hash:
-            raise RestoreError(f"replay of shop {state['level']} seed {state['seed']} ({len(state['actions'])} "
-                               f"actions) gave hash {env.state_hash()}, expected {expected_hash}")
-        return env
+        return replay(cls(state["level"], max_steps=max_steps, world=world), state, expected_hash)
 
     @classmethod
     def tokenizer_words(cls) -> list[str]:
