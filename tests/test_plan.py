@@ -55,7 +55,7 @@ def test_counts_follow_by_hand_from_tiny_params(params_file):
     assert rows["evaluate"]["episodes"] == models * items * 2
     assert rows["evaluate"]["calls"] == models * items * 2 * 5
     assert rows["select"]["episodes"] == 2 * 2 * items * 2 and rows["select"]["train_steps"] == 2 * 2 * 7
-    assert rows["rollouts"]["prompt_tokens"] == 50 * planner.ENV_TOKENS["babyai"]["prompt"]
+    assert rows["rollouts"]["prompt_tokens"] == 50 * planner.env_tokens("babyai")["prompt"]
 
 
 def test_overrides_change_the_numbers_and_unknown_keys_are_named(params_file):

@@ -30,16 +30,6 @@ THROUGHPUT = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.js
 ESTIMATE, MEASURED = "estimate, not measured", "from measured throughput"
 DEVICES, BACKENDS = ("cpu-2core", "h100", "h200"), ("hf", "sglang", "vllm")
 
-# Per state, in the offline student's tokens (the planner uses them for an 8B student too). prompt: BabyAI 100
-# (benchmarks/RESULTS.md), shop ~240 and retail 378 (docs/RESULTS.md). candidates scored a state and tokens each:
-# BabyAI 6.0 actions of ~1.7 words (data/rollouts/student.jsonl, 5178 states), retail 7.0 tool calls of ~49
-# characters (20 expert paths, measured for this table), shop ~10 clicks a page (its layout: 10 results + paging;
-# not measured). reply: tokens a generate-mode reply takes (assumed).
-ENV_TOKENS = {
-    "babyai": {"prompt": 100, "candidates": 6, "candidate_tokens": 3, "reply": 8},
-    "shop": {"prompt": 240, "candidates": 10, "candidate_tokens": 5, "reply": 16},
-    "retail": {"prompt": 380, "candidates": 7, "candidate_tokens": 14, "reply": 40},
-}
 TEACHER_IN, TEACHER_OUT = 350, 150  # assumed per call: system + reply schema (+ the state's prompt); reply tokens
 
 # Planning variance of one item's paired success difference (model - base) from one training seed and one rollout,
@@ -121,7 +111,7 @@ def lora_steps(records: float, t, runs: int = 1) -> int:
 def workload(p: Params, path: Path = THROUGHPUT) -> list[dict]:
     """One row per stage: episodes, policy calls (states scored or generated), tokens, training steps, LoRA
     runs, teacher calls and dollars, and what the hours need (`mode`, `batch`, `processes`)."""
-    s, t, tok, e = sizes(p), p.train, ENV_TOKENS[p.env.name], p.evaluate
+    s, t, tok, e = sizes(p), p.train, env_tokens(p.env.name, path), p.evaluate
     steps, horizon, q = p.env.max_steps, p.label.horizon or p.env.max_steps, len(QUADRANTS)
     record = tok["prompt"] + tok["candidate_tokens"]  # a training record: prompt + target action
     pair = 2 if t.method == "dpo" else 1
@@ -188,6 +178,13 @@ def workload(p: Params, path: Path = THROUGHPUT) -> list[dict]:
 
 def _value(x):
     return x["value"] if isinstance(x, dict) else x
+
+
+def env_tokens(name: str, path: Path = THROUGHPUT) -> dict:
+    """Tokens per state for an environment (prompt, candidates, tokens a candidate, a generated reply), as measured
+    or assumed in benchmarks/throughput.json, each figure's source beside it there."""
+    found = json.loads(Path(path).read_text())["env_tokens"][name]
+    return {k: found[k] for k in ("prompt", "candidates", "candidate_tokens", "reply")}
 
 
 def _fractions(path: Path = THROUGHPUT) -> dict:
@@ -303,7 +300,7 @@ def plan(p: Params, device: str = "cpu-2core", backend: str = "hf", preset: str 
     out = {"params": {"env": p.env.name, "student": p.student.base_model or "offline student",
                       "teacher": p.teacher.model if p.teacher.name == "openai" else "oracle"},
            "sizes": sizes(p), "profile": profile, "stages": rows, "totals": totals, "warnings": warnings,
-           "gates": gates(p), "assumptions": {"env_tokens": ENV_TOKENS[p.env.name], "teacher_tokens_in":
+           "gates": gates(p), "assumptions": {"env_tokens": env_tokens(p.env.name, path), "teacher_tokens_in":
                                               TEACHER_IN, "teacher_tokens_out": TEACHER_OUT,
                                               "item_variance": ITEM_VARIANCE, "between_share": BETWEEN_SHARE}}
     if preset == "seeds-full":
