@@ -51,3 +51,29 @@ def test_the_act_tool_still_names_a_plain_action():
     reply = json.dumps({"tool_calls": [{"function": {"name": "act", "arguments": json.dumps({"action": "pick up"})}}]})
     assert parse_action(reply, ["pick up", "go forward"]) == "pick up"
     assert parse_action(reply_text("go forward"), ["pick up", "go forward"]) == "go forward"
+
+
+def test_the_prompt_lists_each_call_as_the_line_its_reply_copies():
+    """The reply is OpenAI's JSON; the prompt lists each valid call as that JSON's `function` object, so the reply
+    is a listed line copied inside the wrapper (also token for token in the retail student's tokenizer, where the
+    JSON's joints are whole tokens): what lets a small model learn to write ids it has seen once."""
+    from teachable.envs.retail.env import JSON_WORDS
+    from teachable.envs.toolcall import function_json
+    from teachable.policy.prompts import build_messages
+    from teachable.training.student.build import train_tokenizer
+
+    listed = build_messages("Cancel my order.", "User: hi", VALID)[1]["content"].split("\n")
+    for action in VALID:
+        reply = tool_call_json(action)
+        assert json.loads(reply)["tool_calls"][0]["function"] == json.loads(function_json(action))
+        assert function_json(action) in listed and function_json(action) in reply
+    assert sum(line in map(function_json, VALID) for line in listed) == len(VALID)
+
+    tokenizer = train_tokenizer(listed * 20, 300, [*JSON_WORDS, "cancel_pending_order", "order_id", "#W2001", "#W2002"])
+    for action in VALID:
+        line = tokenizer(function_json(action)).input_ids[1:]  # after `{"name": "`, which the reply's first token ends
+        reply = tokenizer(tool_call_json(action)).input_ids
+        assert len(line) > 4 and reply[1:1 + len(line)] == line, action
+    cancel = [tokenizer.decode([t]) for t in tokenizer(tool_call_json(CANCEL)).input_ids]
+    assert cancel[:5] == ['{"tool_calls": [{"function": {"name": "', "cancel_pending_order", '", "arguments": "{\\"',
+                          "order_id", '\\": \\"'] and cancel[5] == "#W2001"

@@ -3,7 +3,8 @@
 An action is one tool call written `name(key=<json value>, ...)`, e.g.
 `cancel_pending_order(order_id="#W2001", reason="no longer needed")`: short in a prompt's list of valid actions,
 and parsed back with Python's literal parser (`ast`, nothing is executed). The student replies with the call as
-OpenAI-style `tool_calls` JSON (`tool_call_json`); Qwen3's native `<tool_call>{...}</tool_call>` form is read too.
+OpenAI-style `tool_calls` JSON (`tool_call_json`), and a prompt lists the valid calls as that JSON's `function`
+objects (`function_json`), so a reply copies one listed line; Qwen3's native `<tool_call>{...}</tool_call>` form is read too.
 Two calls are the same action when their names and argument dicts are equal (argument order does not matter).
 """
 
@@ -47,11 +48,17 @@ def is_call(action: str) -> bool:
     return parse_call(action) is not None
 
 
+def function_json(action: str) -> str:
+    """The call as an OpenAI `function` object, `{"name": ..., "arguments": "<json>"}`: how a prompt lists a valid
+    tool call, so that a reply is the listed line copied verbatim inside the `tool_calls` wrapper."""
+    name, arguments = parse_call(action)
+    return json.dumps({"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}, ensure_ascii=False)
+
+
 def tool_call_json(action: str) -> str:
     """The OpenAI-style reply for an action: `{"tool_calls": [{"function": {"name", "arguments": "<json>"}}]}`."""
-    name, arguments = parse_call(action)
-    arguments_text = json.dumps(arguments, ensure_ascii=False)
-    return json.dumps({"tool_calls": [{"function": {"name": name, "arguments": arguments_text}}]}, ensure_ascii=False)
+    return f'{{"tool_calls": [{{"function": {function_json(action)}}}]}}'
+
 
 
 def qwen_tool_call(action: str) -> str:

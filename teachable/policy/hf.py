@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from teachable.policy.prompts import completion_text, render_prompt
+from teachable.policy.prompts import completion_text, end_of_turn, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,12 @@ class HFPolicy:
         return np.array(logliks)
 
     # -- generation ------------------------------------------------------------------------------------------------
+    def _stop_ids(self) -> list[int]:
+        """A reply ends at the template's end-of-turn token (Qwen3's `<|im_end|>`, which a base checkpoint's eos
+        `<|endoftext|>` is not) or at eos."""
+        ids = self.tokenizer(end_of_turn(self.tokenizer), add_special_tokens=False).input_ids
+        return list(dict.fromkeys(([ids[0]] if len(ids) == 1 else []) + [self.tokenizer.eos_token_id]))
+
     @torch.inference_mode()
     def generate(self, messages: list[list[dict]], max_new_tokens: int = 32, temperature: float = 0.0, seed: int = 0):
         """Free text replies (the generate-and-parse mode), decoded without special tokens."""
@@ -183,7 +189,7 @@ class HFPolicy:
             torch.manual_seed(seed + start)
             sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
             out = self.model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                                      **sampling)
+                                      eos_token_id=self._stop_ids(), **sampling)
             replies += self.tokenizer.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
         return replies
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from teachable.envs.toolcall import is_call, tool_call_json
+import weakref
+
+from teachable.envs.toolcall import function_json, is_call, tool_call_json
 
 SYSTEM = "You are an agent in a grid world. Reply with one valid action."
 WEB_SYSTEM = "You are a shopping agent in a web shop. Reply with one valid action: search[query] or click[label]."
@@ -30,22 +32,26 @@ def build_messages(
     patch: str | None = None,
 ) -> list[dict]:
     """`history` holds the previous {"obs", "action"} steps the prompt shows (oldest first); their actions are
-    shown, not their observations, which would double the prompt for little gain. Tool calls are listed one a
-    line (their arguments hold commas)."""
+    shown, not their observations, which would double the prompt for little gain. Valid tool calls are listed one
+    a line as the `function` objects of the reply's JSON (`function_json`): the reply is then one listed line
+    copied, which a small model learns far sooner than re-spelling ids from another notation."""
     calls = bool(valid_actions) and is_call(valid_actions[0])
     sep = "\n" if calls else ", "
     lines = [f"Mission: {mission}"]
     if history:
         lines.append(f"Your last actions:{sep if calls else ' '}{sep.join(past['action'] for past in history)}.")
     lines.append(f"Now: {obs}")
-    lines.append(f"Valid actions:{sep if calls else ' '}{sep.join(valid_actions)}")
+    listed = [function_json(a) for a in valid_actions] if calls else valid_actions
+    lines.append(f"Valid actions:{sep if calls else ' '}{sep.join(listed)}")
     if patch:
         lines.append(patch)
     return [{"role": "system", "content": system_prompt(valid_actions)}, {"role": "user", "content": "\n".join(lines)}]
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:
-    """The chat template applied up to the assistant's turn (thinking off for models that have it)."""
+    """The chat template applied up to the assistant's turn, thinking off for models that have it: Qwen3's template
+    then ends the prompt with an empty `<think>\n\n</think>\n\n`, so a reply is scored (and trained) after it, as
+    the template renders a finished assistant turn."""
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
 
 
@@ -55,6 +61,35 @@ def reply_text(action: str) -> str:
     return tool_call_json(action) if is_call(action) else action
 
 
+_REPLY_MARK = "MARK"
+_end_of_turn: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> ((template, eos), text)
+
+
+def end_of_turn(tokenizer) -> str:
+    """What the chat template writes after an assistant's reply: the text after the reply in a rendered
+    [user, assistant] exchange (thinking off), less a trailing newline. Qwen3: `<|im_end|>`, which is not the eos
+    token of every checkpoint (a base model's is `<|endoftext|>`); the offline student: `<|end|>`, its eos. The eos
+    token where the template cannot tell (none, an error, nothing after the reply). Cached per tokenizer, until its
+    template or eos token changes."""
+    key = (getattr(tokenizer, "chat_template", None), tokenizer.eos_token)
+    cached = _end_of_turn.get(tokenizer)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    text = tokenizer.eos_token
+    if key[0]:
+        try:
+            rendered = tokenizer.apply_chat_template(
+                [{"role": "user", "content": "x"}, {"role": "assistant", "content": _REPLY_MARK}], tokenize=False,
+                enable_thinking=False)
+        except Exception:  # a template that refuses this exchange (e.g. asks for a system turn): the eos token
+            rendered = ""
+        at = rendered.rfind(_REPLY_MARK) if isinstance(rendered, str) else -1
+        after = rendered[at + len(_REPLY_MARK):].rstrip("\n") if at >= 0 else ""
+        text = after if after.strip() else text
+    _end_of_turn[tokenizer] = (key, text)
+    return text
+
+
 def completion_text(tokenizer, action: str) -> str:
-    """The assistant's reply for an action, then end-of-turn."""
-    return reply_text(action) + tokenizer.eos_token
+    """The assistant's reply for an action, then the chat template's end-of-turn (`end_of_turn`)."""
+    return reply_text(action) + end_of_turn(tokenizer)

@@ -41,7 +41,10 @@ from teachable.envs.toolcall import format_call, parse_call
 
 TRANSFER = format_call("transfer_to_human_agents", {"summary": "User asked for a human."})
 MAX_VARIANTS = 4  # other variants offered per item (a wanted one past the cap is added once revealed)
-JSON_WORDS = ("tool_calls", '\\"')  # the reply's tool-call JSON spells them every time
+# The reply's tool-call JSON and the prompt's listed calls spell these every time: whole tokens, so the structure
+# costs the student a few tokens and an argument value is always preceded by the same token in both
+JSON_WORDS = ('{"tool_calls": [{"function": {"name": "', '{"name": "', '", "arguments": "{\\"', '\\": \\"',
+              '\\", \\"', '\\"}"}', '}]}', '\\": [\\"', '\\"]', "tool_calls", '\\"')
 START = "User: (see Mission)"  # the first event: the opening request is the mission
 
 
