@@ -39,7 +39,7 @@ def main(params: Params) -> None:
     scratch = resume.ScratchLog("micro_train", key)
     done = {r["snapshot_id"]: r for r in scratch.load()}
     with stage_run("micro_train", key) as mlflow:
-        policy = load_student(params.student)
+        policy = load_student(params.student, in_process=True)  # micro-runs train its weights
         engine_kwargs = micro_engine_kwargs(env, params.label.temperature)
         with tempfile.TemporaryDirectory() as scratch_dir:
             for record in tqdm([r for r in records if r["snapshot_id"] not in done], desc="micro-runs"):

@@ -91,6 +91,13 @@ class StudentParams(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     score_batch_size: int = Field(64, ge=1, le=4096, description="states per forward pass when scoring")
+    # Where the student runs for rollouts, labeling and evaluation: in-process, or an inference server serving
+    # base_model (whose local copy still gives the tokenizer and the weights LoRA training starts from)
+    backend: Literal["hf", "sglang", "vllm"] = "hf"
+    url: str | None = Field(None, description="the server's base URL, e.g. http://127.0.0.1:30000 (sglang/vllm)")
+    max_concurrency: int = Field(64, ge=1, le=4096, description="requests in flight to the server")
+    request_timeout_s: float = Field(300.0, gt=0, description="per request; a slower answer is retried")
+    max_retries: int = Field(3, ge=0, le=20, description="retries of a failed request, with exponential backoff")
     # Offline student: data
     n_train_tasks: int = Field(700, ge=1, description="expert demonstrations per level")
     noise: float = Field(0.2, ge=0, lt=1, description="share of off-expert (DAgger-style) actions in the demos")
@@ -116,6 +123,9 @@ class StudentParams(Section):
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> StudentParams:
+        if self.backend != "hf" and not (self.url and self.base_model):
+            raise ValueError(f"backend {self.backend} needs student.url (the server) and student.base_model (a local "
+                             "copy of the served model: its tokenizer, and the weights LoRA training starts from)")
         if self.hidden_size % self.num_heads:
             raise ValueError("hidden_size must be a multiple of num_heads")
         lo, hi = self.success_band
@@ -230,6 +240,15 @@ class TrainParams(Section):
         "min", description="size-matched cells: every quadrant x format cell and the random baseline subsampled to "
                            "this many records (min: the smallest non-empty quadrant's count; null: no matching)")
     n_seeds: int = Field(2, ge=1, le=32, description="training seeds per cell (each its own subsample and init)")
+    launcher: str = Field("python", description="how dvc.yaml starts a training stage: python, or accelerate "
+                                                "launch --config_file teachable/training/accelerate/<ddp|fsdp>.yaml")
+
+    @field_validator("launcher")
+    @classmethod
+    def _known_launcher(cls, value: str) -> str:
+        if value != "python" and not value.startswith("accelerate launch"):
+            raise ValueError("must be python or start with `accelerate launch`")
+        return value
 
     @field_validator("records_per_cell")
     @classmethod
@@ -317,6 +336,14 @@ class GateParams(Section):
 
 class Params(Section):
     seed: int = Field(0, ge=0)
+    gpus: str | None = Field(None, pattern=r"^\d+(,\d+)*$",
+                             description="CUDA_VISIBLE_DEVICES for every stage, e.g. 0 or 0,1: pins a queued "
+                                         "experiment to its GPUs (null: the environment's)")
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_list(cls, value):
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     env: EnvParams = Field(default_factory=EnvParams)
     shop: ShopParams = Field(default_factory=ShopParams)
     retail: RetailParams = Field(default_factory=RetailParams)

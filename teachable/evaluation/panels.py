@@ -86,10 +86,21 @@ def matrix_models(phase2: str | Path, cells: list[str]) -> list[EvalModel]:
 
 
 @contextlib.contextmanager
-def adapted(policy: HFPolicy, adapter: str | None) -> Iterator[HFPolicy]:
-    """The policy with a LoRA adapter attached for the duration; the shared base model is left as it was."""
+def adapted(policy, adapter: str | None) -> Iterator:
+    """The policy (an HFPolicy or a ServerPolicy) with a LoRA adapter attached for the duration; the shared base
+    model is left as it was. A server policy loads the adapter into its server once, names it in every request, and
+    frees it after."""
+    from teachable.policy.server import ServerPolicy, adapter_name
+
     if adapter is None:
         yield policy
+        return
+    if isinstance(policy, ServerPolicy):
+        view = policy.with_adapter(adapter_name(adapter), adapter)
+        try:
+            yield view
+        finally:
+            view.unload_adapter()
         return
     model = PeftModel.from_pretrained(policy.model, adapter).eval()
     try:

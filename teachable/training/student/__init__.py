@@ -27,11 +27,21 @@ def student_path(params: StudentParams) -> str:
     return path
 
 
-def load_student(params: StudentParams):
-    """The student as a scoring/generating policy, on the configured device and dtype."""
-    from teachable.policy.hf import HFPolicy
+def load_student(params: StudentParams, in_process: bool = False):
+    """The student as a scoring/generating policy: in-process on the configured device and dtype (`backend: hf`,
+    or `in_process` for a stage that trains the weights, the micro-runs), or the inference server at `student.url`
+    serving `base_model`, checked before any work is sent to it."""
+    if params.backend == "hf" or in_process:
+        from teachable.policy.hf import HFPolicy
 
-    return HFPolicy.load(student_path(params), params.device, params.dtype, params.score_batch_size)
+        return HFPolicy.load(student_path(params), params.device, params.dtype, params.score_batch_size)
+    from teachable.policy.server import server_policy
+
+    policy = server_policy(params.backend, params.url, student_path(params), batch_size=params.score_batch_size,
+                           max_concurrency=params.max_concurrency, timeout_s=params.request_timeout_s,
+                           max_retries=params.max_retries)
+    policy.check()
+    return policy
 
 
 def remedy(params: StudentParams) -> str:
