@@ -9,6 +9,10 @@ not subsampled). Output `models/phase2/<CELL>/seed-<k>/` (LoRA adapter as safete
 `train.min_records` records is trained on what exists and flagged `small: true` (an empty one is recorded with
 `trained: false`), never skipped silently. Each seed's MLflow run is nested under one parent run per matrix
 (same git revision and params), so cells compare side by side.
+
+Multi-GPU: `train.launcher: accelerate launch --config_file teachable/training/accelerate/ddp.yaml` (or fsdp.yaml)
+runs it under accelerate; every process trains, the main one alone writes metrics and MLflow runs, and
+`train.batch_size` stays the global batch (split over the processes).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+
+from accelerate import PartialState
 
 from teachable import stage
 from teachable.core import resume
@@ -44,11 +50,16 @@ def cell_data(cell: str, records: list[dict], params: Params, seed: int) -> tupl
     return cell_records(records, quadrant, fmt, train.method, size, seed), train
 
 
-def train_seed(params: Params, cell: str, k: int, records: list[dict], out: Path) -> dict:
+def train_seed(params: Params, cell: str, k: int, records: list[dict], out: Path) -> dict | None:
     seed = training_seed(params.seed, k)
     data, train = cell_data(cell, records, params, seed)
     key = params.model_dump(mode="json", include={"seed", "student", "train"})
     checkpoints = resume.scratch_path(f"checkpoints-{cell}-{k}", {**key, "data": data})
+    if not PartialState().is_main_process:  # another process of `accelerate launch`: its share of the steps only
+        if data:
+            train_lora(student_path(params.student), data, train, out, seed=seed, checkpoint_dir=checkpoints,
+                       report=False)
+        return None
     with matrix_cell_run("train", f"{cell}/seed-{k}", key) as mlflow:
         if data:
             # the per-step curves and `train_loss` (once) go to this run through train_lora's MLflow callback
@@ -72,6 +83,8 @@ def main(params: Params) -> None:
     records = training_snapshots(read_jsonl(LABELED))  # held-out snapshots are phase 3's
     out = Path("models/phase2") / cell
     seeds = [train_seed(params, cell, k, records, out / f"seed-{k}") for k in range(params.train.n_seeds)]
+    if not PartialState().is_main_process:
+        return  # the main process records the cell and its MLflow runs, once
     losses = [s["train_loss"] for s in seeds if s["train_loss"] is not None]
     n_records = seeds[0]["n_records"]
     write_json(out / "metrics.json", {

@@ -5,6 +5,7 @@ Resumable scratch logs are `teachable.core.resume`'s."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -23,6 +24,8 @@ def run(main: Callable[[Params], None], params_path: str = "params.yaml") -> Non
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         params = load_params(params_path)
+        if params.gpus is not None:  # before anything touches CUDA, which reads it once
+            os.environ["CUDA_VISIBLE_DEVICES"] = params.gpus
         configure_envs(params)
         main(params)
     except (ParamsError, InputError, RestoreError, TeacherConfigError, FileNotFoundError) as err:

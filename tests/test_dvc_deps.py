@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "teachable"
-SCRIPT = re.compile(r"\bpython\s+(\S+\.py)\b")
+SCRIPT = re.compile(r"(?:\bpython|\$\{train\.launcher\})\s+(\S+\.py)\b")  # training stages: the launcher param
 TEMPLATE = re.compile(r"\$\{[^}]*\}")
 
 

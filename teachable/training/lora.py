@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import Dataset
+from accelerate import PartialState
 from peft import LoraConfig, set_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -47,10 +48,19 @@ def lora_config(p: TrainParams) -> LoraConfig:
                       target_modules=list(p.target_modules), task_type="CAUSAL_LM")
 
 
+def per_device_batch(batch_size: int, processes: int) -> int:
+    """`train.batch_size` is the global batch: under `accelerate launch` with N processes each takes 1/N of it, so
+    a recipe takes the same steps on one GPU and on eight."""
+    if batch_size % processes:
+        raise ValueError(f"train.batch_size={batch_size} is not a multiple of the {processes} training processes")
+    return batch_size // processes
+
+
 def _common_args(p: TrainParams, checkpoints: Path, seed: int) -> dict:
     on_gpu = torch.cuda.is_available()
     return dict(
-        output_dir=str(checkpoints), per_device_train_batch_size=p.batch_size,
+        output_dir=str(checkpoints), per_device_train_batch_size=per_device_batch(p.batch_size,
+                                                                                  PartialState().num_processes),
         gradient_accumulation_steps=p.gradient_accumulation_steps, learning_rate=p.learning_rate,
         num_train_epochs=p.num_train_epochs, max_steps=p.max_steps, logging_steps=1, save_strategy="steps",
         save_steps=p.save_steps, save_total_limit=1, seed=seed, report_to=[],
@@ -114,7 +124,7 @@ def train_lora(base_model: str, records: list[dict], p: TrainParams, out_dir: st
     """
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-    out = Path(out_dir)
+    out, model_given = Path(out_dir), model is not None
     tokenizer = tokenizer or AutoTokenizer.from_pretrained(base_model)
     if model is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -147,9 +157,16 @@ def train_lora(base_model: str, records: list[dict], p: TrainParams, out_dir: st
         result = trainer.train(resume_from_checkpoint=last)
         history, steps = trainer.state.log_history, trainer.state.global_step
         train_loss = run_loss(history, result.training_loss, resumed=bool(last))
-    trainer.model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json
-    anchor_base_model(out)
-    trainer.model.unload()  # take the LoRA layers out again: a model passed in is left as it came
+    # adapter_model.safetensors + adapter_config.json, written once: under `accelerate launch` every process takes
+    # part in gathering the weights (FSDP shards them), the main one writes
+    acc = trainer.accelerator
+    state_dict = acc.get_state_dict(trainer.model) if acc.num_processes > 1 else None
+    if acc.is_main_process:
+        trainer.model.save_pretrained(out, state_dict=state_dict)
+        anchor_base_model(out)
+    acc.wait_for_everyone()
+    if model_given:
+        trainer.model.unload()  # take the LoRA layers out again: a model passed in is left as it came
     curve = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
     return {"method": p.method, "n_records": len(records), "train_loss": train_loss,
             "final_loss": curve[-1]["loss"] if curve else None, "steps": steps,
