@@ -21,8 +21,6 @@ import logging
 import sys
 from pathlib import Path
 
-from accelerate import PartialState
-
 from teachable import stage
 from teachable.core import resume
 from teachable.core.params import Params, TrainParams
@@ -31,7 +29,7 @@ from teachable.core.records import read_jsonl, write_json
 from teachable.training.student import student_path
 from teachable.core.tasks import training_snapshots
 from teachable.core.tracking import matrix_cell_run
-from teachable.training.lora import train_lora
+from teachable.training.lora import train_lora, training_processes
 
 LABELED, RECOVERY = "data/quadrant_snapshots.jsonl", "data/recovery_trajectories.jsonl"
 log = logging.getLogger("train")
@@ -55,7 +53,7 @@ def train_seed(params: Params, cell: str, k: int, records: list[dict], out: Path
     data, train = cell_data(cell, records, params, seed)
     key = params.model_dump(mode="json", include={"seed", "student", "train"})
     checkpoints = resume.scratch_path(f"checkpoints-{cell}-{k}", {**key, "data": data})
-    if not PartialState().is_main_process:  # another process of `accelerate launch`: its share of the steps only
+    if not training_processes().is_main_process:  # another process of `accelerate launch`: its share of the steps only
         if data:
             train_lora(student_path(params.student), data, train, out, seed=seed, checkpoint_dir=checkpoints,
                        report=False)
@@ -83,7 +81,7 @@ def main(params: Params) -> None:
     records = training_snapshots(read_jsonl(LABELED))  # held-out snapshots are phase 3's
     out = Path("models/phase2") / cell
     seeds = [train_seed(params, cell, k, records, out / f"seed-{k}") for k in range(params.train.n_seeds)]
-    if not PartialState().is_main_process:
+    if not training_processes().is_main_process:
         return  # the main process records the cell and its MLflow runs, once
     losses = [s["train_loss"] for s in seeds if s["train_loss"] is not None]
     n_records = seeds[0]["n_records"]

@@ -48,6 +48,13 @@ def lora_config(p: TrainParams) -> LoraConfig:
                       target_modules=list(p.target_modules), task_type="CAUSAL_LM")
 
 
+def training_processes() -> PartialState:
+    """The processes of this training run (one, or those `accelerate launch` / torchrun started), asked the way the
+    Trainer will ask: on a machine without a GPU, `PartialState()` alone sees a single process on every rank (so
+    each would think it is the main one and take the whole batch); `cpu=True` joins the gloo process group."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def per_device_batch(batch_size: int, processes: int) -> int:
     """`train.batch_size` is the global batch: under `accelerate launch` with N processes each takes 1/N of it, so
     a recipe takes the same steps on one GPU and on eight."""
@@ -60,7 +67,7 @@ def _common_args(p: TrainParams, checkpoints: Path, seed: int) -> dict:
     on_gpu = torch.cuda.is_available()
     return dict(
         output_dir=str(checkpoints), per_device_train_batch_size=per_device_batch(p.batch_size,
-                                                                                  PartialState().num_processes),
+                                                                                  training_processes().num_processes),
         gradient_accumulation_steps=p.gradient_accumulation_steps, learning_rate=p.learning_rate,
         num_train_epochs=p.num_train_epochs, max_steps=p.max_steps, logging_steps=1, save_strategy="steps",
         save_steps=p.save_steps, save_total_limit=1, seed=seed, report_to=[],
