@@ -15,7 +15,7 @@ from teachable.core.params import parse_params
 from teachable.envs.babyai import ACTIONS
 from teachable.evaluation.panels import adapted
 from teachable.policy.hf import HFPolicy
-from teachable.policy.prompts import build_messages
+from teachable.policy.prompts import build_messages, completion_ids
 from teachable.policy.server import ServerError, ServerPolicy, server_policy
 from teachable.training.student import load_student
 from teachable.training.student.build import build_model, train_tokenizer
@@ -96,7 +96,7 @@ def test_load_student_connects_to_the_configured_server_and_checks_it(flavour, s
 def test_scores_equal_the_in_process_scores(served, hf):
     engine, policy = served
     states, candidates = batch()
-    lengths = {len(policy._candidate_ids(a)) for cands in candidates for a in cands}
+    lengths = {len(completion_ids(policy.tokenizer, a)) for cands in candidates for a in cands}
     assert 1 in lengths and max(lengths) > 8  # one-token and long candidates are both scored
     got, want = policy.score(states, candidates), hf.score(states, candidates)
     for g, w, cands in zip(got, want, candidates):
@@ -114,7 +114,7 @@ def test_scores_equal_the_in_process_scores(served, hf):
         for b in scored:  # logprob_start_len at the prompt's last token, the candidates after the prompt
             prompt = b["input_ids"][0][: b["logprob_start_len"] + 1]
             cands = candidates_of[tuple(prompt)]
-            assert b["input_ids"] == [prompt + policy._candidate_ids(c) for c in cands]
+            assert b["input_ids"] == [prompt + completion_ids(policy.tokenizer, c) for c in cands]
     else:
         assert engine.paths() == ["/v1/completions"] * len(states)
         assert all(b["prompt_logprobs"] == 0 and b["model"] == str(engine.served_name) for _, b in engine.calls)
@@ -126,7 +126,8 @@ def test_token_ids_are_sent_not_text(served):
     body = engine.calls[-1][1]
     sent = body["input_ids"] if engine.flavour == "sglang" else body["prompt"]
     prompt = policy.prompt_ids(state(0))
-    assert sent == [prompt + policy._candidate_ids("go forward"), prompt + policy._candidate_ids("")]
+    assert sent == [prompt + completion_ids(policy.tokenizer, "go forward"),
+                    prompt + completion_ids(policy.tokenizer, "")]
 
 
 def test_greedy_replies_equal_the_in_process_replies(served, hf):
@@ -148,7 +149,7 @@ def test_sampled_requests_each_get_their_own_seed(served):
 
 def test_replies_are_decoded_as_the_in_process_policy_decodes_them(served):
     _, policy = served
-    ids = policy._candidate_ids("click[next >]")  # the reply, then end-of-turn
+    ids = completion_ids(policy.tokenizer, "click[next >]")  # the reply, then end-of-turn
     assert policy.tokenizer.eos_token_id in ids
     assert policy._reply(ids, "unused") == "click[next >]"
     assert policy._reply(None, "the server's text") == "the server's text"  # no ids returned: its text

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from teachable.policy.prompts import completion_text, end_of_turn, render_prompt
+from teachable.policy.prompts import completion_ids, end_of_turn, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,6 @@ class HFPolicy:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
-        self._completion_ids: dict[str, list[int]] = {}
 
     @classmethod
     def load(cls, model_path: str, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> HFPolicy:
@@ -75,13 +74,6 @@ class HFPolicy:
     # -- prompts ---------------------------------------------------------------------------------------------------
     def prompt(self, messages: list[dict]) -> str:
         return render_prompt(self.tokenizer, messages)
-
-    def _candidate_ids(self, action: str) -> list[int]:
-        ids = self._completion_ids.get(action)
-        if ids is None:
-            ids = self.tokenizer(completion_text(self.tokenizer, action), add_special_tokens=False).input_ids
-            self._completion_ids[action] = ids
-        return ids
 
     # -- scoring ---------------------------------------------------------------------------------------------------
     def score(self, messages: list[list[dict]], candidates: list[list[str]]) -> list[Scores]:
@@ -104,7 +96,7 @@ class HFPolicy:
         )
 
         n_states, n_cands = len(prompts), max(len(c) for c in candidates)
-        tokens = [[self._candidate_ids(a) for a in cands] for cands in candidates]
+        tokens = [[completion_ids(self.tokenizer, a) for a in cands] for cands in candidates]
         length = max(len(t) for cands in tokens for t in cands)
         cand_ids = torch.full((n_states, n_cands, length), self.tokenizer.pad_token_id, dtype=torch.long)
         cand_mask = torch.zeros((n_states, n_cands, length), dtype=torch.long)
@@ -164,7 +156,7 @@ class HFPolicy:
         prompt_ids = self.tokenizer(self.prompt(messages), add_special_tokens=False).input_ids
         logliks = []
         for action in candidates:
-            cand = self._candidate_ids(action)
+            cand = completion_ids(self.tokenizer, action)
             ids = torch.tensor([prompt_ids + cand], device=self.device)
             logp = torch.log_softmax(self.model(input_ids=ids).logits[0].float(), dim=-1)
             positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) + len(cand) - 1, device=self.device)

@@ -93,3 +93,19 @@ def end_of_turn(tokenizer) -> str:
 def completion_text(tokenizer, action: str) -> str:
     """The assistant's reply for an action, then the chat template's end-of-turn (`end_of_turn`)."""
     return reply_text(action) + end_of_turn(tokenizer)
+
+
+_completion_ids: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (end of turn, {action: ids})
+
+
+def completion_ids(tokenizer, action: str) -> list[int]:
+    """The tokens of `completion_text`: what every backend scores after a state's prompt. Each action is tokenised
+    once per tokenizer (a rollout scores the same few candidates at thousands of states)."""
+    eot = end_of_turn(tokenizer)
+    cached = _completion_ids.get(tokenizer)
+    if cached is None or cached[0] != eot:
+        cached = _completion_ids[tokenizer] = (eot, {})
+    ids = cached[1].get(action)
+    if ids is None:
+        ids = cached[1][action] = tokenizer(completion_text(tokenizer, action), add_special_tokens=False).input_ids
+    return ids

@@ -36,7 +36,7 @@ import httpx
 import numpy as np
 
 from teachable.core.records import InputError
-from teachable.policy.prompts import build_messages, completion_text, render_prompt
+from teachable.policy.prompts import build_messages, completion_ids, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,6 @@ class ServerPolicy:
         self.adapter: str | None = None  # the LoRA adapter this view's requests name
         self.served_name: str | None = None  # the id requests name the base model by (vLLM's `model`)
         self._adapters: dict[str, str] = {}  # loaded on the server, name -> path; shared by every view
-        self._completion_ids: dict[str, list[int]] = {}
 
     # -- tokens ----------------------------------------------------------------------------------------------------
     def prompt(self, messages: list[dict]) -> str:
@@ -126,13 +125,6 @@ class ServerPolicy:
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         return self.tokenizer(self.prompt(messages), add_special_tokens=False).input_ids
-
-    def _candidate_ids(self, action: str) -> list[int]:
-        ids = self._completion_ids.get(action)
-        if ids is None:
-            ids = self.tokenizer(completion_text(self.tokenizer, action), add_special_tokens=False).input_ids
-            self._completion_ids[action] = ids
-        return ids
 
     def _reply(self, ids: list[int] | None, text: str) -> str:
         """A reply as `HFPolicy` decodes it: our tokenizer on the returned ids, special tokens skipped."""
@@ -144,7 +136,7 @@ class ServerPolicy:
         from teachable.policy.hf import Scores  # hf.py imports torch, which a server client does not need
 
         prompts = [self.prompt_ids(m) for m in messages]
-        tokens = [[self._candidate_ids(a) for a in cands] for cands in candidates]
+        tokens = [[completion_ids(self.tokenizer, a) for a in cands] for cands in candidates]
         logliks = self._run(lambda http: asyncio.gather(*(self._score_state(http, p, t) if t else _empty()
                                                           for p, t in zip(prompts, tokens))))
         return [Scores(list(c), np.asarray(ll, dtype=np.float64)) for c, ll in zip(candidates, logliks)]
