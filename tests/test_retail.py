@@ -350,6 +350,8 @@ def test_tells_are_offered_after_a_return_only():
         assert not any("Refund:" in a for a in env.valid_actions())
         env.step(env.expert_action())
     assert env.expert_action() == tell and tell in env.valid_actions()
+    # the write's result names the amount to tell, as a cancellation's names its refund
+    assert f"refund ${env.task.outputs[0]} to " in env.observation
     assert play_expert(env)[0]["success"]
 
 

@@ -266,6 +266,10 @@ class RetailEnv:
         if name == "cancel_pending_order":
             refunds = [p for p in order["payment_history"] if p["transaction_type"] == "refund"]
             text += ", refund " + ", ".join(f"${p['amount']:.2f} to {p['payment_method_id']}" for p in refunds)
+        elif name == "return_delivered_order_items":  # the amount the agent must tell (the task's output)
+            prices = {i["item_id"]: i["price"] for i in order["items"]}
+            amount = sum(prices[i] for i in order["return_items"])
+            text += f", refund ${amount:.2f} to {order['return_payment_method_id']}"
         elif name == "modify_pending_order_items":
             last = order["payment_history"][-1]
             text += f", {last['transaction_type']} ${last['amount']:.2f} via {last['payment_method_id']}"

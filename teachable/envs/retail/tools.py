@@ -22,7 +22,7 @@ POLICY = (
     "Identify the user by email or name and zip; serve only them, one looked-up order at a time. Only pending: "
     "cancel, change address, change items once. Only delivered: return or exchange once. New items: available "
     "variants, same product. Refunds: original payment or gift card. Confirm writes exactly; act only on an explicit "
-    "yes. Refuse what policy forbids; answer questions; transfer to a human only on request."
+    "yes. Tell a return's refund. Refuse what policy forbids; transfer to a human only on request."
 )
 
 
