@@ -82,7 +82,7 @@ class ChattyPolicy:
 
     name = "chatty"
 
-    def generate(self, messages, temperature=0.0, seed=0):
+    def generate(self, messages, max_new_tokens=32, temperature=0.0, seed=0):
         self.n = getattr(self, "n", 0) + 1
         return ["I will go forward." if self.n % 2 else "hmm, not sure" for _ in messages]
 
@@ -139,3 +139,36 @@ def test_shared_runs_equal_separate_runs_for_arms_on_the_same_seeds(tiny_policy)
     separate, shared = engine.run(specs), engine.run_shared(specs)
     assert [e.model_dump() for e in shared] == [e.model_dump() for e in separate]
     assert {e.n_steps for e in separate} <= set(range(1, 7))  # the horizon counts from the stored state
+
+
+class CopyingPolicy:
+    """A test double for generate mode: copies the longest listed tool call as `tool_calls` JSON, cut at the
+    engine's token budget as a model's `generate` would cut it."""
+
+    name = "copying"
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.budgets = tokenizer, []
+
+    def generate(self, messages, max_new_tokens=32, temperature=0.0, seed=0):
+        self.budgets.append(max_new_tokens)
+        replies = []
+        for m in messages:
+            listed = [line for line in m[-1]["content"].splitlines() if line.startswith('{"name"')]
+            reply = '{"tool_calls": [{"function": ' + max(listed, key=len) + "}]}"
+            replies.append(self.tokenizer.decode(self.tokenizer(reply, add_special_tokens=False).input_ids[:max_new_tokens]))
+        return replies
+
+
+def test_generate_mode_gives_long_tool_calls_room(tiny_student_dir):
+    """Retail's longest calls (a confirmation, an address change) take more tokens than the old fixed budget of
+    32; cut short, each counted as a parse failure."""
+    from transformers import AutoTokenizer
+
+    policy = CopyingPolicy(AutoTokenizer.from_pretrained(tiny_student_dir))
+    levels = ["cancel", "return", "modify_address"] * 4
+    specs_ = [RolloutSpec(f"r{i}", level, i, sample_seed=i) for i, level in enumerate(levels)]
+    episodes = RolloutEngine(policy, "retail", max_steps=4, action_mode="generate").run(specs_)
+    steps = [s for ep in episodes for s in ep.steps]
+    assert len(steps) >= len(levels) and all(s.parse_ok for s in steps)
+    assert max(policy.budgets) > 32

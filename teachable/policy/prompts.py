@@ -109,3 +109,16 @@ def completion_ids(tokenizer, action: str) -> list[int]:
     if ids is None:
         ids = cached[1][action] = tokenizer(completion_text(tokenizer, action), add_special_tokens=False).input_ids
     return ids
+
+
+MIN_REPLY_TOKENS = 32  # BabyAI's and the shop's replies fit; a shop query is sampled with its own budget
+REPLY_MARGIN = 16  # room for another form of the same action (Qwen3's `<tool_call>` wrapper, spaces)
+
+
+def reply_budget(tokenizer, valid_actions: list[list[str]]) -> int:
+    """New tokens a generated reply may take at these states: the longest valid action's reply
+    (`completion_ids`) and a margin, at least MIN_REPLY_TOKENS. A fixed budget of 32 cut the offline retail
+    student's confirmations (up to 42 tokens) and address changes (54) short, and the cut replies counted as parse
+    failures."""
+    longest = max((len(completion_ids(tokenizer, a)) for actions in valid_actions for a in actions), default=0)
+    return max(MIN_REPLY_TOKENS, longest + REPLY_MARGIN)

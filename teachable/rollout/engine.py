@@ -27,7 +27,7 @@ from teachable.envs import TextEnv, make_env, restore_env
 from teachable.policy.candidates import expand_candidates, has_open, sample_open_actions
 from teachable.policy.hf import to_distribution
 from teachable.policy.parsing import parse_action
-from teachable.policy.prompts import build_messages
+from teachable.policy.prompts import MIN_REPLY_TOKENS, build_messages, reply_budget
 from teachable.core.records import Episode, Step
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,10 @@ class RolloutEngine:
 
     def _choose_generated(self, lives: Sequence[_Live]) -> None:
         seed = lives[0].draws[0] if lives else 0  # one generator for the batch: HF generate takes one seed
-        replies = self.policy.generate([self.messages(lv) for lv in lives], temperature=self.temperature, seed=seed)
+        tokenizer = getattr(self.policy, "tokenizer", None)  # test doubles have none
+        budget = reply_budget(tokenizer, [lv.env.valid_actions() for lv in lives]) if tokenizer else MIN_REPLY_TOKENS
+        replies = self.policy.generate([self.messages(lv) for lv in lives], max_new_tokens=budget,
+                                       temperature=self.temperature, seed=seed)
         for lv, reply in zip(lives, replies):
             action = parse_action(reply, lv.env.valid_actions())
             lv.pending = (action, {}, action is not None)
