@@ -6,6 +6,8 @@ Resumable: finished episodes go to a scratch log first; a killed run restarted s
 
 from __future__ import annotations
 
+import logging
+
 from teachable import stage
 from teachable.core import resume
 from teachable.core.params import Params
@@ -17,6 +19,7 @@ from teachable.core.tasks import make_tasks
 from teachable.core.tracking import stage_run
 
 OUT, METRICS = "data/rollouts/student.jsonl", "reports/phase0/metrics.json"
+log = logging.getLogger(__name__)
 
 
 def summarise(episodes: list[Episode], action_mode: str) -> dict:
@@ -55,6 +58,8 @@ def main(params: Params) -> None:
         metrics = summarise(episodes, p.action_mode)
         write_jsonl(OUT, episodes)
         write_json(METRICS, metrics)
+        for step in [s for ep in episodes for s in ep.steps if not s.parse_ok][:3]:  # the rest: `reply` in OUT
+            log.info("unparseable reply (valid: %d actions): %r", len(step.valid_actions), step.reply[:300])
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         mlflow.log_artifact(METRICS)
     scratch.remove()

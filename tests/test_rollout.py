@@ -2,6 +2,7 @@ import dataclasses
 
 import numpy as np
 
+from teachable.core.records import Episode
 from teachable.envs import make_env
 from teachable.envs.babyai import ACTIONS
 from teachable.policy.hf import Scores
@@ -92,6 +93,10 @@ def test_generate_mode_counts_unparseable_replies_as_wasted_steps():
     assert [s.parse_ok for s in ep.steps] == [True, False, True, False]
     assert [s.action for s in ep.steps] == ["go forward", None, "go forward", None]
     assert ep.n_steps == 4
+    # the unparseable replies are kept, verbatim, on their steps (and survive a JSONL round trip); parsed ones not
+    assert [getattr(s, "reply", None) for s in ep.steps] == [None, "hmm, not sure", None, "hmm, not sure"]
+    back = Episode.model_validate_json(ep.model_dump_json())
+    assert back.steps[1].reply == "hmm, not sure" and "reply" not in back.steps[0].model_dump()
 
 
 def test_generate_mode_with_a_real_model_reports_parse_failures(tiny_policy):

@@ -37,6 +37,8 @@ class Step(Record):
     action_probs: dict[str, float] = {}
     parse_ok: bool = True
     state_hash: str = ""
+    # On a parse failure (generate mode) the step also carries `reply`, the raw text that named no valid action; it
+    # is an extra field, absent from parsed steps, so score-mode records are byte-for-byte what they were.
 
 
 class Episode(Record):

@@ -67,6 +67,7 @@ class _Live:
     limit: int = 0  # the step count at which the episode is cut off
     first_action: str | None = None
     draws: tuple[int, float] = (0, 0.0)  # this step's (open-sampling seed, uniform), drawn for every step
+    reply: str = ""  # this step's generated reply, kept on its Step when it names no valid action
 
 
 def inverse_cdf(probs: np.ndarray, u: float) -> int:
@@ -155,7 +156,7 @@ class RolloutEngine:
                                        temperature=self.temperature, seed=seed)
         for lv, reply in zip(lives, replies):
             action = parse_action(reply, lv.env.valid_actions())
-            lv.pending = (action, {}, action is not None)
+            lv.pending, lv.reply = (action, {}, action is not None), reply
 
     def _choose(self, lives: list[_Live]) -> None:
         ask = []
@@ -177,9 +178,10 @@ class RolloutEngine:
         if lv.n_steps == len(lv.spec.start_actions):
             lv.first_action = action
         if self.record_steps:
+            unparsed = {} if parse_ok else {"reply": lv.reply}  # what the student said, to read its failures
             lv.steps.append(
                 Step(obs=lv.env.observation, valid_actions=lv.env.valid_actions(), action=action,
-                     action_probs=probs, parse_ok=parse_ok, state_hash=lv.env.state_hash())
+                     action_probs=probs, parse_ok=parse_ok, state_hash=lv.env.state_hash(), **unparsed)
             )
         lv.n_steps += 1
         if action is not None:  # an unparseable reply wastes the step and changes nothing
