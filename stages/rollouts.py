@@ -1,6 +1,7 @@
 """Stage `rollouts` (phase 0): the student on `rollouts.n_tasks` tasks, all episodes batched in lock-step.
 
-Outputs `data/rollouts/student.jsonl` (one episode a line) and `reports/phase0/metrics.json`.
+Outputs `data/rollouts/student.jsonl` (one episode a line), `reports/phase0/metrics.json` and
+`reports/phase0/parse_failures.json` (the first unparseable replies, verbatim, for the report).
 Resumable: finished episodes go to a scratch log first; a killed run restarted skips them.
 """
 
@@ -19,6 +20,8 @@ from teachable.core.tasks import make_tasks
 from teachable.core.tracking import stage_run
 
 OUT, METRICS = "data/rollouts/student.jsonl", "reports/phase0/metrics.json"
+FAILURES = "reports/phase0/parse_failures.json"
+N_FAILURE_EXAMPLES = 20
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +37,13 @@ def summarise(episodes: list[Episode], action_mode: str) -> dict:
         "n_parse_failures": failures,
         "parse_failure_rate": round(failures / max(1, len(steps)), 4),
     }
+
+
+def failure_examples(episodes: list[Episode], n: int = N_FAILURE_EXAMPLES) -> list[dict]:
+    """The first `n` unparseable replies in episode order, with where they were and how many actions were valid."""
+    found = ({"episode_id": ep.episode_id, "step": i, "n_valid_actions": len(s.valid_actions), "reply": s.reply}
+             for ep in episodes for i, s in enumerate(ep.steps) if not s.parse_ok)
+    return [example for _, example in zip(range(n), found)]
 
 
 def resume_key(params: Params) -> dict:
@@ -58,8 +68,11 @@ def main(params: Params) -> None:
         metrics = summarise(episodes, p.action_mode)
         write_jsonl(OUT, episodes)
         write_json(METRICS, metrics)
-        for step in [s for ep in episodes for s in ep.steps if not s.parse_ok][:3]:  # the rest: `reply` in OUT
-            log.info("unparseable reply (valid: %d actions): %r", len(step.valid_actions), step.reply[:300])
+        examples = failure_examples(episodes)
+        write_json(FAILURES, {"n_parse_failures": metrics["n_parse_failures"], "examples": examples})
+        if examples:
+            log.info("%d unparseable replies; the first: %r (all of them: `reply` on their steps in %s)",
+                     metrics["n_parse_failures"], examples[0]["reply"][:300], OUT)
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         mlflow.log_artifact(METRICS)
     scratch.remove()

@@ -312,6 +312,28 @@ def test_the_page_shows_pass_k_and_parse_failures_and_what_one_rollout_allows(tm
     assert set(parse.action_mode.dropna()) == {"generate"}
 
 
+def test_the_page_shows_phase0_unparseable_replies_verbatim_and_escaped(tmp_path):
+    write_repo(tmp_path, phases=(3,), n_per_quadrant=4)
+    write_phase3(tmp_path, task_rows({"base": [1, 0, 1, 0]}, 1))
+    long_reply = '<tool_call>{"name": "cancel_pending_order", "arguments": {"order_id": "#W' + "7" * 400 + '"}}'
+    examples = [{"episode_id": "ep000003", "step": 2, "n_valid_actions": 9, "reply": "hmm, not sure"},
+                {"episode_id": "ep000007", "step": 0, "n_valid_actions": 4, "reply": long_reply}]
+    (tmp_path / "reports/phase0").mkdir(parents=True)
+    (tmp_path / "reports/phase0/parse_failures.json").write_text(json.dumps(
+        {"n_parse_failures": 2, "examples": examples}))
+    report = build_report(parse_params({}), tmp_path)
+    (caption, frame, _), = [t for t in next(s for s in report.sections if s.key == "parsing").tables
+                            if t[0].startswith("Tab P.2")]
+    assert frame.episode_id.tolist() == ["ep000003", "ep000007"] and frame.step.tolist() == [2, 0]
+    assert frame.reply[0] == "hmm, not sure" and frame.reply[1] == long_reply[:300] + " ..."
+    page = report.page.read_text()
+    assert "&lt;tool_call&gt;" in page and "<tool_call>" not in page  # shown as text, never as markup
+
+    (tmp_path / "reports/phase0/parse_failures.json").write_text(json.dumps({"n_parse_failures": 0, "examples": []}))
+    report = build_report(parse_params({}), tmp_path)
+    assert "Tab P.2" not in report.page.read_text()  # no failures: Tab P.1's zero says it, no empty table
+
+
 def test_older_outputs_degrade_to_what_they_hold():
     """No pass_k.csv: pass^1 from the overall table's success, and the caption says so; no parse columns: a row
     saying they were not recorded; nothing at all: no table."""

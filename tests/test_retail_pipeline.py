@@ -54,6 +54,9 @@ def test_retail_repro_runs_every_stage_to_the_report(retail_project):
     phase0 = json.loads((work / "reports/phase0/metrics.json").read_text())
     assert phase0["action_mode"] == "generate" and phase0["n_replies"] == len(steps)
     assert phase0["n_parse_failures"] == sum(not s.parse_ok for s in steps)
+    failed = [(ep.episode_id, i, s.reply) for ep in episodes for i, s in enumerate(ep.steps) if not s.parse_ok]
+    kept = json.loads((work / "reports/phase0/parse_failures.json").read_text())
+    assert failed and [(e["episode_id"], e["step"], e["reply"]) for e in kept["examples"]] == failed[:20]
     snaps = read_jsonl(work / "data/snapshots.jsonl", Snapshot)
     assert snaps and all(s.env == "retail" for s in snaps)
     configure_retail(n_users=12, n_products=8)  # the copy's database, for restoring its snapshots here
@@ -70,4 +73,4 @@ def test_retail_repro_runs_every_stage_to_the_report(retail_project):
     overall = pd.read_csv(work / "reports/phase3/overall_task_results.csv")
     assert (overall.action_mode == "generate").all() and overall.parse_failure_rate.between(0, 1).all()
     page = (work / "reports/index.html").read_text()
-    assert "pass^" in page and "Parse failures" in page
+    assert "pass^" in page and "Parse failures" in page and "Tab P.2" in page

@@ -142,6 +142,9 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
     b.table(parsing, "Tab P.1", "parse_failures", ("phase0_metrics", "overall"),
             lambda: tables.parse_failures(i.phase0_metrics, i.overall, action_mode(params), i.phase3_metrics),
             tables.PARSE_NOTE, any_of=True)
+    if (i.phase0_failures or {}).get("examples"):  # none (or a run from before they were kept): Tab P.1 alone
+        b.table(parsing, "Tab P.2", "parse_failure_examples", ("phase0_failures",),
+                lambda: tables.parse_failure_examples(i.phase0_failures), tables.PARSE_EXAMPLES_NOTE)
     return [h1, h2, h3, h4, h5, h6, h7, parsing]
 
 

@@ -25,6 +25,7 @@ PATHS = {
     "cells": "models/phase2",  # <model>/metrics.json: snapshot_ids per trained model
     "student_card": "models/student/card.json",
     "phase0_metrics": "reports/phase0/metrics.json",  # the rollouts stage: success and parse-failure rate
+    "phase0_failures": "reports/phase0/parse_failures.json",  # and its first unparseable replies
     "overall": "reports/phase3/overall_task_results.csv",
     "per_quadrant": "reports/phase3/per_quadrant_results.csv",
     "transfer": "reports/phase3/transfer_matrix.csv",
@@ -50,6 +51,7 @@ class Inputs:
     cells: dict[str, dict] | None = None  # model id -> its metrics.json
     student_card: dict | None = None
     phase0_metrics: dict | None = None
+    phase0_failures: dict | None = None
     overall: pd.DataFrame | None = None
     per_quadrant: pd.DataFrame | None = None
     transfer: pd.DataFrame | None = None

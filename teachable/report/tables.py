@@ -354,3 +354,19 @@ def parse_failures(phase0: dict | None, overall: pd.DataFrame | None, phase0_mod
                                              "ci_high")})
     counts = {c: int for c in ("n_replies", "parse_failures") if frame[c].notna().all()}  # "2469", not "2469.000"
     return frame.astype(counts)
+
+
+PARSE_EXAMPLES_NOTE = ("Phase 0's first unparseable replies, verbatim (the student's own words where it named no "
+                       "valid action; every one is the `reply` of its step in data/rollouts/student.jsonl).")
+MAX_REPLY_CHARS = 300
+
+
+def parse_failure_examples(failures: dict | None) -> pd.DataFrame | None:
+    """Tab P.2: phase 0's first unparseable replies (`reports/phase0/parse_failures.json`), one row each with its
+    episode, step and number of valid actions; a long reply is cut at MAX_REPLY_CHARS. None when there were none."""
+    examples = (failures or {}).get("examples") or []
+    if not examples:
+        return None
+    frame = pd.DataFrame(examples, columns=["episode_id", "step", "n_valid_actions", "reply"])
+    frame["reply"] = [r if len(r) <= MAX_REPLY_CHARS else r[:MAX_REPLY_CHARS] + " ..." for r in frame.reply]
+    return frame
