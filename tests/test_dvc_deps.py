@@ -8,7 +8,10 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -191,3 +194,12 @@ def test_params_keep_what_the_stage_reads():
     for name, keys in needed.items():
         absent = [key for key in keys if not depends_on(STAGES[name], key)]
         assert not absent, f"stage {name} does not declare {absent}"
+
+
+def test_bytecode_written_by_running_the_code_is_not_part_of_a_code_dep():
+    """Running a stage writes `__pycache__/*.pyc` into the `teachable` folders that are stages' deps; were DVC to hash
+    them, every stage would look changed after any run (and in CI's fresh clone they would be absent again)."""
+    pyc, source = "teachable/labeling/__pycache__/label.cpython-311.pyc", "teachable/labeling/label.py"
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), "check-ignore", pyc, source], cwd=ROOT, text=True,
+                            capture_output=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    assert result.stdout.split() == [pyc], result.stdout + result.stderr
