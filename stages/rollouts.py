@@ -8,6 +8,7 @@ Resumable: finished episodes go to a scratch log first; a killed run restarted s
 from __future__ import annotations
 
 import logging
+from itertools import islice
 
 from teachable import stage
 from teachable.core import resume
@@ -41,9 +42,10 @@ def summarise(episodes: list[Episode], action_mode: str) -> dict:
 
 def failure_examples(episodes: list[Episode], n: int = N_FAILURE_EXAMPLES) -> list[dict]:
     """The first `n` unparseable replies in episode order, with where they were and how many actions were valid."""
-    found = ({"episode_id": ep.episode_id, "step": i, "n_valid_actions": len(s.valid_actions), "reply": s.reply}
+    found = ({"episode_id": ep.episode_id, "step": i, "n_valid_actions": len(s.valid_actions),
+              "reply": getattr(s, "reply", None)}
              for ep in episodes for i, s in enumerate(ep.steps) if not s.parse_ok)
-    return [example for _, example in zip(range(n), found)]
+    return list(islice(found, n))
 
 
 def resume_key(params: Params) -> dict:
