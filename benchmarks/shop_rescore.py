@@ -17,7 +17,7 @@ from collections import Counter
 
 from teachable.core.params import load_params
 from teachable.core.records import Episode, read_jsonl
-from teachable.envs import configure_envs, make_env
+from teachable.envs import configure_envs, restore_env
 from teachable.envs.shop import ShopEnv
 from teachable.envs.shop import reward as shop_rewards
 from teachable.gates.paired import compare, success_rate
@@ -26,11 +26,8 @@ from teachable.gates.paired import compare, success_rate
 def replay(episode: Episode, max_steps: int) -> dict[str, float] | None:
     """The episode's purchase scored under every rule (None when it bought nothing)."""
     level, _ = episode.task_id.rsplit("-", 1)
-    env = make_env("shop", level, max_steps)
-    env.reset(episode.seed)
-    for step in episode.steps:
-        if step.action is not None:
-            env.step(step.action)
+    actions = [step.action for step in episode.steps if step.action is not None]
+    env = restore_env("shop", {"level": level, "seed": episode.seed, "actions": actions}, max_steps=max_steps)
     if env.page != "done":
         return None
     product = env.world.products[env.item]
