@@ -18,12 +18,15 @@ from collections import Counter
 from teachable.core.records import Episode, read_jsonl
 from teachable.envs.toolcall import calls_in_reply, parse_call
 from teachable.labeling.estimates import rate
+from teachable.policy.parsing import is_malformed
 
 
 def kind(reply: str, valid_actions: list[str]) -> str:
+    if is_malformed(reply):  # the split the stages' metrics make
+        return "no tool call in the reply (malformed: tau-bench's parse failure)"
     calls = calls_in_reply(reply)
     if not calls:
-        return "no tool call in the reply"
+        return "well formed but no JSON tool call (call notation or search[...] / click[...]), no valid action"
     name, arguments = calls[0]
     same_tool = [args for tool, args in filter(None, map(parse_call, valid_actions)) if tool == name]
     if not same_tool:

@@ -64,7 +64,8 @@ def main(params: Params) -> None:
                 numbers = {"eval_success": overall.success.get(m.model), "eval_delta": overall.delta.get(m.model),
                            "retention_delta": retention.delta.get(m.model) if "delta" in retention else None,
                            "loop_rate": stuck.loop_rate.get(m.model),
-                           "parse_failure_rate": overall.parse_failure_rate.get(m.model)}
+                           "parse_failure_rate": overall.parse_failure_rate.get(m.model),
+                           "malformed_rate": overall.malformed_rate.get(m.model)}
                 log_to_run(m.mlflow_run_id, {k: v for k, v in numbers.items() if v is not None and pd.notna(v)})
     scratch.remove()
 

@@ -12,8 +12,8 @@ from teachable.core.records import Episode, Step
 from teachable.core.resume import ScratchLog
 from teachable.evaluation.panels import EvalModel, episode_rows, evaluate_models, evaluation_plan
 from teachable.evaluation.tables import (PARSE_COLUMNS, clustered_rate, headline, overall_task_results,
-                                         parse_failure_rates, pass_hat_k, pass_k, pass_k_results, phase3_gates, tables,
-                                         wilson_interval)
+                                         parse_failure_rates, parse_failure_summary, pass_hat_k, pass_k, pass_k_results,
+                                         phase3_gates, tables, wilson_interval)
 from teachable.labeling.estimates import wilson
 from teachable.report import tables as report_tables
 from teachable.report.build import build_report
@@ -173,24 +173,41 @@ def test_clustered_rate_is_wilson_unless_failures_cluster_in_episodes():
     assert clustered_rate([], [])["rate"] is None
 
 
-def episode(eid, parse_oks, success=False):
-    steps = [Step(obs="o", valid_actions=["a"], action="a" if ok else None, parse_ok=ok, state_hash=f"h{i}")
-             for i, ok in enumerate(parse_oks)]
+def episode(eid, parse_oks, success=False, replies=()):
+    """Steps that parsed where `parse_oks` is true; the failed ones keep the next of `replies` (default: text
+    with no action form)."""
+    replies = iter(replies)
+    steps = [Step(obs="o", valid_actions=["a"], action="a" if ok else None, parse_ok=ok, state_hash=f"h{i}",
+                  **({} if ok else {"reply": next(replies, "hmm, not sure")})) for i, ok in enumerate(parse_oks)]
     return Episode(episode_id=eid, env="babyai", task_id="GoToLocal-7", seed=7, policy="p", success=success,
                    reward=float(success), n_steps=len(steps), steps=steps)
 
 
 def test_episode_rows_count_replies_and_parse_failures():
-    eps = [episode("task|GoToLocal-7|0", [True, False, False, True]), episode("task|GoToLocal-8|0", [True] * 3),
-           episode("task|GoToLocal-9|0", [False])]
+    eps = [episode("task|GoToLocal-7|0", [True, False, False, True], replies=["click[b]", "hmm"]),
+           episode("task|GoToLocal-8|0", [True] * 3), episode("task|GoToLocal-9|0", [False])]
     rows = pd.DataFrame(episode_rows(BASE, eps, {}, {"GoToLocal": 8}, "generate"))
     assert rows.n_parse_failures.tolist() == [2, 0, 1] and rows.n_replies.tolist() == [4, 3, 1]
+    assert rows.n_malformed.tolist() == [1, 0, 1]  # click[b] is well formed, it just names no valid action
     assert set(rows.action_mode) == {"generate"}
     row = overall_task_results(rows).iloc[0]
     assert (row.n_replies, row.parse_failures, row.parse_failure_rate, row.action_mode) == (8, 3, 0.375, "generate")
     expected = clustered_rate([2, 0, 1], [4, 3, 1])["ci"]
     assert [row.parse_failure_ci_low, row.parse_failure_ci_high] == pytest.approx(expected)
+    assert (row.malformed, row.malformed_rate) == (2, 0.25)
+    expected = clustered_rate([1, 0, 1], [4, 3, 1])["ci"]
+    assert [row.malformed_ci_low, row.malformed_ci_high] == pytest.approx(expected)
+    summary, = parse_failure_summary(overall_task_results(rows))["models"].values()
+    assert summary["malformed"] == {"rate": 0.25, "count": 2, "ci": pytest.approx(expected, abs=1e-6)}
     assert list(overall_task_results(rows).columns[-len(PARSE_COLUMNS):]) == PARSE_COLUMNS
+
+
+def test_phase0_metrics_split_off_the_malformed_replies():
+    from stages.rollouts import summarise
+    eps = [episode("ep0", [True, False, False], replies=["click[b]", "hmm"]), episode("ep1", [False], success=True)]
+    m = summarise(eps, "generate")
+    assert (m["n_replies"], m["n_parse_failures"], m["n_malformed"]) == (4, 3, 2)
+    assert (m["parse_failure_rate"], m["malformed_rate"], m["success_rate"]) == (0.75, 0.5, 0.5)
 
 
 class FixedReply:
@@ -229,6 +246,9 @@ def test_evaluate_honours_the_action_mode_and_records_parse_failures(tmp_path, m
     metrics = headline(tables(noise), phase3_gates(noise, GateParams(n_resamples=99), seed=0))
     assert metrics["parse_failures"]["action_mode"] == "generate"
     assert metrics["parse_failures"]["models"]["base"]["rate"] == 1
+    assert metrics["parse_failures"]["models"]["base"]["malformed"]["rate"] == 1  # "hmm, not sure": no form
+    calls = evaluate_models(FixedReply("click[nothing here]"), [BASE], scratch=ScratchLog("pk", {"r": 3}), **plan)
+    assert (calls.n_parse_failures == calls.n_replies).all() and (calls.n_malformed == 0).all()
 
 
 def test_rows_cached_before_parse_failures_were_counted_still_make_the_tables(tmp_path, monkeypatch):
@@ -238,7 +258,7 @@ def test_rows_cached_before_parse_failures_were_counted_still_make_the_tables(tm
     plan = tiny_plan("generate")
     scratch = ScratchLog("pk-old", {"r": 1})
     new = evaluate_models(FixedReply("go forward"), [BASE], scratch=ScratchLog("pk-new", {"r": 1}), **plan)
-    old = [{k: v for k, v in row.items() if k not in ("action_mode", "n_replies", "n_parse_failures")}
+    old = [{k: v for k, v in row.items() if k not in ("action_mode", "n_replies", "n_parse_failures", "n_malformed")}
            for row in new.to_dict("records")]
     scratch.append({"model": BASE.key, "rows": old})
     rows = evaluate_models(FixedReply("unused"), [BASE], scratch=scratch, **plan)  # read back, not rerun
@@ -251,6 +271,9 @@ def test_rows_cached_before_parse_failures_were_counted_still_make_the_tables(tm
     mixed = pd.concat([rows, new.assign(model="Q1-demo", kind="cell", train_quadrant="Q1", format="demo")])
     rates = parse_failure_rates(mixed[mixed.panel == "task"]).set_index("model")
     assert pd.isna(rates.parse_failure_rate["base"]) and rates.parse_failure_rate["Q1-demo"] == 0
+    unsplit = new.drop(columns="n_malformed")  # counted failures, but from before they were split
+    rates = parse_failure_rates(unsplit[unsplit.panel == "task"]).iloc[0]
+    assert rates.parse_failure_rate == 0 and pd.isna(rates.malformed_rate)
 
 
 # -- the report --------------------------------------------------------------------------------------------------------
@@ -269,7 +292,7 @@ def test_report_tables_read_pass_k_and_parse_failures(tmp_path):
     (tmp_path / "reports/phase0").mkdir(parents=True)
     (tmp_path / "reports/phase0/metrics.json").write_text(json.dumps(
         {"n_episodes": 200, "success_rate": 0.4, "mean_steps": 10.5, "parse_failure_rate": 0.01,
-         "n_replies": 2100, "n_parse_failures": 21}))
+         "n_replies": 2100, "n_parse_failures": 21, "n_malformed": 5, "malformed_rate": 0.0024}))
     inputs = load_inputs(tmp_path)
     wide = report_tables.pass_k_table(inputs.pass_k, inputs.overall).set_index("model")
     assert [c for c in wide if re.fullmatch(r"pass\^\d", c)] == ["pass^1", "pass^2", "pass^3", "pass^4"]
@@ -285,6 +308,8 @@ def test_report_tables_read_pass_k_and_parse_failures(tmp_path):
     assert (phase0.stage, phase0.action_mode, phase0.n_replies, phase0.parse_failures) == \
         ("rollouts (phase 0)", "score (params)", 2100, 21)
     assert [phase0.ci_low, phase0.ci_high] == pytest.approx(list(wilson(21, 2100)), abs=1e-6)
+    assert (phase0.malformed, phase0.malformed_rate) == (5, pytest.approx(5 / 2100, abs=1e-6))
+    assert [phase0.malformed_ci_low, phase0.malformed_ci_high] == pytest.approx(list(wilson(5, 2100)), abs=1e-6)
     phase3 = parse[parse.stage == "evaluate (phase 3)"].set_index("model")
     assert set(phase3.index) == {"base", "Q1-demo"} and set(phase3.action_mode) == {"score"}
     assert (phase3.parse_failure_rate == 0).all() and (phase3.n_replies == 48).all()
@@ -294,7 +319,7 @@ def test_report_tables_read_pass_k_and_parse_failures(tmp_path):
 def test_the_page_shows_pass_k_and_parse_failures_and_what_one_rollout_allows(tmp_path):
     write_repo(tmp_path, phases=(3,), n_per_quadrant=4)
     rows = task_rows({"base": [1, 0, 1, 0], "Q1-demo": [1, 1, 1, 0]}, 1,
-                     extra={"action_mode": "generate", "n_replies": 4, "n_parse_failures": 1})
+                     extra={"action_mode": "generate", "n_replies": 4, "n_parse_failures": 1, "n_malformed": 1})
     write_phase3(tmp_path, rows)
     report = build_report(parse_params({}), tmp_path)
     sections = {s.key: s for s in report.sections}
@@ -309,6 +334,7 @@ def test_the_page_shows_pass_k_and_parse_failures_and_what_one_rollout_allows(tm
     parse = pd.read_csv(tmp_path / "reports/tables/parse_failures.csv")
     phase3 = parse[parse.stage == "evaluate (phase 3)"]
     assert phase3.model.tolist() == ["base", "Q1-demo"] and phase3.parse_failure_rate.tolist() == [0.25, 0.25]
+    assert phase3.malformed_rate.tolist() == [0.25, 0.25] and "<th>malformed_rate</th>" in page
     assert set(parse.action_mode.dropna()) == {"generate"}
 
 
@@ -349,3 +375,6 @@ def test_older_outputs_degrade_to_what_they_hold():
     assert only_phase0.note.tolist()[0].startswith("reports/phase0/metrics.json has no reply counts")
     assert only_phase0.note.tolist()[1] == "reports/phase3/overall_task_results.csv missing: phase 3 not run"
     assert only_phase0.n_replies.isna().all() and only_phase0.ci_low.isna().all()  # no counts: no interval
+    unsplit = report_tables.parse_failures({"parse_failure_rate": 0.01, "n_replies": 100, "n_parse_failures": 1},
+                                           None).iloc[0]
+    assert unsplit.ci_high > 0.01 and pd.isna(unsplit.malformed_rate) and "no n_malformed" in unsplit.note

@@ -11,6 +11,7 @@ from teachable.core.params import RetailParams
 from teachable.core.records import Episode, Snapshot, read_jsonl
 from teachable.envs.retail import configure_retail
 from teachable.envs.toolcall import parse_call
+from teachable.policy.parsing import is_malformed
 from teachable.rollout.snapshots import verify_restorable
 from tests.project_copy import copy_project
 
@@ -54,6 +55,7 @@ def test_retail_repro_runs_every_stage_to_the_report(retail_project):
     phase0 = json.loads((work / "reports/phase0/metrics.json").read_text())
     assert phase0["action_mode"] == "generate" and phase0["n_replies"] == len(steps)
     assert phase0["n_parse_failures"] == sum(not s.parse_ok for s in steps)
+    assert phase0["n_malformed"] == sum(not s.parse_ok and is_malformed(s.reply) for s in steps)
     failed = [(ep.episode_id, i, s.reply) for ep in episodes for i, s in enumerate(ep.steps) if not s.parse_ok]
     kept = json.loads((work / "reports/phase0/parse_failures.json").read_text())
     assert failed and [(e["episode_id"], e["step"], e["reply"]) for e in kept["examples"]] == failed[:20]

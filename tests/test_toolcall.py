@@ -3,7 +3,7 @@
 import json
 
 from teachable.envs.toolcall import calls_in_reply, format_call, parse_call, qwen_tool_call, tool_call_json
-from teachable.policy.parsing import parse_action
+from teachable.policy.parsing import is_malformed, parse_action
 from teachable.policy.prompts import reply_text
 
 CANCEL = format_call("cancel_pending_order", {"order_id": "#W2001", "reason": "no longer needed"})
@@ -45,6 +45,20 @@ def test_calls_that_are_not_valid_actions_are_parse_failures():
     assert parse_action("<tool_call>not json</tool_call>", VALID) is None
     assert parse_action("I would cancel the order.", VALID) is None
     assert calls_in_reply("no call here") == []
+
+
+def test_malformed_means_no_action_form_at_all_as_tau_bench_counts():
+    """The split of parse failures: a well-formed call naming no valid action is a failure but not malformed."""
+    other_order = tool_call_json(format_call("cancel_pending_order", {"order_id": "#W9", "reason": "no longer needed"}))
+    well_formed = [other_order, qwen_tool_call(format_call("respond", {"content": "Refund: $1."})),
+                   'cancel_pending_order(order_id="#W9", reason="x")', "click[no such button]", "search[red shoes]",
+                   "<think></think>" + tool_call_json(CANCEL) + "<|im_end|>"]
+    malformed = ['{"tool_calls": [{"function": {"name": "cancel_pending_order", "arguments": "{bad"}}]}',
+                 '{"tool_calls": [{"function": {"name": "return_delivered_order_items", "arguments": "{\\"a\\": ',
+                 "<tool_call>not json</tool_call>", "I would cancel the order.", "hmm, not sure", "", "<|im_end|>"]
+    assert [is_malformed(r) for r in well_formed] == [False] * len(well_formed)
+    assert [is_malformed(r) for r in malformed] == [True] * len(malformed)
+    assert all(parse_action(r, VALID) is None for r in [*well_formed[:5], *malformed])
 
 
 def test_the_act_tool_still_names_a_plain_action():

@@ -30,6 +30,7 @@ from teachable.core.tasks import make_tasks
 from teachable.envs import make_env
 from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
 from teachable.policy.hf import HFPolicy
+from teachable.policy.parsing import is_malformed
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.training.matrix import cell_metrics, cell_stage
 
@@ -188,7 +189,8 @@ def episode_rows(model: EvalModel, episodes: list[Episode], quadrant_of: dict[st
     """One flat row per episode: which panel and item (and the item's quadrant, Q1..Q4, for snapshots), success,
     steps, whether it looped or ran out of steps (`horizon`: each level's step limit), the action mode, and the
     student's replies and failed ones (`n_replies`: every recorded step, as nothing is forced and no expert acts
-    in an evaluation; `n_parse_failures`: steps with `parse_ok` false, a generated reply naming no valid action)."""
+    in an evaluation; `n_parse_failures`: steps with `parse_ok` false, a generated reply naming no valid action;
+    `n_malformed`: those with no action form at all, `teachable.policy.parsing.is_malformed`)."""
     rows = []
     for ep in episodes:
         panel, item, rollout = ep.episode_id.split("|")
@@ -198,10 +200,12 @@ def episode_rows(model: EvalModel, episodes: list[Episode], quadrant_of: dict[st
             looped = looped or key in seen
             seen.add(key)
         level = ep.task_id.rsplit("-", 1)[0]
+        failed = [step for step in ep.steps if not step.parse_ok]
         rows.append({**model.columns, "panel": panel, "item": item, "rollout": int(rollout),
                      "eval_quadrant": SHORT_NAMES.get(quadrant_of.get(item), ""),
                      "success": ep.success, "n_steps": ep.n_steps, "looped": looped,
                      "hit_max_steps": (not ep.success) and (ep.cycled or ep.n_steps >= horizon.get(level, 10**9)),
                      "action_mode": action_mode, "n_replies": len(ep.steps),
-                     "n_parse_failures": sum(not step.parse_ok for step in ep.steps)})
+                     "n_parse_failures": len(failed),
+                     "n_malformed": sum(is_malformed(getattr(step, "reply", "")) for step in failed)})
     return rows

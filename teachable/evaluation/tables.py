@@ -24,7 +24,7 @@ TABLE_COLUMNS = ["n_seeds", "n_rollouts", "successes", "success", "ci_low", "ci_
 TRAINED_KINDS = ("cell", "baseline", "recovery")
 # the overall table's parse-failure columns (task panel; `parse_failure_rates`)
 PARSE_COLUMNS = ["action_mode", "n_replies", "parse_failures", "parse_failure_rate", "parse_failure_ci_low",
-                 "parse_failure_ci_high"]
+                 "parse_failure_ci_high", "malformed", "malformed_rate", "malformed_ci_low", "malformed_ci_high"]
 PASS_K_MAX = 8  # pass^1 .. pass^min(n_rollouts, 8)
 PASS_K_COLUMNS = ["k", "value", "ci_low", "ci_high", "n_items", "n_rollouts", "n_seeds"]
 
@@ -225,18 +225,19 @@ def clustered_rate(failures, replies, confidence: float = 0.95) -> dict:
             "n_episodes": m, "design_effect": round(deff, 6)}
 
 
-def _recorded(rows: pd.DataFrame) -> bool:
-    """Whether every row carries its episode's parse-failure counts (rows from before they were recorded, or
+def _recorded(rows: pd.DataFrame, count: str = "n_parse_failures") -> bool:
+    """Whether every row carries its episode's reply count and `count` (rows from before they were recorded, or
     hand-made ones, do not)."""
-    return {"n_parse_failures", "n_replies"} <= set(rows.columns) and bool(len(rows)) and \
-        not pd.to_numeric(rows.n_parse_failures, errors="coerce").isna().any() and \
+    return {count, "n_replies"} <= set(rows.columns) and bool(len(rows)) and \
+        not pd.to_numeric(rows[count], errors="coerce").isna().any() and \
         not pd.to_numeric(rows.n_replies, errors="coerce").isna().any()
 
 
 def parse_failure_rates(rows: pd.DataFrame) -> pd.DataFrame:
     """Per model over its rows (every seed and rollout): the action mode it ran in, replies, failed replies (a
     generated reply `parse_action` could not map to a valid action) and the failure rate with its 95% interval
-    clustered by episode (`clustered_rate`). A model whose rows lack the counts gets missing values."""
+    clustered by episode (`clustered_rate`); the same for the malformed ones among them (no action form at all,
+    `is_malformed`: tau-bench's parse failures). A model whose rows lack a count gets missing values there."""
     out = []
     for name, part in rows.groupby("model", sort=False):
         modes = sorted({str(m) for m in part.action_mode.dropna() if str(m)}) if "action_mode" in part else []
@@ -245,6 +246,10 @@ def parse_failure_rates(rows: pd.DataFrame) -> pd.DataFrame:
             r = clustered_rate(pd.to_numeric(part.n_parse_failures), pd.to_numeric(part.n_replies))
             row.update(n_replies=r["replies"], parse_failures=r["failures"], parse_failure_rate=r["rate"],
                        parse_failure_ci_low=r["ci"][0], parse_failure_ci_high=r["ci"][1])
+        if _recorded(part, "n_malformed"):
+            r = clustered_rate(pd.to_numeric(part.n_malformed), pd.to_numeric(part.n_replies))
+            row.update(malformed=r["failures"], malformed_rate=r["rate"], malformed_ci_low=r["ci"][0],
+                       malformed_ci_high=r["ci"][1])
         out.append(row)
     return pd.DataFrame(out, columns=["model", *PARSE_COLUMNS])
 
@@ -367,7 +372,8 @@ def pass_k_summary(table: pd.DataFrame | None, models: list[str | None]) -> dict
 def parse_failure_summary(overall: pd.DataFrame) -> dict:
     """metrics.json's `parse_failures`: per model on the held-out tasks the share of the student's replies that
     did not parse to a valid action, with its 95% interval clustered by episode, and the action mode it ran in;
-    a model whose episodes did not record the counts is left out."""
+    under `malformed` the same for the replies with no action form (tau-bench's parse failures); a model whose
+    episodes did not record the counts is left out."""
     out = {"panel": "task", "action_mode": None, "models": {}}
     if "parse_failure_rate" not in overall:
         return out
@@ -378,6 +384,10 @@ def parse_failure_summary(overall: pd.DataFrame) -> dict:
             out["models"][r.model] = {"rate": _number(r.parse_failure_rate),
                                       "ci": [_number(r.parse_failure_ci_low), _number(r.parse_failure_ci_high)],
                                       "failures": int(r.parse_failures), "replies": int(r.n_replies)}
+            if _number(getattr(r, "malformed_rate", None)) is not None:  # absent from older tables
+                out["models"][r.model]["malformed"] = {
+                    "rate": _number(r.malformed_rate), "count": int(r.malformed),
+                    "ci": [_number(r.malformed_ci_low), _number(r.malformed_ci_high)]}
     return out
 
 

@@ -7,6 +7,9 @@ Accepted forms, tried in order:
 - WebShop-style `search[...]` / `click[...]`;
 - plain text naming a valid action.
 Model control tokens such as `<|im_end|>` are stripped first (Qwen3's `<tool_call>` tags are kept).
+
+A reply that names no valid action is a parse failure; `is_malformed` splits off the ones with no action form at
+all, which is all tau-bench counts.
 """
 
 from __future__ import annotations
@@ -39,6 +42,17 @@ def _from_calls(text: str, valid_actions: list[str], by_norm: dict[str, str]) ->
         return True, by_call.get(_call_key(name, arguments))
     named = arguments.get("action") if isinstance(arguments.get("action"), str) else name
     return True, by_norm.get(_normalise(named))
+
+
+def is_malformed(reply: str) -> bool:
+    """Whether a reply has no action form at all: no tool call (OpenAI JSON or `<tool_call>` with JSON arguments), no
+    call written in call notation on its first line, no `search[...]` / `click[...]`. tau-bench's parse failures are
+    these; a well-formed reply that names no valid action (a miscopied id, a message not among the listed ones, a
+    click on no button) is a parse failure here but not there. A plain-text action (BabyAI's) has no form to check,
+    so a plain-text reply that names no valid action counts as malformed."""
+    text = _CONTROL.sub(" ", reply or "").strip()
+    first_line = text.splitlines()[0] if text else ""
+    return not (calls_in_reply(text) or parse_call(first_line) is not None or _BRACKETED.search(text))
 
 
 def parse_action(reply: str, valid_actions: list[str]) -> str | None:

@@ -297,9 +297,14 @@ PARSE_NOTE = ("Parse failures per stage: the share of the student's replies that
               "step), with its 95% interval (phase 3: Wilson at the effective number of replies, clustered by "
               "episode; phase 0: Wilson on the totals its metrics give). In generate mode the student writes free "
               "text that parse_action maps to a valid action; in score mode it ranks the valid actions, so a "
-              "failure can only arise from open-action sampling (the shop's search queries).")
+              "failure can only arise from open-action sampling (the shop's search queries). The malformed columns "
+              "count the failed replies with no action form at all (no tool call, no search[...]/click[...]; every "
+              "failed plain-text reply), which is all tau-bench counts as parse failures; the rest were well formed "
+              "but named no valid action (a miscopied id, a message not among the listed ones).")
 PARSE_TABLE_COLUMNS = ["stage", "model", "action_mode", "n_replies", "parse_failures", "parse_failure_rate",
-                       "ci_low", "ci_high", "note"]
+                       "ci_low", "ci_high", "malformed", "malformed_rate", "malformed_ci_low", "malformed_ci_high",
+                       "note"]
+COUNT_COLUMNS = ("n_replies", "parse_failures", "malformed")
 
 
 def _phase0_parse_row(phase0: dict | None, mode: str | None) -> dict:
@@ -316,8 +321,14 @@ def _phase0_parse_row(phase0: dict | None, mode: str | None) -> dict:
         return {**row, "note": "reports/phase0/metrics.json has no reply counts (n_replies, n_parse_failures): "
                                "re-run `dvc repro rollouts` for an interval"}
     r = rate(failures, replies)
-    return {**row, "n_replies": replies, "parse_failures": failures, "ci_low": r["ci"][0], "ci_high": r["ci"][1],
-            "note": None}
+    row.update(n_replies=replies, parse_failures=failures, ci_low=r["ci"][0], ci_high=r["ci"][1], note=None)
+    malformed = phase0.get("n_malformed")
+    if not isinstance(malformed, int):
+        return {**row, "note": "reports/phase0/metrics.json has no n_malformed: re-run `dvc repro rollouts` to "
+                               "split the failures"}
+    m = rate(malformed, replies)
+    return {**row, "malformed": malformed, "malformed_rate": m["p"], "malformed_ci_low": m["ci"][0],
+            "malformed_ci_high": m["ci"][1]}
 
 
 def parse_failures(phase0: dict | None, overall: pd.DataFrame | None, phase0_mode: str | None = None,
@@ -348,11 +359,12 @@ def parse_failures(phase0: dict | None, overall: pd.DataFrame | None, phase0_mod
                          "parse_failure_rate": r.parse_failure_rate,
                          "ci_low": getattr(r, "parse_failure_ci_low", None),
                          "ci_high": getattr(r, "parse_failure_ci_high", None),
+                         **{c: getattr(r, c, None) for c in PARSE_TABLE_COLUMNS if c.startswith("malformed")},
                          "note": None if recorded else "not recorded"})
     frame = pd.DataFrame(rows, columns=PARSE_TABLE_COLUMNS)
-    frame = frame.astype({c: float for c in ("n_replies", "parse_failures", "parse_failure_rate", "ci_low",
-                                             "ci_high")})
-    counts = {c: int for c in ("n_replies", "parse_failures") if frame[c].notna().all()}  # "2469", not "2469.000"
+    frame = frame.astype({c: float for c in PARSE_TABLE_COLUMNS if c not in ("stage", "model", "action_mode",
+                                                                             "note")})
+    counts = {c: int for c in COUNT_COLUMNS if frame[c].notna().all()}  # "2469", not "2469.000"
     return frame.astype(counts)
 
 
