@@ -19,7 +19,7 @@ from teachable.core.tasks import rollout_sample_seed
 from teachable.training.student import load_student
 from teachable.core.tasks import make_tasks
 from teachable.core.tracking import stage_run
-from teachable.policy.parsing import is_malformed
+from teachable.policy.parsing import count_failures
 
 OUT, METRICS = "data/rollouts/student.jsonl", "reports/phase0/metrics.json"
 FAILURES = "reports/phase0/parse_failures.json"
@@ -29,16 +29,15 @@ log = logging.getLogger(__name__)
 
 def summarise(episodes: list[Episode], action_mode: str) -> dict:
     steps = [s for ep in episodes for s in ep.steps]
-    failures = [s for s in steps if not s.parse_ok]
-    malformed = sum(is_malformed(getattr(s, "reply", "")) for s in failures)
+    failures, malformed = count_failures(steps)
     return {
         "n_episodes": len(episodes),
         "success_rate": round(sum(ep.success for ep in episodes) / len(episodes), 4),
         "mean_steps": round(sum(ep.n_steps for ep in episodes) / len(episodes), 3),
         "action_mode": action_mode,
         "n_replies": len(steps),
-        "n_parse_failures": len(failures),
-        "parse_failure_rate": round(len(failures) / max(1, len(steps)), 4),
+        "n_parse_failures": failures,
+        "parse_failure_rate": round(failures / max(1, len(steps)), 4),
         "n_malformed": malformed,  # the failures with no action form (`is_malformed`: what tau-bench counts)
         "malformed_rate": round(malformed / max(1, len(steps)), 4),
     }

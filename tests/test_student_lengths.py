@@ -1,9 +1,13 @@
 """The offline student's build refuses examples longer than its context instead of letting the trainer cut them
-(the cut part is the action being taught)."""
+(the cut part is the action being taught), and can shuffle its length-grouped batches."""
 
 import pytest
+import torch
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from teachable.training.student.build import check_lengths, train_tokenizer
+from teachable.core.params import StudentParams
+from teachable.training.student.batching import ShuffledLengthGroupedSampler, ShuffledLengthGroupsSFTTrainer
+from teachable.training.student.build import build_model, check_lengths, train_tokenizer
 
 
 def test_an_example_longer_than_the_context_is_an_error_naming_the_param():
@@ -14,3 +18,41 @@ def test_an_example_longer_than_the_context_is_an_error_naming_the_param():
     assert check_lengths(tokenizer, [short] * 5, 128) <= 128
     with pytest.raises(ValueError, match="student.max_length=128"):
         check_lengths(tokenizer, [short, long], 128)
+
+
+def test_shuffled_length_groups_keep_each_batch_and_drop_the_longest_first_runs():
+    """At the retail build's size (thousands of examples, batch 32): the same batches as transformers' length
+    grouping, each still of similar length, in an order that no longer runs longest to shortest, and the same order
+    again from the same seed."""
+    lengths = [int(x) for x in torch.randint(100, 1500, (9600,), generator=torch.Generator().manual_seed(0))]
+
+    def batches(sampler_class, seed):
+        order = list(sampler_class(32, lengths=lengths, generator=torch.Generator().manual_seed(seed)))
+        return [tuple(order[i:i + 32]) for i in range(0, len(order), 32)]
+
+    grouped, shuffled = batches(LengthGroupedSampler, 1), batches(ShuffledLengthGroupedSampler, 1)
+    assert sorted(shuffled) == sorted(grouped) and len(shuffled) == 300
+    assert shuffled == batches(ShuffledLengthGroupedSampler, 1) != batches(ShuffledLengthGroupedSampler, 2)
+
+    def falls(order):  # how often a batch's longest example is no longer than the one before's
+        tops = [max(lengths[i] for i in b) for b in order]
+        return sum(b <= a for a, b in zip(tops, tops[1:])) / (len(tops) - 1)
+
+    assert falls(grouped) > 0.9 and 0.35 < falls(shuffled) < 0.65
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in shuffled]
+    assert sum(spread) / len(spread) < 50  # still length-grouped: about 1400 / 50 apart within a mega-batch
+
+
+def test_the_student_trainer_hands_out_the_shuffled_sampler(tmp_path):
+    from datasets import Dataset
+    from trl import SFTConfig
+
+    dataset = Dataset.from_list([{"prompt": "go " * n, "completion": "turn left"} for n in range(1, 65)])
+    tokenizer = train_tokenizer(["go forward", "turn left"] * 20, 300)
+    config = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, use_cpu=True, report_to=[],
+                       train_sampling_strategy="group_by_length", max_length=256)
+    model = build_model(StudentParams(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=16,
+                                      vocab_size=300), tokenizer, seed=0)
+    trainer = ShuffledLengthGroupsSFTTrainer(model=model, args=config, train_dataset=dataset,
+                                             processing_class=tokenizer)
+    assert isinstance(trainer._get_train_sampler(), ShuffledLengthGroupedSampler)

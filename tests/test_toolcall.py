@@ -1,9 +1,11 @@
 """The tool-call action notation and the two reply forms the parser accepts (OpenAI JSON, Qwen3 <tool_call>)."""
 
 import json
+import random
 
 from teachable.envs.toolcall import calls_in_reply, format_call, parse_call, qwen_tool_call, tool_call_json
-from teachable.policy.parsing import is_malformed, parse_action
+from teachable.core.records import Step
+from teachable.policy.parsing import count_failures, is_malformed, parse_action
 from teachable.policy.prompts import reply_text
 
 CANCEL = format_call("cancel_pending_order", {"order_id": "#W2001", "reason": "no longer needed"})
@@ -59,6 +61,21 @@ def test_malformed_means_no_action_form_at_all_as_tau_bench_counts():
     assert [is_malformed(r) for r in well_formed] == [False] * len(well_formed)
     assert [is_malformed(r) for r in malformed] == [True] * len(malformed)
     assert all(parse_action(r, VALID) is None for r in [*well_formed[:5], *malformed])
+
+
+def test_failures_and_malformed_replies_are_counted_over_many_steps():
+    """The one count phase 0 and phase 3 share: parsed steps never count, failed ones by whether their reply has a
+    form; a failed step from before replies were kept counts as malformed (no form to check)."""
+    other_order = tool_call_json(format_call("cancel_pending_order", {"order_id": "#W9", "reason": "no longer needed"}))
+    parsed = [Step(obs="o", valid_actions=VALID, action=CANCEL) for _ in range(50)]
+    well_formed = [Step(obs="o", valid_actions=VALID, action=None, parse_ok=False, reply=other_order)
+                   for _ in range(7)]
+    malformed = [Step(obs="o", valid_actions=VALID, action=None, parse_ok=False, reply="hmm") for _ in range(4)]
+    no_reply = [Step(obs="o", valid_actions=VALID, action=None, parse_ok=False)]
+    steps = [*parsed, *([*well_formed, *malformed, *no_reply] * 5)]
+    random.Random(0).shuffle(steps)
+    assert count_failures(steps) == (5 * 12, 5 * (4 + 1))
+    assert count_failures(parsed) == (0, 0)
 
 
 def test_the_act_tool_still_names_a_plain_action():

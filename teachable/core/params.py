@@ -111,6 +111,8 @@ class StudentParams(Section):
     max_length: int = Field(1024, ge=128, le=32768, description="context length in tokens (retail: 1536)")
     group_by_length: bool = Field(False, description="batches of examples of similar length: less padding, for "
                                                      "long, uneven prompts (retail)")
+    shuffle_length_groups: bool = Field(False, description="with group_by_length: the length-grouped batches in "
+                                                           "random order, not longest to shortest in runs of 50")
     # Offline student: training, stopped once held-out success reaches target_success
     learning_rate: float = Field(2e-3, gt=0, le=1)
     batch_size: int = Field(64, ge=1)
@@ -128,6 +130,9 @@ class StudentParams(Section):
                              "copy of the served model: its tokenizer, and the weights LoRA training starts from)")
         if self.hidden_size % self.num_heads:
             raise ValueError("hidden_size must be a multiple of num_heads")
+        if self.shuffle_length_groups and not self.group_by_length:
+            raise ValueError("student.shuffle_length_groups shuffles length-grouped batches: it needs "
+                             "student.group_by_length: true")
         lo, hi = self.success_band
         if not 0 <= lo <= hi <= 1:
             raise ValueError("success_band must be [lo, hi] with 0 <= lo <= hi <= 1")

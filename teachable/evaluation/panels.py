@@ -30,7 +30,7 @@ from teachable.core.tasks import make_tasks
 from teachable.envs import make_env
 from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
 from teachable.policy.hf import HFPolicy
-from teachable.policy.parsing import is_malformed
+from teachable.policy.parsing import count_failures
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.training.matrix import cell_metrics, cell_stage
 
@@ -200,12 +200,11 @@ def episode_rows(model: EvalModel, episodes: list[Episode], quadrant_of: dict[st
             looped = looped or key in seen
             seen.add(key)
         level = ep.task_id.rsplit("-", 1)[0]
-        failed = [step for step in ep.steps if not step.parse_ok]
+        n_failed, n_malformed = count_failures(ep.steps)
         rows.append({**model.columns, "panel": panel, "item": item, "rollout": int(rollout),
                      "eval_quadrant": SHORT_NAMES.get(quadrant_of.get(item), ""),
                      "success": ep.success, "n_steps": ep.n_steps, "looped": looped,
                      "hit_max_steps": (not ep.success) and (ep.cycled or ep.n_steps >= horizon.get(level, 10**9)),
                      "action_mode": action_mode, "n_replies": len(ep.steps),
-                     "n_parse_failures": len(failed),
-                     "n_malformed": sum(is_malformed(getattr(step, "reply", "")) for step in failed)})
+                     "n_parse_failures": n_failed, "n_malformed": n_malformed})
     return rows

@@ -31,28 +31,50 @@ def _call_key(name: str, arguments: dict) -> str:
     return name + json.dumps(arguments, sort_keys=True, ensure_ascii=False)
 
 
-def _from_calls(text: str, valid_actions: list[str], by_norm: dict[str, str]) -> tuple[bool, str | None]:
-    """(whether the reply makes a tool call, the valid action it names or None)."""
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
+def _action_form(text: str) -> tuple[str, object] | None:
+    """The action form a control-stripped reply takes and what it holds: ("call", (name, arguments)) for a tool call
+    (OpenAI JSON or `<tool_call>` with JSON arguments) or a call written in call notation on the first line,
+    ("bracketed", "search[...]" / "click[...]"), or None (plain text, or no form at all)."""
     calls = calls_in_reply(text)
-    if not calls:
-        return False, None
-    name, arguments = calls[0]
+    if calls:
+        return "call", calls[0]
+    notation = parse_call(_first_line(text))
+    if notation is not None:
+        return "call", notation
+    bracketed = _BRACKETED.search(text)
+    if bracketed:
+        return "bracketed", bracketed.group(0)
+    return None
+
+
+def _named_by_call(name: str, arguments: dict, valid_actions: list[str], by_norm: dict[str, str]) -> str | None:
+    """In a tool-calling environment the call itself, matched by name and arguments; elsewhere the action a call
+    to `act` names in `{"action": ...}`, or the tool's own name."""
     by_call = {_call_key(*call): a for a in valid_actions if (call := parse_call(a)) is not None}
     if by_call:
-        return True, by_call.get(_call_key(name, arguments))
+        return by_call.get(_call_key(name, arguments))
     named = arguments.get("action") if isinstance(arguments.get("action"), str) else name
-    return True, by_norm.get(_normalise(named))
+    return by_norm.get(_normalise(named))
 
 
 def is_malformed(reply: str) -> bool:
-    """Whether a reply has no action form at all: no tool call (OpenAI JSON or `<tool_call>` with JSON arguments), no
-    call written in call notation on its first line, no `search[...]` / `click[...]`. tau-bench's parse failures are
-    these; a well-formed reply that names no valid action (a miscopied id, a message not among the listed ones, a
-    click on no button) is a parse failure here but not there. A plain-text action (BabyAI's) has no form to check,
-    so a plain-text reply that names no valid action counts as malformed."""
-    text = _CONTROL.sub(" ", reply or "").strip()
-    first_line = text.splitlines()[0] if text else ""
-    return not (calls_in_reply(text) or parse_call(first_line) is not None or _BRACKETED.search(text))
+    """Whether a reply has no action form at all (`_action_form`): no tool call, no call notation on its first line,
+    no `search[...]` / `click[...]`. tau-bench's parse failures are these; a well-formed reply that names no valid
+    action (a miscopied id, a message not among the listed ones, a click on no button) is a parse failure here but
+    not there. A plain-text action (BabyAI's) has no form to check, so a plain-text reply that names no valid action
+    counts as malformed."""
+    return _action_form(_CONTROL.sub(" ", reply or "").strip()) is None
+
+
+def count_failures(steps: list) -> tuple[int, int]:
+    """(parse failures, malformed replies among them) over recorded steps: a failure is a step with `parse_ok`
+    false; it is malformed when its kept `reply` has no action form (`is_malformed`)."""
+    failed = [step for step in steps if not step.parse_ok]
+    return len(failed), sum(is_malformed(getattr(step, "reply", "")) for step in failed)
 
 
 def parse_action(reply: str, valid_actions: list[str]) -> str | None:
@@ -60,21 +82,16 @@ def parse_action(reply: str, valid_actions: list[str]) -> str | None:
     text = _CONTROL.sub(" ", reply).strip()
     by_norm = {_normalise(a): a for a in valid_actions}
 
-    is_call, action = _from_calls(text, valid_actions, by_norm)
-    if is_call:
-        return action
-    if parse_call(text.splitlines()[0] if text else "") is not None:  # the call notation itself, written out
-        name, arguments = parse_call(text.splitlines()[0])
-        return _from_calls(json.dumps({"name": name, "arguments": arguments}), valid_actions, by_norm)[1]
-
-    bracketed = _BRACKETED.search(text)
-    if bracketed:
-        action = bracketed.group(0)
+    form = _action_form(text)
+    if form is not None and form[0] == "call":
+        return _named_by_call(*form[1], valid_actions, by_norm)
+    if form is not None:  # bracketed
+        action = form[1]
         if action.lower().startswith("search[") and any(a.lower().startswith("search[") for a in valid_actions):
             return action  # open action: any query is valid where searching is
         return by_norm.get(_normalise(action))
 
-    first_line = _normalise(text.splitlines()[0]) if text else ""
+    first_line = _normalise(_first_line(text))
     if first_line in by_norm:
         return by_norm[first_line]
     # The longest valid action named in the reply wins ("I will go forward." -> "go forward").

@@ -31,6 +31,7 @@ from teachable.policy.hf import HFPolicy
 from teachable.policy.prompts import completion_text, render_prompt
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.core.resume import scratch_path
+from teachable.training.student.batching import ShuffledLengthGroupsSFTTrainer
 from teachable.training.student.data import demonstrations
 from teachable.core.tasks import Task, make_tasks
 
@@ -282,7 +283,8 @@ def train(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast, records: 
         train_sampling_strategy="group_by_length" if params.group_by_length else "random",
         disable_tqdm=True,
     )
-    trainer = SFTTrainer(
+    trainer_class = ShuffledLengthGroupsSFTTrainer if params.shuffle_length_groups else SFTTrainer
+    trainer = trainer_class(
         model=model, args=config, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
         callbacks=[_SuccessStop(policy, eval_tasks, env, params, seed)],
     )
