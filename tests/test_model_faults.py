@@ -121,17 +121,20 @@ def student_stage(tmp_path, monkeypatch, name: str, **student):
     return load_stage("student"), params, where
 
 
-def test_a_killed_student_build_resumes_to_the_same_model(tmp_path, monkeypatch):
+@pytest.mark.parametrize("batching", [{}, {"group_by_length": True}, {"group_by_length": True, "shuffle_length_groups": True}],
+                         ids=["random", "length_groups", "shuffled_length_groups"])
+def test_a_killed_student_build_resumes_to_the_same_model(tmp_path, monkeypatch, batching):
     """Killed after its checkpoint at step 8 (of 12, past an epoch boundary: 7 batches an epoch), the rerun resumes
-    from step 8 and saves byte for byte the model of an uninterrupted build, with the same curves."""
+    from step 8 and saves byte for byte the model of an uninterrupted build, with the same curves. Also with the
+    length-grouped batches shuffled: the second epoch's batch order must come back from the checkpoint's RNG state."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    module, params, a = student_stage(tmp_path, monkeypatch, "uninterrupted")
+    module, params, a = student_stage(tmp_path, monkeypatch, "uninterrupted", **batching)
     module.main(params)
     card_a = json.loads((a / "models/student/card.json").read_text())
     assert card_a["resumed_from_step"] is None and card_a["train_steps"] == 12
     assert not list((a / ".scratch").iterdir())  # the checkpoints go once the model is saved
 
-    module, params, b = student_stage(tmp_path, monkeypatch, "killed")
+    module, params, b = student_stage(tmp_path, monkeypatch, "killed", **batching)
     with monkeypatch.context() as patch:
         kill_after_checkpoint(patch, 8)
         with pytest.raises(Killed):

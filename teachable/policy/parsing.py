@@ -83,13 +83,13 @@ def parse_action(reply: str, valid_actions: list[str]) -> str | None:
     by_norm = {_normalise(a): a for a in valid_actions}
 
     form = _action_form(text)
-    if form is not None and form[0] == "call":
-        return _named_by_call(*form[1], valid_actions, by_norm)
-    if form is not None:  # bracketed
-        action = form[1]
-        if action.lower().startswith("search[") and any(a.lower().startswith("search[") for a in valid_actions):
-            return action  # open action: any query is valid where searching is
-        return by_norm.get(_normalise(action))
+    if form is not None:
+        kind, held = form
+        if kind == "call":
+            return _named_by_call(*held, valid_actions, by_norm)
+        if held.lower().startswith("search[") and any(a.lower().startswith("search[") for a in valid_actions):
+            return held  # open action: any query is valid where searching is
+        return by_norm.get(_normalise(held))
 
     first_line = _normalise(_first_line(text))
     if first_line in by_norm:

@@ -22,7 +22,7 @@ import torch
 from datasets import Dataset
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM, TrainerCallback
-from trl import SFTConfig, SFTTrainer
+from trl import SFTConfig
 
 from teachable.core import resume
 from teachable.core.params import EnvParams, StudentParams
@@ -31,7 +31,7 @@ from teachable.policy.hf import HFPolicy
 from teachable.policy.prompts import completion_text, render_prompt
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.core.resume import scratch_path
-from teachable.training.student.batching import ShuffledLengthGroupsSFTTrainer
+from teachable.training.student.batching import LengthGroupsSFTTrainer
 from teachable.training.student.data import demonstrations
 from teachable.core.tasks import Task, make_tasks
 
@@ -283,10 +283,10 @@ def train(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast, records: 
         train_sampling_strategy="group_by_length" if params.group_by_length else "random",
         disable_tqdm=True,
     )
-    trainer_class = ShuffledLengthGroupsSFTTrainer if params.shuffle_length_groups else SFTTrainer
-    trainer = trainer_class(
+    trainer = LengthGroupsSFTTrainer(
         model=model, args=config, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
         callbacks=[_SuccessStop(policy, eval_tasks, env, params, seed)],
+        shuffle_length_groups=params.shuffle_length_groups,
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return trainer.state.log_history, trainer.state.global_step
