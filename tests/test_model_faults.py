@@ -121,12 +121,14 @@ def student_stage(tmp_path, monkeypatch, name: str, **student):
     return load_stage("student"), params, where
 
 
-@pytest.mark.parametrize("batching", [{}, {"group_by_length": True}, {"group_by_length": True, "shuffle_length_groups": True}],
+@pytest.mark.parametrize("batching", [{}, {"group_by_length": True},
+                                      {"group_by_length": True, "shuffle_length_groups": True}],
                          ids=["random", "length_groups", "shuffled_length_groups"])
 def test_a_killed_student_build_resumes_to_the_same_model(tmp_path, monkeypatch, batching):
     """Killed after its checkpoint at step 8 (of 12, past an epoch boundary: 7 batches an epoch), the rerun resumes
-    from step 8 and saves byte for byte the model of an uninterrupted build, with the same curves. Also with the
-    length-grouped batches shuffled: the second epoch's batch order must come back from the checkpoint's RNG state."""
+    from step 8 and saves byte for byte the model of an uninterrupted build, with the same curves. Also with
+    length-grouped batches, shuffled or not: the resumed second epoch must get the uninterrupted build's order,
+    which transformers' sampler drew from the global RNG before the checkpoint's state was restored."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     module, params, a = student_stage(tmp_path, monkeypatch, "uninterrupted", **batching)
     module.main(params)
