@@ -321,5 +321,5 @@ def test_match_probability_is_the_rate_at_which_student_draws_pick_the_expert_ac
     lev = record["leverage"]
     assert lev["L_local_estimator"] == "stratified"
     assert abs((1 - lev["n_unmatched"] / 64) - lev["p_match"]) < 0.2
-    with pytest.raises(ValueError, match="did not share"):
-        stratified_difference([True, False], [False, False], [True, False], 0.5)
+    # the matched pairs are one episode by construction: the estimate reads only the unmatched ones
+    assert stratified_difference([True, False], [False, False], [True, False], 0.5)["diff"] == 0.0

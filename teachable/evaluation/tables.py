@@ -259,15 +259,43 @@ def _arrays(rows: pd.DataFrame, items: list[str], models: list[str]) -> dict[str
     return {m: outcomes(rows[rows.model == m], items) for m in models}
 
 
+def task_level(item: str) -> str:
+    """A held-out task's level from its id (`GoToLocal-40000000` -> `GoToLocal`)."""
+    return item.rsplit("-", 1)[0]
+
+
+def stratified_halves(items: list[str]) -> tuple[list[str], list[str]]:
+    """The validation and test halves of the held-out tasks, each in panel order: within each level the tasks go
+    alternately to validation and test, so every level has an equal share (within one) in both halves. A level
+    with an odd count gives its extra task to the half the previous odd level did not, keeping the halves' sizes
+    within one. (`make_tasks` alternates levels, so taking every other task overall would choose the model on
+    one level and test it on another.)"""
+    by_level: dict[str, list[str]] = {}
+    for item in items:
+        by_level.setdefault(task_level(item), []).append(item)
+    half_of, start = {}, 0
+    for level_items in by_level.values():
+        half_of.update({item: (start + k) % 2 for k, item in enumerate(level_items)})
+        start = (start + len(level_items)) % 2
+    return [i for i in items if half_of[i] == 0], [i for i in items if half_of[i] == 1]
+
+
+def _level_counts(halves: tuple[list[str], list[str]]) -> dict[str, list[int]]:
+    levels = dict.fromkeys(task_level(i) for half in halves for i in half)
+    return {level: [sum(task_level(i) == level for i in half) for half in halves] for level in levels}
+
+
 def phase3_gates(rows: pd.DataFrame, g: GateParams, seed: int) -> dict[str, dict]:
     """The four phase 3 gates (`teachable.gates.evaluation`) on the per-episode rows. End-to-end gain: the model
-    is chosen on the even-numbered held-out tasks (in panel order) and tested on the odd-numbered ones."""
+    is chosen on the validation half of the held-out tasks with its training seeds [0, S//2) and tested on the
+    test half with its seeds [S//2, S); the halves alternate within each level (`stratified_halves`), and the
+    verdict records each level's [validation, test] task counts."""
     rows = normalise(rows)
     trained = rows[rows.kind.isin(TRAINED_KINDS)]
     names = list(dict.fromkeys(trained.model))
     tasks, kept, snaps = (rows[rows.panel == p] for p in ("task", "retention", "snapshot"))
     items = panel_items(tasks)
-    halves = [items[0::2], items[1::2]]
+    halves = stratified_halves(items)
     validation, test = (_arrays(tasks, half, names) for half in halves)
     base_val, base_test = (outcomes(tasks[tasks.model == "base"], half) for half in halves)
     retention_items = panel_items(kept)
@@ -281,7 +309,8 @@ def phase3_gates(rows: pd.DataFrame, g: GateParams, seed: int) -> dict[str, dict
     snapshot_cells = {c.model: (c.train_quadrant, outcomes(snaps[snaps.model == c.model], snapshot_items))
                       for _, c in cells.iterrows()} if snapshot_items else {}
     return {
-        "end_to_end_gain": gates.end_to_end_gain(validation, base_val, test, base_test, g.alpha, g.min_effect),
+        "end_to_end_gain": {**gates.end_to_end_gain(validation, base_val, test, base_test, g.alpha, g.min_effect),
+                            "tasks_per_level": _level_counts(halves)},
         "retention": gates.non_inferiority(_arrays(kept, retention_items, names),
                                            outcomes(kept[kept.model == "base"], retention_items) if len(kept) else
                                            np.zeros((1, 0, 1)), g.alpha, g.retention_margin,
@@ -347,8 +376,8 @@ def _number(value) -> float | None:
 
 def pass_k_summary(table: pd.DataFrame | None, models: list[str | None]) -> dict:
     """metrics.json's `pass_k`: pass^1 .. pass^K on the held-out tasks, each with its 95% interval over tasks, for
-    `models` (the base and the end-to-end gate's chosen model; descriptive, over all held-out tasks, whereas the
-    gate chose that model on the even-numbered ones and tests it on the odd-numbered ones)."""
+    `models` (the base and the end-to-end gate's chosen model; descriptive, over all held-out tasks and seeds,
+    whereas the gate chose that model on the validation half with half its seeds and tests it on the rest)."""
     if table is None or table.empty:
         return {"panel": "task", "max_k": 0, "n_rollouts": None, "n_items": None, "models": {},
                 "note": "no held-out task episodes"}

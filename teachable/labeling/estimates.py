@@ -81,10 +81,12 @@ def stratified_difference(x, y, matched, p_match: float, confidence: float = CON
     with a known probability `p_match`: (1 - p_match) times the paired difference over the unmatched pairs
     (post-stratification with an exactly known weight), its interval scaled alike. For L_local the matched pairs
     are the rollouts whose own first draw picked the expert's action, the same episode as the forced rollout; the
-    student's probability of that action is known exactly, so only the rest of the mass is left to estimate."""
+    student's probability of that action is known exactly, so only the rest of the mass is left to estimate.
+
+    The matched pairs are not read. Under the engine's `run_shared` a matched pair is one episode serving both
+    arms, so its two outcomes are equal by construction; a check that they agree could never fire and checked
+    nothing (tests/test_labeling.py::test_forced_and_student_rollouts_stay_in_step tests the coupling itself)."""
     x, y, matched = (np.asarray(v, dtype=bool) for v in (x, y, matched))
-    if np.any(x[matched] != y[matched]):
-        raise ValueError("pairs marked matched differ: the arms did not share their random numbers")
     weight, unmatched = 1.0 - p_match, ~matched
     if not unmatched.any():
         return {"diff": 0.0, "ci": [round(-weight, 6), round(weight, 6)], "n": int(x.size), "n_unmatched": 0}
@@ -144,9 +146,11 @@ def cpt(outcomes: dict[str, list[bool]], confidence: float = CONFIDENCE) -> dict
     """The Contextual Patch Test. `base` is the student arm (the same rollouts: an empty patch). Each patch arm
     minus placebo with its paired interval; ELP_net with its route chosen on the even rollouts and estimated on the
     odd ones (`ELP_net_halves`: the chosen route's value on each half, for split-half reliability); the in-sample
-    maximum as `ELP_net_naive`."""
+    maximum as `ELP_net_naive`. Under the posterior stopping rule the student arm can stop before the CPT arms:
+    `p_base` then rests on the student rollouts there are, and `n_base` says how many (absent when it is all n)."""
     n = len(outcomes["placebo"])
     arms = {"base": outcomes["student"][:n], **{c: outcomes[c] for c in CPT_ARMS}}
+    short = {"n_base": len(arms["base"])} if len(arms["base"]) < n else {}
     net = {c: paired_difference(arms[c], arms["placebo"], confidence) for c in PATCH_CONDITIONS}
     half = {h: {c: np.asarray(v[h::2], dtype=float) for c, v in arms.items()} for h in (0, 1)}
     pick = lambda part: max(PATCH_CONDITIONS, key=lambda c: (part[c].mean(), -PATCH_CONDITIONS.index(c)))
@@ -159,5 +163,5 @@ def cpt(outcomes: dict[str, list[bool]], confidence: float = CONFIDENCE) -> dict
         "net": net,
         "ELP_net": honest["diff"], "ELP_net_ci": honest["ci"], "route_net": route, "n_estimation": honest["n"],
         "ELP_net_naive": net[naive]["diff"], "route_naive": naive, "ELP_net_halves": halves,
-        "n_per_condition": n,
+        "n_per_condition": n, **short,
     }

@@ -114,8 +114,10 @@ def quadrant_correlation(elp: list[float], gain: list[float]) -> dict:
     return {"n": len(elp), "rho": round(float(spearmanr(elp, gain).statistic), 6)}
 
 
-def summarise(results: list[dict], params: MicroTrainParams, seed: int) -> dict:
-    """The two phase 1B gates (`teachable.gates`), the reliabilities they use, and per-quadrant descriptives."""
+def summarise(results: list[dict], params: MicroTrainParams, seed: int, min_effect: float = 0.05) -> dict:
+    """The two phase 1B gates (`teachable.gates`), the reliabilities they use, and per-quadrant descriptives.
+    `min_effect`: the smallest useful Q1 - Q2 gain difference (`gates.min_effect`). CPT validity is tested given
+    each micro-run's base success `p_base` (one stratum for results that lack it)."""
     elp = [r["ELP_net"] for r in results]
     gain = [r["gain"] for r in results]
     reliability = {
@@ -126,10 +128,13 @@ def summarise(results: list[dict], params: MicroTrainParams, seed: int) -> dict:
     }
     by_quadrant = {q: [r for r in results if r["quadrant"] == q] for q in QUADRANTS}
     verdicts = {
-        "cpt_validity": gates.cpt_validity(elp, gain, reliability["ELP_net"], reliability["gain"], params.alpha,
+        "cpt_validity": gates.cpt_validity(elp, gain, [r["p_base"] for r in results]
+                                           if all("p_base" in r for r in results) else None,
+                                           reliability["ELP_net"], reliability["gain"], params.alpha,
                                            params.target_rho, seed),
         "q1_beats_q2": gates.q1_beats_q2([r["gain"] for r in by_quadrant[QUADRANTS[0]]],
-                                         [r["gain"] for r in by_quadrant[QUADRANTS[1]]], params.alpha, seed),
+                                         [r["gain"] for r in by_quadrant[QUADRANTS[1]]], params.alpha, seed,
+                                         min_effect=min_effect),
     }
     return {
         "n": len(results),
