@@ -5,6 +5,11 @@ Output `data/labeled_snapshots.jsonl` and `reports/phase1/label_metrics.json`. R
 appended to a scratch log keyed by the params; a killed run restarted labels only the rest. A teacher that cannot go
 on (budget spent, too many unusable answers, no answers, a key revoked mid-run) stops the stage with one line and
 exit code 2; the finished snapshots are kept for the rerun.
+
+Under `label.stopping: posterior` the stage labels in two passes so that no record depends on chunking: pass 1 runs
+every snapshot's first round (teacher advice and U as always) and logs each state; the prior is fitted once on all
+first rounds (its parameters go to the metrics); pass 2 gives the rounds after to the snapshots that need them.
+Both passes resume from the scratch log.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from tqdm.auto import tqdm
 from teachable import stage
 from teachable.core import resume
 from teachable.core.params import Params
-from teachable.labeling.label import label_chunk
+from teachable.labeling.label import first_round, label_chunk, more_rounds, run_prior
 from teachable.core.records import Snapshot, read_jsonl, require_unique, write_json, write_jsonl
 from teachable.rollout.engine import RolloutEngine
 from teachable.training.student import load_student
@@ -53,31 +58,19 @@ def main(params: Params) -> None:
     key = resume_key(params)
     key["snapshots_file"] = [s.snapshot_id for s in snapshots]
     scratch = resume.ScratchLog("label", key)
-    done = {r["snapshot_id"]: r for r in scratch.load()}
+    logged = scratch.load()
+    done = {r["snapshot_id"]: r for r in logged if not r.get("first_round")}  # records and dropped snapshots
+    states = {r["snapshot_id"]: r for r in logged if r.get("first_round")}  # the posterior rule's pass 1
     todo = [s for s in snapshots if s.snapshot_id not in done]
     with stage_run("label", {k: v for k, v in key.items() if k != "snapshots_file"}) as mlflow:
         policy = load_student(params.student)
         engine = RolloutEngine(policy, env.name, env.max_steps, env.history_len, p.temperature, p.batch_size,
                                record_steps=False)
-        started = time.time()
-        with tqdm(total=len(snapshots), initial=len(done), desc="labeling", unit="snapshot") as bar:
-            for i in range(0, len(todo), p.chunk_size):
-                chunk = todo[i : i + p.chunk_size]
-                try:
-                    labeled = label_chunk(chunk, policy, teacher, engine, p, params.seed,
-                                          params.quadrants.L_threshold)
-                except TeacherStopped as err:  # budget, unusable answers, no answers, a revoked key: exit code 2
-                    # finished snapshots stay in the scratch log (and answers in the cache) for the next run
-                    raise TeacherStopped(f"{err}; {len(done)} snapshots labeled so far are kept, "
-                                         "rerun to go on") from None
-                for record in labeled:
-                    scratch.append(record)
-                    done[record["snapshot_id"]] = record
-                for snap in chunk:  # dropped by the teacher: remembered so a rerun does not ask again
-                    if snap.snapshot_id not in done:
-                        scratch.append({"snapshot_id": snap.snapshot_id, "dropped": True})
-                        done[snap.snapshot_id] = {"dropped": True}
-                bar.update(len(chunk))
+        started, prior = time.time(), None
+        if p.stopping == "posterior":
+            prior = label_in_two_passes(snapshots, states, done, scratch, policy, teacher, engine, params)
+        else:
+            label_in_one_pass(snapshots, todo, done, scratch, policy, teacher, engine, params)
         records = [done[s.snapshot_id] for s in snapshots if not done[s.snapshot_id].get("dropped")]
         write_jsonl(OUT, records)
         minutes = (time.time() - started) / 60
@@ -90,10 +83,76 @@ def main(params: Params) -> None:
                       for side in ("high", "low", "undetermined")},
                    "teacher_invalid": sum(not r["teacher"]["valid"] for r in records),
                    "teacher_dropped": len(snapshots) - len(records),
-                   **{f"teacher_{k}": v for k, v in getattr(teacher, "ledger", {}).items()}}
+                   **{f"teacher_{k}": v for k, v in getattr(teacher, "ledger", {}).items()},
+                   **({"stopping": "posterior", "posterior_error": p.posterior_error, "posterior_prior":
+                       prior.to_dict()} if prior is not None else {})}
         write_json(METRICS, metrics)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if v is not None})
+        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     scratch.remove()
+
+
+def _teacher_stopped(err: TeacherStopped, kept: str) -> TeacherStopped:
+    """Budget, unusable answers, no answers, a revoked key: exit code 2. What is finished stays in the scratch log
+    (and answers in the cache) for the next run."""
+    return TeacherStopped(f"{err}; {kept} so far are kept, rerun to go on")
+
+
+def _log_dropped(chunk, kept: dict, done: dict, scratch) -> None:
+    """Snapshots of the chunk not in `kept` (its records, or its first-round states) were dropped by the teacher:
+    remembered so a rerun does not ask again."""
+    for snap in chunk:
+        if snap.snapshot_id not in kept:
+            scratch.append({"snapshot_id": snap.snapshot_id, "dropped": True})
+            done[snap.snapshot_id] = {"dropped": True}
+
+
+def label_in_one_pass(snapshots, todo, done, scratch, policy, teacher, engine, params) -> None:
+    """The interval rule: each chunk labeled to the end (`label_chunk`), its records logged as they come."""
+    p = params.label
+    with tqdm(total=len(snapshots), initial=len(done), desc="labeling", unit="snapshot") as bar:
+        for i in range(0, len(todo), p.chunk_size):
+            chunk = todo[i : i + p.chunk_size]
+            try:
+                labeled = label_chunk(chunk, policy, teacher, engine, p, params.seed, params.quadrants.L_threshold)
+            except TeacherStopped as err:
+                raise _teacher_stopped(err, f"{len(done)} snapshots labeled") from None
+            for record in labeled:
+                scratch.append(record)
+                done[record["snapshot_id"]] = record
+            _log_dropped(chunk, done, done, scratch)
+            bar.update(len(chunk))
+
+
+def label_in_two_passes(snapshots, states, done, scratch, policy, teacher, engine, params):
+    """The posterior rule: every snapshot's first round (logged state by state), the prior fitted once on all of
+    them, then the rounds after, chunk by chunk. Returns the prior."""
+    p = params.label
+    todo = [s for s in snapshots if s.snapshot_id not in states and s.snapshot_id not in done]
+    with tqdm(total=len(snapshots), initial=len(snapshots) - len(todo), desc="labeling: first rounds",
+              unit="snapshot") as bar:
+        for i in range(0, len(todo), p.chunk_size):
+            chunk = todo[i : i + p.chunk_size]
+            try:
+                started = first_round(chunk, policy, teacher, engine, p, params.seed)
+            except TeacherStopped as err:
+                raise _teacher_stopped(err, f"{len(states)} snapshots' first rounds") from None
+            for state in started:
+                states[state["snapshot_id"]] = {**state, "first_round": True}
+                scratch.append(states[state["snapshot_id"]])
+            _log_dropped(chunk, states, done, scratch)
+            bar.update(len(chunk))
+    ordered = [states[s.snapshot_id] for s in snapshots if s.snapshot_id in states]  # not dropped
+    prior = run_prior(ordered, p)
+    rest = [state for state in ordered if state["snapshot_id"] not in done]
+    with tqdm(total=len(ordered), initial=len(ordered) - len(rest), desc="labeling: more rounds",
+              unit="snapshot") as bar:
+        for i in range(0, len(rest), p.chunk_size):
+            chunk = rest[i : i + p.chunk_size]
+            for record in more_rounds(chunk, snapshots, engine, p, params.seed, params.quadrants.L_threshold, prior):
+                scratch.append(record)
+                done[record["snapshot_id"]] = record
+            bar.update(len(chunk))
+    return prior
 
 
 if __name__ == "__main__":

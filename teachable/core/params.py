@@ -98,6 +98,9 @@ class StudentParams(Section):
     max_concurrency: int = Field(64, ge=1, le=4096, description="requests in flight to the server")
     request_timeout_s: float = Field(300.0, gt=0, description="per request; a slower answer is retried")
     max_retries: int = Field(3, ge=0, le=20, description="retries of a failed request, with exponential backoff")
+    # Offline student: a pinned build (committed to git, checked by SHA-256) is used when its params match these
+    pinned: str | None = Field("models/pinned-student", description="the pinned offline student (null: build)")
+    rebuild: bool = Field(False, description="build the offline student even where a matching pin exists")
     # Offline student: data
     n_train_tasks: int = Field(700, ge=1, description="expert demonstrations per level")
     noise: float = Field(0.2, ge=0, lt=1, description="share of off-expert (DAgger-style) actions in the demos")
@@ -179,13 +182,20 @@ class TeacherParams(Section):
 class LabelParams(Section):
     """Phase 1. Every arm (student, expert action forced, each CPT patch) gets rollouts in rounds of `round_size`,
     all arms on the same sample seeds; a snapshot gets another round while its L_local interval straddles
-    `quadrants.L_threshold` (or is wider than `target_width`), up to `max_rollouts` per arm."""
+    `quadrants.L_threshold` (or is wider than `target_width`), up to `max_rollouts` per arm. Under
+    `stopping: posterior` the leverage arms stop instead once the posterior probability of the wrong side is below
+    `posterior_error` (`teachable.labeling.posterior`); the CPT arms get `cpt_rollouts` under either rule."""
 
     round_size: int = Field(8, ge=2, description="rollouts per arm added in a round (even)")
     max_rollouts: int = Field(16, ge=2, description="the cap per leverage arm (student, forced)")
     cpt_rollouts: int = Field(8, ge=2, description="rollouts per CPT arm (placebo, demo, contrast, hint), even, "
                                                    "taken in the first rounds")
     alpha: float = Field(0.05, gt=0, lt=1, description="chance of a wrong leverage side over all looks")
+    stopping: Literal["interval", "posterior"] = Field(
+        "interval", description="when the leverage arms stop: interval (the decision interval clears the threshold) "
+                                "| posterior (the empirical-Bayes posterior is sure of the side; rounds of 4 suit it)")
+    posterior_error: float = Field(0.05, gt=0, lt=0.5, description="posterior rule: stop once the posterior "
+                                                                     "probability of the wrong side is below this")
     target_width: float | None = Field(None, gt=0, le=2, description="also go on while L_local's 95% interval is "
                                                                      "wider than this (null: decide sides only)")
     horizon: int | None = Field(16, ge=1, description="steps a rollout gets from the snapshot (null: the episode's "
@@ -293,6 +303,9 @@ class EvaluateParams(Section):
     n_rollouts: int = Field(1, ge=1, le=64, description="rollouts per item on every panel (same seeds for every "
                                                        "model); > 1 only makes sense with temperature > 0")
     retention_max: int = Field(50, ge=1, description="retention-panel tasks evaluated per model")
+    n_learning_snapshots: int = Field(16, ge=0, description="learning panel: per trained adapter, up to this many "
+                                                            "of its own training snapshots (0: no panel)")
+    n_learning_rollouts: int = Field(2, ge=1, le=64, description="learning panel: rollouts per snapshot")
     temperature: float = Field(1.0, ge=0, le=10, description="the labeling's temperature; 0 = greedy (the seeds)")
     batch_size: int = Field(64, ge=1, le=4096)
 

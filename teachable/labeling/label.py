@@ -4,6 +4,7 @@ rollouts go to the snapshots whose leverage side is still undetermined)."""
 
 from __future__ import annotations
 
+import logging
 import random
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from teachable.core.params import LabelParams
 from teachable.envs import restore_env
 from teachable.labeling.estimates import CONFIDENCE, CPT_ARMS, cpt, leverage, local_leverage, sample_seed, side
+from teachable.labeling.posterior import Prior, fit_prior, pair_counts, posterior_high, posterior_side
 from teachable.labeling.uncertainty import uncertainty
 from teachable.policy.patches import contrast_patch, demo_patch, hint_patch, placebo_patch
 from teachable.policy.candidates import expand_candidates, has_open, sample_open_actions
@@ -20,6 +22,7 @@ from teachable.core.records import Snapshot
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.teacher.base import Advice
 
+log = logging.getLogger(__name__)
 
 def wrong_action(snapshot: Snapshot, probs: np.ndarray, suggested: str, candidates: list[str] | None = None) -> str:
     """The student's action for the contrast: what it did, else its most likely action other than the teacher's
@@ -57,13 +60,14 @@ def cpt_patches(snapshot: Snapshot, advice: Advice, wrong: str, seed: int) -> di
 
 
 def _specs(snap: Snapshot, advice: Advice, patches: dict, p: LabelParams, seed: int, first: int,
-           last: int) -> list[RolloutSpec]:
+           last: int, leverage_arms: bool = True) -> list[RolloutSpec]:
     """Rollouts first..last-1 of every arm of a snapshot (all arms share the sample seed of rollout i; the CPT arms
-    stop at `cpt_rollouts`); the deterministic expert's single rollout with the first round."""
+    stop at `cpt_rollouts`); the deterministic expert's single rollout with the first round. `leverage_arms` False
+    leaves out the student and forced arms (the posterior rule stopped them while the CPT arms go on)."""
     base = dict(level=snap.state.level, seed=snap.seed, start_actions=tuple(snap.state.actions),
                 start_hash=snap.state_hash, horizon=p.horizon)
-    arms: list[tuple[str, dict]] = [("student", {})]
-    if not p.skip_leverage:
+    arms: list[tuple[str, dict]] = [("student", {})] if leverage_arms else []
+    if not p.skip_leverage and leverage_arms:
         arms.append(("force", {"forced_action": advice.suggested_action}))
     if not p.skip_cpt:
         arms += [(c, {"patch": patches[c]}) for c in CPT_ARMS]
@@ -122,12 +126,51 @@ def _leverage_record(outcomes: dict[str, list[bool]], p_match: float | None, p: 
             "decision_confidence": round(decision_confidence(p), 6)}
 
 
-def label_chunk(snapshots: list[Snapshot], policy, teacher, engine: RolloutEngine, p: LabelParams, seed: int,
-                L_threshold: float) -> list[dict]:
-    """Labeled snapshot records (dicts), in the order given; snapshots the teacher dropped are left out.
+def _posterior_high(outcomes: dict[str, list[bool]], p_match: float | None, threshold: float, prior: Prior) -> float:
+    matched = outcomes["matched"] if p_match is not None else None
+    return posterior_high(pair_counts(outcomes["force"], outcomes["student"], matched), p_match, threshold, prior)
 
-    Rollouts come in rounds of `round_size` per arm; a snapshot gets another round only while `needs_more` says
-    so. Every decision uses the snapshot's own outcomes, so records do not depend on the chunk or batch size."""
+
+def leverage_needs_more(outcomes: dict[str, list[bool]], p_match: float | None, p: LabelParams, threshold: float,
+                        prior: Prior) -> bool:
+    """The posterior rule's look: the leverage arms get another round while below the cap and the posterior
+    probability of the wrong side is not yet below `posterior_error` (`labeling.posterior`)."""
+    if p.skip_leverage or len(outcomes["student"]) >= p.max_rollouts:
+        return False
+    return posterior_side(_posterior_high(outcomes, p_match, threshold, prior), p.posterior_error) == "undetermined"
+
+
+def _posterior_leverage_record(outcomes: dict[str, list[bool]], p_match: float | None, p: LabelParams,
+                               threshold: float, prior: Prior) -> dict:
+    """The leverage block under the posterior rule: the side is the posterior's (undetermined when the cap came
+    first); `decision_ci` is L_local's 95% interval, so readers of the interval keep working."""
+    matched = outcomes["matched"] if p_match is not None else None
+    lev = leverage(outcomes, matched, p_match)
+    p_high = _posterior_high(outcomes, p_match, threshold, prior)
+    return {**lev, "horizon": p.horizon, "threshold": threshold, "side": posterior_side(p_high, p.posterior_error),
+            "decision_ci": lev["ci"]["L_local"], "decision_confidence": CONFIDENCE, "stopping": "posterior",
+            "posterior_high": round(p_high, 6), "posterior_error": p.posterior_error}
+
+
+def _run_round(entries: list[tuple[Snapshot, Advice, dict, bool]], outcomes: dict[str, dict[str, list[bool]]],
+               engine: RolloutEngine, p: LabelParams, seed: int, first: int, last: int) -> None:
+    """Rollouts first..last-1 of each entry (snapshot, advice, patches, whether its leverage arms go on), one run
+    of the batched engine, appended to `outcomes` in place."""
+    specs = [spec for snap, advice, patches, lev in entries
+             for spec in _specs(snap, advice, patches, p, seed, first, last, lev)]
+    suggested = {snap.snapshot_id: advice.suggested_action for snap, advice, _, _ in entries}
+    for episode in engine.run_shared(specs):  # in spec order: i ascends within each arm
+        sid, arm, _ = episode.episode_id.split("|")
+        outcomes[sid].setdefault(arm, []).append(episode.success)
+        if arm == "student":  # the same episode as the forced one when its own draw picked that action
+            outcomes[sid].setdefault("matched", []).append(episode.first_action == suggested[sid])
+
+
+def first_round(snapshots: list[Snapshot], policy, teacher, engine: RolloutEngine, p: LabelParams,
+                seed: int) -> list[dict]:
+    """Pass 1: U from one batched scoring call, teacher advice, and every arm's first round. Returns one state per
+    snapshot the teacher did not drop, in the order given: JSON-ready (the stage keeps it in its resume log) with
+    the record's labels so far, p_match and the outcomes."""
     advised, candidates = [], []
     for snap in snapshots:
         env = restore_env(snap.env, snap.state.model_dump(), snap.state_hash, engine.max_steps)
@@ -137,47 +180,119 @@ def label_chunk(snapshots: list[Snapshot], policy, teacher, engine: RolloutEngin
     scores = policy.score(
         [build_messages(s.mission, s.obs, s.valid_actions, s.history) for s in snapshots], candidates
     )
-    prepared, p_match = [], {}
+    states, entries = [], []
     for snap, sc, advice in zip(snapshots, scores, advised):
-        if advice is not None:
-            wrong = wrong_action(snap, sc.probs, advice.suggested_action, sc.candidates)
-            prepared.append((snap, sc, advice, wrong, cpt_patches(snap, advice, wrong, seed)))
-            p_match[snap.snapshot_id] = match_probability(snap, sc, advice.suggested_action, engine.temperature)
-
-    outcomes: dict[str, dict[str, list[bool]]] = {snap.snapshot_id: {} for snap, *_ in prepared}
-    active, first = list(prepared), 0
-    while active:
-        last = min(first + p.round_size, p.max_rollouts)
-        specs = [spec for snap, _, advice, _, patches in active
-                 for spec in _specs(snap, advice, patches, p, seed, first, last)]
-        suggested = {snap.snapshot_id: advice.suggested_action for snap, _, advice, _, _ in active}
-        for episode in engine.run_shared(specs):  # in spec order: i ascends within each arm
-            sid, arm, _ = episode.episode_id.split("|")
-            outcomes[sid].setdefault(arm, []).append(episode.success)
-            if arm == "student":  # the same episode as the forced one when its own draw picked that action
-                outcomes[sid].setdefault("matched", []).append(episode.first_action == suggested[sid])
-        first = last
-        active = [entry for entry in active
-                  if needs_more(outcomes[entry[0].snapshot_id], p_match[entry[0].snapshot_id], p, L_threshold)]
-
-    records = []
-    for snap, sc, advice, wrong, patches in prepared:
-        result = {arm: v for arm, v in outcomes[snap.snapshot_id].items() if arm != "matched"}
+        if advice is None:
+            continue
+        wrong = wrong_action(snap, sc.probs, advice.suggested_action, sc.candidates)
+        patches = cpt_patches(snap, advice, wrong, seed)
         u = uncertainty(sc.probs)
-        record = snap.model_dump(mode="json")
-        record.update(
-            U=u["entropy"],
-            uncertainty=u,
-            student_probs=dict(zip(sc.candidates, np.round(sc.probs, 6).tolist())),
-            teacher=advice.model_dump(),
-            contrast_action=wrong,  # the wrong action the contrast patch and DPO pairs name
-            patches=patches,
-            rollouts={"n_per_arm": len(result["student"]), "n_cpt": len(result.get("placebo", [])),
-                      "total": sum(map(len, result.values()))},
-        )
-        if not p.skip_leverage:
-            record["leverage"] = _leverage_record(outcomes[snap.snapshot_id], p_match[snap.snapshot_id], p, L_threshold)
-        if not p.skip_cpt:
-            record["cpt"] = cpt(result)
-        records.append(record)
-    return records
+        labels = dict(U=u["entropy"], uncertainty=u,
+                      student_probs=dict(zip(sc.candidates, np.round(sc.probs, 6).tolist())),
+                      teacher=advice.model_dump(),
+                      contrast_action=wrong,  # the wrong action the contrast patch and DPO pairs name
+                      patches=patches)
+        states.append({"snapshot_id": snap.snapshot_id, "labels": labels, "outcomes": {},
+                       "p_match": match_probability(snap, sc, advice.suggested_action, engine.temperature)})
+        entries.append((snap, advice, patches, True))
+    outcomes = {state["snapshot_id"]: state["outcomes"] for state in states}
+    _run_round(entries, outcomes, engine, p, seed, 0, min(p.round_size, p.max_rollouts))
+    return states
+
+
+def first_round_counts(state: dict, p: LabelParams) -> tuple[int, int, int]:
+    """A state's (b, c, r) over its first round: what the posterior rule's prior is fitted on."""
+    n, outcomes = min(p.round_size, p.max_rollouts), state["outcomes"]
+    matched = outcomes["matched"][:n] if state["p_match"] is not None else None
+    return pair_counts(outcomes["force"][:n], outcomes["student"][:n], matched)
+
+
+def run_prior(states: list[dict], p: LabelParams) -> Prior | None:
+    """The posterior rule's prior, fitted on the first rounds of every state given (all of a run's snapshots in
+    the stage, so no record depends on chunking); None under the interval rule or without leverage arms."""
+    if p.stopping != "posterior" or p.skip_leverage:
+        return None
+    prior = fit_prior([first_round_counts(state, p) for state in states])
+    log.info("posterior prior over %d snapshots: pi0 %.3f, alpha %s", prior.n_snapshots, prior.pi0,
+             [round(a, 3) for a in prior.alpha])
+    return prior
+
+
+def _wants(outcomes: dict[str, list[bool]], p_match: float | None, p: LabelParams, threshold: float,
+           prior: Prior | None) -> tuple[bool, bool]:
+    """(another round for the snapshot, its leverage arms in it). The interval rule keeps every arm in step
+    (`needs_more`); the posterior rule stops the leverage arms on its own look while the CPT arms go on to
+    `cpt_rollouts`."""
+    if prior is None:
+        more = needs_more(outcomes, p_match, p, threshold)
+        return more, more
+    lev = leverage_needs_more(outcomes, p_match, p, threshold, prior)
+    return lev or (not p.skip_cpt and len(outcomes.get("placebo", [])) < p.cpt_rollouts), lev
+
+
+def more_rounds(states: list[dict], snapshots: list[Snapshot], engine: RolloutEngine, p: LabelParams, seed: int,
+                L_threshold: float, prior: Prior | None = None) -> list[dict]:
+    """Pass 2: the rounds after the first for the states given (from `first_round`, any chunking), and their
+    records in the order of `states`. `prior` None: the interval rule; else the posterior rule with that prior.
+    Every decision uses the snapshot's own outcomes (and the run's prior), so records do not depend on the chunk or
+    batch size."""
+    by_id = {snap.snapshot_id: snap for snap in snapshots}
+    outcomes = {st["snapshot_id"]: {arm: list(v) for arm, v in st["outcomes"].items()} for st in states}
+    advice = {st["snapshot_id"]: Advice.model_validate(st["labels"]["teacher"]) for st in states}
+    first = min(p.round_size, p.max_rollouts)
+
+    def look(state: dict) -> tuple[Snapshot, Advice, dict, bool] | None:
+        sid = state["snapshot_id"]
+        more, lev = _wants(outcomes[sid], state["p_match"], p, L_threshold, prior)
+        return (by_id[sid], advice[sid], state["labels"]["patches"], lev) if more else None
+
+    active = list(states)
+    while entries := [entry for entry in map(look, active) if entry]:
+        active = [state for state in active if state["snapshot_id"] in {e[0].snapshot_id for e in entries}]
+        last = min(first + p.round_size, p.max_rollouts)
+        _run_round(entries, outcomes, engine, p, seed, first, last)
+        first = last
+    return [_record(by_id[st["snapshot_id"]], st, outcomes[st["snapshot_id"]], p, L_threshold, prior)
+            for st in states]
+
+
+def _record(snap: Snapshot, state: dict, outcomes: dict[str, list[bool]], p: LabelParams, L_threshold: float,
+            prior: Prior | None) -> dict:
+    result = {arm: v for arm, v in outcomes.items() if arm != "matched"}
+    record = snap.model_dump(mode="json")
+    record.update(
+        **state["labels"],
+        rollouts={"n_per_arm": len(result["student"]), "n_cpt": len(result.get("placebo", [])),
+                  "total": sum(map(len, result.values()))},
+    )
+    if not p.skip_leverage:
+        record["leverage"] = (_leverage_record(outcomes, state["p_match"], p, L_threshold) if prior is None else
+                              _posterior_leverage_record(outcomes, state["p_match"], p, L_threshold, prior))
+    if not p.skip_cpt:
+        record["cpt"] = cpt(result)
+    return record
+
+
+def label_chunk(snapshots: list[Snapshot], policy, teacher, engine: RolloutEngine, p: LabelParams, seed: int,
+                L_threshold: float) -> list[dict]:
+    """Labeled snapshot records (dicts), in the order given; snapshots the teacher dropped are left out.
+
+    Rollouts come in rounds of `round_size` per arm; a snapshot gets another round only while `needs_more` says
+    so. Under the interval rule every decision uses the snapshot's own outcomes, so records do not depend on the
+    chunk or batch size. Under the posterior rule the prior is fitted on this chunk's first rounds: label a run
+    with `label_snapshots` (or the stage), which fits it once on all of them."""
+    states = first_round(snapshots, policy, teacher, engine, p, seed)
+    return more_rounds(states, snapshots, engine, p, seed, L_threshold, run_prior(states, p))
+
+
+def label_snapshots(snapshots: list[Snapshot], policy, teacher, engine: RolloutEngine, p: LabelParams, seed: int,
+                    L_threshold: float) -> tuple[list[dict], Prior | None]:
+    """A run's records and prior, in two passes over chunks of `chunk_size` as the stage runs them (without its
+    resume log): every first round, the prior fitted once on all of them, then the rounds after."""
+    chunks = [snapshots[i : i + p.chunk_size] for i in range(0, len(snapshots), p.chunk_size)]
+    states = [state for chunk in chunks for state in first_round(chunk, policy, teacher, engine, p, seed)]
+    prior = run_prior(states, p)
+    records = []
+    for i in range(0, len(states), p.chunk_size):
+        records += more_rounds(states[i : i + p.chunk_size], snapshots, engine, p, seed, L_threshold, prior)
+    return records, prior

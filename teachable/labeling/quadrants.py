@@ -4,7 +4,8 @@ U is computed exactly from the student's distribution, so its threshold is a qua
 at the threshold counts as low. L_local is estimated from rollouts, so its threshold is fixed before labeling and a
 snapshot is high or low only when its decision interval (`leverage.decision_ci`, see `labeling.label`) lies on one
 side; one that straddles it is `undetermined`, and `quadrants.undetermined` says whether it is left out or placed
-by its point estimate (a point estimate at the threshold counts as low).
+by its point estimate (a point estimate at the threshold counts as low). A record labeled under the posterior rule
+(`leverage.stopping: posterior`) carries its side from the posterior instead, and that side is used.
 """
 
 from __future__ import annotations
@@ -27,8 +28,13 @@ def thresholds(records: list[dict], params: QuadrantParams) -> dict:
 
 
 def leverage_side(record: dict, cut: dict) -> str:
-    """high | low | undetermined, from the record's decision interval against the L threshold."""
-    return side(record["leverage"]["decision_ci"], cut["L"])
+    """high | low | undetermined: the record's own side when it was labeled under the posterior rule against this
+    threshold (`label.stopping: posterior`, `labeling.posterior`), else its decision interval against the L
+    threshold."""
+    lev = record["leverage"]
+    if lev.get("stopping") == "posterior" and lev.get("threshold") == cut["L"]:
+        return lev["side"]
+    return side(lev["decision_ci"], cut["L"])
 
 
 def quadrant(record: dict, cut: dict) -> str | None:

@@ -1,0 +1,119 @@
+"""The posterior stopping rule (`label.stopping: posterior`, `teachable.labeling.posterior`): its prior fit, its
+posterior, its calibration under the prior it fits, and its records in the pipeline's labeling (chunking-free)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from teachable.core.params import LabelParams
+from teachable.labeling.label import label_chunk, label_snapshots
+from teachable.labeling.posterior import (Prior, dirichlet_difference_above, fit_prior, pair_counts, posterior_high,
+                                          posterior_side)
+from teachable.rollout.engine import RolloutEngine
+from teachable.teacher import OracleTeacher
+from tests.test_labeling import CoinPolicy, coin_snapshot
+
+PI0, ALPHA = 0.6, (1.0, 0.6, 3.0)  # a pilot-like world: most states do not care about the first action
+
+
+def draw_world(n: int, rng) -> np.ndarray:
+    """n snapshots' true (theta_b, theta_c, theta_r) from the mixture the rule assumes."""
+    theta = rng.dirichlet(ALPHA, n)
+    null = rng.random(n) < PI0
+    theta[null] = [0.0, 0.0, 1.0]
+    return theta
+
+
+def sequential(theta: np.ndarray, rng, level: float, round_size=4, cap=16, threshold=0.1):
+    """The posterior rule on simulated pairs: the prior fitted on every first round (as the stage does), then
+    rounds until the side is sure or the cap. Returns (sides, pairs spent, prior)."""
+    counts = [rng.multinomial(round_size, t) for t in theta]
+    prior = fit_prior(counts)
+    sides, spent = [], []
+    for t, c in zip(theta, counts):
+        n = round_size
+        while True:
+            side = posterior_side(posterior_high(tuple(c), None, threshold, prior), level)
+            if side != "undetermined" or n >= cap:
+                break
+            c = c + rng.multinomial(round_size, t)
+            n += round_size
+        sides.append(side)
+        spent.append(n)
+    return sides, np.array(spent), prior
+
+
+def test_decided_sides_are_wrong_at_about_the_stopping_level_with_the_fitted_prior():
+    """Calibration: among sides decided before the cap, the share on the wrong side of the true L_local is at or
+    below the stopping level (plus simulation noise), with the prior fitted on the run's own first rounds; and
+    the rule spends at most half the rollouts of a fixed 16 per arm."""
+    rng = np.random.default_rng(7)
+    theta = draw_world(3000, rng)
+    truth = np.where(theta[:, 0] - theta[:, 1] > 0.1, "high", "low")
+    for level in (0.05, 0.1):
+        sides, spent, prior = sequential(theta, rng, level)
+        decided = np.array([s != "undetermined" for s in sides])
+        wrong = np.mean([s != t for s, t, d in zip(sides, truth, decided) if d])
+        assert decided.mean() > 0.6
+        assert wrong <= level + 0.015, (level, wrong)
+        assert spent.mean() <= 8.0, spent.mean()  # <= 0.5 of the fixed design's 16
+    assert prior.pi0 == pytest.approx(PI0, abs=0.06)  # the fit finds the mass at "nothing changes"
+
+
+def test_a_wrong_prior_is_what_breaks_calibration():
+    """The rule is as good as its prior: one that believes most states are high (pi0 0.01, Dirichlet leaning to
+    b) calls true lows high after one round and is wrong on about a quarter of its decided sides, where the
+    fitted prior stays at the level. (Guards against a rule that ignores its prior.)"""
+    rng = np.random.default_rng(11)
+    theta = draw_world(2000, rng)
+    truth = np.where(theta[:, 0] - theta[:, 1] > 0.1, "high", "low")
+    counts = [rng.multinomial(4, t) for t in theta]
+    wrong = {}
+    for name, prior in (("fitted", fit_prior(counts)), ("wrong", Prior(0.01, (4.0, 0.3, 1.0)))):
+        sides = [posterior_side(posterior_high(tuple(c), None, 0.1, prior), 0.05) for c in counts]
+        wrong[name] = np.mean([s != t for s, t in zip(sides, truth) if s != "undetermined"])
+    assert wrong["fitted"] <= 0.065 and wrong["wrong"] > 0.15, wrong
+
+
+def test_posterior_arithmetic_on_hand_made_cases():
+    # theta_b ~ Beta(1, 2) alone when alpha = (1, 1, 1) and s = 0 ... P(theta_b > theta_c) = 1/2 by symmetry
+    assert dirichlet_difference_above((1.0, 1.0, 1.0), 0.0) == pytest.approx(0.5, abs=2e-3)
+    # theta_b - theta_c > 0.5 under Dirichlet(1, 1, 1): the triangle (.5, 0), (1, 0), (.75, .25), 1/8 of the simplex
+    assert dirichlet_difference_above((1.0, 1.0, 1.0), 0.5) == pytest.approx(0.125, abs=2e-3)
+    assert dirichlet_difference_above((2.0, 3.0, 4.0), -1.0) == 1.0
+    prior = Prior(0.5, (1.0, 1.0, 1.0))
+    assert posterior_high((3, 0, 1), None, 0.1, prior) > posterior_high((1, 0, 3), None, 0.1, prior)
+    assert posterior_high((0, 0, 8), None, 0.1, prior) < posterior_high((0, 0, 2), None, 0.1, prior)
+    # with p_match known the threshold on the unmatched difference is t / (1 - p_match): harder to clear
+    assert posterior_high((2, 0, 2), 0.5, 0.1, prior) < posterior_high((2, 0, 2), None, 0.1, prior)
+    assert pair_counts([1, 0, 1, 1], [0, 1, 1, 0], matched=[False, False, True, False]) == (2, 1, 0)
+    assert posterior_side(0.99, 0.05) == "high" and posterior_side(0.01, 0.05) == "low"
+    assert posterior_side(0.5, 0.05) == "undetermined"
+    assert fit_prior([[0, 0, 0]]).n_snapshots == 0  # nothing to fit: the default prior, said in the log
+
+
+def label_params(**kw) -> LabelParams:
+    return LabelParams(**{"horizon": 2, "round_size": 4, "max_rollouts": 16, "cpt_rollouts": 4,
+                          "stopping": "posterior", **kw})
+
+
+def test_pipeline_records_do_not_depend_on_chunking_and_carry_the_posterior_side():
+    """40 snapshots of three kinds of student, labeled as the stage does (every first round, the prior fitted once,
+    the rounds after) in chunks of 7 and of 40: the same records. Sides come from the posterior; clear snapshots
+    stop early, and the CPT arms get their `cpt_rollouts` whatever the leverage arms do."""
+    snapshots = [coin_snapshot(i) for i in range(40)]
+    policy = CoinPolicy(q=0.05)
+    engine = lambda: RolloutEngine(policy, env_name="coin", max_steps=2, history_len=0, batch_size=64,
+                                   record_steps=False)
+    runs = [label_snapshots(snapshots, policy, OracleTeacher(), engine(), label_params(chunk_size=size), 0, 0.1)
+            for size in (7, 40)]
+    (small, prior), (large, _) = runs
+    assert json.dumps(small) == json.dumps(large)
+    assert prior is not None and prior.n_snapshots == 40
+    assert {r["leverage"]["stopping"] for r in small} == {"posterior"}
+    assert all(r["leverage"]["side"] == "high" for r in small)  # true L_local 0.9 against 0.1
+    assert np.mean([r["rollouts"]["n_per_arm"] for r in small]) < 16
+    assert all(r["rollouts"]["n_cpt"] == 4 for r in small)
+    interval = label_chunk(snapshots, policy, OracleTeacher(), engine(), label_params(stopping="interval"), 0, 0.1)
+    assert "stopping" not in interval[0]["leverage"]
