@@ -8,6 +8,10 @@ an unknown id.
 prints what the params ask of each stage (episodes, policy calls, tokens, training steps, teacher calls and
 dollars), the hours on a device profile, and whether the evaluation's n can decide the phase 3-5 gates. Exit code 2
 for invalid params (an unknown key is named).
+
+`pin [--params params.yaml]` pins the offline student in `student.dir` (built by `dvc repro student` with
+`student.rebuild: true`) as `student.pinned`: its files and their SHA-256 with the params it was built with, to be
+committed so every machine uses this student. Exit code 2 when the build's params are not the current ones.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from teachable.core.params import ParamsError
 from teachable.core.records import RecordError
@@ -34,6 +39,28 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_pin(args: argparse.Namespace) -> int:
+    from teachable.core.params import load_params
+    from teachable.training.student import StudentDirError, pin
+
+    try:
+        params = load_params(args.params)
+        s = params.student
+        card = json.loads((Path(s.dir) / "card.json").read_text())
+        if not s.pinned:
+            raise ParamsError("student.pinned is null: set the directory to pin into")
+        differ = pin.key_differences(card.get("build_key") or {}, pin.build_key(params))
+        if differ:
+            raise ParamsError(f"{s.dir} was built with other params than {args.params} ({', '.join(differ[:5])}): "
+                              "run `dvc repro student` with student.rebuild: true first")
+        record = pin.write_pin(s.dir, s.pinned, card["build_key"])
+    except (ParamsError, StudentDirError, OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"pinned {s.dir} as {s.pinned} ({len(record['files'])} files); commit it: git add {s.pinned}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m teachable", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -50,9 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--backend", choices=planner.BACKENDS, default="hf", help="GPU profiles only")
     plan.add_argument("--throughput", default=planner.THROUGHPUT, help="throughput figures (JSON)")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
+    pin = commands.add_parser("pin", help="pin the built offline student (then commit it)")
+    pin.add_argument("--params", default="params.yaml", help="the params the student was built with")
     args = parser.parse_args(argv)
     if args.command == "plan":
         return run_plan(args)
+    if args.command == "pin":
+        return run_pin(args)
     try:
         view = describe(args.snapshot_id, args.root)
     except (UnknownSnapshot, RecordError) as err:
