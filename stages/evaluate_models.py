@@ -24,7 +24,8 @@ import pandas as pd
 from teachable import stage
 from teachable.core import resume
 from teachable.core.params import Params
-from teachable.evaluation.panels import ROWS_VERSION, evaluate_models, evaluation_plan, matrix_models
+from teachable.evaluation.learning_panel import learning_results, learning_summary
+from teachable.evaluation.panels import ROWS_VERSION, evaluate_models, evaluation_plan, learning_specs, matrix_models
 from teachable.evaluation.tables import headline, phase3_gates, tables
 from teachable.core.records import read_jsonl, write_json
 from teachable.training.matrix import phase2_cells
@@ -40,17 +41,21 @@ def main(params: Params) -> None:
     key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "retail", "student", "train",
                                                      "evaluate"}),
            "models": [(m.key, m.mlflow_run_id) for m in models], "action_mode": action_mode,
+           "label_horizon": params.label.horizon,
            "rows_version": ROWS_VERSION}
     scratch = resume.ScratchLog("evaluate", key)
     with stage_run("evaluate", key) as mlflow:
-        plan = evaluation_plan(params, read_jsonl(SNAPSHOTS), read_jsonl(RETENTION))
-        rows = evaluate_models(load_student(params.student), models, scratch=scratch, **plan)
+        snapshots = read_jsonl(SNAPSHOTS)
+        plan = evaluation_plan(params, snapshots, read_jsonl(RETENTION))
+        rows = evaluate_models(load_student(params.student), models, scratch=scratch,
+                               extra=learning_specs(models, snapshots, params), **plan)
         REPORTS.mkdir(parents=True, exist_ok=True)
         rows.to_csv(REPORTS / "episodes.csv", index=False)
-        results = tables(rows)
+        results = {**tables(rows), "learning_results": learning_results(rows)}
         for name, table in results.items():
             table.to_csv(REPORTS / f"{name}.csv", index=False)
         metrics = {**headline(results, phase3_gates(rows, params.gates, params.seed)),
+                   "learning": learning_summary(results["learning_results"]),
                    "temperature": params.evaluate.temperature, "action_mode": action_mode}
         write_json(REPORTS / "metrics.json", metrics)
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})

@@ -42,12 +42,13 @@ def main(params: Params) -> None:
     models = [model for m, snapshots in chosen.items() for model in train_method(params, m, snapshots, MODELS)]
     base_rows = pd.read_csv(PHASE3_EPISODES, keep_default_na=False)
     key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "evaluate", "select"}),
+           "label_horizon": params.label.horizon,
            "models": [m.mlflow_run_id for m in models]}
     scratch = resume.ScratchLog("select", key)
     with stage_run("select", key) as mlflow:
         plan = evaluation_plan(params, read_jsonl(SNAPSHOTS), read_jsonl(RETENTION))
         rows = evaluate_models(load_student(params.student), models, scratch=scratch, **plan)
-        base_rows = base_rows[base_rows.model == "base"]
+        base_rows = base_rows[(base_rows.model == "base") & (base_rows.panel != "learning")]  # phase 3's panels
         if set(base_rows.item) != set(rows.item):
             raise stage.StageInputError(f"{PHASE3_EPISODES} was not made with these `evaluate` params; "
                                         "run `dvc repro evaluate`")

@@ -17,6 +17,7 @@ runs it under accelerate; every process trains, the main one alone writes metric
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ from teachable.core import resume
 from teachable.core.params import Params, TrainParams
 from teachable.training.matrix import BASELINES, baseline_records, cell_records, cell_size, training_seed
 from teachable.core.records import read_jsonl, write_json
+from teachable.training.learning import adapter_shift, pooled_shift
+from teachable.policy.hf import HFPolicy
 from teachable.training.student import student_path
 from teachable.core.tasks import training_snapshots
 from teachable.core.tracking import matrix_cell_run
@@ -72,8 +75,20 @@ def train_seed(params: Params, cell: str, k: int, records: list[dict], out: Path
         metrics.update(seed_index=k, seed=seed, n_records=len(data), trained=bool(data),
                        mlflow_run_id=mlflow.active_run().info.run_id,
                        snapshot_ids=sorted({d["snapshot_id"] for d in data}))
+        if data:  # did the adapter move the student where it was trained?
+            by_id = {r["snapshot_id"]: r for r in records}
+            policy = base_policy(student_path(params.student), params.student.device, params.student.dtype)
+            metrics["learning"] = adapter_shift(policy, out,
+                                                [by_id[i] for i in metrics["snapshot_ids"] if i in by_id])
+            mlflow.log_metrics({"p_expert_delta": metrics["learning"]["delta"]})
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+@functools.cache
+def base_policy(path: str, device: str, dtype: str) -> HFPolicy:
+    """The student, loaded once per stage for the adapters' learning check."""
+    return HFPolicy.load(path, device, dtype)
 
 
 def main(params: Params) -> None:
@@ -92,8 +107,10 @@ def main(params: Params) -> None:
         "final_loss": seeds[0]["final_loss"], "steps": seeds[0]["steps"],
         "seconds": round(sum(s["seconds"] for s in seeds), 3), "mlflow_run_id": seeds[0]["mlflow_run_id"],
         "snapshot_ids": sorted({i for s in seeds for i in s["snapshot_ids"]}),
+        "learning": pooled_shift([s.get("learning") for s in seeds]),
         "seeds": [{k: s[k] for k in ("seed_index", "seed", "train_loss", "final_loss", "steps", "mlflow_run_id")}
-                  | {"dir": str(out / f"seed-{s['seed_index']}")} for s in seeds]})
+                  | {"dir": str(out / f"seed-{s['seed_index']}"), "learning": s.get("learning"),
+                     "snapshot_ids": s["snapshot_ids"]} for s in seeds]})
 
 
 if __name__ == "__main__":

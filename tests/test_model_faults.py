@@ -256,7 +256,7 @@ def test_micro_train_logs_every_micro_runs_loss_curve_as_one_artifact(tiny_stude
     write_jsonl("data/quadrant_snapshots.jsonl", micro_records())
     params = parse_params({"env": {"levels": ["GoToLocal"], "max_steps": 8}, "student": {"dir": str(tiny_student_dir)},
                            "label": {"horizon": 4},
-                           "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_validation_rollouts": 2}})
+                           "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_cpt_rollouts": 2, "n_validation_rollouts": 2}})
     load_stage("micro_train").main(params)
     mlflow.set_tracking_uri(uri)
     (run,) = MlflowClient(uri).search_runs([mlflow.get_experiment_by_name("teachable-moments").experiment_id],

@@ -24,8 +24,8 @@ TINY = {
     "snapshots": {"max_snapshots": 20, "expert_tasks": 2, "expert_sample_rate": 0.5},
     "label": {"round_size": 2, "max_rollouts": 4, "cpt_rollouts": 2, "horizon": 8},
     "quadrants": {"min_per_quadrant": 2, "undetermined": "point"},  # 4 rollouts decide few sides
-    "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_validation_rollouts": 2},
-    "train": {"num_train_epochs": 1, "batch_size": 8, "min_records": 3},
+    "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_cpt_rollouts": 2, "n_validation_rollouts": 2},
+    "train": {"num_train_epochs": 1, "max_steps": -1, "batch_size": 8, "min_records": 3, "n_seeds": 2},
     "evaluate": {"n_tasks": 4, "n_snapshots_per_quadrant": 2, "retention_max": 3, "batch_size": 16},
     "predictor": {"n_folds": 2, "ks": [2, 5], "embedding_dim": 32},
     "select": {"budget": 3},

@@ -16,7 +16,7 @@ TINY = {
     "rollouts": {"n_tasks": 10},
     "snapshots": {"max_snapshots": 8, "expert_tasks": 0},
     "label": {"round_size": 2, "max_rollouts": 4, "cpt_rollouts": 2, "horizon": 3},
-    "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_validation_rollouts": 2},
+    "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_cpt_rollouts": 2, "n_validation_rollouts": 2},
     "train": {"max_steps": 7, "n_seeds": 2, "quadrants": ["Q1", "Q2"], "formats": ["demo", "hint"],
               "baselines": ["random"]},
     "evaluate": {"n_tasks": 6, "n_snapshots_per_quadrant": 1, "n_rollouts": 2, "retention_max": 3,
@@ -44,8 +44,9 @@ def test_counts_follow_by_hand_from_tiny_params(params_file):
     assert rows["label"]["episodes"] == 8 * 17
     assert rows["label"]["calls"] == 8 * (1 + 4 * 3 + 4 * 2 + 4 * 2 * 3)
     assert rows["label"]["teacher"] == 0  # the oracle: offline, no calls
-    # micro_train: 4 quadrants x 1 snapshot, 2 LoRA steps each, 2 x 2 validation rollouts of horizon 3
-    assert rows["micro_train"]["train_steps"] == 4 * 2 and rows["micro_train"]["calls"] == 4 * 2 * 2 * 3
+    # micro_train: 4 quadrants x 1 snapshot, 2 LoRA steps each, 2 x 2 validation rollouts (base, trained) and
+    # 2 x 2 re-measured CPT rollouts (patch, placebo), of horizon 3
+    assert rows["micro_train"]["train_steps"] == 4 * 2 and rows["micro_train"]["calls"] == 4 * (2 + 2) * 2 * 3
     # train: (2 x 2 cells + random) x 2 seeds x max_steps 7
     assert rows["train"]["train_steps"] == (2 * 2 + 1) * 2 * 7 and rows["train"]["runs"] == 10
     assert rows["recovery"]["train_steps"] == 2 * 7

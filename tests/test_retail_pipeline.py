@@ -27,7 +27,7 @@ TINY = {
     # writes no parseable call, and unparsed steps are no snapshots, so the snapshots come from expert paths
     "label": {"round_size": 2, "max_rollouts": 2, "cpt_rollouts": 2, "horizon": 6},
     "quadrants": {"min_per_quadrant": 1, "undetermined": "point"},
-    "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_validation_rollouts": 2},
+    "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_cpt_rollouts": 2, "n_validation_rollouts": 2},
     "train": {"num_train_epochs": 1, "batch_size": 8, "min_records": 2, "n_seeds": 1},
     "evaluate": {"n_tasks": 3, "n_rollouts": 2, "n_snapshots_per_quadrant": 1, "retention_max": 2, "batch_size": 16},
     "predictor": {"n_folds": 2, "ks": [2, 5], "embedding_dim": 32},

@@ -240,8 +240,8 @@ class TrainParams(Section):
                                       min_length=1)
     learning_rate: float = Field(1e-3, gt=0, le=1)
     num_train_epochs: float = Field(3.0, gt=0)
-    max_steps: int = Field(-1, ge=-1, description="> 0 overrides num_train_epochs")
-    batch_size: int = Field(16, ge=1)
+    max_steps: int = Field(30, ge=-1, description="> 0 overrides num_train_epochs (-1: epochs)")
+    batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     save_steps: int = Field(50, ge=1, description="checkpoint interval, for resuming a killed run")
     dpo_beta: float = Field(0.1, gt=0)
@@ -254,7 +254,8 @@ class TrainParams(Section):
     records_per_cell: int | Literal["min"] | None = Field(
         "min", description="size-matched cells: every quadrant x format cell and the random baseline subsampled to "
                            "this many records (min: the smallest non-empty quadrant's count; null: no matching)")
-    n_seeds: int = Field(2, ge=1, le=32, description="training seeds per cell (each its own subsample and init)")
+    n_seeds: int = Field(3, ge=1, le=32, description="training seeds per cell (each its own subsample and init); "
+                                                     "the end-to-end gate tests on seeds [S//2, S): needs >= 3")
     launcher: str = Field("python", description="how dvc.yaml starts a training stage: python, or accelerate "
                                                 "launch --config_file teachable/training/accelerate/<ddp|fsdp>.yaml")
 
@@ -274,22 +275,28 @@ class TrainParams(Section):
 
 
 class MicroTrainParams(Section):
-    """Phase 1B: a LoRA micro-run per sampled snapshot, its real gain against the CPT's prediction."""
+    """Phase 1B: a LoRA micro-run per sampled snapshot, its real gain against the CPT's prediction, re-measured on
+    the pre-registered `format` (its patch minus placebo) on a seed stream of its own."""
 
-    n_per_quadrant: int = Field(20, ge=1)
+    n_per_quadrant: int = Field(60, ge=1, description="snapshots sampled per quadrant (all when fewer)")
+    format: Literal["demo", "hint", "contrast"] = Field(
+        "demo", description="the pre-registered supervision: the CPT arm re-measured and the micro-run's record")
     n_steps: int = Field(10, ge=1)
     learning_rate: float = Field(0.002, gt=0, le=1)
-    n_validation_rollouts: int = Field(16, ge=2, description="from the snapshot with and without the adapter, on "
+    n_cpt_rollouts: int = Field(32, ge=2, description="rollouts of the format's patch and of the placebo, paired "
+                                                      "by seed (a stream of their own)")
+    n_validation_rollouts: int = Field(32, ge=2, description="from the snapshot with and without the adapter, on "
                                                              "the same seeds (a stream of their own)")
+    batch_size: int = Field(256, ge=1, le=4096, description="episodes stepped together")
     alpha: float = Field(0.05, gt=0, lt=1, description="one-sided level of the CPT validity and Q1 > Q2 tests")
     target_rho: float = Field(0.3, gt=0, lt=1, description="the correlation the CPT validity gate asks for")
     strict_gates: bool = Field(False, description="exit 1 when a gate fails (the seeds' exit-code contract)")
 
-    @field_validator("n_validation_rollouts")
+    @field_validator("n_validation_rollouts", "n_cpt_rollouts")
     @classmethod
     def _even(cls, n: int) -> int:
         if n % 2:
-            raise ValueError("must be even (the gain's split-half reliability)")
+            raise ValueError("must be even (the split-half reliabilities)")
         return n
 
 

@@ -38,6 +38,7 @@ MODEL_COLUMNS = ["model", "kind", "train_quadrant", "format"]
 # The episode rows' layout; part of the evaluate stage's scratch key, so rows cached by an earlier layout (version 1
 # had no action_mode, n_replies, n_parse_failures) are never mixed with new ones. Tables read old rows too.
 ROWS_VERSION = 2
+SNAPSHOT_HORIZON = "snapshot"  # the `horizon` key of the steps an episode from a snapshot gets (label.horizon)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class EvalModel:
     format: str = ""
     mlflow_run_id: str | None = None  # the training run, which gets the headline numbers too
     seed: int = 0  # training seed index: a model trained n_seeds times is n_seeds EvalModels of one name
+    trained_on: tuple[str, ...] = ()  # the snapshot ids this adapter was trained on (the learning panel's items)
 
     @property
     def key(self) -> str:
@@ -82,7 +84,8 @@ def matrix_models(phase2: str | Path, cells: list[str]) -> list[EvalModel]:
         kind, quadrant, fmt = ("cell", *name.split("-", 1)) if "-" in name else (
             "recovery" if name == "recovery" else "baseline", "", "")
         out += [EvalModel(name, kind, s["dir"] if trained else None, quadrant, fmt, s.get("mlflow_run_id"),
-                          s["seed_index"]) for s in seeds]
+                          s["seed_index"], tuple(s.get("snapshot_ids", ()) if trained else ()))
+                for s in seeds]
     return out
 
 
@@ -122,14 +125,18 @@ def heldout_snapshots(records: list[dict], n_per_quadrant: int, seed: int) -> li
 
 
 def panel_specs(levels: list[str], n_tasks: int, snapshots: list[dict], retention: list[dict],
-                n_rollouts: int, seed: int) -> list[RolloutSpec]:
-    """Episode ids are `panel|item|i`; sample seeds depend only on the id, so every model gets the same ones."""
+                n_rollouts: int, seed: int, horizon: int | None) -> list[RolloutSpec]:
+    """Episode ids are `panel|item|i`; sample seeds depend only on the id, so every model gets the same ones. An
+    episode from a snapshot gets `horizon` steps (the labeling's), as in labeling and phase 1B: with the episode's
+    remaining steps instead, a late snapshot would get fewer steps here than there, and time left would confound
+    the per-quadrant, transfer and supervision comparisons again."""
     rollouts = range(n_rollouts)
     specs = [RolloutSpec(f"task|{t.task_id}|{i}", t.level, t.seed)
              for t in make_tasks(levels, n_tasks, "heldout") for i in rollouts]
     for r in snapshots:
         specs += [RolloutSpec(f"snapshot|{r['snapshot_id']}|{i}", r["state"]["level"], r["seed"],
-                              start_actions=tuple(r["state"]["actions"]), start_hash=r["state_hash"])
+                              start_actions=tuple(r["state"]["actions"]), start_hash=r["state_hash"],
+                              horizon=horizon)
                   for i in rollouts]
     specs += [RolloutSpec(f"retention|{t['task_id']}|{i}", t["level"], t["seed"]) for t in retention
               for i in rollouts]
@@ -150,13 +157,35 @@ def evaluation_plan(params: Params, snapshots: list[dict], retention: list[dict]
     chosen = heldout_snapshots(snapshots, e.n_snapshots_per_quadrant, params.seed)
     return {
         "specs": panel_specs(env.levels, e.n_tasks, chosen, retention[: e.retention_max], e.n_rollouts,
-                             params.seed),
+                             params.seed, params.label.horizon),
         "engine_kwargs": dict(env_name=env.name, max_steps=env.max_steps, history_len=env.history_len,
                               temperature=e.temperature, batch_size=e.batch_size,
                               action_mode=params.rollouts.action_mode),
         "quadrant_of": {r["snapshot_id"]: r["quadrant"] for r in chosen},
-        "horizon": horizons(env.name, env.levels, env.max_steps),
+        "horizon": {**horizons(env.name, env.levels, env.max_steps),
+                    **({SNAPSHOT_HORIZON: params.label.horizon} if params.label.horizon else {})},
     }
+
+
+def learning_specs(models: list[EvalModel], records: list[dict], params: Params) -> dict[str, list[RolloutSpec]]:
+    """The learning panel: each trained adapter from up to `evaluate.n_learning_snapshots` of the snapshots it was
+    trained on (a seeded sample), `evaluate.n_learning_rollouts` each at the labeling's horizon, and the base
+    from all of them; sample seeds depend only on the episode id, so an adapter and the base are paired. Keyed by
+    `EvalModel.key`."""
+    e, by_id = params.evaluate, {r["snapshot_id"]: r for r in records}
+    chosen = {m.key: sorted(random.Random(f"learning|{params.seed}|{m.key}").sample(
+        sorted(i for i in m.trained_on if i in by_id), min(e.n_learning_snapshots, len(m.trained_on))))
+        for m in models if m.adapter and m.trained_on}
+    union = sorted({i for ids in chosen.values() for i in ids})
+
+    def specs(ids: list[str]) -> list[RolloutSpec]:
+        return [dataclasses.replace(RolloutSpec(f"learning|{i}|{k}", by_id[i]["state"]["level"], by_id[i]["seed"],
+                                                start_actions=tuple(by_id[i]["state"]["actions"]),
+                                                start_hash=by_id[i]["state_hash"], horizon=params.label.horizon),
+                                    sample_seed=panel_sample_seed(params.seed, f"learning|{i}|{k}"))
+                for i in ids for k in range(e.n_learning_rollouts)]
+
+    return {**{key: specs(ids) for key, ids in chosen.items()}, **({"base/seed-0": specs(union)} if union else {})}
 
 
 def horizons(env_name: str, levels: list[str], max_steps: int) -> dict[str, int]:
@@ -170,14 +199,16 @@ def horizons(env_name: str, levels: list[str], max_steps: int) -> dict[str, int]
 
 
 def evaluate_models(policy: HFPolicy, models: list[EvalModel], specs: list[RolloutSpec], engine_kwargs: dict,
-                    quadrant_of: dict[str, str], horizon: dict[str, int], scratch: ScratchLog) -> pd.DataFrame:
-    """Every model on the same specs, in `engine_kwargs`' action mode (score by default); a model's rows go to the
-    scratch log when it finishes, so a killed stage restarted skips the models already evaluated."""
+                    quadrant_of: dict[str, str], horizon: dict[str, int], scratch: ScratchLog,
+                    extra: dict[str, list[RolloutSpec]] | None = None) -> pd.DataFrame:
+    """Every model on the same specs, plus its own `extra` specs (the learning panel, by `EvalModel.key`), in
+    `engine_kwargs`' action mode (score by default); a model's rows go to the scratch log when it finishes, so a
+    killed stage restarted skips the models already evaluated."""
     done = {entry["model"]: entry["rows"] for entry in scratch.load()}
     for model in tqdm([m for m in models if m.key not in done], desc="models", unit="model"):
         with adapted(policy, model.adapter) as p:
             episodes = RolloutEngine(p, record_steps=True, stop_cycles=engine_kwargs["temperature"] == 0,
-                                     **engine_kwargs).run(specs)
+                                     **engine_kwargs).run([*specs, *(extra or {}).get(model.key, [])])
         done[model.key] = episode_rows(model, episodes, quadrant_of, horizon,
                                        engine_kwargs.get("action_mode", "score"))
         scratch.append({"model": model.key, "rows": done[model.key]})
@@ -187,7 +218,8 @@ def evaluate_models(policy: HFPolicy, models: list[EvalModel], specs: list[Rollo
 def episode_rows(model: EvalModel, episodes: list[Episode], quadrant_of: dict[str, str],
                  horizon: dict[str, int], action_mode: str = "score") -> list[dict]:
     """One flat row per episode: which panel and item (and the item's quadrant, Q1..Q4, for snapshots), success,
-    steps, whether it looped or ran out of steps (`horizon`: each level's step limit), the action mode, and the
+    steps, whether it looped or ran out of steps (`horizon`: each level's step limit, and under `snapshot` the
+    steps an episode from a snapshot gets), the action mode, and the
     student's replies and failed ones (`n_replies`: every recorded step, as nothing is forced and no expert acts
     in an evaluation; `n_parse_failures`: steps with `parse_ok` false, a generated reply naming no valid action;
     `n_malformed`: those with no action form at all, `teachable.policy.parsing.is_malformed`)."""
@@ -200,11 +232,13 @@ def episode_rows(model: EvalModel, episodes: list[Episode], quadrant_of: dict[st
             looped = looped or key in seen
             seen.add(key)
         level = ep.task_id.rsplit("-", 1)[0]
+        from_snapshot = panel in ("snapshot", "learning")
+        limit = horizon.get(SNAPSHOT_HORIZON if from_snapshot else level, horizon.get(level, 10**9))
         n_failed, n_malformed = count_failures(ep.steps)
         rows.append({**model.columns, "panel": panel, "item": item, "rollout": int(rollout),
                      "eval_quadrant": SHORT_NAMES.get(quadrant_of.get(item), ""),
                      "success": ep.success, "n_steps": ep.n_steps, "looped": looped,
-                     "hit_max_steps": (not ep.success) and (ep.cycled or ep.n_steps >= horizon.get(level, 10**9)),
+                     "hit_max_steps": (not ep.success) and (ep.cycled or ep.n_steps >= limit),
                      "action_mode": action_mode, "n_replies": len(ep.steps),
                      "n_parse_failures": n_failed, "n_malformed": n_malformed})
     return rows

@@ -40,7 +40,8 @@ ITEM_VARIANCE, BETWEEN_SHARE = 0.25, 0.8
 
 # The seeds' full-scale run (../shared/seeds/v8-experimental-plan.md "Full-Scale Run", v8-readme.md
 # "Configuration" and "Compute Budget") in this project's keys. Departures forced by validation: CPT 2 a
-# condition and 7 forced rollouts -> cpt_rollouts 2, one round of 8; n_validation_rollouts 3 -> 4 (even).
+# condition and 7 forced rollouts -> cpt_rollouts 2, one round of 8; n_validation_rollouts 3 -> 4 (even); 1B's
+# re-measured CPT arm (ours: the seeds correlate the labeling's ELP_net) at the validation's 4.
 SEEDS_FULL = {
     "env": {"name": "shop", "levels": ["all"], "max_steps": 15},
     "student": {"base_model": "models/Qwen3-8B"},
@@ -48,7 +49,8 @@ SEEDS_FULL = {
     "snapshots": {"max_snapshots": 2000, "expert_tasks": 500, "expert_sample_rate": 0.5},
     "teacher": {"name": "openai", "model": "gpt-4o-mini", "max_usd": 30.0},
     "label": {"round_size": 8, "max_rollouts": 8, "cpt_rollouts": 2, "horizon": None},
-    "micro_train": {"n_per_quadrant": 50, "n_steps": 2, "learning_rate": 1e-3, "n_validation_rollouts": 4},
+    "micro_train": {"n_per_quadrant": 50, "n_steps": 2, "learning_rate": 1e-3, "n_cpt_rollouts": 4,
+                    "n_validation_rollouts": 4},
     "train": {"lora_r": 16, "num_train_epochs": 3, "batch_size": 8, "learning_rate": 2e-5, "n_seeds": 1},
     "evaluate": {"n_tasks": 200, "n_snapshots_per_quadrant": 100, "temperature": 0.0},
     "select": {"budget": 500},
@@ -140,8 +142,8 @@ def workload(p: Params, path: Path = THROUGHPUT) -> list[dict]:
         teacher=teacher)
     m = p.micro_train
     micro = q * min(m.n_per_quadrant, s["labeled"] // q)
-    row("micro_train", "1B", micro * 2 * m.n_validation_rollouts, micro * 2 * m.n_validation_rollouts * horizon,
-        "score", lab.batch_size, micro * m.n_steps, micro * m.n_steps * record, micro)
+    micro_eps = micro * 2 * (m.n_validation_rollouts + m.n_cpt_rollouts)  # base, trained; patch, placebo
+    row("micro_train", "1B", micro_eps, micro_eps * horizon, "score", m.batch_size, micro * m.n_steps, micro * m.n_steps * record, micro)
     quadrant = s["train_side"] // q  # balanced: `min` (the smallest quadrant) is at most this
     cell = quadrant if t.records_per_cell in ("min", None) else min(t.records_per_cell, quadrant)
     cells = len(t.quadrants) * len(t.formats)
