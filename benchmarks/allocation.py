@@ -1,87 +1,163 @@
-"""Statistical efficiency of labeling: a fixed number of rollouts per arm vs sequential allocation, on the same
-snapshots, judged against a high-n reference.
+"""Statistical efficiency of labeling: a fixed number of rollouts per arm vs sequential allocation under the interval
+rule and under the posterior rule, on the same snapshots, judged against a high-n reference.
 
-Each design labels the same snapshots with the pipeline's own `label_chunk`. A snapshot's leverage side (L_local
+Each design labels the same snapshots with the pipeline's own two passes (`label_snapshots`: every first round, the
+posterior rule's prior fitted once on all of them, then the rounds after). A snapshot's leverage side (L_local
 above or at/below `quadrants.L_threshold`) is compared with the side of a reference that spends `--reference`
-rollouts on the student and forced arms. The fixed design calls every side by its point estimate; the sequential
-design (rounds of `label.round_size` up to `label.max_rollouts`) calls a side once its interval clears the
-threshold and, when the cap comes first, by its point estimate (reported apart as "undetermined").
+rollouts on the student and forced arms. The fixed design calls every side by its point estimate; the interval rule
+(rounds of `label.round_size` up to `label.max_rollouts`) calls a side once its interval clears the threshold, the
+posterior rule (rounds of `--round` up to `label.max_rollouts`) once the posterior probability of the wrong side is
+below its stopping level; either, when the cap comes first, by its point estimate (reported apart as
+"undetermined"), as `quadrants.undetermined: point` places it.
 Rollouts count the arms that decide the side: student, forced and the expert's one (the CPT arms get
-`label.cpt_rollouts` in both designs).
+`label.cpt_rollouts` in every design, so they are left out); distinct episodes count what the engine ran
+(`run_shared` runs a student rollout whose own first draw picked the expert's action once for both arms).
+The calibration table gives, per stopping level, the share of decided sides that disagree with the reference.
+Seconds are measured for the fixed design, the interval rule and the posterior rule at `--level`, each running
+every episode it needs; the other levels and the reference reuse episodes already run (`CountingEngine`), which
+changes no record, and report no seconds.
 
-    python benchmarks/allocation.py [--snapshots 40] [--reference 64] [--fixed 16]
+    python benchmarks/allocation.py [--snapshots 40] [--reference 64] [--fixed 16] [--round 4]
+        [--levels 0.02,0.05,0.1,0.2] [--level 0.05] [--root DIR]
+
+`--root`: a project folder holding params.yaml, data/snapshots.jsonl and the student (`student.dir`), for a pilot
+run elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
+import os
 import time
 
 from teachable.core.params import load_params
-from teachable.labeling.label import label_chunk
-from teachable.policy.hf import HFPolicy
 from teachable.core.records import Snapshot, read_jsonl
+from teachable.labeling.estimates import wilson
+from teachable.labeling.label import label_snapshots
+from teachable.policy.hf import HFPolicy
 from teachable.rollout.engine import RolloutEngine
 from teachable.teacher import OracleTeacher
 
+log = logging.getLogger("allocation")
 
-def label_all(snapshots, policy, params, label_params) -> tuple[list[dict], float]:
+
+class CountingEngine(RolloutEngine):
+    """The pipeline's engine, counting the distinct episodes `run_shared` asks for (its specs named `shared|k`).
+
+    Every episode it runs goes into `cache`; with `reuse` it takes the ones another design already ran from there.
+    An episode is a function of its spec (start state, sample seed, horizon, forced first action, patch), which is
+    why records do not depend on the batch, so reuse changes no record, only the seconds: the designs whose
+    seconds are reported run without it."""
+
+    def __init__(self, *args, cache: dict, reuse: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cache, self.reuse, self.episodes = cache, reuse, 0
+
+    def _key(self, spec) -> tuple:
+        return (*dataclasses.astuple(dataclasses.replace(spec, episode_id="")), self.record_steps)
+
+    def run(self, specs, on_episode=None):
+        self.episodes += sum(s.episode_id.startswith("shared|") for s in specs)
+        todo = [s for s in specs if not (self.reuse and self._key(s) in self.cache)]
+        for spec, episode in zip(todo, super().run(todo, on_episode)):
+            self.cache[self._key(spec)] = episode
+        return [self.cache[self._key(s)].model_copy(update={"episode_id": s.episode_id}) for s in specs]
+
+
+def label_all(snapshots, policy, params, label_params, cache: dict, reuse: bool) -> tuple:
+    """Records, seconds, distinct episodes asked for and the posterior prior (None under the other rules)."""
     env = params.env
-    engine = RolloutEngine(policy, env.name, env.max_steps, env.history_len, label_params.temperature,
-                           label_params.batch_size, record_steps=False)
-    start, records = time.perf_counter(), []
-    for i in range(0, len(snapshots), label_params.chunk_size):
-        records += label_chunk(snapshots[i : i + label_params.chunk_size], policy, OracleTeacher(), engine,
-                               label_params, params.seed, params.quadrants.L_threshold)
-    return records, time.perf_counter() - start
+    engine = CountingEngine(policy, env.name, env.max_steps, env.history_len, label_params.temperature,
+                            label_params.batch_size, record_steps=False, cache=cache, reuse=reuse)
+    start = time.perf_counter()
+    records, prior = label_snapshots(snapshots, policy, OracleTeacher(), engine, label_params, params.seed,
+                                     params.quadrants.L_threshold)
+    return records, time.perf_counter() - start, engine.episodes, prior
 
 
 def point_side(record: dict, threshold: float) -> str:
     return "high" if record["leverage"]["L_local"] > threshold else "low"
 
 
+def called_sides(records: list[dict], threshold: float, decides: bool) -> tuple[list[str], list[str]]:
+    """(the rule's own sides, the sides it is scored on: its own, else the point estimate's)."""
+    own = [r["leverage"]["side"] if decides else "undetermined" for r in records]
+    return own, [s if s != "undetermined" else point_side(r, threshold) for s, r in zip(own, records)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--snapshots", type=int, default=40)
     parser.add_argument("--reference", type=int, default=64, help="rollouts per arm of the reference")
-    parser.add_argument("--fixed", type=int, default=24, help="rollouts per arm of the fixed design")
+    parser.add_argument("--fixed", type=int, default=16, help="rollouts per arm of the fixed design")
+    parser.add_argument("--round", type=int, default=4, help="round size of the posterior rule")
+    parser.add_argument("--levels", default="0.02,0.05,0.1,0.2", help="posterior stopping levels to calibrate")
+    parser.add_argument("--level", type=float, default=0.05, help="the posterior level compared with the others")
+    parser.add_argument("--root", default=".", help="project folder with params.yaml, snapshots and the student")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    os.chdir(args.root)
+    levels = sorted({float(x) for x in args.levels.split(",")} | {args.level})
     params = load_params()
     t = params.quadrants.L_threshold
     snapshots = read_jsonl("data/snapshots.jsonl", Snapshot)[: args.snapshots]
     policy = HFPolicy.load(params.student.dir, batch_size=params.student.score_batch_size)
-    p = params.label
-    designs = {
-        "reference": p.model_copy(update={"round_size": args.reference, "max_rollouts": args.reference,
-                                          "skip_cpt": True}),
-        "fixed": p.model_copy(update={"round_size": args.fixed, "max_rollouts": args.fixed, "skip_cpt": True}),
-        "sequential": p.model_copy(update={"skip_cpt": True}),
+    p = params.label.model_copy(update={"skip_cpt": True, "stopping": "interval"})
+    posterior = lambda e: p.model_copy(update={"stopping": "posterior", "round_size": args.round,
+                                               "posterior_error": e})
+    designs = {  # timed: each runs every episode it needs; the rest reuse what the timed ones ran
+        "fixed": (p.model_copy(update={"round_size": args.fixed, "max_rollouts": args.fixed}), True),
+        "interval": (p, True),
+        f"posterior {args.level}": (posterior(args.level), True),
+        **{f"posterior {e}": (posterior(e), False) for e in levels if e != args.level},
+        "reference": (p.model_copy(update={"round_size": args.reference, "max_rollouts": args.reference}), False),
     }
-    results = {name: label_all(snapshots, policy, params, lp) for name, lp in designs.items()}
+    results, cache = {}, {}
+    for name, (lp, timed) in designs.items():
+        results[name] = label_all(snapshots, policy, params, lp, cache, reuse=not timed)
+        log.info("%s: %.0f s", name, results[name][1])
+    timed = {name for name, (_, t) in designs.items() if t}
     truth = [point_side(r, t) for r in results["reference"][0]]
+    prior = results[f"posterior {args.level}"][3]
     print(f"{len(snapshots)} snapshots, L threshold {t}, horizon {p.horizon}; reference: {args.reference} rollouts "
           f"per arm (student, forced), its point-estimate side; reference sides: "
           f"{truth.count('high')} high / {truth.count('low')} low")
-    print("| design | rollouts | seconds | agree with reference | undetermined at cap | rollouts per correct side |")
-    print("|---|---|---|---|---|---|")
-    per_correct = {}
-    for name in ("fixed", "sequential"):
-        records, seconds = results[name]
-        sides = [r["leverage"]["side"] if name == "sequential" else "undetermined" for r in records]
-        called = [s if s != "undetermined" else point_side(r, t) for s, r in zip(sides, records)]
+    print(f"posterior prior (fitted on the {prior.n_snapshots} first rounds with an unmatched pair): "
+          f"pi0 {prior.pi0:.3f}, Dirichlet alpha (b, c, r) {tuple(round(a, 3) for a in prior.alpha)}")
+    print("| design | rollouts | distinct episodes | seconds | agree with reference | undetermined at cap | "
+          "rollouts per correct side | / fixed |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows, per_correct = ["fixed", "interval", f"posterior {args.level}"], {}
+    calibration = []
+    for name in rows + [f"posterior {e}" for e in levels if e != args.level]:
+        records, seconds, episodes, _ = results[name]
+        own, called = called_sides(records, t, name != "fixed")
         correct = sum(c == ref for c, ref in zip(called, truth))
         spent = sum(2 * r["rollouts"]["n_per_arm"] + 1 for r in records)  # student, forced, the expert's one
-        undetermined = sides.count("undetermined") if name == "sequential" else "-"
         per_correct[name] = spent / max(correct, 1)
         label = (f"fixed, {args.fixed} per arm" if name == "fixed" else
-                 f"sequential, rounds of {p.round_size} to {p.max_rollouts}")
-        print(f"| {label} | {spent} | {seconds:.0f} | {correct}/{len(records)} | {undetermined} | "
-              f"{per_correct[name]:.1f} |")
-    decided = [(r["leverage"]["side"], ref) for r, ref in zip(results["sequential"][0], truth)
-               if r["leverage"]["side"] != "undetermined"]
-    print(f"sequential sides decided before the cap: {len(decided)}, of which agree with the reference: "
-          f"{sum(s == ref for s, ref in decided)}")
-    print(f"rollouts per correct side, sequential / fixed = {per_correct['sequential'] / per_correct['fixed']:.2f}")
+                 f"interval rule, rounds of {p.round_size} to {p.max_rollouts}, alpha {p.alpha}"
+                 if name == "interval" else
+                 f"posterior rule, rounds of {args.round} to {p.max_rollouts}, level {name.split()[1]}")
+        undetermined = own.count("undetermined") if name != "fixed" else "-"
+        seconds = f"{seconds:.0f}" if name in timed else "-"
+        print(f"| {label} | {spent} | {episodes} | {seconds} | {correct}/{len(records)} | {undetermined} | "
+              f"{per_correct[name]:.1f} | {per_correct[name] / per_correct['fixed']:.2f} |")
+        if name != "fixed":
+            decided = [s == ref for s, ref in zip(own, truth) if s != "undetermined"]
+            calibration.append((label, len(decided), len(decided) - sum(decided), spent))
+    print()
+    print("Calibration: decided sides (before the cap) that disagree with the reference")
+    print("| rule | decided | wrong | share wrong (Wilson 95%) |")
+    print("|---|---|---|---|")
+    for label, n, wrong, _ in calibration:
+        share = f"{wrong / n:.3f} ({wilson(wrong, n)[0]:.3f}-{wilson(wrong, n)[1]:.3f})" if n else "-"
+        print(f"| {label} | {n} | {wrong} | {share} |")
+    print()
+    for name in ("interval", f"posterior {args.level}"):
+        print(f"rollouts per correct side, {name} / fixed = {per_correct[name] / per_correct['fixed']:.2f}")
 
 
 if __name__ == "__main__":
