@@ -48,12 +48,13 @@ class Seed:
 
 SEEDS = (
     Seed("1B.cpt_validity", "1B", "CPT validity",
-         "Spearman rho(ELP_net, micro-training gain) > 0, one-sided permutation test at alpha; fail when the interval "
-         "rules out the target rho as the measures' reliabilities let it show",
+         "Spearman rho(ELP_net re-measured, micro-training gain) > 0 within p_base strata, one-sided permutation "
+         "test within strata at alpha; fail when the interval rules out the target rho as the measures' "
+         "reliabilities let it show",
          "Use L_local as primary signal", "cpt", "cpt_validity"),
     Seed("1B.q1_beats_q2", "1B", "Q1 utility above Q2",
-         "mean micro-training gain Q1 - Q2 > 0, one-sided permutation test at alpha; fail when the interval lies "
-         "below 0", "Revise CPT methodology", "cpt", "q1_beats_q2"),
+         "mean micro-training gain Q1 - Q2 > 0, one-sided permutation test at alpha; fail when the interval rules "
+         "out the smallest useful difference (gates.min_effect)", "Revise CPT methodology", "cpt", "q1_beats_q2"),
     Seed("2.quadrant_balance", "2", "Quadrant balance",
          "smallest quadrant's snapshot count >= quadrants.min_per_quadrant (a count, not a test; the seeds ask "
          "N > 300 at paper scale, shown as paper_status)", "May merge Q2+Q3", "quadrant_metrics", "quadrant_balance"),
