@@ -242,6 +242,7 @@ def micro_records() -> list[dict]:
         env.step("turn left")
         out.append({**LABELED, "snapshot_id": f"m{i}", "quadrant": q, "seed": 3 + i, "state": env.state(),
                     "state_hash": env.state_hash(), "split": "train",
+                    "patches": {c: f"Teacher: {c} patch." for c in ("placebo", "demo", "contrast", "hint")},
                     "cpt": {"route_net": "hint", "ELP_net": i / 4, "ELP_net_halves": [i / 4, i / 4]}})
     return out
 
