@@ -4,7 +4,8 @@ price bound that the bought product (with the options chosen on its page) satisf
     reward = r_type * (n_attributes_met + n_options_met + r_price) / (n_attributes + n_options + 1)
 
 Two rules compute the parts (`shop_reward(..., rule=...)`, "webshop" by default; the environment passes its
-`ShopEnv.reward_rule`, the param `shop.reward`):
+`ShopEnv.reward_rule`, the param `shop.reward`); under "webshop", `rules=` names the WebShop branch whose option
+rules apply ("master" or "v2"; `ShopEnv.webshop_rules`, the param `shop.webshop_rules`):
 
 "webshop" follows the rules of WebShop's `get_reward` (princeton-nlp/WebShop, web_agent_site/engine/goal.py):
 
@@ -27,26 +28,36 @@ Two rules compute the parts (`shop_reward(..., rule=...)`, "webshop" by default;
     score is the share of the goal type's nouns that appear in the bought title: 1.0 for a product of the same
     type (generated titles end with their type), 0.5 for types sharing one of two nouns ("phone charger" vs
     "phone case", or a bookshelf titled "... for home office ..." against an "office chair" goal), 0 otherwise.
-* nouns. WebShop tags nouns with spaCy's en_core_web_lg, which cannot be downloaded here. `nouns()` is a
-  deterministic stand-in: lower-cased word tokens (hyphenated words kept whole, "t-shirt"; possessive "'s"
-  dropped), without numbers, a short stop-word list and a short list of adjectives common in product names
-  (colours, sizes, "dark", "green", "organic", ...), each reduced to a singular by suffix rules ("beans" ->
-  "bean", "dresses" -> "dress") so a plural category name matches a singular title. On the generated catalogue it
-  is exact by construction: every product-type word is a noun except "dark" (chocolate) and "green" (tea), which
-  the adjective list drops (tests check every generated type). On WebShop-source titles it is a heuristic: it
-  keeps some adjectives spaCy would drop, which only matters where such a word is part of a goal's type.
+* nouns. WebShop tags nouns with spaCy (en_core_web_sm on master, en_core_web_lg on v2), whose models cannot be
+  downloaded here. `nouns()` is a deterministic stand-in: lower-cased word tokens (hyphenated words kept whole,
+  "t-shirt"; possessive "'s" dropped), without numbers, a short stop-word list and a short list of adjectives common
+  in product names (colours, sizes, "dark", "green", "organic", ...), each reduced to a singular by suffix rules
+  ("beans" -> "bean", "dresses" -> "dress") so a plural category name matches a singular title. On the generated
+  catalogue it is exact by construction: every product-type word is a noun except "dark" (chocolate) and "green"
+  (tea), which the adjective list drops (tests check every generated type). On WebShop-source titles it is a
+  heuristic: it keeps some adjectives spaCy would drop, which only matters where such a word is part of a goal's
+  type.
 * attributes. A goal attribute is met when some attribute of the product scores above 85 on the token-set ratio
   (rapidfuzz's `fuzz.token_set_ratio` with its default processor, lower-casing and replacing punctuation by
   spaces, rounded to an integer as thefuzz does), or else when the lower-cased title contains it. WebShop also
   searches bullet points and description; our products have neither (their attributes are the page's features).
-* options. Each chosen option value (and every goal option value) is lower-cased and colour-normalised as
-  WebShop's `normalize_color`: the alphabetically first of WebShop's colour words it contains ("navy blue" ->
-  "blue", "light blue" -> "blue"). A chosen value under an option named "size" must equal a goal value; any other
-  option matches a goal value with token-set ratio above 85 ("pack of 2" vs "2 pack"; "x-small" vs "small" too,
-  but as WebShop compares sizes exactly, not when the option is the size). An unmatched chosen value still counts
-  when the title contains it (WebShop's rule, whatever the goal asked). One deviation: the count is capped at the
-  number of goal options, where WebShop's can exceed it (two chosen values matching one goal value, or a title
-  hit with no goal option) and push the reward above 1.
+* options, by one of WebShop's two rule sets (`rules=`, the param `shop.webshop_rules`). Both lower-case and
+  colour-normalise every chosen value and every goal value as WebShop's `normalize_color`: the alphabetically
+  first of WebShop's colour words it contains ("navy blue" -> "blue", "light blue" -> "blue"). Goal values are
+  compared without their option names (WebShop's human goals list values only).
+  - "master" (WebShop's default branch, the rules its published results use): a goal value is met when some
+    chosen value scores above 85 on the token-set ratio against it, sizes included ("x-small" meets "small",
+    "x-large" meets "large", "2 pound" meets "5 pound" at 86). At most one count per goal value; no title check.
+  - "v2" (WebShop's `v2` branch, not merged into master): a chosen value under an option named "size" counts when
+    it equals a goal value (EXACT_MATCH_OPTS); any other chosen value counts when it scores above 85 against a goal
+    value. Then each goal value not met so far counts when the product's title contains it (WebShop also searches
+    bullet points and description, which our products lack) - the goal's value, not the chosen one: a goal asking
+    for "small" is credited by a title "... for small spaces ..." whatever size was chosen, as in WebShop v2. Two
+    deviations: v2's synonym look-ups (PyMultiDictionary, a web dictionary, for options and attributes) are left
+    out, and the count is capped at the number of goal values, where v2's can exceed it (two chosen values
+    matching one goal value) and push the reward above 1.
+  Under neither does a chosen value count because its own string occurs in the title (the rule before 2026-12,
+  which credited a wrong "small" in "for small spaces" and a wrong "blue" in "bluetooth").
 * price: 1 when the product's price is at most the goal's bound, else 0 (WebShop's price of the chosen option
   combination is our single price).
 
@@ -66,9 +77,11 @@ from rapidfuzz import fuzz, utils
 from teachable.envs.shop.catalog import Goal, Product
 
 RULES = ("webshop", "simple")
+WEBSHOP_RULES = ("master", "v2")  # WebShop's option rules: its master or its v2 branch (module docstring)
+DEFAULT_WEBSHOP_RULES = "v2"  # the params default (shop.webshop_rules; why v2 there)
 SAME_CATEGORY, OTHER_CATEGORY = 0.5, 0.1  # the simple rule's r_type for another type
 FUZZY_THRESHOLD = 85  # a match scores strictly above this (WebShop's `> 85`)
-EXACT_OPTIONS = frozenset({"size"})  # option names compared exactly (WebShop's EXACT_MATCH_OPTS)
+EXACT_OPTIONS = frozenset({"size"})  # option names compared exactly under v2 (WebShop v2's EXACT_MATCH_OPTS)
 
 # WebShop's colour words (normalize.py's COLOR_SET, an alphabetical list): a value normalises to the first of
 # them, in alphabetical order, that it contains.
@@ -169,17 +182,29 @@ def attributes_met(goal: Goal, product: Product) -> int:
     return met
 
 
-def options_met(goal: Goal, product: Product, chosen: dict[str, str]) -> int:
+def options_met(goal: Goal, product: Product, chosen: dict[str, str], rules: str = DEFAULT_WEBSHOP_RULES) -> int:
+    """How many of the goal's option values the chosen options (option name -> value) meet, under WebShop's
+    `rules` ("master" or "v2"; see the module docstring)."""
     wanted = [normalize_color(v) for v in goal.options.values()]
-    title = product.title.lower()
-    met = 0
-    for name, value in chosen.items():
-        value = normalize_color(value)
-        if name.lower() in EXACT_OPTIONS:
-            matched = value in wanted
+    picked = {name.lower(): normalize_color(value) for name, value in chosen.items()}
+    if rules == "master":
+        return sum(any(fuzzy_match(value, w) for value in picked.values()) for w in wanted)
+    if rules != "v2":
+        raise ValueError(f"unknown WebShop rule set {rules!r}; known: {list(WEBSHOP_RULES)}")
+    met, found = 0, set()
+    for name, value in picked.items():
+        if name in EXACT_OPTIONS:
+            if value in wanted:
+                met += 1
+                found.add(value)
         else:
-            matched = any(fuzzy_match(w, value) for w in wanted)
-        met += matched or value in title
+            hit = next((w for w in wanted if fuzzy_match(w, value)), None)
+            if hit is not None:
+                met += 1
+                found.add(hit)
+    if len(found) < len(wanted):  # goal values still unmet: found in the title
+        title = product.title.lower()
+        met += sum(w not in found and w in title for w in wanted)
     return min(met, len(wanted))
 
 
@@ -196,13 +221,14 @@ def _simple_type(goal: Goal, product: Product) -> float:
     return SAME_CATEGORY if product.category == goal.category else OTHER_CATEGORY
 
 
-def shop_reward(goal: Goal, product: Product, chosen: dict[str, str], rule: str = "webshop") -> dict:
+def shop_reward(goal: Goal, product: Product, chosen: dict[str, str], rule: str = "webshop",
+                rules: str = DEFAULT_WEBSHOP_RULES) -> dict:
     """The reward and its parts for buying `product` with options `chosen` (option name -> value), under `rule`
-    ("webshop" or "simple")."""
+    ("webshop" or "simple"); `rules` picks WebShop's option rule set for "webshop" ("master" or "v2")."""
     r_price = float(product.price <= goal.price_upper)
     if rule == "webshop":
         return _parts(type_reward(goal, product)["r_type"], attributes_met(goal, product),
-                      options_met(goal, product, chosen), r_price, goal)
+                      options_met(goal, product, chosen, rules), r_price, goal)
     if rule == "simple":
         n_att = sum(a in product.attributes or a in product.title for a in goal.attributes)
         picked = set(chosen.values())
