@@ -46,7 +46,8 @@ def check_switch(world: ShopWorld, rule: str) -> None:
         env.reset(seed)
         env.step(f"search[{env.goal.query}]")
         for asin in env.results[:10]:
-            scores = {r: shop_rewards.shop_reward(env.goal, world.products[asin], {}, rule=r)["reward"]
+            scores = {r: shop_rewards.shop_reward(env.goal, world.products[asin], {}, rule=r,
+                                                  rules=ShopEnv.webshop_rules)["reward"]
                       for r in shop_rewards.RULES}
             if len(set(scores.values())) > 1:
                 env.step(f"click[{asin}]")
@@ -105,11 +106,13 @@ def main() -> None:
                         product = result["product"]
                         bought[(rule, level, seed)] = product.asin if product else None
                         if product is not None:
-                            own = shop_rewards.shop_reward(result["goal"], product, result["chosen"], rule=rule)
+                            own = shop_rewards.shop_reward(result["goal"], product, result["chosen"], rule=rule,
+                                                           rules=ShopEnv.webshop_rules)
                             if shop_rewards.is_success(own["reward"]) != result["success"]:
                                 raise RuntimeError(f"the environment did not score {level} seed {seed} by {rule}")
                             other_type += product.product_type != result["goal"].product_type
-                            rescored = shop_rewards.shop_reward(result["goal"], product, result["chosen"], rule=other)
+                            rescored = shop_rewards.shop_reward(result["goal"], product, result["chosen"], rule=other,
+                                                                rules=ShopEnv.webshop_rules)
                             other_success += shop_rewards.is_success(rescored["reward"])
                     lo, hi = wilson(successes, n)
                     print(f"{rule:8} {level:12} {n:4d} {successes:5d} {successes / n:6.3f}  [{lo:.3f}, {hi:.3f}]"

@@ -2,10 +2,10 @@
 
 The student's actions never depend on the reward rule (a purchase ends the episode, so its reward is never in a
 prompt), so each phase 0 episode is one paired observation: replay its actions in the built shop, re-score its
-purchase under both rules, and compare the rules on the same episodes (Tango's interval on the difference, the
-exact McNemar p-value on the discordant episodes; `teachable.gates.paired`). The replay is checked against the
-episode's recorded reward under the rule it ran with. Run from a workspace whose params.yaml is the shop run's
-(`env.name: shop`) and whose `data/` holds its outputs:
+purchase under both rules (webshop under the run's `shop.webshop_rules`), and compare the rules on the same
+episodes (Tango's interval on the difference, the exact McNemar p-value on the discordant episodes;
+`teachable.gates.paired`). The replay is checked against the episode's recorded reward under the rule it ran with.
+Run from a workspace whose params.yaml is the shop run's (`env.name: shop`) and whose `data/` holds its outputs:
 
     python benchmarks/shop_rescore.py [--rollouts data/rollouts/student.jsonl] [--params params.yaml]
 """
@@ -31,7 +31,8 @@ def replay(episode: Episode, max_steps: int) -> dict[str, float] | None:
     if env.page != "done":
         return None
     product = env.world.products[env.item]
-    scored = {rule: shop_rewards.shop_reward(env.goal, product, env.chosen, rule=rule)["reward"]
+    scored = {rule: shop_rewards.shop_reward(env.goal, product, env.chosen, rule=rule,
+                                             rules=ShopEnv.webshop_rules)["reward"]
               for rule in shop_rewards.RULES}
     if abs(scored[ShopEnv.reward_rule] - episode.reward) > 1e-6:
         raise RuntimeError(f"{episode.episode_id}: replay scores {scored[ShopEnv.reward_rule]} under "
@@ -58,7 +59,8 @@ def main() -> None:
         raise RuntimeError(f"re-scored successes under {ran_with!r} differ from the recorded ones")
 
     bought = sum(p is not None for p in purchases)
-    print(f"{args.rollouts}: {len(episodes)} episodes (ran with shop.reward={ran_with}), {bought} bought something")
+    print(f"{args.rollouts}: {len(episodes)} episodes (ran with shop.reward={ran_with}, shop.webshop_rules="
+          f"{ShopEnv.webshop_rules}), {bought} bought something")
     for rule in shop_rewards.RULES:
         r = success_rate(success[rule])
         rewards = [p[rule] if p else 0.0 for p in purchases]

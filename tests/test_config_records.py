@@ -38,6 +38,7 @@ def test_a_missing_section_is_named_in_a_warning(tmp_path, caplog):
     ({"train": {"formats": []}}, r"train\.formats"),
     ({"train": {"records_per_cell": 0}}, r"train\.records_per_cell"),
     ({"student": {"shuffle_length_groups": True}}, r"needs student\.group_by_length"),
+    ({"shop": {"webshop_rules": "v3"}}, r"shop\.webshop_rules"),
 ])
 def test_bad_values_inside_sections_are_named(raw, key):
     with pytest.raises(ParamsError, match=key):

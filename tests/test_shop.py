@@ -253,6 +253,34 @@ def test_shop_levels_are_validated_with_the_env_name():
         parse_params({"shop": {"source": "webshop"}})
 
 
+def test_webshop_rules_param_picks_how_a_purchase_is_scored(world):
+    """shop.webshop_rules reaches the environment: the expert's product bought with a size one fuzzy step off the
+    goal's ("x-small" for "small") is a success under WebShop master's rules, not under v2's (exact sizes)."""
+    near = {"small": "x-small", "x-small": "small", "large": "x-large", "x-large": "large"}
+    defaults = ShopEnv.reward_rule, ShopEnv.webshop_rules, ShopEnv.n_open_samples
+    outcomes = {}
+    try:
+        for rules in ("master", "v2"):
+            configure_envs(parse_params({"env": {"name": "shop", "levels": ["fashion"]},
+                                         "shop": {"webshop_rules": rules}}))
+            assert ShopEnv.webshop_rules == rules
+            for seed in range(100):
+                env = ShopEnv("fashion", world=world)
+                env.reset(seed)
+                while env.expert_action() != BUY:
+                    env.step(env.expert_action())
+                wrong = near.get(env.goal.options["size"])
+                if wrong in world.products[env.item].options["size"]:
+                    env.step(f"click[{wrong}]")
+                    _, reward, _, _, info = env.step(BUY)
+                    outcomes[rules] = (seed, reward, info["success"])
+                    break
+    finally:
+        ShopEnv.reward_rule, ShopEnv.webshop_rules, ShopEnv.n_open_samples = defaults
+    assert outcomes["master"][0] == outcomes["v2"][0]  # the same episode
+    assert outcomes["master"][1:] == (1.0, True) and outcomes["v2"][2] is False and outcomes["v2"][1] < 1.0
+
+
 # -- open actions: the student's sampled queries plus the expert's -----------------------------------------------
 def test_open_action_candidates():
     assert is_open(SEARCH) and not is_open("click[next >]")

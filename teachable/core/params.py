@@ -44,6 +44,9 @@ class ShopParams(Section):
     n_query_samples: int = Field(4, ge=0, le=64, description="student-sampled queries scored on a search page")
     reward: Literal["webshop", "simple"] = Field("webshop", description="WebShop's reward rules, or the earlier "
                                                                         "exact-match rule (for old runs)")
+    webshop_rules: Literal["master", "v2"] = Field(
+        "v2", description="with reward webshop: the WebShop branch whose option rules score a purchase (master: "
+                          "fuzzy sizes; v2: exact sizes, a goal value in the title counts)")
 
     @model_validator(mode="after")
     def _webshop_needs_items(self) -> ShopParams:

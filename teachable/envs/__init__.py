@@ -74,7 +74,8 @@ def configure_envs(params) -> None:
     if params.env.name == "shop":
         from teachable.envs.shop import configure_shop
 
-        configure_shop(n_open_samples=params.shop.n_query_samples, reward_rule=params.shop.reward)
+        configure_shop(n_open_samples=params.shop.n_query_samples, reward_rule=params.shop.reward,
+                       webshop_rules=params.shop.webshop_rules)
     if params.env.name == "retail":
         from teachable.envs.retail import configure_retail
 

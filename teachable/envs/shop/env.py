@@ -78,6 +78,7 @@ class ShopEnv:
     world_dir: str = "data/shop"  # the `index` stage's output
     n_open_samples: int = 4  # the student's sampled queries per search page (shop.n_query_samples)
     reward_rule: str = "webshop"  # shop.reward: WebShop's rules, or "simple" (the earlier exact match)
+    webshop_rules: str = "v2"  # shop.webshop_rules: under "webshop", WebShop's "master" or "v2" option rules
 
     def __init__(self, level: str, max_steps: int | None = None, world: ShopWorld | None = None):
         if level not in SHOP_LEVELS:
@@ -138,7 +139,8 @@ class ShopEnv:
             self.page, self.item, self.chosen = "results", None, {}
         elif action == BUY:
             product = self.world.products[self.item]
-            self.reward = shop_reward(self.goal, product, self.chosen, rule=self.reward_rule)["reward"]
+            self.reward = shop_reward(self.goal, product, self.chosen, rule=self.reward_rule,
+                                      rules=self.webshop_rules)["reward"]
             self.page = "done"
         elif self.page == "results":
             self.page, self.item, self.chosen = "item", arg, {}
@@ -203,7 +205,7 @@ class ShopEnv:
         product = self.world.products[asin]
         offered = {v for values in product.options.values() for v in values}
         chosen = {n: v for n, v in self.goal.options.items() if v in offered}
-        reward = shop_reward(self.goal, product, chosen, rule=self.reward_rule)["reward"]
+        reward = shop_reward(self.goal, product, chosen, rule=self.reward_rule, rules=self.webshop_rules)["reward"]
         return len(chosen) == len(self.goal.options) and is_success(reward)
 
     def wanted(self) -> str:
@@ -288,12 +290,14 @@ class ShopEnv:
 
 
 def configure_shop(world_dir: str | Path | None = None, n_open_samples: int | None = None,
-                   reward_rule: str | None = None) -> None:
+                   reward_rule: str | None = None, webshop_rules: str | None = None) -> None:
     """Where environments made by name find the built shop, how many queries the student samples, and which
-    reward rule a purchase is scored by."""
+    reward rule (and, under "webshop", which WebShop branch's option rules) a purchase is scored by."""
     if world_dir is not None:
         ShopEnv.world_dir = str(world_dir)
     if n_open_samples is not None:
         ShopEnv.n_open_samples = int(n_open_samples)
     if reward_rule is not None:
         ShopEnv.reward_rule = reward_rule
+    if webshop_rules is not None:
+        ShopEnv.webshop_rules = webshop_rules
