@@ -56,7 +56,7 @@ rules apply ("master" or "v2"; `ShopEnv.webshop_rules`, the param `shop.webshop_
     deviations: v2's synonym look-ups (PyMultiDictionary, a web dictionary, for options and attributes) are left
     out, and the count is capped at the number of goal values, where v2's can exceed it (two chosen values
     matching one goal value) and push the reward above 1.
-  Under neither does a chosen value count because its own string occurs in the title (the rule before 2026-12,
+  Under neither does a chosen value count because its own string occurs in the title (the rule before 2026-12-07,
   which credited a wrong "small" in "for small spaces" and a wrong "blue" in "bluetooth").
 * price: 1 when the product's price is at most the goal's bound, else 0 (WebShop's price of the chosen option
   combination is our single price).
