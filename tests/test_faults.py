@@ -142,6 +142,8 @@ def run_stage(name: str, capsys) -> str:
     ([labeled(0), {**labeled(1), "U": None}], ["data/labeled_snapshots.jsonl:2:", "null for field 'U'"]),
     ([labeled(0), labeled(1), labeled(0)],
      ["data/labeled_snapshots.jsonl:3:", "duplicate snapshot_id 's0'", "first on line 1"]),
+    ([labeled(0), {**labeled(1), "U": float("nan")}, labeled(2)],  # once put all snapshots in Q3/Q4, rc 0
+     ["data/labeled_snapshots.jsonl:2:", "field 'U' is NaN, not a finite number"]),
 ])
 def test_quadrants_names_a_bad_labeled_record(lines, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

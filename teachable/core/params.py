@@ -21,7 +21,8 @@ class ParamsError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and inf are refused (`.inf` once passed for train.num_train_epochs and failed late, issue 33)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EnvParams(Section):
