@@ -207,3 +207,56 @@ def test_the_phase_0_sample_seed_has_one_definition():
     assert [rollout_sample_seed(0, i) for i in range(3)] == [0, 1, 2]
     assert rollout_sample_seed(2, 5) == 2 * 1_000_003 + 5
     assert "1_000_003" not in (ROOT / "stages/rollouts.py").read_text()
+
+
+# ---- issue 33: disk, database and params faults in one line ----
+
+@pytest.fixture
+def quadrants_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    write_jsonl("data/labeled_snapshots.jsonl", [labeled(i) for i in range(4)])
+    return load_stage("quadrants")
+
+
+@pytest.mark.parametrize("error, expected", [
+    (PermissionError(13, "Permission denied", "reports/phase1/.quantiles.json.x.tmp"),
+     "error: permission denied (reports/phase1/.quantiles.json.x.tmp): make reports/phase1/ writable for this user "
+     "(chmod -R u+w reports/phase1) and rerun"),
+    (OSError(30, "Read-only file system", "reports/phase1/.quantiles.json.x.tmp"),
+     "error: read-only file system (reports/phase1/.quantiles.json.x.tmp): run the stage from a writable checkout"),
+    (OSError(28, "No space left on device"),
+     "error: no space left on the device: free space there (old .scratch/ folders, `dvc gc`) and rerun; finished "
+     "work in .scratch/ is kept"),
+], ids=["read-only folder", "read-only file system", "full disk"])
+def test_a_disk_that_cannot_be_written_is_one_line(error, expected, quadrants_input, monkeypatch, capsys):
+    def write_json(path, obj):
+        raise error
+
+    monkeypatch.setattr(quadrants_input, "write_json", write_json)
+    from teachable import stage
+
+    with pytest.raises(SystemExit) as exit_:
+        stage.run(quadrants_input.main, str(ROOT / "params.yaml"))
+    err = capsys.readouterr().err.strip().splitlines()  # MLflow's own INFO lines, then one line
+    assert exit_.value.code == 2 and err[-1] == expected and "Traceback" not in "".join(err)
+
+
+def test_a_corrupt_mlflow_database_is_one_line(quadrants_input, tmp_path, capsys):
+    (tmp_path / "mlflow.db").write_bytes(os.urandom(4096))
+    err = run_stage("quadrants", capsys)
+    db = tmp_path / "mlflow.db"
+    assert err == (f"error: the MLflow database {db} cannot be read (file is not a database): move it aside "
+                   f"(mv {db} {db}.bad) to start a new one, or set MLFLOW_TRACKING_URI to another, and rerun")
+
+
+def test_a_yaml_syntax_error_in_params_is_one_line_when_a_stage_runs_directly(tmp_path):
+    work = tmp_path / "project"
+    run = copy_project(work, {})
+    params = (work / "params.yaml").read_text().splitlines()
+    (work / "params.yaml").write_text("\n".join(params[:3] + ["  bad: [unclosed", *params[3:]]) + "\n")
+    result = run(sys.executable, "stages/label.py")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: params.yaml is not valid YAML at line ") and last.endswith("fix its syntax"), last
