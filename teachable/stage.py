@@ -1,7 +1,7 @@
 """The stage runner every `stages/*.py` script calls: logging, validated params, environments configured, and
-bad input (params, records, snapshots, a teacher that cannot be used), a disk it cannot write (read-only, full) or
-an MLflow database it cannot read ended with one clear line and exit code 2. Resumable scratch logs are
-`teachable.core.resume`'s."""
+bad input (params, records, snapshots, a teacher that cannot be used), a disk it cannot write (read-only, full),
+an MLflow database it cannot read, or a resume log another live process holds ended with one clear line and exit
+code 2. Resumable scratch logs are `teachable.core.resume`'s."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from teachable.core.params import Params, ParamsError, load_params
 from teachable.core.records import InputError
+from teachable.core.resume import ScratchInUse
 from teachable.core.tracking import TrackingError
 from teachable.envs import RestoreError, configure_envs
 from teachable.teacher.base import TeacherConfigError
@@ -32,7 +33,7 @@ def run(main: Callable[[Params], None], params_path: str = "params.yaml") -> Non
             os.environ["CUDA_VISIBLE_DEVICES"] = params.gpus
         configure_envs(params)
         main(params)
-    except (ParamsError, InputError, RestoreError, TeacherConfigError, FileNotFoundError,
+    except (ParamsError, InputError, RestoreError, TeacherConfigError, FileNotFoundError, ScratchInUse,
             TrackingError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

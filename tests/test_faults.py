@@ -209,7 +209,49 @@ def test_the_phase_0_sample_seed_has_one_definition():
     assert "1_000_003" not in (ROOT / "stages/rollouts.py").read_text()
 
 
-# ---- issue 33: disk, database and params faults in one line ----
+# ---- issue 33: one stage per resume log; disk, database and params faults in one line ----
+
+LOCKER = """
+import sys, time
+from teachable import stage
+from teachable.core.resume import ScratchLog
+
+def main(params):
+    log = ScratchLog("label", {"k": 1})
+    print("holding", log.path, flush=True)
+    time.sleep(float(sys.argv[1]))
+
+stage.run(main, sys.argv[2])
+"""
+
+
+def test_a_stage_that_outlived_its_dvc_repro_is_never_run_beside(tmp_path):
+    """SIGTERM to `dvc repro` alone orphans the running stage; the next `dvc repro` once ran beside it on the same
+    resume log. The second process stops with one line naming the first's pid; once the first is gone (even by
+    SIGKILL), the resume log is free again."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    start = lambda hold_s: subprocess.Popen([sys.executable, "-c", LOCKER, str(hold_s), str(ROOT / "params.yaml")],  # noqa: E731
+                                            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE)
+    first = start(120)
+    try:
+        line = first.stdout.readline()
+        assert line.startswith("holding"), first.communicate(timeout=60)[1][-3000:]
+        second = start(0)
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 2 and "holding" not in out, err[-3000:]
+        assert err.strip().splitlines()[-1].startswith(
+            f"error: {line.split()[1]} is in use by process {first.pid} (a run of this stage that outlived its "
+            f"`dvc repro`?): wait for it to end or stop it (kill {first.pid}), then rerun"), err[-3000:]
+        assert "Traceback" not in err
+    finally:
+        first.kill()
+        first.wait()
+    again = start(0)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0 and out.startswith("holding"), err[-3000:]
+
+
 
 @pytest.fixture
 def quadrants_input(tmp_path, monkeypatch):
