@@ -209,7 +209,7 @@ def test_the_phase_0_sample_seed_has_one_definition():
     assert "1_000_003" not in (ROOT / "stages/rollouts.py").read_text()
 
 
-# ---- issue 33: one stage per resume log; disk, database and params faults in one line ----
+# ---- issue 33: one stage per resume log; disk, database and params faults in one line; damaged resume logs ----
 
 LOCKER = """
 import sys, time
@@ -250,7 +250,6 @@ def test_a_stage_that_outlived_its_dvc_repro_is_never_run_beside(tmp_path):
     again = start(0)
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0 and out.startswith("holding"), err[-3000:]
-
 
 
 @pytest.fixture
@@ -302,3 +301,29 @@ def test_a_yaml_syntax_error_in_params_is_one_line_when_a_stage_runs_directly(tm
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: params.yaml is not valid YAML at line ") and last.endswith("fix its syntax"), last
+
+
+def test_a_damaged_resume_log_says_what_to_delete_and_ends_the_killed_run(tmp_path, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from teachable import stage
+    from teachable.core.resume import ScratchLog
+    from teachable.core.tracking import EXPERIMENT, process_tags
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(uri)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = client.create_run(client.create_experiment(EXPERIMENT), tags={
+        "stage": "label", **process_tags(), "process.pid": dead.stdout.strip()}).info.run_id  # a SIGKILLed run
+
+    log = ScratchLog("label", {"k": 1})
+    log.path.write_text('{"snapshot_id": "a"}\n{"snapshot_id": "b", "U": 0.\n{"snapshot_id": "c"}\n')
+    with pytest.raises(SystemExit) as exit_:
+        stage.run(lambda params: ScratchLog("label", {"k": 1}).load(), str(ROOT / "params.yaml"))
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after MLflow's own INFO lines
+    assert exit_.value.code == 2 and err.startswith(f"error: {log.path}:2: malformed JSON")
+    assert err.endswith(f"this resume log of a killed run is damaged: delete it (rm {log.path}) to start the stage "
+                        "afresh (its finished work is redone)")
+    assert client.get_run(killed).info.status == "KILLED"  # not left RUNNING

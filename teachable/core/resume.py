@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from teachable.core.records import iter_jsonl
+from teachable.core.records import RecordError, iter_jsonl
 
 SCRATCH_DIR = Path(".scratch")
 DVC_FILE = "dvc.yaml"
@@ -229,13 +229,26 @@ class ScratchLog:
     (and a change to any of them starts afresh)."""
 
     def __init__(self, stage: str, key: dict):
+        self.stage = stage
         self.path = scratch_path(stage, key, ".jsonl")
 
     def load(self, model=None) -> list:
         if not self.path.exists():
             return []
         self._drop_torn_tail()
-        return list(iter_jsonl(self.path, model))
+        try:
+            return list(iter_jsonl(self.path, model))
+        except RecordError as err:
+            self._end_dead_runs()
+            raise RecordError(f"{err}; this resume log of a killed run is damaged: delete it (rm {self.path}) to "
+                              "start the stage afresh (its finished work is redone)") from None
+
+    def _end_dead_runs(self) -> None:
+        """The damaged log stops the stage before it opens its MLflow run, which is where runs of this stage left
+        RUNNING by a dead process are ended (KILLED): end them here, so the killed run is not left RUNNING."""
+        from teachable.core.tracking import end_stale_runs_of
+
+        end_stale_runs_of(self.stage)
 
     def _drop_torn_tail(self) -> None:
         """A kill mid-write can leave a partial last line; cut it so the log stays valid JSONL."""

@@ -164,6 +164,19 @@ def tracked_run(mlflow, **start_kwargs) -> Iterator:
                 mlflow.end_run(status)
 
 
+def end_stale_runs_of(stage: str) -> list[str]:
+    """`end_stale_runs` for a stage that stops before opening its run (e.g. on a damaged resume log), so its killed
+    predecessor's run is not left RUNNING. Best effort: it never hides the error that stops the stage."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        experiment = MlflowClient(tracking_uri()).get_experiment_by_name(EXPERIMENT)
+        return end_stale_runs(stage, experiment.experiment_id) if experiment else []
+    except Exception as err:  # noqa: BLE001
+        logging.getLogger(__name__).warning("could not end stale MLflow runs of %s: %s", stage, err)
+        return []
+
+
 class TrackingError(RuntimeError):
     """The MLflow database cannot be used (corrupt, not a database): `teachable.stage.run` says so in one line."""
 
