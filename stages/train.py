@@ -82,7 +82,7 @@ def train_seed(params: Params, cell: str, k: int, records: list[dict], out: Path
                                                 [by_id[i] for i in metrics["snapshot_ids"] if i in by_id])
             mlflow.log_metrics({"p_expert_delta": metrics["learning"]["delta"]})
     write_json(out / "metrics.json", metrics)
-    return metrics
+    return {**metrics, "checkpoints": checkpoints}
 
 
 @functools.cache
@@ -111,6 +111,8 @@ def main(params: Params) -> None:
         "seeds": [{k: s[k] for k in ("seed_index", "seed", "train_loss", "final_loss", "steps", "mlflow_run_id")}
                   | {"dir": str(out / f"seed-{s['seed_index']}"), "learning": s.get("learning"),
                      "snapshot_ids": s["snapshot_ids"]} for s in seeds]})
+    for s in seeds:  # the cell is done: its seeds' checkpoints (kept until now to resume a killed cell) go
+        resume.remove_scratch(s["checkpoints"])
 
 
 if __name__ == "__main__":

@@ -117,3 +117,40 @@ def test_duplicate_ids_are_named_with_both_lines(tmp_path):
         require_unique(records, "snapshot_id", path)
     with pytest.raises(DuplicateIdError, match=r"out\.jsonl:3: duplicate snapshot_id 'a' \(first on line 1\)"):
         require_unique(records, "snapshot_id", "out.jsonl", lines=range(1, 4))  # about to be written
+
+
+# ---- non-finite numbers (fault probe, issue 33): refused where read, never a NaN threshold ----
+
+
+@pytest.mark.parametrize("key", ["train.num_train_epochs", "teacher.timeout_s", "quadrants.U_threshold",
+                                 "student.request_timeout_s"])
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_params_are_refused_naming_the_key(key, value, tmp_path):
+    section, name = key.split(".")
+    path = tmp_path / "params.yaml"
+    path.write_text(f"{section}:\n  {name}: {value}\n")
+    with pytest.raises(ParamsError, match=rf"{section}\.{name}: .*finite"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("token, where", [("NaN", "U"), ("Infinity", "leverage.L_local"),
+                                          ("-Infinity", "leverage.decision_ci.1")])
+def test_non_finite_numbers_in_records_name_file_line_and_field(token, where, tmp_path):
+    path = tmp_path / "labeled.jsonl"
+    good = '{"U": 0.5, "leverage": {"L_local": 0.1, "decision_ci": [0.0, 0.2]}}'
+    bad = good.replace({"U": "0.5", "leverage.L_local": "0.1", "leverage.decision_ci.1": "0.2"}[where], token)
+    path.write_text(f"{good}\n\n{bad}\n")
+    with pytest.raises(RecordError, match=rf"labeled\.jsonl:3: field '{where}' is {token}, not a finite number"):
+        read_jsonl(path)
+
+
+def test_a_threshold_is_never_computed_from_non_finite_values():
+    from teachable.core.params import QuadrantParams
+    from teachable.core.records import InputError
+    from teachable.labeling.quadrants import thresholds
+
+    records = [{"snapshot_id": f"s{i}", "U": float(i)} for i in range(4)]
+    assert thresholds(records, QuadrantParams())["U"] == 1.5
+    records[2]["U"] = float("nan")
+    with pytest.raises(InputError, match=r"snapshot s2 has U = nan: the U threshold needs finite values"):
+        thresholds(records, QuadrantParams())

@@ -142,6 +142,8 @@ def run_stage(name: str, capsys) -> str:
     ([labeled(0), {**labeled(1), "U": None}], ["data/labeled_snapshots.jsonl:2:", "null for field 'U'"]),
     ([labeled(0), labeled(1), labeled(0)],
      ["data/labeled_snapshots.jsonl:3:", "duplicate snapshot_id 's0'", "first on line 1"]),
+    ([labeled(0), {**labeled(1), "U": float("nan")}, labeled(2)],  # once put all snapshots in Q3/Q4, rc 0
+     ["data/labeled_snapshots.jsonl:2:", "field 'U' is NaN, not a finite number"]),
 ])
 def test_quadrants_names_a_bad_labeled_record(lines, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -205,3 +207,123 @@ def test_the_phase_0_sample_seed_has_one_definition():
     assert [rollout_sample_seed(0, i) for i in range(3)] == [0, 1, 2]
     assert rollout_sample_seed(2, 5) == 2 * 1_000_003 + 5
     assert "1_000_003" not in (ROOT / "stages/rollouts.py").read_text()
+
+
+# ---- issue 33: one stage per resume log; disk, database and params faults in one line; damaged resume logs ----
+
+LOCKER = """
+import sys, time
+from teachable import stage
+from teachable.core.resume import ScratchLog
+
+def main(params):
+    log = ScratchLog("label", {"k": 1})
+    print("holding", log.path, flush=True)
+    time.sleep(float(sys.argv[1]))
+
+stage.run(main, sys.argv[2])
+"""
+
+
+def test_a_stage_that_outlived_its_dvc_repro_is_never_run_beside(tmp_path):
+    """SIGTERM to `dvc repro` alone orphans the running stage; the next `dvc repro` once ran beside it on the same
+    resume log. The second process stops with one line naming the first's pid; once the first is gone (even by
+    SIGKILL), the resume log is free again."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    start = lambda hold_s: subprocess.Popen([sys.executable, "-c", LOCKER, str(hold_s), str(ROOT / "params.yaml")],  # noqa: E731
+                                            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE)
+    first = start(120)
+    try:
+        line = first.stdout.readline()
+        assert line.startswith("holding"), first.communicate(timeout=60)[1][-3000:]
+        second = start(0)
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 2 and "holding" not in out, err[-3000:]
+        assert err.strip().splitlines()[-1].startswith(
+            f"error: {line.split()[1]} is in use by process {first.pid} (a run of this stage that outlived its "
+            f"`dvc repro`?): wait for it to end or stop it (kill {first.pid}), then rerun"), err[-3000:]
+        assert "Traceback" not in err
+    finally:
+        first.kill()
+        first.wait()
+    again = start(0)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0 and out.startswith("holding"), err[-3000:]
+
+
+@pytest.fixture
+def quadrants_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    write_jsonl("data/labeled_snapshots.jsonl", [labeled(i) for i in range(4)])
+    return load_stage("quadrants")
+
+
+@pytest.mark.parametrize("error, expected", [
+    (PermissionError(13, "Permission denied", "reports/phase1/.quantiles.json.x.tmp"),
+     "error: permission denied (reports/phase1/.quantiles.json.x.tmp): make reports/phase1/ writable for this user "
+     "(chmod -R u+w reports/phase1) and rerun"),
+    (OSError(30, "Read-only file system", "reports/phase1/.quantiles.json.x.tmp"),
+     "error: read-only file system (reports/phase1/.quantiles.json.x.tmp): run the stage from a writable checkout"),
+    (OSError(28, "No space left on device"),
+     "error: no space left on the device: free space there (old .scratch/ folders, `dvc gc`) and rerun; finished "
+     "work in .scratch/ is kept"),
+], ids=["read-only folder", "read-only file system", "full disk"])
+def test_a_disk_that_cannot_be_written_is_one_line(error, expected, quadrants_input, monkeypatch, capsys):
+    def write_json(path, obj):
+        raise error
+
+    monkeypatch.setattr(quadrants_input, "write_json", write_json)
+    from teachable import stage
+
+    with pytest.raises(SystemExit) as exit_:
+        stage.run(quadrants_input.main, str(ROOT / "params.yaml"))
+    err = capsys.readouterr().err.strip().splitlines()  # MLflow's own INFO lines, then one line
+    assert exit_.value.code == 2 and err[-1] == expected and "Traceback" not in "".join(err)
+
+
+def test_a_corrupt_mlflow_database_is_one_line(quadrants_input, tmp_path, capsys):
+    (tmp_path / "mlflow.db").write_bytes(os.urandom(4096))
+    err = run_stage("quadrants", capsys)
+    db = tmp_path / "mlflow.db"
+    assert err == (f"error: the MLflow database {db} cannot be read (file is not a database): move it aside "
+                   f"(mv {db} {db}.bad) to start a new one, or set MLFLOW_TRACKING_URI to another, and rerun")
+
+
+def test_a_yaml_syntax_error_in_params_is_one_line_when_a_stage_runs_directly(tmp_path):
+    work = tmp_path / "project"
+    run = copy_project(work, {})
+    params = (work / "params.yaml").read_text().splitlines()
+    (work / "params.yaml").write_text("\n".join(params[:3] + ["  bad: [unclosed", *params[3:]]) + "\n")
+    result = run(sys.executable, "stages/label.py")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: params.yaml is not valid YAML at line ") and last.endswith("fix its syntax"), last
+
+
+def test_a_damaged_resume_log_says_what_to_delete_and_ends_the_killed_run(tmp_path, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from teachable import stage
+    from teachable.core.resume import ScratchLog
+    from teachable.core.tracking import EXPERIMENT, process_tags
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(uri)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = client.create_run(client.create_experiment(EXPERIMENT), tags={
+        "stage": "label", **process_tags(), "process.pid": dead.stdout.strip()}).info.run_id  # a SIGKILLed run
+
+    log = ScratchLog("label", {"k": 1})
+    log.path.write_text('{"snapshot_id": "a"}\n{"snapshot_id": "b", "U": 0.\n{"snapshot_id": "c"}\n')
+    with pytest.raises(SystemExit) as exit_:
+        stage.run(lambda params: ScratchLog("label", {"k": 1}).load(), str(ROOT / "params.yaml"))
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after MLflow's own INFO lines
+    assert exit_.value.code == 2 and err.startswith(f"error: {log.path}:2: malformed JSON")
+    assert err.endswith(f"this resume log of a killed run is damaged: delete it (rm {log.path}) to start the stage "
+                        "afresh (its finished work is redone)")
+    assert client.get_run(killed).info.status == "KILLED"  # not left RUNNING

@@ -173,3 +173,46 @@ def test_a_killed_stage_resumes_only_under_the_same_deps(change, tmp_path, monke
         assert [s.episode_id for s in ran] == ["ep000004", "ep000005"]
         assert [ep.mission for ep in episodes[:4]] == ["from the killed run"] * 4 and episodes[4:] == uninterrupted[4:]
     assert [s.sample_seed for s in ran] == [rollout_sample_seed(params.seed, int(s.episode_id[2:])) for s in ran]
+
+
+def test_a_finished_cell_leaves_no_checkpoints_and_a_killed_cell_still_resumes(tmp_path, monkeypatch,
+                                                                               tiny_student_dir):
+    """Issue 33: finished matrix cells left their checkpoints in .scratch (38 folders). A cell's checkpoints go
+    once its adapters are written; until then they stay, so a cell killed in its second seed takes the first
+    seed's adapter from its last checkpoint instead of training it again."""
+    import json
+
+    import pytest
+
+    from teachable.core.records import write_jsonl
+    from teachable.training.matrix import training_seed
+    from tests.test_model_faults import matrix_records
+
+    class Killed(Exception):
+        pass
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setattr(sys, "argv", ["stages/train.py", "Q1-demo"])
+    write_jsonl("data/quadrant_snapshots.jsonl", matrix_records())
+    params = parse_params({"student": {"dir": str(tiny_student_dir)},
+                           "train": {"max_steps": 2, "batch_size": 1, "n_seeds": 2, "save_steps": 1}})
+    stage = load_stage("train")
+    train_lora = stage.train_lora
+
+    def killed_in_seed_1(*args, seed, **kw):
+        if seed == training_seed(params.seed, 1):
+            raise Killed
+        return train_lora(*args, seed=seed, **kw)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "train_lora", killed_in_seed_1)
+        with pytest.raises(Killed):
+            stage.main(params)
+    kept, = Path(".scratch").glob("checkpoints-Q1-demo-0-*")
+    assert (kept / "checkpoint-2/trainer_state.json").is_file()  # seed 0 done: its checkpoint is kept for the rerun
+    stage.main(params)
+    seed_0 = json.loads(Path("models/phase2/Q1-demo/seed-0/metrics.json").read_text())
+    assert seed_0["resumed_from"].endswith("checkpoint-2") and seed_0["steps"] == 2  # taken, not trained again
+    assert json.loads(Path("models/phase2/Q1-demo/metrics.json").read_text())["n_seeds"] == 2
+    assert not list(Path(".scratch").iterdir())  # the finished cell's checkpoints (and their locks) are gone

@@ -208,6 +208,36 @@ def test_the_budget_holds_across_runs(server, env, tmp_path, monkeypatch):
     assert len(server.requests) == 3 and json.loads(ledger.read_text())["calls"] == 3
 
 
+PER_CALL_USD = (100 * 0.15 + 20 * 0.60) / 1e6  # the fake server's usage on every reply, at the default prices
+
+
+@pytest.mark.parametrize("content", ["garbage, not JSON at all", '{"suggested_action": "go forward", "diag',
+                                     answer("fly"), answer("go forward").replace('"hint"', '"hunt"')])
+def test_unusable_answers_are_charged_to_the_ledger(server, env, tmp_path, monkeypatch, content):
+    """Issue 33: replies that could not be used carried usage but were logged as 0 tokens and $0.00, so max_usd
+    was no limit for them. Every paid call is charged, usable or not."""
+    monkeypatch.chdir(tmp_path)
+    server.script = [(200, completion(content))] * 2
+    t = teacher(server.base_url, retries=1)
+    assert t.advise(env, None).valid is False and len(server.requests) == 2
+    assert t.ledger["prompt_tokens"] == 200 and t.ledger["completion_tokens"] == 40
+    assert t.ledger["usd"] == pytest.approx(2 * PER_CALL_USD)
+    ledger, = tmp_path.glob(".cache/teacher/ledger-*.json")
+    stored = json.loads(ledger.read_text())
+    assert stored["calls"] == 2 and stored["prompt_tokens"] == 200 and stored["usd"] == pytest.approx(2 * PER_CALL_USD)
+
+
+def test_max_usd_is_a_hard_limit_for_unusable_answers(server, env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    server.script = [(200, completion(answer("fly")))] * 10
+    t = teacher(server.base_url, retries=0, max_usd=2.5 * PER_CALL_USD)
+    for i in range(3):
+        assert t.advise(env, f"turn left {i}").valid is False
+    with pytest.raises(BudgetExceeded, match=r"3 calls, \$0\.0001 spent"):
+        t.advise(env, "turn left 3")
+    assert len(server.requests) == 3
+
+
 def test_run_bounds_do_not_decide_reuse_of_finished_labels():
     from tests.project_copy import load_stage
 

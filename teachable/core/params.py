@@ -21,7 +21,8 @@ class ParamsError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and inf are refused (`.inf` once passed for train.num_train_epochs and failed late, issue 33)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EnvParams(Section):
@@ -412,7 +413,13 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     own values, a test keeps them so) and is named in a warning, so a run never silently differs from its file."""
     path = Path(path)
     with path.open() as fh:
-        raw = yaml.safe_load(fh)
+        try:
+            raw = yaml.safe_load(fh)
+        except yaml.YAMLError as err:  # one line naming where, not a traceback (a stage script run directly)
+            mark = getattr(err, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ParamsError(f"{path} is not valid YAML{at} ({getattr(err, 'problem', None) or err}): fix its "
+                              "syntax") from None
     missing = [name for name, field in Params.model_fields.items()
                if issubclass(type(field.default_factory()) if field.default_factory else type(None), Section)
                and name not in (raw or {})]

@@ -7,7 +7,9 @@ seeds. Files are plain JSON lines (no pickles). A malformed line is reported wit
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -89,19 +91,44 @@ class RetentionTask(Record):
 
 
 R = TypeVar("R", bound=BaseModel)
+_HUGE = re.compile(r"\d[eE]\+?\d{3}")  # a literal such as 1e999 that parses to inf
+
+
+def non_finite_field(obj, where: str = "") -> tuple[str, float] | None:
+    """The dotted name (list items by index) and value of the first NaN or infinite number in `obj`; None if all
+    are finite."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (where, obj)
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        found = non_finite_field(value, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _json_token(value: float) -> str:
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
 
 
 def iter_jsonl(path: str | Path, model: type[R] | None = None) -> Iterator[R | dict]:
-    """Yield each record of a JSONL file; blank lines are skipped, bad lines raise RecordError naming file:line."""
+    """Yield each record of a JSONL file; blank lines are skipped, bad lines raise RecordError naming file:line.
+
+    NaN and infinite numbers (which Python's json reads and writes) are refused, naming the field: one NaN U once
+    made the U threshold NaN and put every snapshot in Q3/Q4 without a word (issue 33)."""
     path = Path(path)
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
+            constants = []
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, parse_constant=lambda name: constants.append(name) or float(name))
             except json.JSONDecodeError as err:
                 raise RecordError(f"{path}:{lineno}: malformed JSON ({err.msg} at column {err.colno})") from None
+            if (constants or _HUGE.search(line)) and (bad := non_finite_field(obj)):
+                raise RecordError(f"{path}:{lineno}: field '{bad[0]}' is {_json_token(bad[1])}, not a finite number "
+                                  "(records must hold finite numbers: fix or regenerate it)")
             if model is None:
                 yield obj
                 continue

@@ -3,15 +3,24 @@
 A scratch log (or checkpoint folder) is keyed by the params the caller passes AND by the content of what the
 running stage depends on (`dependency_fingerprint`): its code, input data and models as `dvc.yaml` lists them. A
 killed run restarted after any of them changed starts afresh instead of mixing old results with new ones.
+
+A process holds an exclusive lock on each scratch log or folder it uses (`hold`), until it removes it or exits: a
+stage that outlived its `dvc repro` (SIGTERM to DVC alone orphans it) and the next `dvc repro` never work on one
+resume log at once; the second stops with one line naming the first's pid (`ScratchInUse`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import functools
 import hashlib
 import json
 import logging
+import os
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Iterable
@@ -19,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from teachable.core.records import iter_jsonl
+from teachable.core.records import RecordError, iter_jsonl
 
 SCRATCH_DIR = Path(".scratch")
 DVC_FILE = "dvc.yaml"
@@ -125,13 +134,93 @@ def current_fingerprint() -> str:
     return dependency_fingerprint()
 
 
+class ScratchInUse(RuntimeError):
+    """Another live process holds the scratch log or folder (`hold`): `teachable.stage.run` says so in one line."""
+
+
+LOCK_NAME = ".lock"
+_held: dict[Path, int] = {}  # absolute scratch path -> the open lock file this process holds it by
+
+
+def lock_path(path: Path) -> Path:
+    """Where `path`'s lock lives: inside a folder (a checkpoint folder: nothing else to list beside it), beside a
+    file (`<log>.lock`)."""
+    return path / LOCK_NAME if not path.suffix else path.with_name(f"{path.name}{LOCK_NAME}")
+
+
+def _secondary_rank() -> bool:
+    """A process of `accelerate launch` / torchrun other than rank 0: it shares rank 0's checkpoint folder, whose
+    lock rank 0 holds for the group."""
+    return os.environ.get("RANK", "0") not in ("", "0")
+
+
+def hold(path: Path) -> None:
+    """Lock `path` (a scratch log or folder) for this process until `release` or exit (`fcntl.flock` on its lock
+    file: the kernel drops it when the process dies, SIGKILL included). Re-entrant. Held by another live process:
+    `ScratchInUse` naming its pid. Why: SIGTERM to `dvc repro` alone exits DVC and orphans the running stage, and
+    the next `dvc repro` once ran beside it on the same resume log, labeling snapshots twice at once."""
+    if _secondary_rank():
+        return
+    lock = lock_path(path)
+    fd = _held.get(path.absolute())
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                return
+        release(path)  # its lock file was removed meanwhile: take a new one
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            other = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            who = f"process {other}" if other.isdigit() else "another process"
+            raise ScratchInUse(f"{path} is in use by {who} (a run of this stage that outlived its `dvc repro`?): "
+                               f"wait for it to end or stop it{f' (kill {other})' if other.isdigit() else ''}, "
+                               "then rerun") from None
+        with contextlib.suppress(OSError):
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break  # else the holder removed the file between our open and our lock: try again
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held[path.absolute()] = fd
+
+
+def release(path: Path) -> None:
+    """Give up this process's lock on `path` (a no-op where it holds none)."""
+    fd = _held.pop(path.absolute(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def remove_scratch(path: Path) -> None:
+    """Delete a scratch log or folder and its lock, then release the lock (in this order: nobody takes a lock on
+    what is being deleted)."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    lock_path(path).unlink(missing_ok=True)
+    release(path)
+
+
 def scratch_path(name: str, key: dict, suffix: str = "") -> Path:
     """A path under .scratch/ unique to `name`, the JSON of `key` (params, data) and the running stage's deps
-    (`current_fingerprint`): other params, code, data or models never mix in."""
+    (`current_fingerprint`): other params, code, data or models never mix in. No `suffix`: a folder (checkpoints),
+    created. Locked for this process (`hold`)."""
     keyed = {"key": key, "deps": current_fingerprint()}
     digest = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
     SCRATCH_DIR.mkdir(parents=True, exist_ok=True)
-    return SCRATCH_DIR / f"{name}-{digest}{suffix}"
+    path = SCRATCH_DIR / f"{name}-{digest}{suffix}"
+    if not suffix:
+        path.mkdir(exist_ok=True)
+    hold(path)
+    return path
 
 
 class ScratchLog:
@@ -140,13 +229,26 @@ class ScratchLog:
     (and a change to any of them starts afresh)."""
 
     def __init__(self, stage: str, key: dict):
+        self.stage = stage
         self.path = scratch_path(stage, key, ".jsonl")
 
     def load(self, model=None) -> list:
         if not self.path.exists():
             return []
         self._drop_torn_tail()
-        return list(iter_jsonl(self.path, model))
+        try:
+            return list(iter_jsonl(self.path, model))
+        except RecordError as err:
+            self._end_dead_runs()
+            raise RecordError(f"{err}; this resume log of a killed run is damaged: delete it (rm {self.path}) to "
+                              "start the stage afresh (its finished work is redone)") from None
+
+    def _end_dead_runs(self) -> None:
+        """The damaged log stops the stage before it opens its MLflow run, which is where runs of this stage left
+        RUNNING by a dead process are ended (KILLED): end them here, so the killed run is not left RUNNING."""
+        from teachable.core.tracking import end_stale_runs_of
+
+        end_stale_runs_of(self.stage)
 
     def _drop_torn_tail(self) -> None:
         """A kill mid-write can leave a partial last line; cut it so the log stays valid JSONL."""
@@ -161,4 +263,4 @@ class ScratchLog:
             fh.flush()
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        remove_scratch(self.path)

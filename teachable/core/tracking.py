@@ -164,12 +164,54 @@ def tracked_run(mlflow, **start_kwargs) -> Iterator:
                 mlflow.end_run(status)
 
 
+def end_stale_runs_of(stage: str) -> list[str]:
+    """`end_stale_runs` for a stage that stops before opening its run (e.g. on a damaged resume log), so its killed
+    predecessor's run is not left RUNNING. Best effort: it never hides the error that stops the stage."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        experiment = MlflowClient(tracking_uri()).get_experiment_by_name(EXPERIMENT)
+        return end_stale_runs(stage, experiment.experiment_id) if experiment else []
+    except Exception as err:  # noqa: BLE001
+        logging.getLogger(__name__).warning("could not end stale MLflow runs of %s: %s", stage, err)
+        return []
+
+
+class TrackingError(RuntimeError):
+    """The MLflow database cannot be used (corrupt, not a database): `teachable.stage.run` says so in one line."""
+
+
+def _database_error(err: BaseException) -> bool:
+    """Whether an error (or one it came from) is SQLite's / SQLAlchemy's: a database that cannot be read."""
+    import sqlite3
+
+    from sqlalchemy.exc import DatabaseError
+
+    while err is not None:
+        if isinstance(err, (DatabaseError, sqlite3.DatabaseError)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def _open_experiment(stage: str):
+    """MLflow at `tracking_uri()`, on the project's experiment, runs of dead processes ended. A corrupt database
+    once gave a SQLAlchemy traceback: `TrackingError` says which file and what to do."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    experiment = mlflow.set_experiment(EXPERIMENT)
-    end_stale_runs(stage, experiment.experiment_id)
+    uri = tracking_uri()
+    try:
+        mlflow.set_tracking_uri(uri)
+        experiment = mlflow.set_experiment(EXPERIMENT)
+        end_stale_runs(stage, experiment.experiment_id)
+    except Exception as err:
+        if not _database_error(err):
+            raise
+        path = uri.removeprefix("sqlite:///")
+        cause = " ".join(str(getattr(err, "orig", None) or err).split())[:120]
+        raise TrackingError(f"the MLflow database {path} cannot be read ({cause}): move it aside (mv {path} "
+                            f"{path}.bad) to start a new one, or set MLFLOW_TRACKING_URI to another, and rerun"
+                            ) from None
     return mlflow
 
 

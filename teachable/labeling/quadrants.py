@@ -10,9 +10,12 @@ by its point estimate (a point estimate at the threshold counts as low). A recor
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from teachable.core.params import QuadrantParams
+from teachable.core.records import InputError
 from teachable.labeling.estimates import side
 
 QUADRANTS = ("Q1_highU_highL", "Q2_highU_lowL", "Q3_lowU_lowL", "Q4_lowU_highL")
@@ -20,6 +23,12 @@ SHORT_NAMES = {q: q.split("_")[0] for q in QUADRANTS}  # Q1_highU_highL -> Q1
 
 
 def thresholds(records: list[dict], params: QuadrantParams) -> dict:
+    """The U and L thresholds. U values must be finite: a NaN makes the quantile NaN, every `U > NaN` False, and so
+    every snapshot low-U, silently (issue 33)."""
+    for r in records:
+        if not math.isfinite(r["U"]):
+            raise InputError(f"snapshot {r.get('snapshot_id', '?')} has U = {r['U']}: the U threshold needs finite "
+                             "values (fix or relabel it)")
     if params.U_threshold is not None:
         u_cut, source = params.U_threshold, "fixed"
     else:

@@ -14,7 +14,8 @@ What can go wrong, and what happens:
   rejects) is asked again up to `retries` times, then raises `UnusableAnswer`: the caller falls back (counted,
   capped by `max_fallback_fraction`, see `teachable.teacher.FallbackTeacher`).
 - A ledger on disk beside the cache (calls, tokens, dollars; per model and server, over every run) is counted
-  against `max_calls` / `max_usd`, a hard budget.
+  against `max_calls` / `max_usd`, a hard budget. Every paid call is charged the usage its reply reports, an
+  unusable answer too.
 
 The API key is read from OPENAI_API_KEY and never written anywhere: not in the cache, the ledger, logs or messages
 (server text quoted in a message is scrubbed of it).
@@ -105,6 +106,20 @@ def permanent(err: Exception) -> bool:
         or quota_exhausted(err)
 
 
+def reported_usage(reply) -> tuple[int, int] | None:
+    """(prompt, completion) tokens a reply reports: a completion's `usage`, or for a raw response (metered before
+    its content is parsed, which may fail) the `usage` of its JSON body. None where it reports none."""
+    usage = getattr(reply, "usage", None)
+    if usage is not None:
+        return int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
+    http = getattr(reply, "http_response", None)
+    try:
+        usage = http.json()["usage"]
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    except (AttributeError, ValueError, KeyError, TypeError):
+        return None
+
+
 def action_type(valid_actions: list[str]):
     """The valid actions as a schema type: an enum, and for an open action (`search[...]`) a string pattern."""
     concrete = [a for a in valid_actions if not is_open(a)]
@@ -187,18 +202,20 @@ class OpenAITeacher:
                 f"/ teacher.max_usd to go on (the ledger is {self.ledger_path}; deleting it resets the count)")
         self.spent["calls"] += 1
         self.counts["calls"] += 1
-        completion = None
+        reply = None
         try:
-            completion = send()
-            return completion
+            reply = send()
+            return reply
         finally:
-            usage = getattr(completion, "usage", None)
-            if usage is not None:
-                usd = (usage.prompt_tokens * p.usd_per_mtok_in + usage.completion_tokens * p.usd_per_mtok_out) / 1e6
+            tokens = reported_usage(reply)
+            if tokens is not None:
+                usd = (tokens[0] * p.usd_per_mtok_in + tokens[1] * p.usd_per_mtok_out) / 1e6
                 for ledger in (self.spent, self.counts):
-                    ledger["prompt_tokens"] += usage.prompt_tokens
-                    ledger["completion_tokens"] += usage.completion_tokens
+                    ledger["prompt_tokens"] += tokens[0]
+                    ledger["completion_tokens"] += tokens[1]
                     ledger["usd"] += usd
+            elif reply is not None:
+                log.warning("teacher: %s reported no token usage for a call: counted, but not its cost", self.where)
             self._save_ledger()
 
     # --- errors that stop the stage ------------------------------------------------------------------------------
@@ -288,7 +305,11 @@ class OpenAITeacher:
                 "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]}
 
     def _call(self, request: dict, schema: type[BaseModel]) -> dict:
-        completion = self._metered(lambda: self.client.chat.completions.parse(response_format=schema, **request))
+        """One paid call. The raw reply is metered before it is parsed: parsing an unusable answer (garbage,
+        malformed JSON, an action outside the valid ones) raises, and it was once charged nothing (issue 33)."""
+        raw = self._metered(lambda: self.client.chat.completions.with_raw_response.parse(response_format=schema,
+                                                                                         **request))
+        completion = raw.parse()
         message = completion.choices[0].message
         if message.refusal or message.parsed is None:
             raise UnusableAnswer(f"refusal: {message.refusal}")

@@ -30,7 +30,7 @@ from teachable.envs import tokenizer_words
 from teachable.policy.hf import HFPolicy
 from teachable.policy.prompts import completion_text, render_prompt
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
-from teachable.core.resume import scratch_path
+from teachable.core.resume import remove_scratch, scratch_path
 from teachable.training.student.batching import LengthGroupsSFTTrainer
 from teachable.training.student.data import demonstrations
 from teachable.core.tasks import Task, make_tasks
@@ -238,7 +238,10 @@ def build_student(params: StudentParams, env: EnvParams, seed: int, out_dir: str
         out_dir = Path(out_dir)
         model.save_pretrained(out_dir)  # safetensors
         tokenizer.save_pretrained(out_dir)  # tokenizer.json + chat template
-        shutil.rmtree(checkpoints, ignore_errors=True)
+        if scratch_key is None:
+            shutil.rmtree(checkpoints, ignore_errors=True)
+        else:
+            remove_scratch(checkpoints)  # and its lock (`teachable.core.resume.hold`)
     return {
         "levels": env.levels,
         "n_examples": len(examples),
