@@ -242,7 +242,7 @@ class TrainParams(Section):
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
                                       min_length=1)
-    learning_rate: float = Field(1e-3, gt=0, le=1)
+    learning_rate: float = Field(1e-2, gt=0, le=1)
     num_train_epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(30, ge=-1, description="> 0 overrides num_train_epochs (-1: epochs)")
     batch_size: int = Field(8, ge=1)
@@ -316,7 +316,7 @@ class EvaluateParams(Section):
     retention_max: int = Field(50, ge=1, description="retention-panel tasks evaluated per model")
     n_learning_snapshots: int = Field(16, ge=0, description="learning panel: per trained adapter, up to this many "
                                                             "of its own training snapshots (0: no panel)")
-    n_learning_rollouts: int = Field(2, ge=1, le=64, description="learning panel: rollouts per snapshot")
+    n_learning_rollouts: int = Field(4, ge=1, le=64, description="learning panel: rollouts per snapshot")
     temperature: float = Field(1.0, ge=0, le=10, description="the labeling's temperature; 0 = greedy (the seeds)")
     batch_size: int = Field(64, ge=1, le=4096)
 
