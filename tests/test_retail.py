@@ -534,6 +534,35 @@ def test_truncation_scores_the_final_state():
     assert truncated and not terminated and reward == 0.0 and not info["success"]
 
 
+def _write_made(level: str, seed: int, max_steps: int = 20) -> RetailEnv:
+    """An episode the expert has played up to and including its task's write (the database is the target)."""
+    env = RetailEnv(level, max_steps=max_steps)
+    env.reset(seed)
+    while not env.done:
+        env.step(env.expert_action())
+    assert env.view.hash() == env.task.target_hash and not env.ended
+    return env
+
+
+def test_reward_only_when_the_user_ends_or_the_agent_transfers():
+    """As tau-bench: an episode the step limit truncates scores 0 even when its database is the target; one the user
+    ends (goodbye) or the agent ends (a transfer to a human) is scored."""
+    steps = _write_made("cancel", 0).step_count
+    env = _write_made("cancel", 0, max_steps=steps + 1)
+    _, reward, terminated, truncated, info = env.step(say(ASK_ORDER))  # the user is still talking
+    assert truncated and not terminated and reward == 0.0 and env.reward == 0.0 and not info["success"]
+
+    env = _write_made("cancel", 0)
+    _, reward, terminated, truncated, info = env.step(say(ASK_MORE))  # "that's all, bye"
+    assert terminated and not truncated and reward == 1.0 and info["success"]
+
+    env = _write_made("cancel", 0, max_steps=steps + 1)
+    _, reward, terminated, truncated, info = env.step(TRANSFER)  # the agent ends it, at the last step too
+    assert terminated and not truncated and reward == 1.0 and info["success"]
+    _, reward, *_ = env.step(TRANSFER)  # nothing after the end
+    assert reward == 0.0 and env.reward == 1.0
+
+
 def mixed_play(env, rng, n):
     for _ in range(n):
         if env.ended:

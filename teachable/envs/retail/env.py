@@ -18,9 +18,10 @@ options), the other variants of the product in view and the confirmed writes not
 offline student reads them in a small context.
 
 The conversation ends when the user leaves (after a goodbye or a refusal) or on a transfer to a human; it is
-truncated at max_steps. As in tau-bench, the final step earns 1.0 when the database equals the task's target (its
-ground-truth writes replayed) and every required output was said in a respond message. A state is (level, seed,
-actions), restored by replay and checked against `state_hash()`.
+truncated at max_steps. As in tau-bench, only an ended conversation is scored: its last step earns 1.0 when the
+database equals the task's target (its ground-truth calls replayed) and every required output was said in a respond
+message; a truncated one earns 0. A state is (level, seed, actions), restored by replay and checked against
+`state_hash()`.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ class RetailEnv:
         terminated = self.ended
         truncated = self.step_count >= self.max_steps and not terminated
         reward = 0.0
-        if was_live and (terminated or truncated):
+        if was_live and terminated:  # as tau-bench: scored when the user ends or on a transfer, never on truncation
             reward = self.reward = self._final_reward()
         self.observation = (self._render() if canonical is not None else
                             f"Invalid action '{action}': nothing changed. {self._render()}")
