@@ -104,10 +104,23 @@ def test_get_details(db):
 
 
 def test_transfer_and_bad_arguments(db):
+    """A wrong call reads as tau-bench's environment reports it: Python's message for its tool class, or the
+    exception a wrong argument type raises; an unknown tool is an "Unknown action"."""
     assert run(db, "transfer_to_human_agents", summary="help") == "Transfer successful"
-    assert run(db, "cancel_pending_order", order_id="#W0000001").startswith("Error")
-    assert run(db, "cancel_pending_order", order_id="#W0000001", reason="no longer needed", x=1).startswith("Error")
-    assert run(db, "no_such_tool").startswith("Error")
+    assert run(db, "cancel_pending_order", order_id="#W0000001") == \
+        "Error: CancelPendingOrder.invoke() missing 1 required positional argument: 'reason'"
+    assert run(db, "modify_pending_order_items", order_id="#W0000001") == (
+        "Error: ModifyPendingOrderItems.invoke() missing 3 required positional arguments: 'item_ids', "
+        "'new_item_ids', and 'payment_method_id'")
+    assert run(db, "find_user_id_by_name_zip", first_name="Ann") == \
+        "Error: FindUserIdByNameZip.invoke() missing 2 required positional arguments: 'last_name' and 'zip'"
+    assert run(db, "cancel_pending_order", order_id="#W0000001", reason="no longer needed", x=1) == \
+        "Error: CancelPendingOrder.invoke() got an unexpected keyword argument 'x'"
+    assert run(db, "find_user_id_by_email", email=5) == "Error: 'int' object has no attribute 'lower'"
+    assert run(db, "get_order_details", order_id=["#W0000001"]) == "Error: unhashable type: 'list'"
+    assert run(db, "return_delivered_order_items", order_id="#W0000002", item_ids=None,
+               payment_method_id="credit_card_1111111") == "Error: 'NoneType' object is not iterable"
+    assert run(db, "no_such_tool") == "Unknown action no_such_tool"
     assert db.overlay == {}
 
 
@@ -220,9 +233,16 @@ def test_tools_registry_matches_signatures():
 
     for name, tool in TOOLS.items():
         assert tuple(inspect.signature(tool.function).parameters)[1:] == tool.params, name
+    assert sorted(TOOLS) == [  # tau-bench retail's 16 tools
+        "calculate", "cancel_pending_order", "exchange_delivered_order_items", "find_user_id_by_email",
+        "find_user_id_by_name_zip", "get_order_details", "get_product_details", "get_user_details",
+        "list_all_product_types", "modify_pending_order_address", "modify_pending_order_items",
+        "modify_pending_order_payment", "modify_user_address", "return_delivered_order_items", "think",
+        "transfer_to_human_agents"]
     assert {n for n, t in TOOLS.items() if t.is_write} == {
         "cancel_pending_order", "modify_pending_order_items", "modify_pending_order_address",
-        "return_delivered_order_items", "exchange_delivered_order_items"}
+        "return_delivered_order_items", "exchange_delivered_order_items", "modify_pending_order_payment",
+        "modify_user_address"}
 
 
 # -- database ----------------------------------------------------------------------------------------------------------
@@ -647,7 +667,7 @@ def test_taubench_loader_on_fixture():
     text = (FIXTURE / "tasks_test.py").read_text()
     assert [t["user_id"] for t in parse_tasks_file(text)] == ["nina_park_7301", "omar_reyes_2214", "lena_voss_8830"]
     data = load_taubench(FIXTURE)
-    assert data.skipped == {"unsupported tool": 1} and data.n_skipped == 1
+    assert data.skipped == {"a write the scripted user cannot ask for": 1} and data.n_skipped == 1
     ret, exchange = data.tasks
     assert (ret.family, ret.identity, ret.outputs, ret.goals[0].outputs) == ("return", "email", ("24.50",), ("24.50",))
     assert ret.actions == ('return_delivered_order_items(order_id="#W7000001", item_ids=["7100000001"], '

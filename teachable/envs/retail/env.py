@@ -35,7 +35,7 @@ from pathlib import Path
 from teachable.envs.base import replay
 from teachable.envs.retail.database import DBView, generate_db
 from teachable.envs.retail.tasks import LEVELS, Goal, Task, make_task
-from teachable.envs.retail.tools import RESPOND, TOOLS, WRITE_STATUSES, call_tool, describe_write, option_text
+from teachable.envs.retail.tools import LISTED, RESPOND, TOOLS, WRITE_STATUSES, call_tool, describe_write, option_text
 from teachable.envs.retail.user import (ASK_IDENTITY, ASK_MORE, ASK_ORDER, FIXED_MESSAGES, ScriptedUser, confirm_text,
                                         tell_text)
 from teachable.envs.toolcall import format_call, parse_call
@@ -237,7 +237,7 @@ class RetailEnv:
             self.done.append(action)
             self._see_order(args["order_id"])
             if self.user_record is not None:
-                self.user_record = self.view.get("users", self.user_record["user_id"])
+                self.user_record = self.view.get("users", self.user_id)  # tau-bench's users carry no user_id
 
     def _see_order(self, order_id: str) -> None:
         order = self.view.get("orders", order_id)
@@ -556,8 +556,8 @@ class RetailEnv:
     @classmethod
     def tokenizer_words(cls) -> list[str]:
         """Strings an offline student's tokenizer keeps whole: the pieces of tool-call JSON every reply spells, the
-        tools' names and multi-word argument names, then the world's ids and words (`RetailWorld.words`)."""
-        tool_words = [w for name, tool in TOOLS.items() for w in (name, *tool.params) if "_" in w]
+        listed tools' names and multi-word argument names, then the world's ids and words (`RetailWorld.words`)."""
+        tool_words = [w for name in LISTED for w in (name, *TOOLS[name].params) if "_" in w]
         return list(dict.fromkeys([*JSON_WORDS, *tool_words, *cls.shared_world().words()]))
 
 

@@ -5,7 +5,7 @@ tasks in `<path>/tasks_test.py`, parsed with `ast` (the file is never executed o
 `Task(user_id=..., actions=[Action(name=..., kwargs={...}), ...], outputs=[...], instruction=...)`. A task whose
 actions use only the tools we implement becomes a `Task`: its writes are the scripted user's goals (items, options
 and addresses read from the database), identity by email when the instruction mentions the user's email, else by
-name + zip. The rest are skipped and counted.
+name + zip. The rest (an unknown user, a write the scripted user cannot ask for) are skipped and counted.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def load_taubench(path: str | Path) -> TauBenchData:
     skipped: dict[str, int] = {}
     for index, raw in enumerate(parse_tasks_file((path / "tasks_test.py").read_text())):
         reason = None
-        if any(name not in TOOLS for name, _ in raw["actions"]):
-            reason = "unsupported tool"
+        if any(name not in TOOLS or (TOOLS[name].is_write and name not in WRITE_KINDS) for name, _ in raw["actions"]):
+            reason = "a write the scripted user cannot ask for"
         elif raw["user_id"] not in db["users"]:
             reason = "unknown user"
         if reason is None:
