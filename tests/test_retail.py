@@ -19,8 +19,8 @@ from teachable.envs.retail.tasks import FAMILIES, LEVELS, make_task
 from teachable.envs.retail.tools import TOOLS, call_tool
 from teachable.envs.retail.user import ASK_IDENTITY, ASK_MORE, ASK_ORDER, REFUSE, confirm_text, tell_text
 from teachable.envs.toolcall import format_call, parse_call
+from tests.taubench_fixture import write_checkout
 
-FIXTURE = Path(__file__).parent / "fixtures" / "taubench_retail"
 
 
 def say(content: str) -> str:
@@ -662,13 +662,16 @@ def test_observations_are_compact_and_valid_lists_small():
     assert sorted(sizes)[len(sizes) // 2] < 600 and max(sizes) < 2000
 
 
-# -- tau-bench's files -------------------------------------------------------------------------------------------------
-def test_taubench_loader_on_fixture():
-    text = (FIXTURE / "tasks_test.py").read_text()
-    assert [t["user_id"] for t in parse_tasks_file(text)] == ["nina_park_7301", "omar_reyes_2214", "lena_voss_8830"]
-    data = load_taubench(FIXTURE)
-    assert data.skipped == {"a write the scripted user cannot ask for": 1} and data.n_skipped == 1
-    ret, exchange = data.tasks
+# -- tau-bench's files (an invented checkout in tau-bench's layout: tests/taubench_fixture.py) ----------------------
+def test_taubench_loader_on_fixture(tmp_path):
+    root = write_checkout(tmp_path)
+    text = (root / "tasks_test.py").read_text()
+    assert [t["user_id"] for t in parse_tasks_file(text)][:3] == ["nina_park_7301", "omar_reyes_2214",
+                                                                  "lena_voss_8830"]
+    data = load_taubench(root)
+    assert data.split == "test" and len(data.raw) == 7
+    assert data.skipped == {"the scripted user cannot ask for modify_user_address": 1} and data.n_skipped == 1
+    ret, exchange = data.tasks[:2]
     assert (ret.family, ret.identity, ret.outputs, ret.goals[0].outputs) == ("return", "email", ("24.50",), ("24.50",))
     assert ret.actions == ('return_delivered_order_items(order_id="#W7000001", item_ids=["7100000001"], '
                            'payment_method_id="credit_card_4402117")',)  # signature order
@@ -681,18 +684,25 @@ def test_taubench_loader_on_fixture():
         assert play_expert(env)[0]["success"]
 
 
-def test_configure_retail_switches_worlds():
+def test_configure_retail_switches_worlds(tmp_path):
+    root = write_checkout(tmp_path)
     defaults = (RetailEnv.n_users, RetailEnv.orders_per_user, RetailEnv.n_products, RetailEnv.db_seed,
-                RetailEnv.taubench_dir)
+                RetailEnv.taubench_dir, RetailEnv.task_split)
     try:
-        configure_retail(taubench_dir=FIXTURE)
+        configure_retail(taubench_dir=root)
         env = make_env("retail", "exchange")
         env.reset(0)
         assert env.task.user_id == "omar_reyes_2214" and "7300000002" in tokenizer_words("retail")
+        configure_retail(task_split="dev")
+        env = make_env("retail", "all")
+        env.reset(0)
+        assert env.task.key == "taubench:dev:0" and play_expert(env)[0]["success"]
+        with pytest.raises(ValueError, match="split"):
+            configure_retail(task_split="validation")
         configure_retail(n_users=10, orders_per_user=2, n_products=8, db_seed=5, taubench_dir="")
         env = make_env("retail", "all")
         env.reset(0)
         assert len(env.world.db["users"]) == 10 and play_expert(env)[0]["success"]
     finally:
-        configure_retail(*defaults[:4], taubench_dir=defaults[4] or "")
+        configure_retail(*defaults[:4], taubench_dir=defaults[4] or "", task_split=defaults[5])
     assert len(RetailEnv.shared_world().db["users"]) == defaults[0]

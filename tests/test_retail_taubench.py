@@ -1,15 +1,28 @@
-"""tau-bench's retail tools on a checkout in tau-bench's layout (invented, written by tests/taubench_fixture.py in
-tau-bench's file layout and field names: users keyed by id with no user_id field): every one of tau-bench's 16
-tools has its outputs, error strings and database effects."""
+"""tau-bench's retail as tau-bench lays it out: a checkout (invented, written by tests/taubench_fixture.py in
+tau-bench's file layout and field names) loads for every task split; every one of tau-bench's 16 tools has its
+outputs, error strings and database effects; each task's gold calls replayed leave the database tau-bench's tools
+leave (worked out by hand) and score 1 by tau-bench's rule; the environment plays every task it loads."""
 
 import copy
 import json
 
 import pytest
+from pydantic import ValidationError
 
-from teachable.envs.retail.database import DBView, load_db
+from teachable.core.params import RetailParams
+from teachable.envs.retail import RetailEnv, RetailWorld
+from teachable.envs.retail.database import DBView, db_json, load_db
+from teachable.envs.retail.env import TRANSFER
+from teachable.envs.retail.taubench import (SPLITS, episode_reward, gold_view, load_taubench, read_tasks,
+                                             replay_gold)
 from teachable.envs.retail.tools import call_tool
-from tests.taubench_fixture import TASKS, write_checkout
+from teachable.envs.retail.user import ASK_IDENTITY, ASK_ORDER, confirm_text
+from teachable.envs.toolcall import format_call
+from tests.taubench_fixture import TASKS, expected_db, write_checkout
+
+
+def say(content: str) -> str:
+    return format_call("respond", {"content": content})
 
 
 @pytest.fixture
@@ -34,9 +47,112 @@ def test_the_fixture_is_in_taubench_layout(checkout):
     data = load_db(checkout / "data")
     assert all("user_id" not in user for user in data["users"].values())  # tau-bench's users: keyed by id only
     assert all(order["user_id"] in data["users"] for order in data["orders"].values())
-    for split in TASKS:
+    for split in SPLITS:
         text = (checkout / f"tasks_{split}.py").read_text()
         assert text.startswith("from tau_bench.types import Task, Action") and f"TASKS_{split.upper()} = [" in text
+
+
+def test_every_split_loads(checkout):
+    expected = {"test": (7, ["return", "exchange", "cancel", "modify_items", "cancel", "none"],
+                         {"the scripted user cannot ask for modify_user_address": 1}),
+                "train": (3, ["return", "two_writes"],
+                          {"the scripted user cannot ask for modify_pending_order_payment": 1}),
+                "dev": (2, ["cancel"], {"unknown user": 1})}
+    for split, (n_raw, families, skipped) in expected.items():
+        data = load_taubench(checkout, split)
+        assert (data.split, len(data.raw), [t.family for t in data.tasks], data.skipped) == (
+            split, n_raw, families, skipped)
+        assert len(data.tasks) + data.n_skipped == len(data.raw)
+        assert all(t.key.startswith(f"taubench:{split}:") for t in data.tasks)
+    with pytest.raises(ValueError, match="split"):
+        read_tasks(checkout, "validation")
+
+
+def test_the_task_split_param_is_validated():
+    assert RetailParams().task_split == "test"
+    assert RetailParams(source="taubench", taubench_dir="x", task_split="train").task_split == "train"
+    with pytest.raises(ValidationError):
+        RetailParams(task_split="validation")
+
+
+# -- gold replay -------------------------------------------------------------------------------------------------------
+def test_gold_replay_leaves_taubench_database_and_scores_one(checkout):
+    """Each task's gold calls (reads, calculate, think, a failing write and a transfer included) leave the database
+    tau-bench's tools leave, byte for byte in canonical JSON (an item change's difference unrounded); an agent that
+    makes them and says the outputs scores 1, as in tau-bench, and one that leaves out an output scores 0."""
+    for split in SPLITS:
+        data = load_taubench(checkout, split)
+        targets = {t.key: t.target_hash for t in data.tasks}
+        for task in data.raw:
+            want = expected_db(split, task.index)
+            view = gold_view(data.db, task)
+            assert db_json(view.to_db()) == db_json(want), (split, task.index)
+            assert replay_gold(data.db, task) == 1.0, (split, task.index)
+            if f"taubench:{split}:{task.index}" in targets:
+                assert targets[f"taubench:{split}:{task.index}"] == view.hash()
+            if task.outputs:
+                assert episode_reward(data.db, task, task.actions, ["Done."]) == 0.0
+    assert sum(len(tasks) for tasks in TASKS.values()) == 12
+
+
+def test_an_episode_scores_zero_when_the_database_or_an_output_differs(checkout):
+    data = load_taubench(checkout, "test")
+    cancel = data.raw[3]  # cancel the gift-card order ("no longer needed")
+    wrong = [(n, {**k, "reason": "ordered by mistake"}) if n == "cancel_pending_order" else (n, k)
+             for n, k in cancel.actions]
+    assert episode_reward(data.db, cancel, cancel.actions, []) == 1.0  # no outputs to say
+    assert episode_reward(data.db, cancel, wrong, []) == 0.0
+    assert episode_reward(data.db, cancel, [*cancel.actions, ("think", {"thought": "done"})], []) == 1.0
+    assert episode_reward(data.db, cancel, cancel.actions[:-1], []) == 0.0  # the cancel never made
+    lamp = data.raw[6]  # reads, then a transfer: nothing after the transfer counts
+    late_write = [*lamp.actions, ("cancel_pending_order", {"order_id": "#W7000006", "reason": "no longer needed"})]
+    assert episode_reward(data.db, lamp, late_write, []) == 1.0
+    ret = data.raw[0]  # outputs ["24.50"]: said in any message, case and commas ignored
+    assert episode_reward(data.db, ret, ret.actions, ["You get $24.50 back."]) == 1.0
+    assert episode_reward(data.db, ret, ret.actions, ["You get $24.5 back."]) == 0.0
+    assert episode_reward(data.db, ret, ret.actions, []) == 0.0
+
+
+# -- the environment on tau-bench's data -------------------------------------------------------------------------------
+def play_expert(env):
+    done, info, reward = False, {}, 0.0
+    while not done:
+        action = env.expert_action()
+        assert action in env.valid_actions(), (action, env.target_hint())
+        _, reward, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+    return info, reward
+
+
+def test_the_environment_plays_every_loaded_task(checkout):
+    for split in SPLITS:
+        data = load_taubench(checkout, split)
+        world = RetailWorld(data.db, data.tasks, data.n_skipped)
+        for seed in range(len(data.tasks)):
+            env = RetailEnv("all", max_steps=30, world=world)
+            env.reset(seed)
+            assert env.task is data.tasks[seed]
+            info, reward = play_expert(env)
+            assert info["success"] and reward == 1.0, (split, seed, env.task.key)
+
+
+def test_a_write_after_the_users_details_on_taubench_users(checkout):
+    """tau-bench's user records carry no user_id: fetching the user's details and then writing (the cancel refunds
+    a gift card, so the user record changes too) reads none."""
+    data = load_taubench(checkout, "test")
+    world = RetailWorld(data.db, data.tasks)
+    env = RetailEnv("cancel", world=world)
+    env.reset(0)
+    assert env.task.key == "taubench:test:3"
+    cancel = env.task.actions[0]
+    for action in [say(ASK_IDENTITY), format_call("find_user_id_by_email", {"email": "nina.park7301@example.com"}),
+                   format_call("get_user_details", {"user_id": "nina_park_7301"}), say(ASK_ORDER),
+                   format_call("get_order_details", {"order_id": "#W7000002"}), say(confirm_text(cancel)), cancel]:
+        _, _, _, _, info = env.step(action)
+        assert info["valid"], action
+    assert env.user_record["payment_methods"]["gift_card_9910023"]["balance"] == 99.9
+    _, reward, terminated, _, _ = env.step(TRANSFER)
+    assert terminated and reward == 1.0
 
 
 # -- the tools tau-bench has beyond the scripted user's five writes ----------------------------------------------------

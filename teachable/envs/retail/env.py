@@ -34,7 +34,7 @@ from pathlib import Path
 
 from teachable.envs.base import replay
 from teachable.envs.retail.database import DBView, generate_db
-from teachable.envs.retail.tasks import LEVELS, Goal, Task, make_task
+from teachable.envs.retail.tasks import LEVELS, Goal, Task, make_task, outputs_said
 from teachable.envs.retail.tools import LISTED, RESPOND, TOOLS, WRITE_STATUSES, call_tool, describe_write, option_text
 from teachable.envs.retail.user import (ASK_IDENTITY, ASK_MORE, ASK_ORDER, FIXED_MESSAGES, ScriptedUser, confirm_text,
                                         tell_text)
@@ -71,14 +71,14 @@ class RetailWorld:
 
     @classmethod
     def shared(cls, n_users: int = 50, orders_per_user: int = 3, n_products: int = 20, db_seed: int = 0,
-               taubench_dir: str | None = None) -> RetailWorld:
-        key = (n_users, orders_per_user, n_products, db_seed, str(Path(taubench_dir).resolve()) if taubench_dir
-               else None)
+               taubench_dir: str | None = None, task_split: str = "test") -> RetailWorld:
+        key = (n_users, orders_per_user, n_products, db_seed,
+               (str(Path(taubench_dir).resolve()), task_split) if taubench_dir else None)
         if key not in cls._loaded:
             if taubench_dir:
                 from teachable.envs.retail.taubench import load_taubench
 
-                loaded = load_taubench(taubench_dir)
+                loaded = load_taubench(taubench_dir, task_split)
                 cls._loaded[key] = cls(loaded.db, loaded.tasks, loaded.n_skipped)
             else:
                 cls._loaded[key] = cls(generate_db(db_seed, n_users, orders_per_user, n_products))
@@ -132,6 +132,7 @@ class RetailEnv:
     n_products: int = 20
     db_seed: int = 0
     taubench_dir: str | None = None
+    task_split: str = "test"  # tau-bench's tasks: train | dev | test
 
     def __init__(self, level: str, max_steps: int | None = None, world: RetailWorld | None = None):
         if level not in LEVELS:
@@ -146,7 +147,8 @@ class RetailEnv:
 
     @classmethod
     def shared_world(cls) -> RetailWorld:
-        return RetailWorld.shared(cls.n_users, cls.orders_per_user, cls.n_products, cls.db_seed, cls.taubench_dir)
+        return RetailWorld.shared(cls.n_users, cls.orders_per_user, cls.n_products, cls.db_seed, cls.taubench_dir,
+                                  cls.task_split)
 
     # -- gymnasium-style API -------------------------------------------------------------------------------------
     def reset(self, seed: int) -> tuple[str, dict]:
@@ -251,9 +253,8 @@ class RetailEnv:
                 self.pms.append(pm_id)
 
     def _final_reward(self) -> float:
-        said = [s.lower().replace(",", "") for s in self.said]
-        outputs_said = all(any(o.lower() in s for s in said) for o in self.task.outputs)
-        return 1.0 if self.view.hash() == self.task.target_hash and outputs_said else 0.0
+        said = outputs_said(self.task.outputs, self.said)
+        return 1.0 if self.view.hash() == self.task.target_hash and said else 0.0
 
     # -- text ----------------------------------------------------------------------------------------------------
     def _short(self, name: str, args: dict, result: str) -> str:
@@ -582,10 +583,11 @@ def _is_amount(text: str) -> bool:
 
 
 def configure_retail(n_users: int | None = None, orders_per_user: int | None = None, n_products: int | None = None,
-                     db_seed: int | None = None, taubench_dir: str | Path | None = None) -> None:
+                     db_seed: int | None = None, taubench_dir: str | Path | None = None,
+                     task_split: str | None = None) -> None:
     """The world environments made by name use: a generated database (these sizes and seed) or, with
-    `taubench_dir` (a tau-bench checkout's tau_bench/envs/retail), tau-bench's data and test tasks. Pass
-    taubench_dir="" to go back to a generated database."""
+    `taubench_dir` (a tau-bench checkout's tau_bench/envs/retail), tau-bench's data and the tasks of `task_split`
+    (train, dev or test). Pass taubench_dir="" to go back to a generated database."""
     if n_users is not None:
         RetailEnv.n_users = int(n_users)
     if orders_per_user is not None:
@@ -596,3 +598,9 @@ def configure_retail(n_users: int | None = None, orders_per_user: int | None = N
         RetailEnv.db_seed = int(db_seed)
     if taubench_dir is not None:
         RetailEnv.taubench_dir = str(taubench_dir) or None
+    if task_split is not None:
+        from teachable.envs.retail.taubench import SPLITS
+
+        if task_split not in SPLITS:
+            raise ValueError(f"unknown tau-bench task split {task_split!r}; known: {list(SPLITS)}")
+        RetailEnv.task_split = task_split
