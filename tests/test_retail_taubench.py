@@ -168,6 +168,8 @@ def test_calculate(db):
     assert run(db, "calculate", expression="2 3") == "Error: invalid syntax (<string>, line 1)"
     assert run(db, "calculate", expression="(2)(3)") == "Error: 'int' object is not callable"
     assert run(db, "calculate", expression="9 ** 9 ** 9") == "Error: int too large to convert to float"
+    assert run(db, "calculate", expression=["1", "2"]) == "Error: eval() arg 1 must be a string, bytes or code object"
+    assert run(db, "calculate", expression=None) == "Error: 'NoneType' object is not iterable"
     assert db.overlay == {}
 
 

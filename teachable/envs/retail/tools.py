@@ -125,6 +125,8 @@ def calculate(db: DBView, expression: str) -> str:
     if not all(char in CALCULATOR_CHARS for char in expression):
         return "Error: invalid characters in expression"
     try:
+        if not isinstance(expression, str):  # e.g. a list of digit strings passes the character check
+            raise TypeError("eval() arg 1 must be a string, bytes or code object")
         with warnings.catch_warnings():  # "(2)(3)": Python warns of the missing comma while parsing
             warnings.simplefilter("ignore", SyntaxWarning)
             tree = ast.parse(expression.lstrip(" "), "<string>", "eval")  # eval drops leading spaces
