@@ -19,8 +19,8 @@ from teachable.envs.retail.tasks import FAMILIES, LEVELS, make_task
 from teachable.envs.retail.tools import TOOLS, call_tool
 from teachable.envs.retail.user import ASK_IDENTITY, ASK_MORE, ASK_ORDER, REFUSE, confirm_text, tell_text
 from teachable.envs.toolcall import format_call, parse_call
+from tests.taubench_fixture import write_checkout
 
-FIXTURE = Path(__file__).parent / "fixtures" / "taubench_retail"
 
 
 def say(content: str) -> str:
@@ -104,10 +104,23 @@ def test_get_details(db):
 
 
 def test_transfer_and_bad_arguments(db):
+    """A wrong call reads as tau-bench's environment reports it: Python's message for its tool class, or the
+    exception a wrong argument type raises; an unknown tool is an "Unknown action"."""
     assert run(db, "transfer_to_human_agents", summary="help") == "Transfer successful"
-    assert run(db, "cancel_pending_order", order_id="#W0000001").startswith("Error")
-    assert run(db, "cancel_pending_order", order_id="#W0000001", reason="no longer needed", x=1).startswith("Error")
-    assert run(db, "no_such_tool").startswith("Error")
+    assert run(db, "cancel_pending_order", order_id="#W0000001") == \
+        "Error: CancelPendingOrder.invoke() missing 1 required positional argument: 'reason'"
+    assert run(db, "modify_pending_order_items", order_id="#W0000001") == (
+        "Error: ModifyPendingOrderItems.invoke() missing 3 required positional arguments: 'item_ids', "
+        "'new_item_ids', and 'payment_method_id'")
+    assert run(db, "find_user_id_by_name_zip", first_name="Ann") == \
+        "Error: FindUserIdByNameZip.invoke() missing 2 required positional arguments: 'last_name' and 'zip'"
+    assert run(db, "cancel_pending_order", order_id="#W0000001", reason="no longer needed", x=1) == \
+        "Error: CancelPendingOrder.invoke() got an unexpected keyword argument 'x'"
+    assert run(db, "find_user_id_by_email", email=5) == "Error: 'int' object has no attribute 'lower'"
+    assert run(db, "get_order_details", order_id=["#W0000001"]) == "Error: unhashable type: 'list'"
+    assert run(db, "return_delivered_order_items", order_id="#W0000002", item_ids=None,
+               payment_method_id="credit_card_1111111") == "Error: 'NoneType' object is not iterable"
+    assert run(db, "no_such_tool") == "Unknown action no_such_tool"
     assert db.overlay == {}
 
 
@@ -220,9 +233,16 @@ def test_tools_registry_matches_signatures():
 
     for name, tool in TOOLS.items():
         assert tuple(inspect.signature(tool.function).parameters)[1:] == tool.params, name
+    assert sorted(TOOLS) == [  # tau-bench retail's 16 tools
+        "calculate", "cancel_pending_order", "exchange_delivered_order_items", "find_user_id_by_email",
+        "find_user_id_by_name_zip", "get_order_details", "get_product_details", "get_user_details",
+        "list_all_product_types", "modify_pending_order_address", "modify_pending_order_items",
+        "modify_pending_order_payment", "modify_user_address", "return_delivered_order_items", "think",
+        "transfer_to_human_agents"]
     assert {n for n, t in TOOLS.items() if t.is_write} == {
         "cancel_pending_order", "modify_pending_order_items", "modify_pending_order_address",
-        "return_delivered_order_items", "exchange_delivered_order_items"}
+        "return_delivered_order_items", "exchange_delivered_order_items", "modify_pending_order_payment",
+        "modify_user_address"}
 
 
 # -- database ----------------------------------------------------------------------------------------------------------
@@ -534,6 +554,35 @@ def test_truncation_scores_the_final_state():
     assert truncated and not terminated and reward == 0.0 and not info["success"]
 
 
+def _write_made(level: str, seed: int, max_steps: int = 20) -> RetailEnv:
+    """An episode the expert has played up to and including its task's write (the database is the target)."""
+    env = RetailEnv(level, max_steps=max_steps)
+    env.reset(seed)
+    while not env.done:
+        env.step(env.expert_action())
+    assert env.view.hash() == env.task.target_hash and not env.ended
+    return env
+
+
+def test_reward_only_when_the_user_ends_or_the_agent_transfers():
+    """As tau-bench: an episode the step limit truncates scores 0 even when its database is the target; one the user
+    ends (goodbye) or the agent ends (a transfer to a human) is scored."""
+    steps = _write_made("cancel", 0).step_count
+    env = _write_made("cancel", 0, max_steps=steps + 1)
+    _, reward, terminated, truncated, info = env.step(say(ASK_ORDER))  # the user is still talking
+    assert truncated and not terminated and reward == 0.0 and env.reward == 0.0 and not info["success"]
+
+    env = _write_made("cancel", 0)
+    _, reward, terminated, truncated, info = env.step(say(ASK_MORE))  # "that's all, bye"
+    assert terminated and not truncated and reward == 1.0 and info["success"]
+
+    env = _write_made("cancel", 0, max_steps=steps + 1)
+    _, reward, terminated, truncated, info = env.step(TRANSFER)  # the agent ends it, at the last step too
+    assert terminated and not truncated and reward == 1.0 and info["success"]
+    _, reward, *_ = env.step(TRANSFER)  # nothing after the end
+    assert reward == 0.0 and env.reward == 1.0
+
+
 def mixed_play(env, rng, n):
     for _ in range(n):
         if env.ended:
@@ -613,13 +662,16 @@ def test_observations_are_compact_and_valid_lists_small():
     assert sorted(sizes)[len(sizes) // 2] < 600 and max(sizes) < 2000
 
 
-# -- tau-bench's files -------------------------------------------------------------------------------------------------
-def test_taubench_loader_on_fixture():
-    text = (FIXTURE / "tasks_test.py").read_text()
-    assert [t["user_id"] for t in parse_tasks_file(text)] == ["nina_park_7301", "omar_reyes_2214", "lena_voss_8830"]
-    data = load_taubench(FIXTURE)
-    assert data.skipped == {"unsupported tool": 1} and data.n_skipped == 1
-    ret, exchange = data.tasks
+# -- tau-bench's files (an invented checkout in tau-bench's layout: tests/taubench_fixture.py) ----------------------
+def test_taubench_loader_on_fixture(tmp_path):
+    root = write_checkout(tmp_path)
+    text = (root / "tasks_test.py").read_text()
+    assert [t["user_id"] for t in parse_tasks_file(text)][:3] == ["nina_park_7301", "omar_reyes_2214",
+                                                                  "lena_voss_8830"]
+    data = load_taubench(root)
+    assert data.split == "test" and len(data.raw) == 7
+    assert data.skipped == {"the scripted user cannot ask for modify_user_address": 1} and data.n_skipped == 1
+    ret, exchange = data.tasks[:2]
     assert (ret.family, ret.identity, ret.outputs, ret.goals[0].outputs) == ("return", "email", ("24.50",), ("24.50",))
     assert ret.actions == ('return_delivered_order_items(order_id="#W7000001", item_ids=["7100000001"], '
                            'payment_method_id="credit_card_4402117")',)  # signature order
@@ -632,18 +684,25 @@ def test_taubench_loader_on_fixture():
         assert play_expert(env)[0]["success"]
 
 
-def test_configure_retail_switches_worlds():
+def test_configure_retail_switches_worlds(tmp_path):
+    root = write_checkout(tmp_path)
     defaults = (RetailEnv.n_users, RetailEnv.orders_per_user, RetailEnv.n_products, RetailEnv.db_seed,
-                RetailEnv.taubench_dir)
+                RetailEnv.taubench_dir, RetailEnv.task_split)
     try:
-        configure_retail(taubench_dir=FIXTURE)
+        configure_retail(taubench_dir=root)
         env = make_env("retail", "exchange")
         env.reset(0)
         assert env.task.user_id == "omar_reyes_2214" and "7300000002" in tokenizer_words("retail")
+        configure_retail(task_split="dev")
+        env = make_env("retail", "all")
+        env.reset(0)
+        assert env.task.key == "taubench:dev:0" and play_expert(env)[0]["success"]
+        with pytest.raises(ValueError, match="split"):
+            configure_retail(task_split="validation")
         configure_retail(n_users=10, orders_per_user=2, n_products=8, db_seed=5, taubench_dir="")
         env = make_env("retail", "all")
         env.reset(0)
         assert len(env.world.db["users"]) == 10 and play_expert(env)[0]["success"]
     finally:
-        configure_retail(*defaults[:4], taubench_dir=defaults[4] or "")
+        configure_retail(*defaults[:4], taubench_dir=defaults[4] or "", task_split=defaults[5])
     assert len(RetailEnv.shared_world().db["users"]) == defaults[0]

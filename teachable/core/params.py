@@ -66,6 +66,8 @@ class RetailParams(Section):
     n_products: int = Field(20, ge=2, le=10_000)
     db_seed: int = Field(0, ge=0, description="generated database seed")
     taubench_dir: str | None = Field(None, description="source taubench: path to tau_bench/envs/retail")
+    task_split: Literal["train", "dev", "test"] = Field("test", description="source taubench: tau-bench's task "
+                                                                           "split (tasks_<split>.py)")
 
     @model_validator(mode="after")
     def _taubench_needs_dir(self) -> RetailParams:

@@ -18,9 +18,10 @@ options), the other variants of the product in view and the confirmed writes not
 offline student reads them in a small context.
 
 The conversation ends when the user leaves (after a goodbye or a refusal) or on a transfer to a human; it is
-truncated at max_steps. As in tau-bench, the final step earns 1.0 when the database equals the task's target (its
-ground-truth writes replayed) and every required output was said in a respond message. A state is (level, seed,
-actions), restored by replay and checked against `state_hash()`.
+truncated at max_steps. As in tau-bench, only an ended conversation is scored: its last step earns 1.0 when the
+database equals the task's target (its ground-truth calls replayed) and every required output was said in a respond
+message; a truncated one earns 0. A state is (level, seed, actions), restored by replay and checked against
+`state_hash()`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from pathlib import Path
 
 from teachable.envs.base import replay
 from teachable.envs.retail.database import DBView, generate_db
-from teachable.envs.retail.tasks import LEVELS, Goal, Task, make_task
-from teachable.envs.retail.tools import RESPOND, TOOLS, WRITE_STATUSES, call_tool, describe_write, option_text
+from teachable.envs.retail.tasks import LEVELS, Goal, Task, make_task, outputs_said
+from teachable.envs.retail.tools import LISTED, RESPOND, TOOLS, WRITE_STATUSES, call_tool, describe_write, option_text
 from teachable.envs.retail.user import (ASK_IDENTITY, ASK_MORE, ASK_ORDER, FIXED_MESSAGES, ScriptedUser, confirm_text,
                                         tell_text)
 from teachable.envs.toolcall import format_call, parse_call
@@ -70,14 +71,14 @@ class RetailWorld:
 
     @classmethod
     def shared(cls, n_users: int = 50, orders_per_user: int = 3, n_products: int = 20, db_seed: int = 0,
-               taubench_dir: str | None = None) -> RetailWorld:
-        key = (n_users, orders_per_user, n_products, db_seed, str(Path(taubench_dir).resolve()) if taubench_dir
-               else None)
+               taubench_dir: str | None = None, task_split: str = "test") -> RetailWorld:
+        key = (n_users, orders_per_user, n_products, db_seed,
+               (str(Path(taubench_dir).resolve()), task_split) if taubench_dir else None)
         if key not in cls._loaded:
             if taubench_dir:
                 from teachable.envs.retail.taubench import load_taubench
 
-                loaded = load_taubench(taubench_dir)
+                loaded = load_taubench(taubench_dir, task_split)
                 cls._loaded[key] = cls(loaded.db, loaded.tasks, loaded.n_skipped)
             else:
                 cls._loaded[key] = cls(generate_db(db_seed, n_users, orders_per_user, n_products))
@@ -131,6 +132,7 @@ class RetailEnv:
     n_products: int = 20
     db_seed: int = 0
     taubench_dir: str | None = None
+    task_split: str = "test"  # tau-bench's tasks: train | dev | test
 
     def __init__(self, level: str, max_steps: int | None = None, world: RetailWorld | None = None):
         if level not in LEVELS:
@@ -145,7 +147,8 @@ class RetailEnv:
 
     @classmethod
     def shared_world(cls) -> RetailWorld:
-        return RetailWorld.shared(cls.n_users, cls.orders_per_user, cls.n_products, cls.db_seed, cls.taubench_dir)
+        return RetailWorld.shared(cls.n_users, cls.orders_per_user, cls.n_products, cls.db_seed, cls.taubench_dir,
+                                  cls.task_split)
 
     # -- gymnasium-style API -------------------------------------------------------------------------------------
     def reset(self, seed: int) -> tuple[str, dict]:
@@ -187,7 +190,7 @@ class RetailEnv:
         terminated = self.ended
         truncated = self.step_count >= self.max_steps and not terminated
         reward = 0.0
-        if was_live and (terminated or truncated):
+        if was_live and terminated:  # as tau-bench: scored when the user ends or on a transfer, never on truncation
             reward = self.reward = self._final_reward()
         self.observation = (self._render() if canonical is not None else
                             f"Invalid action '{action}': nothing changed. {self._render()}")
@@ -236,7 +239,7 @@ class RetailEnv:
             self.done.append(action)
             self._see_order(args["order_id"])
             if self.user_record is not None:
-                self.user_record = self.view.get("users", self.user_record["user_id"])
+                self.user_record = self.view.get("users", self.user_id)  # tau-bench's users carry no user_id
 
     def _see_order(self, order_id: str) -> None:
         order = self.view.get("orders", order_id)
@@ -250,9 +253,8 @@ class RetailEnv:
                 self.pms.append(pm_id)
 
     def _final_reward(self) -> float:
-        said = [s.lower().replace(",", "") for s in self.said]
-        outputs_said = all(any(o.lower() in s for s in said) for o in self.task.outputs)
-        return 1.0 if self.view.hash() == self.task.target_hash and outputs_said else 0.0
+        said = outputs_said(self.task.outputs, self.said)
+        return 1.0 if self.view.hash() == self.task.target_hash and said else 0.0
 
     # -- text ----------------------------------------------------------------------------------------------------
     def _short(self, name: str, args: dict, result: str) -> str:
@@ -555,8 +557,8 @@ class RetailEnv:
     @classmethod
     def tokenizer_words(cls) -> list[str]:
         """Strings an offline student's tokenizer keeps whole: the pieces of tool-call JSON every reply spells, the
-        tools' names and multi-word argument names, then the world's ids and words (`RetailWorld.words`)."""
-        tool_words = [w for name, tool in TOOLS.items() for w in (name, *tool.params) if "_" in w]
+        listed tools' names and multi-word argument names, then the world's ids and words (`RetailWorld.words`)."""
+        tool_words = [w for name in LISTED for w in (name, *TOOLS[name].params) if "_" in w]
         return list(dict.fromkeys([*JSON_WORDS, *tool_words, *cls.shared_world().words()]))
 
 
@@ -581,10 +583,11 @@ def _is_amount(text: str) -> bool:
 
 
 def configure_retail(n_users: int | None = None, orders_per_user: int | None = None, n_products: int | None = None,
-                     db_seed: int | None = None, taubench_dir: str | Path | None = None) -> None:
+                     db_seed: int | None = None, taubench_dir: str | Path | None = None,
+                     task_split: str | None = None) -> None:
     """The world environments made by name use: a generated database (these sizes and seed) or, with
-    `taubench_dir` (a tau-bench checkout's tau_bench/envs/retail), tau-bench's data and test tasks. Pass
-    taubench_dir="" to go back to a generated database."""
+    `taubench_dir` (a tau-bench checkout's tau_bench/envs/retail), tau-bench's data and the tasks of `task_split`
+    (train, dev or test). Pass taubench_dir="" to go back to a generated database."""
     if n_users is not None:
         RetailEnv.n_users = int(n_users)
     if orders_per_user is not None:
@@ -595,3 +598,9 @@ def configure_retail(n_users: int | None = None, orders_per_user: int | None = N
         RetailEnv.db_seed = int(db_seed)
     if taubench_dir is not None:
         RetailEnv.taubench_dir = str(taubench_dir) or None
+    if task_split is not None:
+        from teachable.envs.retail.taubench import SPLITS
+
+        if task_split not in SPLITS:
+            raise ValueError(f"unknown tau-bench task split {task_split!r}; known: {list(SPLITS)}")
+        RetailEnv.task_split = task_split

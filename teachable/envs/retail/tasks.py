@@ -114,6 +114,13 @@ def goal_from_write(db: DBView, name: str, args: dict, named_item: str | None = 
                 outputs=tuple(outputs))
 
 
+def outputs_said(outputs, said) -> bool:
+    """tau-bench's output check: every required output, lower-cased, is inside some message the agent said,
+    lower-cased with its commas removed."""
+    texts = [s.lower().replace(",", "") for s in said]
+    return all(any(o.lower() in t for t in texts) for o in outputs)
+
+
 def replay_hash(base: dict, actions) -> str | None:
     """The database hash after running the writes on a fresh view, or None when one of them fails."""
     from teachable.envs.toolcall import parse_call

@@ -1,11 +1,17 @@
-"""tau-bench's own retail data and test tasks, for users with a tau-bench checkout.
+"""tau-bench's own retail data and tasks, for users with a tau-bench checkout.
 
-`load_taubench(path)` reads `<path>/data/{users,orders,products}.json` (the same schema our database uses) and the
-tasks in `<path>/tasks_test.py`, parsed with `ast` (the file is never executed or imported): each
-`Task(user_id=..., actions=[Action(name=..., kwargs={...}), ...], outputs=[...], instruction=...)`. A task whose
-actions use only the tools we implement becomes a `Task`: its writes are the scripted user's goals (items, options
-and addresses read from the database), identity by email when the instruction mentions the user's email, else by
-name + zip. The rest are skipped and counted.
+`load_taubench(path, split)` reads `<path>/data/{users,orders,products}.json` as tau-bench lays them out (users and
+orders keyed by id; a user record has no `user_id` field, an order has one) and the tasks of one split,
+`<path>/tasks_{train,dev,test}.py`, parsed with `ast` (the file is never executed or imported): each
+`Task(user_id=..., instruction=..., actions=[Action(name=..., kwargs={...}), ...], outputs=[...])`.
+
+Every task is kept as written (`TauTask`); `episode_reward` scores an agent's calls and messages on one by
+tau-bench's rule, and `replay_gold` an agent that makes its gold calls and says its outputs. A task becomes an
+environment `Task` when the scripted user can play it: its target is the database after all its gold calls (a gold
+write that fails changes nothing there, as in tau-bench), its goals are the gold writes that succeed, worded by the
+user (items, options and addresses read from the database), identity by email when the instruction mentions the
+user's email, else by name + zip. The rest are skipped and counted by reason: an unknown user, or a write the
+scripted user cannot ask for.
 """
 
 from __future__ import annotations
@@ -17,14 +23,29 @@ from pathlib import Path
 from typing import NamedTuple
 
 from teachable.envs.retail.database import DBView, load_db
-from teachable.envs.retail.tasks import Task, goal_from_write, opening_request, replay_hash
-from teachable.envs.retail.tools import TOOLS, WRITE_KINDS, ordered_args
+from teachable.envs.retail.tasks import Task, goal_from_write, opening_request, outputs_said
+from teachable.envs.retail.tools import TOOLS, WRITE_KINDS, call_tool, ordered_args
+
+SPLITS = ("train", "dev", "test")
+TERMINATING = ("transfer_to_human_agents",)  # tau-bench's terminate tools: they end the episode, replays skip them
+
+
+class TauTask(NamedTuple):
+    """One task of a tau-bench tasks file, as written there."""
+
+    index: int
+    user_id: str | None
+    instruction: str
+    actions: tuple[tuple[str, dict], ...]  # (tool name, kwargs) in the file's order
+    outputs: tuple[str, ...]
 
 
 class TauBenchData(NamedTuple):
     db: dict
-    tasks: list[Task]
+    tasks: list[Task]  # the ones the environment plays
     skipped: dict[str, int]  # reason -> number of tasks
+    split: str = "test"
+    raw: tuple[TauTask, ...] = ()  # every task of the split
 
     @property
     def n_skipped(self) -> int:
@@ -70,39 +91,92 @@ def _task_calls(node: ast.AST):
             yield from _task_calls(child)
 
 
-def load_taubench(path: str | Path) -> TauBenchData:
-    path = Path(path)
-    db = load_db(path / "data")
+def read_tasks(path: str | Path, split: str = "test") -> tuple[TauTask, ...]:
+    """The tasks of one split of a checkout's `tau_bench/envs/retail` (tasks_train.py, tasks_dev.py, tasks_test.py)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown tau-bench task split {split!r}; known: {list(SPLITS)}")
+    parsed = parse_tasks_file((Path(path) / f"tasks_{split}.py").read_text())
+    return tuple(TauTask(i, t["user_id"], t["instruction"], tuple((n, dict(k)) for n, k in t["actions"]),
+                         tuple(t["outputs"])) for i, t in enumerate(parsed))
+
+
+def gold_view(db: dict, task: TauTask) -> DBView:
+    """The database tau-bench scores against: the task's gold calls run on a fresh copy, terminate tools skipped and
+    failures kept (they change nothing)."""
     view = DBView(db)
+    for name, kwargs in task.actions:
+        if name not in TERMINATING:
+            call_tool(view, name, kwargs)
+    return view
+
+
+def episode_reward(db: dict, task: TauTask, calls, said) -> float:
+    """tau-bench's reward for an agent's episode on the task: its tool calls [(name, kwargs)] run in order on a
+    fresh copy until a transfer to a human ends it; 1 when that database equals `gold_view`'s and every output is
+    in some message it said (`outputs_said`), else 0."""
+    view = DBView(db)
+    for name, kwargs in calls:
+        if name in TERMINATING:
+            break
+        call_tool(view, name, kwargs)
+    return 1.0 if view.hash() == gold_view(db, task).hash() and outputs_said(task.outputs, said) else 0.0
+
+
+def replay_gold(db: dict, task: TauTask) -> float:
+    """`episode_reward` of an agent that makes the task's gold calls and says every output in one message."""
+    return episode_reward(db, task, task.actions, ["The outputs: " + "; ".join(task.outputs)])
+
+
+def _skip_reason(db: dict, task: TauTask) -> str | None:
+    if task.user_id not in db["users"]:
+        return "unknown user"
+    unknown = next((name for name, _ in task.actions if name not in TOOLS), None)
+    return f"unknown tool {unknown}" if unknown else None
+
+
+def _as_env_task(db: dict, task: TauTask, split: str) -> Task | str:
+    """The environment's Task for a tau-bench task, or why the scripted user cannot play it."""
+    reason = _skip_reason(db, task)
+    if reason:
+        return reason
+    view, goals = DBView(db), []
+    for name, kwargs in task.actions:
+        if name in TERMINATING:
+            continue
+        args = ordered_args(name, kwargs)
+        before = view.copy()
+        if call_tool(view, name, args).startswith("Error") or not TOOLS[name].is_write:
+            continue
+        if name not in WRITE_KINDS:
+            return f"the scripted user cannot ask for {name}"
+        try:
+            goal = goal_from_write(before, name, args)
+        except (KeyError, IndexError, TypeError):
+            return "bad arguments"
+        # a return's refund amount is the goal's output only when the task asks for it
+        goals.append(replace(goal, outputs=tuple(o for o in goal.outputs if o in task.outputs)))
+    user = db["users"][task.user_id]
+    identity = "email" if user["email"].lower() in task.instruction.lower() else "name_zip"
+    family = "none" if not goals else WRITE_KINDS[goals[0].name] if len(goals) == 1 else "two_writes"
+    rng = random.Random(f"retail-taubench:{split}:{task.index}")
+    request = opening_request(tuple(goals), rng) if goals else "Hi, I have a question about my account."
+    return Task(key=f"taubench:{split}:{task.index}", family=family, user_id=task.user_id, identity=identity,
+                goals=tuple(goals), request=request, outputs=task.outputs, target_hash=view.hash(),
+                instruction=task.instruction)
+
+
+def load_taubench(path: str | Path, split: str = "test") -> TauBenchData:
+    """A checkout's database and one split's tasks: every task as written, and those the environment plays."""
+    path = Path(path)
+    raw = read_tasks(path, split)
+    db = load_db(path / "data")
     tasks: list[Task] = []
     skipped: dict[str, int] = {}
-    for index, raw in enumerate(parse_tasks_file((path / "tasks_test.py").read_text())):
-        reason = None
-        if any(name not in TOOLS for name, _ in raw["actions"]):
-            reason = "unsupported tool"
-        elif raw["user_id"] not in db["users"]:
-            reason = "unknown user"
-        if reason is None:
-            writes = [(name, ordered_args(name, kwargs)) for name, kwargs in raw["actions"] if TOOLS[name].is_write]
-            try:
-                goals = tuple(goal_from_write(view, name, args) for name, args in writes)
-                # a return's refund amount is the goal's output only when the task asks for it
-                goals = tuple(replace(g, outputs=tuple(o for o in g.outputs if o in raw["outputs"])) for g in goals)
-            except (KeyError, IndexError, TypeError):
-                goals, reason = (), "bad arguments"
-        if reason is None:
-            target = replay_hash(db, [g.action for g in goals])
-            if target is None:
-                reason = "a ground-truth write fails"
-        if reason is not None:
-            skipped[reason] = skipped.get(reason, 0) + 1
-            continue
-        user = db["users"][raw["user_id"]]
-        identity = "email" if user["email"].lower() in raw["instruction"].lower() else "name_zip"
-        family = ("none" if not goals else WRITE_KINDS[goals[0].name] if len(goals) == 1 else "two_writes")
-        rng = random.Random(f"retail-taubench:{index}")
-        request = opening_request(goals, rng) if goals else "Hi, I have a question about my account."
-        tasks.append(Task(key=f"taubench:{index}", family=family, user_id=raw["user_id"], identity=identity,
-                          goals=goals, request=request, outputs=tuple(raw["outputs"]), target_hash=target,
-                          instruction=raw["instruction"]))
-    return TauBenchData(db, tasks, skipped)
+    for task in raw:
+        made = _as_env_task(db, task, split)
+        if isinstance(made, str):
+            skipped[made] = skipped.get(made, 0) + 1
+        else:
+            tasks.append(made)
+    return TauBenchData(db, tasks, skipped, split, raw)
+
