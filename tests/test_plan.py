@@ -279,7 +279,8 @@ def test_gates_flip_from_needs_n_to_decidable(params_file):
 def test_seeds_preset_matches_the_seeds_counts_and_passes_its_checks(params_file):
     params = planner.load(params_file, preset="seeds")
     assert params.rollouts.n_tasks == 1000 and params.student.base_model == "models/Qwen3-8B"
-    assert params.train.max_steps == 7  # the file's own keys the preset leaves alone stay
+    assert params.train.max_steps == -1 and params.train.num_train_epochs == 3  # the seeds' recipe: 3 epochs
+    assert params.train.formats == ["demo", "hint"]  # the file's own keys the preset leaves alone stay
     for engine in flops.ENGINES:
         out = planner.plan(planner.load(ROOT / "params.yaml", preset="seeds"), "h100", engine, preset="seeds")
         assert out["warnings"] == []  # teacher calls within max_calls, dollars within max_usd

@@ -48,7 +48,8 @@ ITEM_VARIANCE, BETWEEN_SHARE = 0.25, 0.8
 # + 2 expert rollouts a state; 20,000 CPT episodes: 5 conditions x 2), so label.max_snapshots 2000 of the mined ones.
 # A state's 19 episodes cannot be matched exactly here (the student and forced arms are paired, so they are equal
 # and even): 6 student (the first 2 are CPT's base) + 6 forced + 1 expert (deterministic) + 4 CPT arms x 2 = 21.
-# n_validation_rollouts 3 -> 4 (even); 1B's re-measured CPT arm at the validation's 4.
+# n_validation_rollouts 3 -> 4 (even); 1B's re-measured CPT arm at the validation's 4. Training: their recipe,
+# 3 epochs (not params.yaml's fixed step count).
 SEEDS = {
     "env": {"name": "shop", "levels": ["all"], "max_steps": 15},
     "student": {"base_model": "models/Qwen3-8B"},
@@ -58,7 +59,8 @@ SEEDS = {
     "label": {"round_size": 6, "max_rollouts": 6, "cpt_rollouts": 2, "horizon": None, "max_snapshots": 2000},
     "micro_train": {"n_per_quadrant": 50, "n_steps": 2, "learning_rate": 1e-3, "n_cpt_rollouts": 4,
                     "n_validation_rollouts": 4},
-    "train": {"lora_r": 16, "num_train_epochs": 3, "batch_size": 8, "learning_rate": 2e-5, "n_seeds": 1},
+    "train": {"lora_r": 16, "num_train_epochs": 3, "max_steps": -1, "batch_size": 8, "learning_rate": 2e-5,
+              "n_seeds": 1},  # 3 epochs: max_steps -1 lets the epochs count
     "evaluate": {"n_tasks": 200, "n_snapshots_per_quadrant": 100, "temperature": 0.0},
     "select": {"budget": 500},
 }
