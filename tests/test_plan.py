@@ -292,3 +292,19 @@ def test_seeds_preset_matches_the_seeds_counts_and_passes_its_checks(params_file
         assert "16-27 GPU-hours" in text and "~80,000 episodes" in text and "Counts against the seeds'" in text
     over = planner.load(params_file, ["rollouts.n_tasks=5"], preset="seeds")
     assert over.rollouts.n_tasks == 5  # -S applies after the preset
+
+
+def test_a_qwen_student_is_counted_in_qwen3s_vocabulary(params_file, tmp_path):
+    """benchmarks/qwen_tokens.py measured the env's states in Qwen3's tokens; a Qwen student (by name or by its
+    config.json's model_type) is priced on those, the offline student on its own."""
+    qwen = planner.load(params_file, ["student.base_model=models/Qwen3-8B", "env.name=shop"])
+    assert planner.vocabulary(qwen) == "qwen3"
+    measured = json.loads(planner.THROUGHPUT.read_text())["env_tokens"]["shop"]["qwen3"]
+    assert measured["measured"] and planner.student_tokens(qwen)["prompt"] == measured["prompt"]
+    rows = {r["stage"]: r for r in planner.workload(qwen)}
+    assert rows["rollouts"]["prompt_tokens"] == rows["rollouts"]["calls"] * measured["prompt"]
+    assert planner.vocabulary(planner.load(params_file)) == "offline"
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"model_type": "qwen3"}))
+    assert planner.vocabulary(planner.load(params_file, [f"student.base_model={tmp_path / 'm'}"])) == "qwen3"
+    assert "qwen3 vocabulary" in planner.to_text(planner.plan(qwen, "h100", "sglang"))

@@ -125,7 +125,7 @@ def lora_steps(records: float, t, runs: int = 1) -> int:
 def workload(p: Params, path: Path = THROUGHPUT) -> list[dict]:
     """One row per stage: episodes, policy calls (states scored or generated), tokens, training steps and records,
     LoRA runs, teacher calls and dollars, and what the hours need (`mode`, `batch`, `processes`)."""
-    s, t, tok, e = sizes(p), p.train, env_tokens(p.env.name, path), p.evaluate
+    s, t, tok, e = sizes(p), p.train, student_tokens(p, path), p.evaluate
     steps, horizon, q = p.env.max_steps, p.label.horizon or p.env.max_steps, len(QUADRANTS)
     record = tok["prompt"] + tok["candidate_tokens"]  # a training record: prompt + target action
     per_step = t.batch_size * t.gradient_accumulation_steps * (2 if t.method == "dpo" else 1)  # sequences a step
@@ -190,11 +190,28 @@ def workload(p: Params, path: Path = THROUGHPUT) -> list[dict]:
     return rows
 
 
-def env_tokens(name: str, path: Path = THROUGHPUT) -> dict:
-    """Tokens per state for an environment (prompt, candidates, tokens a candidate, a generated reply), as measured
-    or assumed in benchmarks/throughput.json, each figure's source beside it there."""
+def env_tokens(name: str, path: Path = THROUGHPUT, vocabulary: str = "offline") -> dict:
+    """Tokens per state for an environment (prompt, candidates, tokens a candidate, a generated reply) in the offline
+    student's vocabulary or in Qwen3's (`qwen3`, measured by benchmarks/qwen_tokens.py), from
+    benchmarks/throughput.json, each figure's source beside it there."""
     found = json.loads(Path(path).read_text())["env_tokens"][name]
+    found = found.get(vocabulary, found) if vocabulary != "offline" else found
     return {k: found[k] for k in ("prompt", "candidates", "candidate_tokens", "reply")}
+
+
+def vocabulary(p: Params) -> str:
+    """The vocabulary the student's states are counted in: Qwen3's for a Qwen student (its name, or its
+    config.json's model_type), else the offline student's."""
+    if p.student.base_model is None:
+        return "offline"
+    path = Path(p.student.base_model)
+    config = path / "config.json"
+    kind = json.loads(config.read_text()).get("model_type", "") if config.is_file() else path.name
+    return "qwen3" if str(kind).lower().startswith("qwen") else "offline"
+
+
+def student_tokens(p: Params, path: Path = THROUGHPUT) -> dict:
+    return env_tokens(p.env.name, path, vocabulary(p))
 
 
 def _fractions(path: Path = THROUGHPUT) -> dict:
@@ -268,7 +285,7 @@ def hours(p: Params, rows: list[dict], device: str, backend: str, path: Path = T
     prof, frac, fig = data["profiles"][device], _fractions(path), Figures(corner)
     shape, shape_source = student_shape(p, data)
     offline = Shape.from_config(prof.get("offline_student", data["profiles"]["cpu-2core"]["offline_student"])["config"])
-    tok, t = env_tokens(p.env.name, path), p.train
+    tok, t = student_tokens(p, path), p.train
     P, n, c, reply = tok["prompt"], tok["candidates"], tok["candidate_tokens"], tok["reply"]
     record, lora_m = P + c, shape.lora_params(t.lora_r, t.target_modules)
     per_record = flops.lora_flops(shape, 1, record, c, lora_m)
@@ -474,7 +491,7 @@ def plan(p: Params, device: str = "cpu-2core", backend: str = "hf", preset: str 
     out = {"params": {"env": p.env.name, "student": p.student.base_model or "offline student",
                       "teacher": p.teacher.model if p.teacher.name == "openai" else "oracle"},
            "sizes": sizes(p), "profile": profile, "stages": rows, "totals": totals, "warnings": warnings,
-           "gates": gates(p), "assumptions": {"env_tokens": env_tokens(p.env.name, path), "teacher_tokens_in":
+           "gates": gates(p), "assumptions": {"env_tokens": student_tokens(p, path), "vocabulary": vocabulary(p), "teacher_tokens_in":
                                               TEACHER_IN, "teacher_tokens_out": TEACHER_OUT,
                                               "item_variance": ITEM_VARIANCE, "between_share": BETWEEN_SHARE}}
     if preset == "seeds":
@@ -579,6 +596,7 @@ def to_text(out: dict) -> str:
               f"{a['between_share']:.0%} of it the item's):", gates_table.to_string(index=False),
               "4 predictor gates: not planned (teachable/gates/predictor.py extrapolates no n: cluster bootstrap "
               "over tasks)",
-              f"Assumed per state: {a['env_tokens']}; teacher {a['teacher_tokens_in']} + prompt tokens in, "
+              f"Tokens per state ({a['vocabulary']} vocabulary; benchmarks/throughput.json env_tokens): "
+              f"{a['env_tokens']}; teacher {a['teacher_tokens_in']} + prompt tokens in, "
               f"{a['teacher_tokens_out']} out per call."]
     return "\n\n".join(parts) + "\n"
