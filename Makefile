@@ -67,7 +67,7 @@ bench: setup
 	$(BIN)/python benchmarks/rollouts.py
 
 # What the params cost per stage (episodes, calls, tokens, steps, teacher dollars, hours) and whether the gates are
-# decidable; nothing runs. E.g. make plan PLAN_ARGS="--preset seeds-full --device h100 --backend vllm"
+# decidable; nothing runs. E.g. make plan PLAN_ARGS="--preset seeds --device h100 --backend sglang"
 PLAN_ARGS ?=
 plan: setup
 	$(BIN)/python -m teachable plan $(PLAN_ARGS)

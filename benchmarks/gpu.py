@@ -19,19 +19,12 @@ it on a GPU (bf16 weights, bf16 autocast, fp32 adapters, loss on the completion,
 
 MFU = model FLOPs / seconds / peak bf16 dense FLOP/s (H100 SXM and H200: 989 TFLOP/s; H100 PCIe 756, H100 NVL 835;
 other devices and the CPU: a measured large bf16 / fp32 matmul, `--peak-tflops` to set it). FLOPs are those of the
-tokens that must be computed. With N the decoder layers' weight matrices (embedding, lm_head, norms excluded), L layers,
-H query heads of dim h, d hidden, V vocabulary, P prompt tokens, n candidates of c tokens:
-
-  scoring, a state:  2 N T + 2 d V (1 + n (c - 1)) + 4 L H h (P (P + 1) / 2 + n sum_{j=1..c-1} (P + j)),
-      T = P + n (c - 1): the prompt runs once and its KV cache is shared by the candidates, whose first token the
-      prompt's last position predicts; logits only where a candidate token is scored; attention only on the keys a
-      query sees (causal prompt; a candidate token sees the prompt and its own earlier tokens).
-  LoRA, a step of B records of S = P + c tokens:  B (4 N S + 4 d V c + 3 A + 6 M S),
-      4 N: forward 2 N + backward 2 N, activation gradients only (the frozen base gets no weight gradient; full
-      fine-tuning would be 6 N); A = 4 L H h S (S + 1) / 2 causal attention, run forward once and backward twice (both
-      of its operands are activations); lm_head (frozen) on the c completion tokens the loss reads; M the adapters'
-      parameters, r (in + out) a module: forward 2 M, backward (input and weight gradients) 4 M. `mfu_all_logits`
-      also counts lm_head on every position, which transformers computes (TRL's loss then masks the prompt's).
+tokens that must be computed, by the cost model the planner prices runs with (teachable/report/flops.py: N the
+decoder layers' weight matrices, the lm_head only where logits are computed, causal attention): scoring a state as
+`HFPolicy.score` runs it (the prompt once, its KV cache shared by the candidates); a LoRA step B (4 N S + 4 d V c +
+3 A + 6 M S). `mfu_all_logits` also counts lm_head on every position, which transformers computes (TRL's loss then
+masks the prompt's). `python -m teachable plan --calibrate benchmarks/gpu.json` folds the measured MFUs into
+benchmarks/throughput.json.
 """
 
 from __future__ import annotations
@@ -39,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,14 +41,14 @@ from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 from teachable.core.params import TrainParams, load_params
 from teachable.policy.hf import HFPolicy
+from teachable.report import flops
+from teachable.report.flops import Shape, lora_flops, scoring_flops
 from teachable.report.plan import env_tokens
 
-# Qwen3-8B's config.json (huggingface.co/Qwen/Qwen3-8B): 36 layers of hidden 4096, 32 query / 8 KV heads of 128,
-# MLP 12288, vocabulary 151936, RoPE theta 1e6, lm_head not tied to the embedding. 8.19e9 parameters, 6.95e9 of
-# them in the decoder layers.
-QWEN3_8B = dict(hidden_size=4096, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
-                intermediate_size=12288, vocab_size=151936, max_position_embeddings=40960, rms_norm_eps=1e-6,
-                rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0}, tie_word_embeddings=False)
+# Qwen3-8B's config.json (huggingface.co/Qwen/Qwen3-8B), the planner's shape (teachable/report/flops.py) with RoPE
+# theta 1e6. 8.19e9 parameters, 6.95e9 of them in the decoder layers (N).
+QWEN3_8B = dict(flops.QWEN3_8B, max_position_embeddings=40960, rms_norm_eps=1e-6,
+                rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0})
 TINY = dict(QWEN3_8B, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             head_dim=16, intermediate_size=128, vocab_size=2048, max_position_embeddings=1024)
 PEAK_BF16_TFLOPS = (("H200 NVL", 835.0), ("H200", 989.0), ("H100 NVL", 835.0), ("H100 PCIe", 756.0),
@@ -64,42 +56,6 @@ PEAK_BF16_TFLOPS = (("H200 NVL", 835.0), ("H200", 989.0), ("H100 NVL", 835.0), (
 GOALS = {"scoring_mfu": 0.40, "lora_mfu": 0.35}
 EOS, PAD, UNK = "<|im_end|>", "<|endoftext|>", "<unk>"
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}<|im_end|>\n{% endfor %}"  # one turn: words + <|im_end|>
-
-
-@dataclass
-class Shape:
-    layers: int
-    heads: int
-    head_dim: int
-    hidden: int
-    vocab: int
-    n_layer_params: int  # N: the decoder layers' weight matrices (the norms' scales do no matmul)
-
-    @classmethod
-    def of(cls, model) -> Shape:
-        c = model.config
-        n = sum(p.numel() for name, p in model.named_parameters()
-                if p.ndim == 2 and "embed_tokens" not in name and "lm_head" not in name and "lora_" not in name)
-        return cls(c.num_hidden_layers, c.num_attention_heads, c.head_dim, c.hidden_size, c.vocab_size, n)
-
-    def attention(self, keys: float) -> float:
-        """QK^T and AV for queries that see `keys` keys in all: 2 matmuls x 2 FLOPs x heads x head dim a key."""
-        return 4.0 * self.layers * self.heads * self.head_dim * keys
-
-
-def scoring_flops(s: Shape, prompt: int, n_cands: int, cand_tokens: int, attention: bool = True) -> float:
-    after_first = cand_tokens - 1
-    tokens = prompt + n_cands * after_first
-    keys = prompt * (prompt + 1) / 2 + n_cands * sum(prompt + j for j in range(1, after_first + 1))
-    linear = 2.0 * s.n_layer_params * tokens + 2.0 * s.hidden * s.vocab * (1 + n_cands * after_first)
-    return linear + (s.attention(keys) if attention else 0.0)
-
-
-def lora_flops(s: Shape, batch: int, seq: int, completion: int, lora_params: int, all_logits: bool = False) -> float:
-    logit_tokens = seq if all_logits else completion
-    per_record = (4.0 * s.n_layer_params * seq + 4.0 * s.hidden * s.vocab * logit_tokens
-                  + 3.0 * s.attention(seq * (seq + 1) / 2) + 6.0 * lora_params * seq)
-    return batch * per_record
 
 
 def word_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
@@ -170,7 +126,7 @@ def bench_scoring(policy: HFPolicy, shape: Shape, env: dict, batches: list[int],
     n_cands, cand_tokens, prompt = env["candidates"], env["candidate_tokens"], env["prompt"]
     actions = [" ".join(f"w{i}" for i in rng.integers(0, shape.vocab - 3, size=cand_tokens - 1))
                for _ in range(n_cands)]  # a fixed action set, as an env's: + <|im_end|> = cand_tokens tokens
-    flops = scoring_flops(shape, prompt, n_cands, cand_tokens)
+    per_state = scoring_flops(shape, prompt, n_cands, cand_tokens)
     rows, skipped = [], []
     for batch in batches:
         if time.perf_counter() + 2 * seconds > deadline:
@@ -194,7 +150,7 @@ def bench_scoring(policy: HFPolicy, shape: Shape, env: dict, batches: list[int],
         rate = states / elapsed
         rows.append({"batch": batch, "states": states, "seconds": round(elapsed, 3), "states_per_s": round(rate, 1),
                      "computed_tokens_per_s": round(rate * (prompt + n_cands * (cand_tokens - 1))),
-                     "tflops_per_s": sig(rate * flops / 1e12), "mfu": sig(rate * flops / 1e12 / peak)})
+                     "tflops_per_s": sig(rate * per_state / 1e12), "mfu": sig(rate * per_state / 1e12 / peak)})
     return rows, skipped
 
 

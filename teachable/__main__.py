@@ -4,10 +4,13 @@
 leverage and CPT outcomes with their counts, the quadrant, and the trained models that used it. Exit code 2 for
 an unknown id.
 
-`plan [-S key=value ...] [--preset seeds-full] [--device cpu-2core|h100|h200] [--backend hf|sglang|vllm] [--json]`
-prints what the params ask of each stage (episodes, policy calls, tokens, training steps, teacher calls and
-dollars), the hours on a device profile, and whether the evaluation's n can decide the phase 3-5 gates. Exit code 2
-for invalid params (an unknown key is named).
+`plan [-S key=value ...] [--preset seeds] [--device cpu-2core|h100|h200] [--backend hf|sglang|vllm]
+[--teacher-concurrency K] [--calibrate GPU_JSON] [--json]` prints what the params ask of each stage (episodes,
+policy calls, tokens, training steps, teacher calls and dollars), the device's hours (with the range the assumed
+figures span) and the teacher's wall time apart, which figures are measured and which assumed, and whether the
+evaluation's n can decide the phase 3-5 gates. `--calibrate` first folds a GPU run of benchmarks/gpu.py into the
+throughput file (and plans for that GPU unless --device says otherwise). Exit code 2 for invalid params (an unknown
+key is named) or a run that cannot calibrate.
 
 `pin [--params params.yaml]` pins the offline student in `student.dir` (built by `dvc repro student` with
 `student.rebuild: true`) as `student.pinned`: its files and their SHA-256 with the params it was built with, to be
@@ -34,7 +37,18 @@ def run_plan(args: argparse.Namespace) -> int:
     except (ParamsError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = planner.plan(params, args.device, args.backend, args.preset, args.throughput)
+    device = args.device or "cpu-2core"
+    if args.calibrate:
+        try:
+            done = planner.calibrate(args.calibrate, args.throughput)
+        except (planner.CalibrationError, OSError, KeyError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"calibrated profile {done['profile']} from {done['source']} ({done['device']}): hf prefill MFU by "
+              f"batch {done['hf_prefill_mfu_by_batch']}, LoRA MFU by batch {done['train_mfu_by_batch']}; written to "
+              f"{args.throughput}", file=sys.stderr)
+        device = args.device or done["profile"]
+    out = planner.plan(params, device, args.backend, args.preset, args.throughput, args.teacher_concurrency)
     sys.stdout.write(json.dumps(out, indent=2) + "\n" if args.json else planner.to_text(out))
     return 0
 
@@ -73,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
                       help="override a param, as `dvc exp run -S` (repeatable)")
     plan.add_argument("--params", default="params.yaml", help="the params file the overrides apply to")
     plan.add_argument("--preset", choices=sorted(planner.PRESETS), help="the seeds' full-scale N values")
-    plan.add_argument("--device", choices=planner.DEVICES, default="cpu-2core")
-    plan.add_argument("--backend", choices=planner.BACKENDS, default="hf", help="GPU profiles only")
+    plan.add_argument("--device", choices=planner.DEVICES, help="default cpu-2core (with --calibrate: its GPU)")
+    plan.add_argument("--backend", choices=planner.BACKENDS, default="hf", help="the student's engine (GPU "
+                                                                                "profiles only)")
+    plan.add_argument("--teacher-concurrency", type=int, default=1, metavar="K",
+                      help="teacher calls in flight (label makes them one at a time: 1)")
+    plan.add_argument("--calibrate", metavar="GPU_JSON", help="fold benchmarks/gpu.py's --out JSON into the "
+                                                              "throughput file first")
     plan.add_argument("--throughput", default=planner.THROUGHPUT, help="throughput figures (JSON)")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     pin = commands.add_parser("pin", help="pin the built offline student (then commit it)")

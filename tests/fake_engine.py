@@ -5,8 +5,11 @@ Per flavour: sglang  POST /generate, GET /get_model_info, POST /tokenize, POST /
              vllm    POST /v1/completions, GET /v1/models, POST /tokenize, POST /v1/load_lora_adapter, /unload_...
 Responses have the engines' shapes (see the docstrings of SGLangPolicy and VLLMPolicy): SGLang's
 `input_token_logprobs` starts with a None entry at `logprob_start_len`, vLLM's `prompt_logprobs` with None at 0.
-Every request is recorded in `calls`; `faults` (an HTTP status, or seconds to stall) are served to the next requests,
-one each, before they are answered normally.
+Every request is recorded in `calls`, every generated id list in `outputs`; `faults` (an HTTP status, or seconds to
+stall) are served to the next requests, one each, before they are answered normally; `load_errors` ((status,
+message) pairs) answer the next adapter loads in the engine's own error shape (SGLang {success: false,
+error_message}, vLLM {error: {message, type, code}}). Generation stops at the served model's eos (its
+generation_config, as an engine's) and at the request's `stop_token_ids` (SGLang: in sampling_params; vLLM: top level).
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ class FakeEngine:
         self.tokenize_endpoint = tokenize_endpoint
         self.adapters: dict[str, PeftModel] = {}
         self.calls: list[tuple[str, dict | None]] = []
+        self.outputs: list[list[int]] = []
         self.faults: list[int | float] = []
+        self.load_errors: list[tuple[int, str]] = []
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -133,15 +138,21 @@ class FakeEngine:
         return logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].tolist()
 
     @torch.inference_mode()
-    def complete(self, model, ids: list[int], max_new: int, temperature: float, seed: int | None) -> list[int]:
+    def complete(self, model, ids: list[int], max_new: int, temperature: float, seed: int | None,
+                 stop_ids=()) -> list[int]:
         if max_new == 0:
             return []
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        eos = self.model.generation_config.eos_token_id
+        stops = list(dict.fromkeys([*(eos if isinstance(eos, list) else [eos]), *(stop_ids or [])]))
         with self._lock:
             torch.manual_seed(seed or 0)
             out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 max_new_tokens=max_new, pad_token_id=self.model_tokenizer.pad_token_id, **sampling)
-        return out[0, len(ids):].tolist()
+                                 max_new_tokens=max_new, pad_token_id=self.model_tokenizer.pad_token_id,
+                                 eos_token_id=[s for s in stops if s is not None], **sampling)
+        new = out[0, len(ids):].tolist()  # one sequence: no padding after a stop
+        self.outputs.append(new)
+        return new
 
     def decode(self, ids: list[int]) -> str:
         return self.model_tokenizer.decode(ids, skip_special_tokens=True)
@@ -151,10 +162,19 @@ class FakeEngine:
         tokens = self.tokenizer(body["prompt"], add_special_tokens=body.get("add_special_tokens", True)).input_ids
         return {"tokens": tokens, "count": len(tokens), "max_model_len": 1024}
 
+    def refuse(self, status: int, message: str):
+        """An error answer in the engine's shape."""
+        if self.flavour == "sglang":
+            return Refused(status, {"success": False, "error_message": message, "loaded_adapters": {}})
+        return Refused(status, {"error": {"message": message, "type": "BadRequestError" if status < 500 else
+                                          "InternalServerError", "param": None, "code": status}})
+
     def load_adapter(self, body):
         name = body["lora_name"]
+        if self.load_errors:
+            raise self.refuse(*self.load_errors.pop(0))
         if name in self.adapters:
-            raise Refused(400, f"The lora adapter '{name}' has already been loaded.")
+            raise self.refuse(400, f"The lora adapter '{name}' has already been loaded.")
         self.adapters[name] = PeftModel.from_pretrained(copy.deepcopy(self.model), body["lora_path"]).eval()
         return {"success": True} if self.flavour == "sglang" else f"Success: LoRA adapter '{name}' added successfully."
 
@@ -178,7 +198,7 @@ class FakeEngine:
         for ids, adapter in zip(batch, loras, strict=True):
             model = self.model_for(adapter)
             new = self.complete(model, ids, sampling.get("max_new_tokens", 128), sampling.get("temperature", 1.0),
-                                sampling.get("sampling_seed"))
+                                sampling.get("sampling_seed"), sampling.get("stop_token_ids"))
             meta = {"prompt_tokens": len(ids), "completion_tokens": len(new)}
             if body.get("return_logprob"):
                 start = len(ids) - 1 if start == -1 else start
@@ -204,7 +224,8 @@ class FakeEngine:
         model = self.model_for(body.get("model"))
         choices = []
         for i, ids in enumerate(batch):
-            new = self.complete(model, ids, body.get("max_tokens", 16), body.get("temperature", 1.0), body.get("seed"))
+            new = self.complete(model, ids, body.get("max_tokens", 16), body.get("temperature", 1.0), body.get("seed"),
+                                body.get("stop_token_ids"))
             choice = {"index": i, "text": self.decode(new), "finish_reason": "stop"}
             if body.get("return_token_ids"):
                 choice.update(token_ids=new, prompt_token_ids=ids)

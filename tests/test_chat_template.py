@@ -15,7 +15,8 @@ from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 from teachable.envs.babyai import ACTIONS
 from teachable.policy.hf import HFPolicy
-from teachable.policy.prompts import build_messages, completion_text, end_of_turn, render_prompt, reply_text
+from teachable.policy.prompts import (build_messages, completion_text, end_of_turn, render_prompt, reply_text,
+                                      stop_token_ids)
 from teachable.training.student.build import CHAT_TEMPLATE, train_tokenizer
 
 # Qwen3's template for what the pipeline renders (system, user, a final assistant turn; no tools), as shipped:
@@ -175,5 +176,6 @@ def test_generation_stops_at_the_end_of_turn_of_a_base_checkpoint(qwen_vocab):
     tokenizer = qwen_tokenizer(qwen_vocab, QWEN3_STYLE)
     stops = HFPolicy(tiny_model(tokenizer), tokenizer)._stop_ids()
     assert stops == [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+    assert stop_token_ids(tokenizer) == stops  # what the server engines are sent too (teachable/policy/server.py)
     student = train_tokenizer([m["content"] for m in messages()] + ACTIONS_SEEN, 400)
     assert HFPolicy(tiny_model(student), student)._stop_ids() == [student.eos_token_id]

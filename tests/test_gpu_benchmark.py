@@ -1,5 +1,6 @@
 """benchmarks/gpu.py on its tiny CPU config: it runs HFPolicy and a LoRA step end to end, writes every field, its
-MFUs are fractions, and its FLOP formulas are torch's own count of the matmuls the scoring runs."""
+MFUs are fractions, its FLOP formulas are torch's own count of the matmuls the scoring runs, its parameter count and
+FLOPs are the planner's (teachable/report/flops.py), and its JSON is what `plan --calibrate` reads."""
 
 from __future__ import annotations
 
@@ -41,6 +42,24 @@ def test_tiny_run_writes_every_field(gpu, tmp_path, monkeypatch):
         assert 0 < row["mfu"] < row["mfu_all_logits"] <= 1
     assert set(result["best"]) == set(result["meets_goals"]) == {"scoring_mfu", "lora_mfu"}
     assert result["lora_recipe"]["target_modules"] and not result["skipped"]
+    # the planner's count of the same shape and adapter (one definition of N and M for both)
+    from teachable.report.flops import Shape
+
+    shape = Shape.from_config(gpu.TINY)
+    assert result["model"]["n_layer_params"] == shape.n_layer_params
+    recipe = result["lora_recipe"]
+    assert result["lora"][0]["lora_params"] == shape.lora_params(recipe["lora_r"], recipe["target_modules"])
+    # its JSON is what `plan --calibrate` folds in (a tiny run refused; the same fields from a GPU run taken)
+    from teachable.report import plan as planner
+
+    throughput = tmp_path / "throughput.json"
+    throughput.write_text(planner.THROUGHPUT.read_text())
+    with pytest.raises(planner.CalibrationError, match="tiny"):
+        planner.calibrate(out, throughput)
+    as_gpu = {**result, "device": "NVIDIA H100 80GB HBM3", "model": {**result["model"], "shape": "Qwen3-8B"}}
+    out.write_text(json.dumps(as_gpu))
+    cal = planner.calibrate(out, throughput)["hf_prefill_mfu_by_batch"]
+    assert set(cal) == {"4", "8"} and all(v > 0 for v in cal.values())
 
 
 def test_scoring_flops_are_the_matmuls_run(gpu):
@@ -63,6 +82,22 @@ def test_scoring_flops_are_the_matmuls_run(gpu):
     counts = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
     matmuls = sum(n for op, n in counts.items() if op in ("aten.mm", "aten.bmm", "aten.addmm"))
     assert matmuls == 4 * gpu.scoring_flops(shape, prompt, n_cands, cand_tokens, attention=False)
+
+
+def test_one_parameter_count_for_the_planner_and_the_benchmark(gpu):
+    """Shape.from_config (the planner, from a config) counts the decoder layers' matrices as Shape.of does on the
+    built model (the benchmark), on the tiny config and on Qwen3-8B's (6.95e9 of 8.19e9, built on `meta`)."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from teachable.report.flops import Shape
+
+    for config in (gpu.TINY, gpu.QWEN3_8B):
+        with torch.device("meta"):
+            model = Qwen3ForCausalLM(Qwen3Config(**config))
+        assert Shape.of(model) == Shape.from_config(config)
+        matrices = sum(p.numel() for p in model.parameters() if p.ndim == 2)
+        assert Shape.from_config(config).n_params == matrices
+    assert Shape.from_config(gpu.QWEN3_8B).n_layer_params == 6_945_767_424
 
 
 def test_word_tokenizer_gives_one_token_a_word(gpu):

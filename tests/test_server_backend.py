@@ -1,10 +1,14 @@
 """The server student (`teachable.policy.server`) against a fake SGLang / vLLM server backed by the same tiny model:
 the same scores and greedy replies as the in-process HFPolicy, clear start-up errors, retries, LoRA adapters."""
 
+import copy
 import re
+import shutil
 import socket
 import time
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -245,3 +249,110 @@ def test_an_adapter_is_loaded_once_and_named_in_every_request(served, hf, adapte
     engine.calls.clear()
     policy.score(states[:2], candidates[:2])  # the base policy again: no adapter named
     assert all("lora_path" not in b and b.get("model") in (None, str(engine.served_name)) for _, b in engine.calls)
+
+
+@pytest.fixture(scope="module")
+def chat_student_dir(student_dir, tmp_path_factory):
+    """The student trained a few steps to answer "go forward" and end its turn (`<|end|>`), saved with another eos
+    in its generation config, as Qwen3's base checkpoints name `<|endoftext|>` while the template ends a turn with
+    `<|im_end|>`: an engine on its own stops only at that eos, so only the client's stop ids end the reply."""
+    policy = HFPolicy.load(str(student_dir), device="cpu", dtype="float32")
+    model, tok = policy.model, policy.tokenizer
+    records = []
+    for i in range(8):
+        prompt = tok(policy.prompt(state(i)), add_special_tokens=False).input_ids
+        reply = completion_ids(tok, "go forward")
+        records.append((torch.tensor([prompt + reply]), torch.tensor([[-100] * len(prompt) + reply])))
+    model.train()
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        for ids, labels in records:
+            model(input_ids=ids, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    model.generation_config.eos_token_id = tok.pad_token_id  # not the end of turn
+    path = tmp_path_factory.mktemp("chat-student")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_replies_stop_at_the_templates_end_of_turn(flavour, chat_student_dir):
+    from teachable.policy.prompts import stop_token_ids
+
+    hf = HFPolicy.load(str(chat_student_dir), device="cpu", dtype="float32")
+    eot = stop_token_ids(hf.tokenizer)
+    assert eot == [hf.tokenizer.convert_tokens_to_ids("<|end|>")] != [hf.model.generation_config.eos_token_id]
+    states = [state(i) for i in range(4)]
+    with FakeEngine(chat_student_dir, flavour) as engine:
+        policy = connect(flavour, engine.url, chat_student_dir)
+        got = policy.generate(states, max_new_tokens=12)
+        assert got == hf.generate(states, max_new_tokens=12) == ["go forward"] * 4
+        bodies = [b for _, b in engine.calls]
+        sent = [b["sampling_params"]["stop_token_ids"] if flavour == "sglang" else b["stop_token_ids"] for b in bodies]
+        assert sent == [eot] * 4  # SGLang's sampling_params.stop_token_ids, vLLM's CompletionRequest.stop_token_ids
+        assert all(out[-1] == eot[0] and len(out) < 12 for out in engine.outputs)
+        # the same request without stop ids (what the client sent before): the engine runs on past the end of turn
+        engine.outputs.clear()
+        body = copy.deepcopy(bodies[0])
+        body["sampling_params" if flavour == "sglang" else "stop_token_ids"] = (
+            {k: v for k, v in body["sampling_params"].items() if k != "stop_token_ids"} if flavour == "sglang" else [])
+        httpx.post(engine.url + ("/generate" if flavour == "sglang" else "/v1/completions"), json=body, timeout=30)
+        assert len(engine.outputs[0]) == 12 and eot[0] in engine.outputs[0]
+
+
+def retrain(adapter: Path, seed: int) -> None:
+    """New LoRA weights saved over `adapter` (its config unchanged), as a retrained cell at the same path."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(adapter / "adapter_model.safetensors")
+    torch.manual_seed(seed)
+    save_file({k: torch.randn_like(v) * 0.5 if "lora_B" in k else v for k, v in weights.items()},
+              adapter / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_retrained_adapter_is_a_new_name_and_its_new_weights_are_served(flavour, student_dir, adapter_dir, hf,
+                                                                          tmp_path):
+    from teachable.policy.server import adapter_name
+
+    path = tmp_path / "phase2" / "Q1-demo"
+    shutil.copytree(adapter_dir, path)
+    states, candidates = batch(4)
+    with FakeEngine(student_dir, flavour) as engine:
+        first = connect(flavour, engine.url, student_dir)
+        old_name = adapter_name(path)
+        old = first.with_adapter(old_name, path).score(states, candidates)  # left loaded: a long-running server
+        retrain(path, seed=7)
+        new_name = adapter_name(path)
+        assert new_name != old_name and new_name.startswith("phase2-Q1-demo-")
+        second = connect(flavour, engine.url, student_dir)  # the next run against the same server
+        with adapted(second, str(path)) as view, adapted(hf, str(path)) as local:
+            assert view.adapter == new_name
+            got, want = view.score(states, candidates), local.score(states, candidates)
+        for g, w, o in zip(got, want, old):
+            np.testing.assert_allclose(g.logliks, w.logliks, atol=1e-4)  # the retrained weights, not the old
+            assert np.abs(g.logliks - o.logliks).max() > 1e-3
+        loads = [b["lora_name"] for p, b in engine.calls if p.endswith("/load_lora_adapter")]
+        assert loads == [old_name, new_name]
+        # the same weights again: the server already holds them under their name, which is an answer, not an error
+        third = connect(flavour, engine.url, student_dir)
+        assert third.with_adapter(old_name, adapter_dir).adapter == old_name
+    with pytest.raises(ServerError, match="not a LoRA adapter directory"):
+        adapter_name(tmp_path)
+
+
+@pytest.mark.parametrize("status, message", [(500, "LoRA rank 64 exceeds --max-lora-rank 16"),
+                                             (400, "target module gate_proj is not supported")])
+def test_a_refused_adapter_load_names_the_servers_message_and_stops(served, adapter_dir, status, message):
+    engine, policy = served
+    engine.load_errors = [(status, message)]
+    with pytest.raises(ServerError, match=rf"{re.escape(engine.url)} could not load LoRA adapter .*Q1-demo.* "
+                                          rf"\(HTTP {status}\): {re.escape(message)}"):
+        with adapted(policy, str(adapter_dir)):
+            pass
+    assert [p for p, _ in engine.calls] == [engine.calls[0][0]] and engine.calls[0][0].endswith("/load_lora_adapter")
+    assert not policy._adapters and not engine.adapters  # nothing recorded as loaded; not retried

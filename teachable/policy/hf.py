@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from teachable.policy.prompts import completion_ids, end_of_turn, render_prompt
+from teachable.policy.prompts import completion_ids, render_prompt, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +165,8 @@ class HFPolicy:
 
     # -- generation ------------------------------------------------------------------------------------------------
     def _stop_ids(self) -> list[int]:
-        """A reply ends at the template's end-of-turn token (Qwen3's `<|im_end|>`, which a base checkpoint's eos
-        `<|endoftext|>` is not) or at eos."""
-        ids = self.tokenizer(end_of_turn(self.tokenizer), add_special_tokens=False).input_ids
-        return list(dict.fromkeys(([ids[0]] if len(ids) == 1 else []) + [self.tokenizer.eos_token_id]))
+        """A reply ends at the template's end-of-turn token or at eos (`prompts.stop_token_ids`)."""
+        return stop_token_ids(self.tokenizer)
 
     @torch.inference_mode()
     def generate(self, messages: list[list[dict]], max_new_tokens: int = 32, temperature: float = 0.0, seed: int = 0):

@@ -90,6 +90,14 @@ def end_of_turn(tokenizer) -> str:
     return text
 
 
+def stop_token_ids(tokenizer) -> list[int]:
+    """Where a generated reply ends: the template's end-of-turn token (Qwen3's `<|im_end|>`, which a base
+    checkpoint's eos `<|endoftext|>` is not) where it is one token, and eos. Every backend stops there: HFPolicy's
+    generate, and the server engines, which by themselves stop only at their model's eos."""
+    ids = tokenizer(end_of_turn(tokenizer), add_special_tokens=False).input_ids
+    return list(dict.fromkeys(([ids[0]] if len(ids) == 1 else []) + [tokenizer.eos_token_id]))
+
+
 def completion_text(tokenizer, action: str) -> str:
     """The assistant's reply for an action, then the chat template's end-of-turn (`end_of_turn`)."""
     return reply_text(action) + end_of_turn(tokenizer)

@@ -4,7 +4,11 @@ Why: on a GPU an engine batches many requests in flight continuously and reuses 
 labeling and evaluation run far faster than in-process HF forwards. Prompts and candidate replies are tokenised
 here, with the local copy of the served model's tokenizer (`student.base_model`), and sent as token ids: the server
 scores exactly the tokens `HFPolicy` scores (the reply and end-of-turn, log-probs summed, not length-normalised),
-whatever its own chat template or detokenizer would do. Replies are decoded here too, from the ids the server returns.
+whatever its own chat template or detokenizer would do. Replies are decoded here too, from the ids the server returns,
+and end where HFPolicy's do: at the chat template's end-of-turn token or eos, sent as the engine's `stop_token_ids`
+(an engine by itself stops only at its model's eos, which for Qwen3's base checkpoints is `<|endoftext|>`, not the
+template's `<|im_end|>`). LoRA adapters are named by a hash of their weights (`adapter_name`), and a load the server
+refuses stops with the server's own message.
 
 Start a server, then set `student.backend` (sglang | vllm), `student.url` and `student.base_model` (its model path):
 
@@ -36,7 +40,7 @@ import httpx
 import numpy as np
 
 from teachable.core.records import InputError
-from teachable.policy.prompts import build_messages, completion_ids, render_prompt
+from teachable.policy.prompts import build_messages, completion_ids, render_prompt, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +53,40 @@ class ServerError(InputError):
     """The server is not there, serves another model or tokenizer, or keeps failing: one line naming its URL."""
 
 
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
 def adapter_name(path: str | Path) -> str:
-    """A server-side name for a LoRA directory: readable, and one per absolute path."""
+    """A server-side name for a LoRA directory: readable, and a hash of its weights and config, so an adapter
+    retrained at the same path is a new name (a long-running server never answers for it with the old weights it
+    holds under the old name), and a name, once loaded, always means the same weights."""
     p = Path(path).resolve()
-    return f"{p.parent.name}-{p.name}-{hashlib.sha1(str(p).encode()).hexdigest()[:8]}"
+    files = [p / f for f in ADAPTER_FILES if (p / f).is_file()]
+    if not any(f.name.startswith("adapter_model") for f in files):
+        raise ServerError(f"{p} is not a LoRA adapter directory (none of {', '.join(ADAPTER_FILES[1:])})")
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return f"{p.parent.name}-{p.name}-{digest.hexdigest()[:12]}"
+
+
+def server_message(resp: httpx.Response) -> str:
+    """The server's own words in an error answer: SGLang's `error_message` ({success: false, error_message}),
+    vLLM's `error.message` (or `message` in older versions), FastAPI's `detail`, else the body's text."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text[:500]
+    if isinstance(body, dict):
+        error = body.get("error")
+        for found in (body.get("error_message"), error.get("message") if isinstance(error, dict) else error,
+                      body.get("message"), body.get("detail")):
+            if found:
+                return str(found)[:500]
+    return resp.text[:500]
 
 
 def same_model(served: str, expected: str) -> bool:
@@ -73,7 +107,11 @@ class _Http:
     backoff_s: float
     hint: str
 
-    async def call(self, method: str, path: str, body: dict | None = None, allow: tuple[int, ...] = ()):
+    async def call(self, method: str, path: str, body: dict | None = None, allow: tuple[int, ...] = (),
+                   answer_errors: bool = False):
+        """The response; `allow` lists 4xx statuses handed back instead of raised. `answer_errors` hands back any
+        error answer at once (no retry on 5xx: the caller names the server's message), retrying only transport
+        errors."""
         url, last, unreachable = self.base + path, "", True
         for attempt in range(self.retries + 1):
             if attempt:
@@ -86,6 +124,8 @@ class _Http:
                 unreachable &= isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout))
                 continue
             unreachable = False
+            if answer_errors:
+                return resp
             if resp.status_code >= 500:
                 last = f"HTTP {resp.status_code}: {resp.text[:200]}"
                 continue
@@ -173,10 +213,9 @@ class ServerPolicy:
 
     # -- LoRA adapters ---------------------------------------------------------------------------------------------
     def with_adapter(self, name: str, path: str | Path) -> ServerPolicy:
-        """This policy with a LoRA adapter: loaded into the server once, then named in every request of the view."""
+        """This policy with a LoRA adapter: loaded into the server once, then named in every request of the view.
+        `name` is `adapter_name(path)` (a hash of the weights), so a name loaded once always means those weights."""
         path = str(Path(path).resolve())  # the server resolves it, from its own working directory
-        if self._adapters.get(name, path) != path:
-            raise ServerError(f"adapter name {name} is loaded from {self._adapters[name]}, not {path}")
         if name not in self._adapters:
             self._run(lambda http: self._load_adapter(http, name, path))
             self._adapters[name] = path
@@ -207,15 +246,22 @@ class ServerPolicy:
 
         return asyncio.run(main())
 
-    def _loaded(self, resp: httpx.Response, name: str) -> None:
-        """A load answered: fine, or the adapter was loaded by an earlier run against the same server."""
-        if resp.status_code == 200:
+    def _loaded(self, resp: httpx.Response, name: str, path: str) -> None:
+        """A load answered: fine, or already loaded (the name is a hash of the weights, so the server holds these);
+        any other answer stops with the server's own message (not retried: a load that failed fails again)."""
+        message = server_message(resp)
+        try:
+            refused = resp.json().get("success") is False  # SGLang's answer says so (with HTTP 400 today)
+        except (ValueError, AttributeError):
+            refused = False
+        if resp.status_code == 200 and not refused:
             return
-        if "already" in resp.text:
-            log.info("adapter %s was already loaded on %s", name, self.url)
+        if resp.status_code < 500 and "already" in message.lower():
+            log.info("adapter %s (these weights) was already loaded on %s", name, self.url)
             return
-        raise ServerError(f"{self.url} could not load LoRA adapter {name} (HTTP {resp.status_code}: "
-                          f"{resp.text[:300]}): start it with `{self.start_hint()}`")
+        hint = f"; start it with `{self.start_hint()}`" if resp.status_code == 404 else ""
+        raise ServerError(f"{self.url} could not load LoRA adapter {name} from {path} (HTTP {resp.status_code}): "
+                          f"{message}{hint}")
 
 
 async def _empty() -> list[float]:
@@ -266,7 +312,8 @@ class SGLangPolicy(ServerPolicy):
         return sums
 
     async def _generate_one(self, http, prompt, max_new_tokens, temperature, seed) -> str:
-        sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature}
+        sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature,
+                    "stop_token_ids": stop_token_ids(self.tokenizer)}  # SamplingParams.stop_token_ids
         if temperature > 0:
             sampling["sampling_seed"] = seed
         out = (await http.call("POST", "/generate", {"input_ids": prompt, "sampling_params": sampling,
@@ -281,8 +328,9 @@ class SGLangPolicy(ServerPolicy):
         return None if resp.status_code == 404 else resp.json()["tokens"]
 
     async def _load_adapter(self, http, name: str, path: str) -> None:
-        resp = await http.call("POST", "/load_lora_adapter", {"lora_name": name, "lora_path": path}, allow=(400,))
-        self._loaded(resp, name)
+        resp = await http.call("POST", "/load_lora_adapter", {"lora_name": name, "lora_path": path},
+                               answer_errors=True)
+        self._loaded(resp, name, path)
 
     async def _unload_adapter(self, http, name: str) -> None:
         await http.call("POST", "/unload_lora_adapter", {"lora_name": name}, allow=(400,))
@@ -326,6 +374,7 @@ class VLLMPolicy(ServerPolicy):
 
     async def _generate_one(self, http, prompt, max_new_tokens, temperature, seed) -> str:
         body = {**self._model(), "prompt": prompt, "max_tokens": max_new_tokens, "temperature": temperature,
+                "stop_token_ids": stop_token_ids(self.tokenizer),  # CompletionRequest.stop_token_ids
                 "return_token_ids": True, "skip_special_tokens": True}
         if temperature > 0:
             body["seed"] = seed
@@ -346,8 +395,8 @@ class VLLMPolicy(ServerPolicy):
 
     async def _load_adapter(self, http, name: str, path: str) -> None:
         resp = await http.call("POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": path},
-                               allow=(400, 404))
-        self._loaded(resp, name)
+                               answer_errors=True)
+        self._loaded(resp, name, path)
 
     async def _unload_adapter(self, http, name: str) -> None:
         await http.call("POST", "/v1/unload_lora_adapter", {"lora_name": name}, allow=(400, 404))
