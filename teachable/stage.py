@@ -31,6 +31,7 @@ def run(main: Callable[[Params], None], params_path: str = "params.yaml") -> Non
         params = load_params(params_path)
         if params.gpus is not None:  # before anything touches CUDA, which reads it once
             os.environ["CUDA_VISIBLE_DEVICES"] = params.gpus
+        set_threads(params.threads)
         configure_envs(params)
         main(params)
     except (ParamsError, InputError, RestoreError, TeacherConfigError, FileNotFoundError, ScratchInUse,
@@ -43,6 +44,15 @@ def run(main: Callable[[Params], None], params_path: str = "params.yaml") -> Non
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def set_threads(threads: int | None) -> None:
+    """torch's intra-op CPU threads for this stage (`threads`; None leaves torch's own choice, which honours
+    OMP_NUM_THREADS). Threads that outnumber the free cores spin and cost wall time on a shared machine."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def disk_error(err: OSError) -> str | None:

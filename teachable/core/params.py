@@ -371,6 +371,10 @@ class Params(Section):
                              description="CUDA_VISIBLE_DEVICES for every stage, e.g. 0 or 0,1: pins a queued "
                                          "experiment to its GPUs (null: the environment's)")
 
+    threads: int | None = Field(None, ge=1, le=1024,
+                                description="torch's CPU threads in every stage (null: OMP_NUM_THREADS if set, else "
+                                            "one per core); on a shared CPU 1 is often faster")
+
     @field_validator("gpus", mode="before")
     @classmethod
     def _gpu_list(cls, value):
