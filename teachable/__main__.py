@@ -1,20 +1,17 @@
-"""Command line: `python -m teachable show SNAPSHOT_ID [--json] [--root DIR]` and `python -m teachable plan`.
+"""teachable: look into a run and price one.
 
-`show` prints one snapshot: the state text, the student's distribution over actions, the teacher's advice, the
-leverage and CPT outcomes with their counts, the quadrant, and the trained models that used it. Exit code 2 for
-an unknown id.
+  teachable list [--quadrant Q1] [--split eval] [--sort U] [--limit N] [--json]   the labeled snapshots
+  teachable show SNAPSHOT_ID [--json] [--root DIR]                                one snapshot, all that is known
+  teachable plan [-S key=value ...] [--preset seeds] [--device h100] [--json]     what params cost, what they decide
+  teachable pin [--params params.yaml]                                            pin the built offline student
 
-`plan [-S key=value ...] [--preset seeds] [--device cpu-2core|h100|h200] [--backend hf|sglang|vllm]
-[--teacher-concurrency K] [--calibrate GPU_JSON] [--json]` prints what the params ask of each stage (episodes,
-policy calls, tokens, training steps, teacher calls and dollars), the device's hours (with the range the assumed
-figures span) and the teacher's wall time apart, which figures are measured and which assumed, and whether the
-evaluation's n can decide the phase 3-5 gates. `--calibrate` first folds a GPU run of benchmarks/gpu.py into the
-throughput file (and plans for that GPU unless --device says otherwise). Exit code 2 for invalid params (an unknown
-key is named) or a run that cannot calibrate.
-
-`pin [--params params.yaml]` pins the offline student in `student.dir` (built by `dvc repro student` with
-`student.rebuild: true`) as `student.pinned`: its files and their SHA-256 with the params it was built with, to be
-committed so every machine uses this student. Exit code 2 when the build's params are not the current ones.
+show prints the state text, the student's distribution over actions, the teacher's advice, the leverage and CPT
+outcomes with their counts, the quadrant, and the trained models that used the snapshot. plan prints what the
+params ask of each stage (episodes, calls, tokens, training steps, teacher calls and dollars), the hours on a device
+profile, and whether the evaluation's n can decide the phase 3-5 gates. pin records the offline student in
+student.dir (built by dvc repro student with student.rebuild: true) as student.pinned, with its files' SHA-256 and
+build params, to be committed so every machine uses this student. Exit code 2 for an unknown id or bad params.
+Also runs as python -m teachable.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from pathlib import Path
 from teachable.core.params import ParamsError
 from teachable.core.records import RecordError
 from teachable.report import plan as planner
-from teachable.report.snapshot_data import UnknownSnapshot, describe
+from teachable.report.snapshot_data import UnknownSnapshot, describe, list_snapshots
 from teachable.report.snapshot_view import to_text
 
 
@@ -75,9 +72,41 @@ def run_pin(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_list(args: argparse.Namespace) -> int:
+    try:
+        rows = list_snapshots(args.root, args.quadrant, args.split)
+    except (UnknownSnapshot, RecordError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    if args.sort:
+        rows.sort(key=lambda r: (r[args.sort] is None, -(r[args.sort] or 0)))
+    rows = rows[: args.limit] if args.limit else rows
+    if args.json:
+        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        return 0
+    number = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
+    print(f"{'snapshot':<16} {'task':<20} {'step':>4} {'quad':<4} {'split':<5} {'U':>6} {'L_local':>7} "
+          f"{'side':<12} student -> teacher")
+    for r in rows:
+        print(f"{r['snapshot_id']:<16} {str(r['task_id']):<20} {str(r['step']):>4} {r['quadrant']:<4} "
+              f"{r['split']:<5} {number(r['U']):>6} {number(r['L_local']):>7} {r['side']:<12} "
+              f"{r['student_action']} -> {r['teacher_action']}")
+    print(f"{len(rows)} snapshots")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m teachable", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="teachable", description=__doc__.splitlines()[0],
+                                     epilog="\n".join(__doc__.splitlines()[2:7]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="the labeled snapshots, one line each (quadrant, U, L_local, actions)")
+    listing.add_argument("--quadrant", choices=["Q1", "Q2", "Q3", "Q4"], help="only this quadrant")
+    listing.add_argument("--split", choices=["train", "eval"], help="only training or held-out snapshots")
+    listing.add_argument("--sort", choices=["U", "L_local"], help="largest first")
+    listing.add_argument("--limit", type=int, default=0, metavar="N", help="the first N rows (0: all)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.add_argument("--root", default=".", help="repository root holding data/")
     show = commands.add_parser("show", help="everything known about one snapshot")
     show.add_argument("snapshot_id", help="e.g. ep000002-s1 (see data/quadrant_snapshots.jsonl)")
     show.add_argument("--json", action="store_true", help="machine-readable output")
@@ -103,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_plan(args)
     if args.command == "pin":
         return run_pin(args)
+    if args.command == "list":
+        return run_list(args)
     try:
         view = describe(args.snapshot_id, args.root)
     except (UnknownSnapshot, RecordError) as err:
@@ -112,5 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `teachable` console script (pyproject.toml)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

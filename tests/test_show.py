@@ -59,3 +59,35 @@ def test_html_view_is_anchored_and_escaped(repo):
     page = to_html(view)
     assert f'id="{anchor(records[0]["snapshot_id"])}"' in page
     assert "<script>" not in page and "&lt;b&gt;bold?&lt;/b&gt;" in page
+
+
+def test_list_filters_sorts_and_counts(repo, capsys):
+    """`teachable list`: every snapshot of the quadrant file, one row each; --quadrant and --split filter,
+    --sort L_local puts the largest first, --limit cuts; --json gives the rows."""
+    root, records = repo
+    assert main(["list", "--root", str(root)]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"{len(records)} snapshots")
+    assert main(["list", "--root", str(root), "--quadrant", "Q1", "--sort", "L_local", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    q1 = [r for r in records if r["quadrant"].startswith("Q1")]
+    assert len(rows) == len(q1) > 1 and {r["quadrant"] for r in rows} == {"Q1"}
+    assert [r["L_local"] for r in rows] == sorted((r["leverage"]["L_local"] for r in q1), reverse=True)
+    assert main(["list", "--root", str(root), "--split", "eval", "--limit", "1", "--json"]) == 0
+    assert [r["split"] for r in json.loads(capsys.readouterr().out)] == ["eval"]
+
+
+def test_teachable_is_a_console_script():
+    """pyproject.toml installs `teachable` (not only `python -m teachable`), and its help names every command."""
+    import tomllib
+    from pathlib import Path
+
+    from teachable.__main__ import cli
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["teachable"] == "teachable.__main__:cli"
+    with pytest.raises(SystemExit) as exit_:
+        import sys
+
+        sys.argv = ["teachable", "--help"]
+        cli()
+    assert exit_.value.code == 0

@@ -38,6 +38,25 @@ def find_snapshot(snapshot_id: str, root: Path) -> tuple[dict, str]:
         f"or open reports/index.html, whose snapshot sections are anchored #snap-<id>.")
 
 
+def list_snapshots(root: str | Path = ".", quadrant: str | None = None, split: str | None = None) -> list[dict]:
+    """One short row per snapshot of the most labeled snapshot file (id, task, step, quadrant, split, U, L_local,
+    its side, the student's and the teacher's action), filtered by quadrant (`Q1`..`Q4`) and split."""
+    root = Path(root)
+    path = next((root / rel for rel in SNAPSHOT_FILES if (root / rel).exists()), None)
+    if path is None:
+        raise UnknownSnapshot(f"none of {', '.join(SNAPSHOT_FILES)} exists under {root} (run `dvc repro` first)")
+    rows = []
+    for r in iter_jsonl(path):
+        lev, q = r.get("leverage") or {}, (r.get("quadrant") or "")[:2]
+        if (quadrant and q != quadrant) or (split and r.get("split") != split):
+            continue
+        rows.append({"snapshot_id": r["snapshot_id"], "task_id": r.get("task_id"), "step": r.get("step_idx"),
+                     "quadrant": q, "split": r.get("split", ""), "U": r.get("U"), "L_local": lev.get("L_local"),
+                     "side": lev.get("side", ""), "student_action": r.get("student_action"),
+                     "teacher_action": (r.get("teacher") or {}).get("suggested_action")})
+    return rows
+
+
 def _load_json(path: Path):
     try:
         with path.open(encoding="utf-8") as fh:
