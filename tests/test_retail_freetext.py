@@ -175,3 +175,35 @@ def test_engine_records_the_failure_and_respond_sends_the_text(mode):
     assert all(s.action == expected for s in steps)
     if mode == "respond":
         assert all("Sorry, I don't follow." in s.obs for s in steps[1:])
+
+
+class _Scorer(_Talker):
+    """A score-mode double: its sampled message is a free-text respond; it scores every candidate equally but puts
+    most mass on free text."""
+
+    seen: list[list[str]] = []
+
+    def generate(self, messages, max_new_tokens, temperature, seed):
+        return [tool_call_json(say("One moment please."))] * len(messages)
+
+    def score(self, messages, candidates):
+        from teachable.policy.hf import Scores
+
+        self.seen.extend(candidates)
+        return [Scores(list(c), np.array([0.0 if a == say("One moment please.") else -5.0 for a in c]))
+                for c in candidates]
+
+
+def test_score_mode_candidates_are_the_listed_calls_plus_sampled_messages():
+    from teachable.rollout.engine import RolloutEngine, RolloutSpec
+
+    policy = _Scorer()
+    engine = RolloutEngine(policy, env_name="retail", max_steps=2, temperature=0.0, action_mode="score")
+    episode = engine.run([RolloutSpec(episode_id="e0", level="cancel", seed=0)])[0]
+    first = policy.seen[0]
+    env = RetailEnv("cancel")
+    env.reset(0)
+    listed = [a for a in env.valid_actions() if a != SAY]
+    assert SAY not in first and first[:len(listed)] == listed and say("One moment please.") in first
+    assert episode.steps[0].action == say("One moment please.") and episode.steps[0].parse_ok
+    assert set(episode.steps[0].action_probs) == set(first)
