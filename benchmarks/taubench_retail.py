@@ -187,7 +187,7 @@ def main() -> None:
         print(f"  tasks with a gold write that fails (kept; scored 1 as tau-bench scores them): {len(failing)} "
               f"{failing}")
         print(f"  the expert, reward 1 in the environment: {int(sum(expert))}/{len(expert)} "
-              f"({unsayable} loaded tasks need an output other than a return's refund, which it cannot say)")
+              f"({unsayable} loaded tasks need an output other than a return's refund, said in free text)")
         print(f"  tools called in the gold calls: {dict(Counter(n for t in data.raw for n, _ in t.actions))}")
         if tools is not None:
             differing = {t.index: d for t in data.raw if (d := compare_task(tools, retail, data.db, t))}

@@ -525,7 +525,8 @@ def test_invalid_actions_change_nothing_and_argument_order_does_not_matter():
     env = RetailEnv("exchange")
     env.reset(1)
     before = env.state_hash()
-    for action in ["find_user_id_by_email(email=\"x@example.com\")", "hello", say("Please hold."),
+    for action in ["find_user_id_by_email(email=\"x@example.com\")", "hello", say("..."), say(" "),
+                   format_call("respond", {"content": "hi", "extra": 1}),
                    format_call("get_order_details", {"order_id": "#W0000000"})]:
         obs, reward, terminated, truncated, info = env.step(action)
         assert not info["valid"] and obs.startswith("Invalid action") and env.state_hash() == before

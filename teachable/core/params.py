@@ -68,6 +68,10 @@ class RetailParams(Section):
     taubench_dir: str | None = Field(None, description="source taubench: path to tau_bench/envs/retail")
     task_split: Literal["train", "dev", "test"] = Field("test", description="source taubench: tau-bench's task "
                                                                            "split (tasks_<split>.py)")
+    parse_failure: Literal["count", "respond"] = Field(
+        "count", description="a generated reply no action parses from: a parse failure that wastes the step "
+                             "(count), or as in tau-bench a message to the user with its text (respond); recorded "
+                             "as a parse failure either way")
 
     @model_validator(mode="after")
     def _taubench_needs_dir(self) -> RetailParams:

@@ -6,6 +6,10 @@ and parsed back with Python's literal parser (`ast`, nothing is executed). The s
 OpenAI-style `tool_calls` JSON (`tool_call_json`), and a prompt lists the valid calls as that JSON's `function`
 objects (`function_json`), so a reply copies one listed line; Qwen3's native `<tool_call>{...}</tool_call>` form is read too.
 Two calls are the same action when their names and argument dicts are equal (argument order does not matter).
+
+An open call (`is_open_call`) holds the placeholder "..." for an argument: it stands for that call with any text
+there (retail's free-text `respond(content="...")`, as the shop's `search[...]` stands for any query); a call
+`fills_open_call` when it has the template's name and arguments, the placeholders filled with non-empty text.
 """
 
 from __future__ import annotations
@@ -46,6 +50,33 @@ def parse_call(action: str) -> Call | None:
 
 def is_call(action: str) -> bool:
     return parse_call(action) is not None
+
+
+OPEN_VALUE = "..."  # an open call's placeholder argument
+
+
+def is_open_call(action: str) -> bool:
+    """Whether the action is a call template: some argument is the placeholder "..."."""
+    call = parse_call(action)
+    return call is not None and OPEN_VALUE in call[1].values()
+
+
+def fills_open_call(call: Call, template: str) -> str | None:
+    """The call (name, arguments) in call notation, in the template's argument order, when it fills the open call
+    `template` (same name and argument names, each placeholder filled with text that is neither empty nor "...",
+    the other arguments equal); else None."""
+    name, arguments = call
+    open_name, open_args = parse_call(template) or ("", {})
+    if name != open_name or set(arguments) != set(open_args):
+        return None
+    for key, value in open_args.items():
+        given = arguments[key]
+        if value == OPEN_VALUE:
+            if not isinstance(given, str) or given.strip() in ("", OPEN_VALUE):
+                return None
+        elif given != value:
+            return None
+    return format_call(name, {key: arguments[key] for key in open_args})
 
 
 def function_json(action: str) -> str:

@@ -1,4 +1,5 @@
-"""Open actions: a valid action written `kind[...]` (the shop's `search[...]`) stands for any argument.
+"""Open actions: a valid action written `kind[...]` (the shop's `search[...]`) stands for any argument, and so does
+a tool call holding the placeholder "..." (retail's free-text `respond(content="...")`, `teachable.envs.toolcall`).
 
 A policy cannot score "any query", so where a state offers an open action its candidates are the concrete valid
 actions plus proposals for the open one: the student's own sampled replies (generate mode, seeded, parsed) and
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from teachable.envs.toolcall import fills_open_call, is_open_call, parse_call
 from teachable.policy.parsing import parse_action
 
 _OPEN = re.compile(r"^(\w+)\[\.\.\.\]$")
@@ -18,7 +20,7 @@ MAX_QUERY_TOKENS = 48
 
 
 def is_open(action: str) -> bool:
-    return bool(_OPEN.match(action))
+    return bool(_OPEN.match(action)) or is_open_call(action)
 
 
 def has_open(valid_actions: list[str]) -> bool:
@@ -27,7 +29,10 @@ def has_open(valid_actions: list[str]) -> bool:
 
 def fits_open(action: str, valid_actions: list[str]) -> bool:
     """Whether `action` fills one of the open templates with a real argument."""
-    kinds = {_OPEN.match(a).group(1) for a in valid_actions if is_open(a)}
+    call = parse_call(action or "")
+    if call is not None:
+        return any(is_open_call(a) and fills_open_call(call, a) == action for a in valid_actions)
+    kinds = {_OPEN.match(a).group(1) for a in valid_actions if _OPEN.match(a)}
     match = re.match(r"^(\w+)\[(.*)\]$", action or "", re.DOTALL)
     return bool(match) and match.group(1) in kinds and match.group(2).strip() not in ("", "...")
 

@@ -3,7 +3,7 @@
 Accepted forms, tried in order:
 - a tool call, as OpenAI `tool_calls` JSON or Qwen3's `<tool_call>{...}</tool_call>` (`teachable.envs.toolcall`):
   in a tool-calling environment (valid actions in call notation) the call itself is the action, matched by name
-  and arguments; elsewhere a call to `act` with `{"action": "..."}` (or a tool named after the action) names it;
+  and arguments, or any call filling an open one (`respond(content="...")`: any message); elsewhere a call to `act` with `{"action": "..."}` (or a tool named after the action) names it;
 - WebShop-style `search[...]` / `click[...]`;
 - plain text naming a valid action.
 Model control tokens such as `<|im_end|>` are stripped first (Qwen3's `<tool_call>` tags are kept).
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from teachable.envs.toolcall import calls_in_reply, parse_call
+from teachable.envs.toolcall import calls_in_reply, fills_open_call, is_open_call, parse_call
 
 _CONTROL = re.compile(r"<\|[^|>]*\|>|</?think>")
 _BRACKETED = re.compile(r"\b(search|click)\[[^\]]*\]", re.IGNORECASE)
@@ -56,7 +56,11 @@ def _named_by_call(name: str, arguments: dict, valid_actions: list[str], by_norm
     to `act` names in `{"action": ...}`, or the tool's own name."""
     by_call = {_call_key(*call): a for a in valid_actions if (call := parse_call(a)) is not None}
     if by_call:
-        return by_call.get(_call_key(name, arguments))
+        key = _call_key(name, arguments)
+        if key in by_call and not is_open_call(by_call[key]):
+            return by_call[key]
+        filled = (fills_open_call((name, arguments), a) for a in valid_actions if is_open_call(a))
+        return next((f for f in filled if f is not None), None)
     named = arguments.get("action") if isinstance(arguments.get("action"), str) else name
     return by_norm.get(_normalise(named))
 
@@ -75,6 +79,11 @@ def count_failures(steps: list) -> tuple[int, int]:
     false; it is malformed when its kept `reply` has no action form (`is_malformed`)."""
     failed = [step for step in steps if not step.parse_ok]
     return len(failed), sum(is_malformed(getattr(step, "reply", "")) for step in failed)
+
+
+def reply_text(reply: str) -> str:
+    """The reply with model control tokens stripped: what tau-bench hands the user when no tool call parses."""
+    return _CONTROL.sub(" ", reply or "").strip()
 
 
 def parse_action(reply: str, valid_actions: list[str]) -> str | None:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from teachable.envs import TextEnv, make_env, restore_env
 from teachable.policy.candidates import expand_candidates, has_open, sample_open_actions
 from teachable.policy.hf import to_distribution
-from teachable.policy.parsing import parse_action
+from teachable.policy.parsing import parse_action, reply_text
 from teachable.policy.prompts import MIN_REPLY_TOKENS, build_messages, reply_budget
 from teachable.core.records import Episode, Step
 
@@ -156,7 +156,10 @@ class RolloutEngine:
                                        temperature=self.temperature, seed=seed)
         for lv, reply in zip(lives, replies):
             action = parse_action(reply, lv.env.valid_actions())
-            lv.pending, lv.reply = (action, {}, action is not None), reply
+            parsed = action is not None
+            if not parsed and hasattr(lv.env, "unparsed_action"):  # retail's parse_failure: respond (tau-bench)
+                action = lv.env.unparsed_action(reply_text(reply))
+            lv.pending, lv.reply = (action, {}, parsed), reply
 
     def _choose(self, lives: list[_Live]) -> None:
         ask = []
@@ -177,14 +180,14 @@ class RolloutEngine:
         action, probs, parse_ok = lv.pending
         if lv.n_steps == len(lv.spec.start_actions):
             lv.first_action = action
-        if self.record_steps:
+        if self.record_steps:  # a failed parse is recorded even where its text went to the user (parse_ok false)
             unparsed = {} if parse_ok else {"reply": lv.reply}  # what the student said, to read its failures
             lv.steps.append(
                 Step(obs=lv.env.observation, valid_actions=lv.env.valid_actions(), action=action,
                      action_probs=probs, parse_ok=parse_ok, state_hash=lv.env.state_hash(), **unparsed)
             )
         lv.n_steps += 1
-        if action is not None:  # an unparseable reply wastes the step and changes nothing
+        if action is not None:  # an unparseable reply (parse_failure count) wastes the step and changes nothing
             _, reward, terminated, truncated, info = lv.env.step(action)
             lv.reward += reward
             lv.success = lv.success or info.get("success", False)

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 from pydantic import BaseModel, StringConstraints, ValidationError, create_model
 
+from teachable.envs.toolcall import is_call
 from teachable.policy.candidates import is_open
 from teachable.teacher.base import (  # noqa: F401  (re-exported: stages import them from here)
     Advice,
@@ -121,12 +122,16 @@ def reported_usage(reply) -> tuple[int, int] | None:
 
 
 def action_type(valid_actions: list[str]):
-    """The valid actions as a schema type: an enum, and for an open action (`search[...]`) a string pattern."""
+    """The valid actions as a schema type: an enum, and for an open action (`search[...]`, or a call template such
+    as `respond(content="...")`) a string pattern."""
     concrete = [a for a in valid_actions if not is_open(a)]
-    kinds = sorted({a.split("[", 1)[0] for a in valid_actions if is_open(a)})
-    if not kinds:
+    kinds = sorted({a.split("[", 1)[0] for a in valid_actions if is_open(a) and not is_call(a)})
+    patterns = [rf"({'|'.join(kinds)})\[[^\]]+\]"] if kinds else []
+    patterns += [re.escape(a).replace(re.escape('"..."'), '".*\\S.*"') for a in valid_actions
+                 if is_open(a) and is_call(a)]
+    if not patterns:
         return Literal[tuple(valid_actions)]
-    filled = Annotated[str, StringConstraints(pattern=rf"^({'|'.join(kinds)})\[[^\]]+\]$")]
+    filled = Annotated[str, StringConstraints(pattern=rf"^({'|'.join(patterns)})$")]
     return filled if not concrete else Literal[tuple(concrete)] | filled
 
 

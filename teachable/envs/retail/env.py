@@ -1,7 +1,10 @@
 """The tau-bench-retail-style customer-service domain as a `TextEnv`: offline, deterministic, a scripted user.
 
 Every action is one tool call in call notation (`teachable.envs.toolcall`): a database tool (`tools.py`) or
-`respond(content=...)`, a message to the user picked from a small fixed set (`user.py`). `valid_actions()` lists
+`respond(content=...)`, a message to the user: any text (the open action `SAY`, `respond(content="...")`, listed
+last but for the transfer), beside a small fixed set the scripted user answers (`user.py`) listed one by one. Free
+text the user does not follow is answered "Sorry, I don't follow." but counts for the outputs a task requires.
+`valid_actions()` lists
 what the conversation has revealed the arguments of and a state can use: the identity lookup with what the user
 said (until it is made), the user's details (until fetched), the other orders named, the products of the order
 being looked at (while it is pending or delivered, but the one in view), the confirmation message of each candidate
@@ -9,7 +12,7 @@ write on that order (cancel x 2 reasons while pending; return per item; exchange
 first MAX_VARIANTS available other variants of the product being looked at; address change to the address the
 user gave; refunds and charges to the order's original payment method or a revealed gift card), each candidate
 write itself once its confirmation has been put to the user (whatever the answer), and, after a return on that
-order, the refund amounts to tell. An action not listed changes nothing; a listed write the policy forbids (e.g. a
+order, the refund amounts to tell, then `SAY`. An action not listed changes nothing; a listed write the policy forbids (e.g. a
 second item change) runs and returns its tool's "Error: ...".
 
 The observation is the last event (the user's reply, or a tool's result in short) and a "Known:" summary, a fact a
@@ -22,6 +25,12 @@ truncated at max_steps. As in tau-bench, only an ended conversation is scored: i
 database equals the task's target (its ground-truth calls replayed) and every required output was said in a respond
 message; a truncated one earns 0. A state is (level, seed, actions), restored by replay and checked against
 `state_hash()`.
+
+The action space is open, as the shop's `search[...]`: U is measured over the listed tool calls and fixed messages
+plus the student's own sampled messages (generate mode, parsed) and the expert's, as candidates
+(`teachable.policy.candidates`); score mode ranks the listed calls as before, the template itself is never a
+candidate. A reply no action form parses from is a parse failure (`parse_failure: count`, the default), or, as in
+tau-bench, a message to the user with its text (`respond`, `unparsed_action`); the failure is recorded either way.
 """
 
 from __future__ import annotations
@@ -38,9 +47,11 @@ from teachable.envs.retail.tasks import LEVELS, Goal, Task, make_task, outputs_s
 from teachable.envs.retail.tools import LISTED, RESPOND, TOOLS, WRITE_STATUSES, call_tool, describe_write, option_text
 from teachable.envs.retail.user import (ASK_IDENTITY, ASK_MORE, ASK_ORDER, FIXED_MESSAGES, ScriptedUser, confirm_text,
                                         tell_text)
-from teachable.envs.toolcall import format_call, parse_call
+from teachable.envs.toolcall import OPEN_VALUE, fills_open_call, format_call, parse_call
 
 TRANSFER = format_call("transfer_to_human_agents", {"summary": "User asked for a human."})
+SAY = format_call(RESPOND, {"content": OPEN_VALUE})  # the open action: a message with any text
+PARSE_FAILURES = ("count", "respond")  # an unparseable reply: a parse failure, or (tau-bench) a message
 MAX_VARIANTS = 4  # other variants offered per item (a wanted one past the cap is added once revealed)
 # The reply's tool-call JSON and the prompt's listed calls spell these every time: whole tokens, so the structure
 # costs the student a few tokens and an argument value is always preceded by the same token in both
@@ -133,6 +144,8 @@ class RetailEnv:
     db_seed: int = 0
     taubench_dir: str | None = None
     task_split: str = "test"  # tau-bench's tasks: train | dev | test
+    parse_failure: str = "count"  # count | respond (`unparsed_action`)
+    n_open_samples: int = 1  # the student's sampled messages scored beside the listed actions
 
     def __init__(self, level: str, max_steps: int | None = None, world: RetailWorld | None = None):
         if level not in LEVELS:
@@ -200,7 +213,19 @@ class RetailEnv:
     def _match(self, action: str) -> str | None:
         """The valid action this one equals (same tool, same arguments in any order), or None."""
         call = parse_call(action)
-        return None if call is None else self._valid_map().get(_key(*call))
+        if call is None:
+            return None
+        valid = self._valid_map()
+        if _key(*call) in valid and valid[_key(*call)] != SAY:
+            return valid[_key(*call)]
+        return fills_open_call(call, SAY) if SAY in valid.values() else None
+
+    def unparsed_action(self, text: str) -> str | None:
+        """What a reply no action parses from does (`parse_failure`): nothing (count), or, as in tau-bench, the
+        message with its text (respond) while the conversation is live."""
+        if self.parse_failure != "respond" or self.ended:
+            return None
+        return fills_open_call((RESPOND, {"content": text}), SAY)
 
     def _apply(self, action: str) -> None:
         name, args = parse_call(action)
@@ -419,7 +444,7 @@ class RetailEnv:
             actions += [_say(m) for m in FIXED_MESSAGES if m != ASK_IDENTITY or not self.identity_given]
             actions += [_say(confirm_text(w)) for w in writes]
             actions += self._tells()
-            actions.append(TRANSFER)
+            actions += [SAY, TRANSFER]
         mapping: dict[str, str] = {}
         for action in actions:
             mapping.setdefault(_key(*parse_call(action)), action)
@@ -468,6 +493,10 @@ class RetailEnv:
                 return (format_call("get_order_details", {"order_id": owner.order_id}),
                         prefix + f"The {owner.kind} was made; the user has not been told the amount ${output} yet, "
                                  f"and order {owner.order_id} is not in view.")
+        unsaid = self._unsaid()
+        if goal is None and unsaid:  # what the user asked to be told (a tracking id, a price, ...), in free text
+            return (_say(answer_text(unsaid)),
+                    prefix + f"The user has not been told what they asked for yet: {len(unsaid)} answer(s).")
         if goal is None:
             return _say(ASK_MORE), prefix + "All the user asked for is done; they were not asked if they need more."
         if goal.order_id not in self.orders:
@@ -514,9 +543,11 @@ class RetailEnv:
 
     def expert_action(self) -> str:
         """The next action of a plan that reaches the goal when it is reachable; a valid action in any live state
-        (once a wrong write made a wanted one impossible, the plan's step may be gone: then ask what else)."""
+        (once a wrong write made a wanted one impossible, the plan's step may be gone: then ask what else). Its only
+        free text is the answer telling the user the outputs the task requires (`answer_text`)."""
         action = self._plan()[0]
-        if self.ended or self._match(action) == action:
+        listed = action in self._valid_map().values() and action != SAY
+        if self.ended or listed or (action == _say(answer_text(self._unsaid())) and self._match(action) == action):
             return action
         return _say(ASK_MORE)
 
@@ -525,7 +556,7 @@ class RetailEnv:
         return self._plan()[1]
 
     def random_action(self, rng: random.Random) -> str:
-        return rng.choice(self.valid_actions())
+        return rng.choice([a for a in self.valid_actions() if a != SAY])
 
     def state(self) -> dict:
         return {"level": self.level, "seed": self.seed, "actions": list(self.actions)}
@@ -562,6 +593,11 @@ class RetailEnv:
         return list(dict.fromkeys([*JSON_WORDS, *tool_words, *cls.shared_world().words()]))
 
 
+def answer_text(outputs: list[str]) -> str:
+    """The expert's free-text message telling the user the outputs a task requires."""
+    return f"Here is what you asked for: {'; '.join(outputs)}."
+
+
 def _whole(text: str) -> bool:
     """Whether a catalogue or address word is safe to keep whole: four characters or more with a letter, or three
     with a digit or all capitals ("8mm", "PVC"); shorter ones ("red", "S", "11") would split other words."""
@@ -584,10 +620,15 @@ def _is_amount(text: str) -> bool:
 
 def configure_retail(n_users: int | None = None, orders_per_user: int | None = None, n_products: int | None = None,
                      db_seed: int | None = None, taubench_dir: str | Path | None = None,
-                     task_split: str | None = None) -> None:
+                     task_split: str | None = None, parse_failure: str | None = None) -> None:
     """The world environments made by name use: a generated database (these sizes and seed) or, with
     `taubench_dir` (a tau-bench checkout's tau_bench/envs/retail), tau-bench's data and the tasks of `task_split`
-    (train, dev or test). Pass taubench_dir="" to go back to a generated database."""
+    (train, dev or test). Pass taubench_dir="" to go back to a generated database. `parse_failure`: what an
+    unparseable reply does, count (a parse failure) or respond (tau-bench: a message to the user)."""
+    if parse_failure is not None:
+        if parse_failure not in PARSE_FAILURES:
+            raise ValueError(f"unknown retail parse_failure {parse_failure!r}; known: {list(PARSE_FAILURES)}")
+        RetailEnv.parse_failure = parse_failure
     if n_users is not None:
         RetailEnv.n_users = int(n_users)
     if orders_per_user is not None:
