@@ -471,6 +471,9 @@ class RetailEnv:
         if goal is None:
             return _say(ASK_MORE), prefix + "All the user asked for is done; they were not asked if they need more."
         if goal.order_id not in self.orders:
+            if self.user_record is None and ASK_ORDER in self.said:  # the user does not know its id: look it up
+                return (format_call("get_user_details", {"user_id": self.user_id}),
+                        prefix + "The user does not know the order's id; their orders are not looked up yet.")
             return _say(ASK_ORDER), prefix + "The user has not said which order they mean yet."
         if self.current != goal.order_id:
             if self.current is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import random
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +28,9 @@ from teachable.envs.retail.tasks import Task, goal_from_write, opening_request, 
 from teachable.envs.retail.tools import TOOLS, WRITE_KINDS, call_tool, ordered_args
 
 SPLITS = ("train", "dev", "test")
+_ORDER_ID = re.compile(r"#?\bW(\d{7})\b")
+_UNPLAYABLE = re.compile(r"\b(?:if|unless|otherwise|in case|instead|prefer\w*|chang\w* (?:\w+ ){0,2}mind|"
+                         r"mind chang\w*)\b", re.IGNORECASE)
 TERMINATING = ("transfer_to_human_agents",)  # tau-bench's terminate tools: they end the episode, replays skip them
 
 
@@ -162,7 +166,23 @@ def _as_env_task(db: dict, task: TauTask, split: str) -> Task | str:
     request = opening_request(tuple(goals), rng) if goals else "Hi, I have a question about my account."
     return Task(key=f"taubench:{split}:{task.index}", family=family, user_id=task.user_id, identity=identity,
                 goals=tuple(goals), request=request, outputs=task.outputs, target_hash=view.hash(),
-                instruction=task.instruction)
+                instruction=task.instruction, known_orders=named_orders(task.instruction),
+                unplayable=unplayable_word(task.instruction))
+
+
+def named_orders(instruction: str) -> tuple[str, ...]:
+    """The order ids an instruction names ("#W2378156", or "W2378156" without its '#'), as tau-bench spells ids."""
+    return tuple(dict.fromkeys("#W" + m for m in _ORDER_ID.findall(instruction)))
+
+
+def unplayable_word(instruction: str) -> str:
+    """The first word or phrase of an instruction that makes it a script the scripted user cannot play, "" when
+    none: a condition or an alternative ("if", "unless", "otherwise", "in case", "instead", "prefer..."), or a
+    change of mind ("change ... mind", "changed ... mind", "mind changes"). The scripted user asks for the gold
+    writes straight away, whatever the agent says; these instructions make what it wants depend on the
+    conversation. A word rule: it flags a harmless "if" too, and misses a condition worded otherwise."""
+    match = _UNPLAYABLE.search(instruction)
+    return match.group(0).lower() if match else ""
 
 
 def load_taubench(path: str | Path, split: str = "test") -> TauBenchData:

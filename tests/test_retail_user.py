@@ -1,0 +1,97 @@
+"""Who plays the retail customer (issue 31 item 4): the scripted user never gives an order id its instruction
+withholds; the loader flags the instructions it cannot play (conditions, changes of mind), kept or dropped by
+`retail.unplayable`; `retail.user: llm` is a model behind the OpenAI-compatible client playing the instruction."""
+
+import re
+
+import pytest
+from pydantic import ValidationError
+
+from teachable.core.params import Params, RetailParams
+from teachable.envs.retail import RetailEnv, RetailWorld
+from teachable.envs.retail.taubench import SPLITS, load_taubench, named_orders, unplayable_word
+from teachable.envs.retail.user import ASK_ORDER
+from teachable.envs.toolcall import format_call
+from tests.taubench_fixture import write_checkout
+
+ORDER_ID = re.compile(r"#W\d{7}")
+
+
+def say(content: str) -> str:
+    return format_call("respond", {"content": content})
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    return write_checkout(tmp_path / "tau_bench" / "envs" / "retail")
+
+
+def play_expert(env):
+    done, reward, info = False, 0.0, {}
+    while not done:
+        _, reward, terminated, truncated, info = env.step(env.expert_action())
+        done = terminated or truncated
+    return reward
+
+
+def user_lines(env) -> list[str]:
+    return [line for h in [*env.history, {"obs": env.observation}] for line in h["obs"].splitlines()
+            if line.startswith("User: ")]
+
+
+# -- params ------------------------------------------------------------------------------------------------------------
+def test_user_params_default_and_validate():
+    r = Params().retail
+    assert (r.user, r.unplayable, r.user_llm.model, r.user_llm.base_url, r.user_llm.temperature) == \
+        ("scripted", "keep", "gpt-4o-mini", None, 0.0)
+    for bad in ({"user": "human"}, {"unplayable": "maybe"}, {"user_llm": {"temperature": 3}},
+                {"user_llm": {"modle": "x"}}):
+        with pytest.raises(ValidationError):
+            RetailParams(**bad)
+
+
+# -- 1. the scripted user withholds what its instruction withholds ----------------------------------------------------
+def test_named_orders():
+    assert named_orders("Cancel #W7000002 and W7000004, not 12345.") == ("#W7000002", "#W7000004")
+    assert named_orders("You want to return the travel mug.") == ()
+
+
+def test_the_scripted_user_never_says_an_order_id_its_instruction_withholds(checkout):
+    withheld = 0
+    for split in SPLITS:
+        data = load_taubench(checkout, split)
+        world = RetailWorld(data.db, data.tasks)
+        for seed, task in enumerate(data.tasks):
+            env = RetailEnv("all", max_steps=30, world=world)
+            env.reset(seed)
+            assert play_expert(env) == 1.0, task.key  # the expert still finishes: it looks the order up
+            said = {i for line in user_lines(env) for i in ORDER_ID.findall(line)}
+            assert said <= set(task.known_orders), (task.key, said, task.instruction)
+            withheld += any(g.order_id not in task.known_orders for g in task.goals)
+    assert withheld >= 3
+
+
+def test_asked_which_order_the_user_names_items_and_the_agent_looks_it_up(checkout):
+    data = load_taubench(checkout, "test")
+    world = RetailWorld(data.db, data.tasks)
+    env = RetailEnv("return", world=world)
+    env.reset(0)
+    assert env.task.known_orders == () and "#W7000001" not in env.task.instruction
+    env.step(env.expert_action())  # identity
+    env.step(env.expert_action())  # the lookup
+    assert env.expert_action() == say(ASK_ORDER)
+    obs, *_ = env.step(say(ASK_ORDER))
+    assert "travel mug" in obs.lower() and not ORDER_ID.search(obs.split("\nKnown:")[0])
+    assert "#W7000001" not in env.orders
+    assert env.expert_action() == format_call("get_user_details", {"user_id": "nina_park_7301"})
+    assert play_expert(env) == 1.0
+
+
+def test_a_generated_user_still_knows_its_order_ids():
+    env = RetailEnv("cancel")
+    env.reset(3)
+    assert env.task.known_orders == (env.task.goals[0].order_id,)
+    env.step(env.expert_action())
+    env.step(env.expert_action())
+    obs, *_ = env.step(say(ASK_ORDER))
+    assert env.task.goals[0].order_id in obs.split("\nKnown:")[0]
