@@ -95,3 +95,46 @@ def test_a_generated_user_still_knows_its_order_ids():
     env.step(env.expert_action())
     obs, *_ = env.step(say(ASK_ORDER))
     assert env.task.goals[0].order_id in obs.split("\nKnown:")[0]
+
+
+# -- 2. instructions the scripted user cannot play: flagged, kept or dropped, counted ---------------------------------
+def test_unplayable_word_rule():
+    assert unplayable_word("Return the mug; if that cannot be done, cancel the order.") == "if"
+    assert unplayable_word("You prefer the red one.") == "prefer"
+    assert unplayable_word("Exchange it. Then you change your mind and keep it.") == "change your mind"
+    assert unplayable_word("Cancel it unless it has shipped.") == "unless"
+    assert unplayable_word("Return the travel mug you received.") == ""
+    assert unplayable_word("A gift for the office.") == ""  # whole words only
+
+
+def test_unplayable_tasks_are_flagged_kept_or_dropped_and_counted(checkout, caplog):
+    kept = load_taubench(checkout, "test")
+    flagged = [t for t in kept.tasks if t.unplayable]
+    assert flagged and kept.n_unplayable == len(flagged) and kept.unplayable == "keep"
+    dropped = load_taubench(checkout, "test", unplayable="drop")
+    assert [t.key for t in dropped.tasks] == [t.key for t in kept.tasks if not t.unplayable]
+    assert dropped.skipped["unplayable by the scripted user"] == len(flagged)
+    assert dropped.n_skipped == kept.n_skipped + len(flagged)
+    with pytest.raises(ValueError, match="keep or drop"):
+        load_taubench(checkout, "test", unplayable="ignore")
+    caplog.set_level("INFO", logger="teachable.envs.retail.env")
+    world = RetailWorld.shared(taubench_dir=str(checkout), task_split="test", unplayable="drop")
+    assert f"{len(flagged)} flagged unplayable" in caplog.text and "dropped" in caplog.text
+    assert world.counts() == {"retail_tasks": len(dropped.tasks), "retail_skipped": dropped.n_skipped,
+                              "retail_unplayable": len(flagged), "retail_unplayable_dropped": len(flagged)}
+    assert RetailWorld.shared(taubench_dir=str(checkout), task_split="test").counts()["retail_unplayable_dropped"] == 0
+
+
+def test_the_unplayable_param_reaches_the_environment(checkout):
+    from teachable.envs import configure_envs
+
+    params = Params.model_validate({"env": {"name": "retail", "levels": ["all"]},
+                                    "retail": {"source": "taubench", "taubench_dir": str(checkout),
+                                               "unplayable": "drop"}})
+    try:
+        configure_envs(params)
+        assert RetailEnv.unplayable == "drop"
+        assert not any(t.unplayable for t in RetailEnv.shared_world().listed)
+    finally:
+        configure_envs(Params.model_validate({"env": {"name": "retail", "levels": ["all"]}}))
+    assert RetailEnv.unplayable == "keep" and RetailEnv.taubench_dir is None

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from teachable.envs.retail.user import (ASK_IDENTITY, ASK_MORE, ASK_ORDER, FIXED
                                         tell_text)
 from teachable.envs.toolcall import format_call, parse_call
 
+log = logging.getLogger(__name__)
 TRANSFER = format_call("transfer_to_human_agents", {"summary": "User asked for a human."})
 MAX_VARIANTS = 4  # other variants offered per item (a wanted one past the cap is added once revealed)
 # The reply's tool-call JSON and the prompt's listed calls spell these every time: whole tokens, so the structure
@@ -63,26 +65,40 @@ class RetailWorld:
 
     _loaded: dict[tuple, RetailWorld] = {}  # noqa: RUF012
 
-    def __init__(self, db: dict, tasks: list[Task] | None = None, n_skipped: int = 0):
+    def __init__(self, db: dict, tasks: list[Task] | None = None, n_skipped: int = 0, n_unplayable: int = 0,
+                 unplayable: str = "keep"):
         self.db = db
         self.listed = tasks
         self.n_skipped = n_skipped
+        self.n_unplayable, self.unplayable = n_unplayable, unplayable  # loaded tasks the scripted user cannot play
         self._cache: dict[tuple[str, int], Task] = {}
 
     @classmethod
     def shared(cls, n_users: int = 50, orders_per_user: int = 3, n_products: int = 20, db_seed: int = 0,
-               taubench_dir: str | None = None, task_split: str = "test") -> RetailWorld:
+               taubench_dir: str | None = None, task_split: str = "test", unplayable: str = "keep") -> RetailWorld:
         key = (n_users, orders_per_user, n_products, db_seed,
-               (str(Path(taubench_dir).resolve()), task_split) if taubench_dir else None)
+               (str(Path(taubench_dir).resolve()), task_split, unplayable) if taubench_dir else None)
         if key not in cls._loaded:
             if taubench_dir:
                 from teachable.envs.retail.taubench import load_taubench
 
-                loaded = load_taubench(taubench_dir, task_split)
-                cls._loaded[key] = cls(loaded.db, loaded.tasks, loaded.n_skipped)
+                loaded = load_taubench(taubench_dir, task_split, unplayable)
+                cls._loaded[key] = cls(loaded.db, loaded.tasks, loaded.n_skipped, loaded.n_unplayable, unplayable)
+                log.info("retail: tau-bench %s split, %d tasks: %d played, %d skipped (%s); %d flagged unplayable by "
+                         "the scripted user (a condition or a change of mind), %s", task_split, len(loaded.raw),
+                         len(loaded.tasks), loaded.n_skipped, dict(loaded.skipped) or "none", loaded.n_unplayable,
+                         "dropped" if unplayable == "drop" else "kept")
             else:
                 cls._loaded[key] = cls(generate_db(db_seed, n_users, orders_per_user, n_products))
         return cls._loaded[key]
+
+    def counts(self) -> dict:
+        """The task counts the pipeline reports (loaded tau-bench tasks only; {} for a generated database)."""
+        if self.listed is None:
+            return {}
+        return {"retail_tasks": len(self.listed), "retail_skipped": self.n_skipped,
+                "retail_unplayable": self.n_unplayable,
+                "retail_unplayable_dropped": self.n_unplayable if self.unplayable == "drop" else 0}
 
     def task(self, level: str, seed: int) -> Task:
         key = (level, seed)
@@ -133,6 +149,7 @@ class RetailEnv:
     db_seed: int = 0
     taubench_dir: str | None = None
     task_split: str = "test"  # tau-bench's tasks: train | dev | test
+    unplayable: str = "keep"  # loaded tasks the scripted user cannot play: keep | drop
 
     def __init__(self, level: str, max_steps: int | None = None, world: RetailWorld | None = None):
         if level not in LEVELS:
@@ -148,7 +165,7 @@ class RetailEnv:
     @classmethod
     def shared_world(cls) -> RetailWorld:
         return RetailWorld.shared(cls.n_users, cls.orders_per_user, cls.n_products, cls.db_seed, cls.taubench_dir,
-                                  cls.task_split)
+                                  cls.task_split, cls.unplayable)
 
     # -- gymnasium-style API -------------------------------------------------------------------------------------
     def reset(self, seed: int) -> tuple[str, dict]:
@@ -587,7 +604,7 @@ def _is_amount(text: str) -> bool:
 
 def configure_retail(n_users: int | None = None, orders_per_user: int | None = None, n_products: int | None = None,
                      db_seed: int | None = None, taubench_dir: str | Path | None = None,
-                     task_split: str | None = None) -> None:
+                     task_split: str | None = None, unplayable: str | None = None) -> None:
     """The world environments made by name use: a generated database (these sizes and seed) or, with
     `taubench_dir` (a tau-bench checkout's tau_bench/envs/retail), tau-bench's data and the tasks of `task_split`
     (train, dev or test). Pass taubench_dir="" to go back to a generated database."""
@@ -607,3 +624,7 @@ def configure_retail(n_users: int | None = None, orders_per_user: int | None = N
         if task_split not in SPLITS:
             raise ValueError(f"unknown tau-bench task split {task_split!r}; known: {list(SPLITS)}")
         RetailEnv.task_split = task_split
+    if unplayable is not None:
+        if unplayable not in ("keep", "drop"):
+            raise ValueError(f"retail.unplayable must be keep or drop, not {unplayable!r}")
+        RetailEnv.unplayable = unplayable

@@ -10,8 +10,10 @@ tau-bench's rule, and `replay_gold` an agent that makes its gold calls and says 
 environment `Task` when the scripted user can play it: its target is the database after all its gold calls (a gold
 write that fails changes nothing there, as in tau-bench), its goals are the gold writes that succeed, worded by the
 user (items, options and addresses read from the database), identity by email when the instruction mentions the
-user's email, else by name + zip. The rest are skipped and counted by reason: an unknown user, or a write the
-scripted user cannot ask for.
+user's email, else by name + zip; the user knows the order ids its instruction names (`named_orders`), no others.
+The rest are skipped and counted by reason: an unknown user, or a write the scripted user cannot ask for. A task
+whose instruction has a condition or a change of mind (`unplayable_word`) is flagged (`Task.unplayable`), counted
+(`n_unplayable`) and kept, or with unplayable="drop" skipped.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class TauBenchData(NamedTuple):
     skipped: dict[str, int]  # reason -> number of tasks
     split: str = "test"
     raw: tuple[TauTask, ...] = ()  # every task of the split
+    n_unplayable: int = 0  # loaded tasks whose instruction the scripted user cannot play (`unplayable_word`)
+    unplayable: str = "keep"  # what was done with them: keep (in `tasks`) | drop (counted in `skipped` too)
 
     @property
     def n_skipped(self) -> int:
@@ -185,8 +189,11 @@ def unplayable_word(instruction: str) -> str:
     return match.group(0).lower() if match else ""
 
 
-def load_taubench(path: str | Path, split: str = "test") -> TauBenchData:
-    """A checkout's database and one split's tasks: every task as written, and those the environment plays."""
+def load_taubench(path: str | Path, split: str = "test", unplayable: str = "keep") -> TauBenchData:
+    """A checkout's database and one split's tasks: every task as written, and those the environment plays; the
+    tasks flagged unplayable (`Task.unplayable`) kept among them or, with unplayable="drop", skipped."""
+    if unplayable not in ("keep", "drop"):
+        raise ValueError(f"unplayable must be keep or drop, not {unplayable!r}")
     path = Path(path)
     raw = read_tasks(path, split)
     db = load_db(path / "data")
@@ -198,5 +205,9 @@ def load_taubench(path: str | Path, split: str = "test") -> TauBenchData:
             skipped[made] = skipped.get(made, 0) + 1
         else:
             tasks.append(made)
-    return TauBenchData(db, tasks, skipped, split, raw)
+    n_unplayable = sum(1 for t in tasks if t.unplayable)
+    if unplayable == "drop" and n_unplayable:
+        tasks = [t for t in tasks if not t.unplayable]
+        skipped["unplayable by the scripted user"] = n_unplayable
+    return TauBenchData(db, tasks, skipped, split, raw, n_unplayable, unplayable)
 
