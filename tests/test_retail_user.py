@@ -2,6 +2,7 @@
 withholds; the loader flags the instructions it cannot play (conditions, changes of mind), kept or dropped by
 `retail.unplayable`; `retail.user: llm` is a model behind the OpenAI-compatible client playing the instruction."""
 
+import json
 import re
 
 import pytest
@@ -138,3 +139,103 @@ def test_the_unplayable_param_reaches_the_environment(checkout):
     finally:
         configure_envs(Params.model_validate({"env": {"name": "retail", "levels": ["all"]}}))
     assert RetailEnv.unplayable == "keep" and RetailEnv.taubench_dir is None
+
+
+# -- 3. retail.user: llm, against a fake OpenAI-compatible server on 127.0.0.1 ---------------------------------------
+def _llm_params(checkout, base_url=None, **llm):
+    return Params.model_validate({"env": {"name": "retail", "levels": ["all"]},
+                                  "retail": {"source": "taubench", "taubench_dir": str(checkout), "user": "llm",
+                                             "user_llm": {"base_url": base_url, "client_retries": 0,
+                                                          "timeout_s": 5, **llm}}})
+
+
+@pytest.fixture
+def back_to_scripted():
+    yield
+    from teachable.envs import configure_envs
+
+    configure_envs(Params.model_validate({"env": {"name": "retail", "levels": ["all"]},
+                                          "retail": {"user": "scripted"}}))
+    assert RetailEnv.user_mode == "scripted"
+
+
+def test_llm_user_without_a_key_fails_before_any_work(checkout, monkeypatch, back_to_scripted):
+    from teachable.envs import configure_envs
+    from teachable.teacher.base import TeacherConfigError
+    from tests.test_openai_teacher import FakeServer
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    fake = FakeServer()
+    try:
+        with pytest.raises(TeacherConfigError, match="retail.user is 'llm' but OPENAI_API_KEY is not set"):
+            configure_envs(_llm_params(checkout, fake.base_url))
+        assert fake.requests == [] and fake.gets == [] and RetailEnv.user_mode == "scripted"
+    finally:
+        fake.close()
+
+
+def test_llm_user_plays_the_instruction_through_the_teachers_client(checkout, tmp_path, monkeypatch, caplog,
+                                                                    back_to_scripted):
+    from teachable.envs import configure_envs
+    from teachable.envs.retail.user import ASK_IDENTITY, ASK_MORE, confirm_text, tell_text
+    from tests.test_openai_teacher import KEY, FakeServer, completion
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    fake = FakeServer()
+    try:
+        fake.script = [(200, completion(text)) for text in (
+            "Hi, I'd like to return a travel mug I received.",
+            "Sure: nina.park7301@example.com",
+            "I think it was order W7000001.",
+            "Yes, please go ahead.",
+            "Good to know.",
+            "Great, thanks! ###STOP###")]
+        configure_envs(_llm_params(checkout, fake.base_url))
+        assert fake.gets  # the pre-flight check ran when configured
+        env = RetailEnv("return")
+        env.reset(0)
+        assert env.mission == "Hi, I'd like to return a travel mug I received."
+        system = fake.requests[0]["body"]["messages"][0]
+        assert system["role"] == "system" and env.task.instruction in system["content"]
+        assert "###STOP###" in system["content"]
+        assert fake.requests[0]["body"]["messages"][1]["role"] == "user"
+        ret = env.task.actions[0]
+        for action in [say(ASK_IDENTITY),
+                       format_call("find_user_id_by_email", {"email": "nina.park7301@example.com"}), say(ASK_ORDER), format_call("get_order_details", {"order_id": "#W7000001"}),
+                       say(confirm_text(ret)), ret, say(tell_text(24.5))]:
+            _, _, _, _, info = env.step(action)
+            assert info["valid"], action
+        assert env.confirmed == [ret] and not env.ended
+        _, reward, terminated, _, _ = env.step(say(ASK_MORE))
+        assert terminated and reward == 1.0 and env.observation.startswith("User: Great, thanks!")
+        last = fake.requests[-1]["body"]["messages"]
+        assert [m["role"] for m in last] == ["system"] + ["user", "assistant"] * 5 + ["user"]
+        assert all("get_order_details" not in m["content"] for m in last)  # tool calls are never shown to it
+        n = len(fake.requests)
+        replayed = RetailEnv.restore(env.state(), env.state_hash())  # the cache answers a replay: no new call
+        assert len(fake.requests) == n and replayed.reward == 1.0
+        stored = "".join(p.read_text() for p in (tmp_path / ".cache" / "retail_user").rglob("*.json"))
+        ledger = json.loads(next((tmp_path / ".cache" / "retail_user").glob("ledger-*.json")).read_text())
+        assert ledger["calls"] == n and KEY not in stored and KEY not in caplog.text
+    finally:
+        fake.close()
+
+
+def test_llm_user_budget_stops_cleanly(checkout, tmp_path, monkeypatch, back_to_scripted):
+    from teachable.envs import configure_envs
+    from teachable.teacher.base import BudgetExceeded
+    from tests.test_openai_teacher import KEY, FakeServer, completion
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    fake = FakeServer()
+    try:
+        fake.script = [(200, completion("Hello, I need help."))]
+        configure_envs(_llm_params(checkout, fake.base_url, max_calls=1))
+        env = RetailEnv("return")
+        env.reset(0)
+        with pytest.raises(BudgetExceeded, match=r"retail.user_llm.max_calls"):
+            env.step(say(ASK_ORDER))
+    finally:
+        fake.close()

@@ -150,6 +150,8 @@ class RetailEnv:
     taubench_dir: str | None = None
     task_split: str = "test"  # tau-bench's tasks: train | dev | test
     unplayable: str = "keep"  # loaded tasks the scripted user cannot play: keep | drop
+    user_mode: str = "scripted"  # who plays the customer: scripted | llm (`user_client`, made by configure_retail)
+    user_client = None
 
     def __init__(self, level: str, max_steps: int | None = None, world: RetailWorld | None = None):
         if level not in LEVELS:
@@ -171,9 +173,16 @@ class RetailEnv:
     def reset(self, seed: int) -> tuple[str, dict]:
         self.seed = int(seed)
         self.task: Task = self.world.task(self.level, self.seed)
-        self.user = ScriptedUser(self.task, self.world.db["users"][self.task.user_id])
+        record = self.world.db["users"][self.task.user_id]
+        if self.user_mode == "llm":  # a model plays the instruction; its opening message is the mission
+            from teachable.envs.retail.llm_user import LLMUser
+
+            self.user = LLMUser(self.task, record, self.user_client)
+            self.mission = self.user.opening
+        else:
+            self.user = ScriptedUser(self.task, record)
+            self.mission = self.task.request
         self.view = DBView(self.world.db)
-        self.mission = self.task.request
         self.actions, self.history = [], []
         self.identity_given = False
         self.user_id: str | None = None  # identified by a lookup
@@ -228,8 +237,10 @@ class RetailEnv:
             self.identity_given |= reply.identity
             if reply.order_id is not None:
                 self.orders.setdefault(reply.order_id, None)
-            if reply.confirmed is not None and reply.confirmed not in self.confirmed:
-                self.confirmed.append(reply.confirmed)
+            confirmed = reply.confirmed or next((w for w in self._candidate_writes() if reply.agreed
+                                                 and confirm_text(w) == content), None)
+            if confirmed is not None and confirmed not in self.confirmed:
+                self.confirmed.append(confirmed)
             self.ended = reply.ends
             self.event = f"User: {reply.text}"
             return
@@ -566,6 +577,8 @@ class RetailEnv:
         twin.pms, twin.confirmed, twin.done, twin.said = (list(self.pms), list(self.confirmed), list(self.done),
                                                           list(self.said))
         twin._valid = None
+        if hasattr(self.user, "fork"):  # the LLM user's conversation so far
+            twin.user = self.user.fork()
         return twin
 
     @classmethod
@@ -604,7 +617,8 @@ def _is_amount(text: str) -> bool:
 
 def configure_retail(n_users: int | None = None, orders_per_user: int | None = None, n_products: int | None = None,
                      db_seed: int | None = None, taubench_dir: str | Path | None = None,
-                     task_split: str | None = None, unplayable: str | None = None) -> None:
+                     task_split: str | None = None, unplayable: str | None = None, user: str | None = None,
+                     user_llm=None) -> None:
     """The world environments made by name use: a generated database (these sizes and seed) or, with
     `taubench_dir` (a tau-bench checkout's tau_bench/envs/retail), tau-bench's data and the tasks of `task_split`
     (train, dev or test). Pass taubench_dir="" to go back to a generated database."""
@@ -628,3 +642,12 @@ def configure_retail(n_users: int | None = None, orders_per_user: int | None = N
         if unplayable not in ("keep", "drop"):
             raise ValueError(f"retail.unplayable must be keep or drop, not {unplayable!r}")
         RetailEnv.unplayable = unplayable
+    if user is not None:
+        if user not in ("scripted", "llm"):
+            raise ValueError(f"retail.user must be scripted or llm, not {user!r}")
+        if user == "llm":  # the key and the server checked now, before any work
+            from teachable.core.params import RetailUserLLMParams
+            from teachable.envs.retail.llm_user import LLMUserClient
+
+            RetailEnv.user_client = LLMUserClient(user_llm or RetailUserLLMParams())
+        RetailEnv.user_mode = user

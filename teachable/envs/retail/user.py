@@ -61,6 +61,7 @@ class Reply(NamedTuple):
     identity: bool = False  # the user gave their identity
     order_id: str | None = None  # the user named an order
     confirmed: str | None = None  # the write the user said yes to
+    agreed: bool = False  # a yes to a confirmation message (the LLM user; the environment finds its write)
 
 
 class ScriptedUser:
