@@ -202,7 +202,8 @@ def test_llm_user_plays_the_instruction_through_the_teachers_client(checkout, tm
         assert fake.requests[0]["body"]["messages"][1]["role"] == "user"
         ret = env.task.actions[0]
         for action in [say(ASK_IDENTITY),
-                       format_call("find_user_id_by_email", {"email": "nina.park7301@example.com"}), say(ASK_ORDER), format_call("get_order_details", {"order_id": "#W7000001"}),
+                       format_call("find_user_id_by_email", {"email": "nina.park7301@example.com"}), say(ASK_ORDER),
+                       format_call("get_order_details", {"order_id": "#W7000001"}),
                        say(confirm_text(ret)), ret, say(tell_text(24.5))]:
             _, _, _, _, info = env.step(action)
             assert info["valid"], action

@@ -151,9 +151,9 @@ class OpenAIClient:
         p = self.params
         if self.spent["calls"] >= p.max_calls or self.spent["usd"] >= p.max_usd:
             raise BudgetExceeded(
-                f"{self.role} budget reached: {self.spent['calls']} calls, ${self.spent['usd']:.4f} spent on {p.model} at "
-                f"{self.where} over all runs (max_calls={p.max_calls}, max_usd={p.max_usd}); raise {self.section}.max_calls "
-                f"/ {self.section}.max_usd to go on (the ledger is {self.ledger_path}; deleting it resets the count)")
+                f"{self.role} budget reached: {self.spent['calls']} calls, ${self.spent['usd']:.4f} spent on "
+                f"{p.model} at {self.where} over all runs (max_calls={p.max_calls}, max_usd={p.max_usd}); raise "
+                f"{self.section}.max_calls / {self.section}.max_usd to go on (the ledger is {self.ledger_path}; deleting it resets the count)")
         self.spent["calls"] += 1
         self.counts["calls"] += 1
         reply = None
@@ -169,7 +169,8 @@ class OpenAIClient:
                     ledger["completion_tokens"] += tokens[1]
                     ledger["usd"] += usd
             elif reply is not None:
-                log.warning("%s: %s reported no token usage for a call: counted, but not its cost", self.role, self.where)
+                log.warning("%s: %s reported no token usage for a call: counted, but not its cost", self.role,
+                            self.where)
             self._save_ledger()
 
     # --- errors that stop the stage ------------------------------------------------------------------------------
