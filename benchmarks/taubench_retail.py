@@ -175,13 +175,16 @@ def main() -> None:
     for split in args.splits:
         start = time.perf_counter()
         data = load_taubench(retail, split)
-        world = RetailWorld(data.db, data.tasks, data.n_skipped)
+        world = RetailWorld(data.db, data.tasks, data.n_skipped, data.n_unplayable)
         gold = [replay_gold(data.db, task) for task in data.raw]
         expert = [expert_reward(world, seed) for seed in range(len(data.tasks))]
         unsayable = sum(1 for t in data.tasks if not outputs_said(t.outputs, [" ".join(g.outputs) for g in t.goals]))
         print(f"\n{split}: {len(data.raw)} tasks; the environment plays {len(data.tasks)}, skips {data.n_skipped}")
         for reason, n in sorted(data.skipped.items(), key=lambda kv: -kv[1]):
             print(f"  skipped, {reason}: {n}")
+        print(f"  flagged unplayable by the scripted user (a condition or a change of mind; kept): "
+              f"{data.n_unplayable} of {len(data.tasks)}; withholding an order id: "
+              f"{sum(1 for t in data.tasks if any(g.order_id not in t.known_orders for g in t.goals))}")
         print(f"  gold calls replayed, reward 1 (tau-bench's rule, our tools): {int(sum(gold))}/{len(gold)}")
         failing = [t.index for t in data.raw if failing_writes(data.db, t)]
         print(f"  tasks with a gold write that fails (kept; scored 1 as tau-bench scores them): {len(failing)} "

@@ -71,6 +71,10 @@ def main(params: Params) -> None:
         engine.run([s for s in specs if s.episode_id not in done], on_episode=scratch.append)
         episodes = sorted(scratch.load(Episode), key=lambda ep: ep.episode_id)
         metrics = summarise(episodes, p.action_mode)
+        if env.name == "retail":  # how many tau-bench tasks were played, skipped, flagged unplayable (and dropped)
+            from teachable.envs.retail import RetailEnv
+
+            metrics.update(RetailEnv.shared_world().counts())
         write_jsonl(OUT, episodes)
         write_json(METRICS, metrics)
         examples = failure_examples(episodes)

@@ -56,6 +56,24 @@ class ShopParams(Section):
         return self
 
 
+class RetailUserLLMParams(Section):
+    """retail.user: llm: the model that plays the customer (any OpenAI-compatible server; OPENAI_API_KEY), with the
+    OpenAI teacher's cache, spend ledger, budget and pre-flight check (`teachable.core.openai_client`)."""
+
+    model: str = "gpt-4o-mini"
+    base_url: str | None = Field(None, description="any OpenAI-compatible server; null = api.openai.com")
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(256, ge=16, le=4096)
+    client_retries: int = Field(2, ge=0, le=10, description="the openai client's own retries (429, 5xx)")
+    timeout_s: float = Field(60, gt=0)
+    max_calls: int = Field(5000, ge=0)
+    max_usd: float = Field(5.0, ge=0)
+    usd_per_mtok_in: float = Field(0.15, ge=0)
+    usd_per_mtok_out: float = Field(0.60, ge=0)
+    max_consecutive_failures: int = Field(3, ge=1, le=100, description="stop after this many calls in a row that "
+                                                                       "got no answer (timeouts, connection)")
+
+
 class RetailParams(Section):
     """The tau-bench-style customer-service domain (env.name: retail): its database, generated in-process from
     these numbers, or tau-bench's own retail data and tasks."""
@@ -72,6 +90,12 @@ class RetailParams(Section):
         "count", description="a generated reply no action parses from: a parse failure that wastes the step "
                              "(count), or as in tau-bench a message to the user with its text (respond); recorded "
                              "as a parse failure either way")
+    user: Literal["scripted", "llm"] = Field("scripted", description="who plays the customer: the offline scripted "
+                                                                     "user, or a model playing the task (user_llm)")
+    unplayable: Literal["keep", "drop"] = Field("keep", description="source taubench: tasks whose instruction the "
+                                                                    "scripted user cannot play (conditions, changes "
+                                                                    "of mind): keep them or drop them")
+    user_llm: RetailUserLLMParams = Field(default_factory=lambda: RetailUserLLMParams())
 
     @model_validator(mode="after")
     def _taubench_needs_dir(self) -> RetailParams:

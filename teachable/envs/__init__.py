@@ -82,7 +82,8 @@ def configure_envs(params) -> None:
         r = params.retail
         configure_retail(n_users=r.n_users, orders_per_user=r.orders_per_user, n_products=r.n_products,
                          db_seed=r.db_seed, taubench_dir=r.taubench_dir if r.source == "taubench" else "",
-                         task_split=r.task_split, parse_failure=r.parse_failure)
+                         task_split=r.task_split, parse_failure=r.parse_failure, unplayable=r.unplayable,
+                         user=r.user, user_llm=r.user_llm)
 
 
 __all__ = ["RestoreError", "TextEnv", "configure_envs", "env_names", "known_levels", "make_env", "register_env", "restore_env", "tokenizer_words"]

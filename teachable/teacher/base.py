@@ -6,6 +6,14 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+# the paid-model errors live with the client the teacher and the retail LLM user share (re-exported here)
+from teachable.core.openai_client import (  # noqa: F401
+    BudgetExceeded,
+    TeacherConfigError,
+    TeacherStopped,
+    TeacherUnavailable,
+)
+
 
 class Advice(BaseModel):
     suggested_action: str
@@ -20,25 +28,6 @@ class Teacher(Protocol):
     name: str
 
     def advise(self, env, student_action: str | None) -> Advice: ...
-
-
-class TeacherConfigError(RuntimeError):
-    """The teacher cannot be used as configured: no key, a wrong key, an unreachable server, an unknown model (raised
-    when the teacher is made, before any work), or a stop mid-run (`TeacherStopped`). `teachable.stage.run` ends
-    the stage with the one-line message and exit code 2. Messages never hold the API key."""
-
-
-class TeacherStopped(TeacherConfigError):
-    """The teacher cannot go on mid-run; finished work (scratch log, response cache, spend ledger) is kept."""
-
-
-class BudgetExceeded(TeacherStopped):
-    """The next call would pass `max_calls` or `max_usd`, counted over every run (the ledger on disk)."""
-
-
-class TeacherUnavailable(TeacherStopped):
-    """Asking again will not help: authentication, permission, an unknown model, an exhausted quota, or
-    `max_consecutive_failures` calls in a row that got no answer (timeouts, connection or server errors)."""
 
 
 class TooManyFallbacks(TeacherStopped):

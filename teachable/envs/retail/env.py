@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from teachable.envs.retail.user import (ASK_IDENTITY, ASK_MORE, ASK_ORDER, FIXED
                                         tell_text)
 from teachable.envs.toolcall import OPEN_VALUE, fills_open_call, format_call, parse_call
 
+log = logging.getLogger(__name__)
 TRANSFER = format_call("transfer_to_human_agents", {"summary": "User asked for a human."})
 SAY = format_call(RESPOND, {"content": OPEN_VALUE})  # the open action: a message with any text
 PARSE_FAILURES = ("count", "respond")  # an unparseable reply: a parse failure, or (tau-bench) a message
@@ -74,26 +76,40 @@ class RetailWorld:
 
     _loaded: dict[tuple, RetailWorld] = {}  # noqa: RUF012
 
-    def __init__(self, db: dict, tasks: list[Task] | None = None, n_skipped: int = 0):
+    def __init__(self, db: dict, tasks: list[Task] | None = None, n_skipped: int = 0, n_unplayable: int = 0,
+                 unplayable: str = "keep"):
         self.db = db
         self.listed = tasks
         self.n_skipped = n_skipped
+        self.n_unplayable, self.unplayable = n_unplayable, unplayable  # loaded tasks the scripted user cannot play
         self._cache: dict[tuple[str, int], Task] = {}
 
     @classmethod
     def shared(cls, n_users: int = 50, orders_per_user: int = 3, n_products: int = 20, db_seed: int = 0,
-               taubench_dir: str | None = None, task_split: str = "test") -> RetailWorld:
+               taubench_dir: str | None = None, task_split: str = "test", unplayable: str = "keep") -> RetailWorld:
         key = (n_users, orders_per_user, n_products, db_seed,
-               (str(Path(taubench_dir).resolve()), task_split) if taubench_dir else None)
+               (str(Path(taubench_dir).resolve()), task_split, unplayable) if taubench_dir else None)
         if key not in cls._loaded:
             if taubench_dir:
                 from teachable.envs.retail.taubench import load_taubench
 
-                loaded = load_taubench(taubench_dir, task_split)
-                cls._loaded[key] = cls(loaded.db, loaded.tasks, loaded.n_skipped)
+                loaded = load_taubench(taubench_dir, task_split, unplayable)
+                cls._loaded[key] = cls(loaded.db, loaded.tasks, loaded.n_skipped, loaded.n_unplayable, unplayable)
+                log.info("retail: tau-bench %s split, %d tasks: %d played, %d skipped (%s); %d flagged unplayable by "
+                         "the scripted user (a condition or a change of mind), %s", task_split, len(loaded.raw),
+                         len(loaded.tasks), loaded.n_skipped, dict(loaded.skipped) or "none", loaded.n_unplayable,
+                         "dropped" if unplayable == "drop" else "kept")
             else:
                 cls._loaded[key] = cls(generate_db(db_seed, n_users, orders_per_user, n_products))
         return cls._loaded[key]
+
+    def counts(self) -> dict:
+        """The task counts the pipeline reports (loaded tau-bench tasks only; {} for a generated database)."""
+        if self.listed is None:
+            return {}
+        return {"retail_tasks": len(self.listed), "retail_skipped": self.n_skipped,
+                "retail_unplayable": self.n_unplayable,
+                "retail_unplayable_dropped": self.n_unplayable if self.unplayable == "drop" else 0}
 
     def task(self, level: str, seed: int) -> Task:
         key = (level, seed)
@@ -146,6 +162,9 @@ class RetailEnv:
     task_split: str = "test"  # tau-bench's tasks: train | dev | test
     parse_failure: str = "count"  # count | respond (`unparsed_action`)
     n_open_samples: int = 1  # the student's sampled messages scored beside the listed actions
+    unplayable: str = "keep"  # loaded tasks the scripted user cannot play: keep | drop
+    user_mode: str = "scripted"  # who plays the customer: scripted | llm (`user_client`, made by configure_retail)
+    user_client = None
 
     def __init__(self, level: str, max_steps: int | None = None, world: RetailWorld | None = None):
         if level not in LEVELS:
@@ -161,15 +180,22 @@ class RetailEnv:
     @classmethod
     def shared_world(cls) -> RetailWorld:
         return RetailWorld.shared(cls.n_users, cls.orders_per_user, cls.n_products, cls.db_seed, cls.taubench_dir,
-                                  cls.task_split)
+                                  cls.task_split, cls.unplayable)
 
     # -- gymnasium-style API -------------------------------------------------------------------------------------
     def reset(self, seed: int) -> tuple[str, dict]:
         self.seed = int(seed)
         self.task: Task = self.world.task(self.level, self.seed)
-        self.user = ScriptedUser(self.task, self.world.db["users"][self.task.user_id])
+        record = self.world.db["users"][self.task.user_id]
+        if self.user_mode == "llm":  # a model plays the instruction; its opening message is the mission
+            from teachable.envs.retail.llm_user import LLMUser
+
+            self.user = LLMUser(self.task, record, self.user_client)
+            self.mission = self.user.opening
+        else:
+            self.user = ScriptedUser(self.task, record)
+            self.mission = self.task.request
         self.view = DBView(self.world.db)
-        self.mission = self.task.request
         self.actions, self.history = [], []
         self.identity_given = False
         self.user_id: str | None = None  # identified by a lookup
@@ -236,8 +262,10 @@ class RetailEnv:
             self.identity_given |= reply.identity
             if reply.order_id is not None:
                 self.orders.setdefault(reply.order_id, None)
-            if reply.confirmed is not None and reply.confirmed not in self.confirmed:
-                self.confirmed.append(reply.confirmed)
+            confirmed = reply.confirmed or next((w for w in self._candidate_writes() if reply.agreed
+                                                 and confirm_text(w) == content), None)
+            if confirmed is not None and confirmed not in self.confirmed:
+                self.confirmed.append(confirmed)
             self.ended = reply.ends
             self.event = f"User: {reply.text}"
             return
@@ -500,6 +528,9 @@ class RetailEnv:
         if goal is None:
             return _say(ASK_MORE), prefix + "All the user asked for is done; they were not asked if they need more."
         if goal.order_id not in self.orders:
+            if self.user_record is None and ASK_ORDER in self.said:  # the user does not know its id: look it up
+                return (format_call("get_user_details", {"user_id": self.user_id}),
+                        prefix + "The user does not know the order's id; their orders are not looked up yet.")
             return _say(ASK_ORDER), prefix + "The user has not said which order they mean yet."
         if self.current != goal.order_id:
             if self.current is not None:
@@ -577,6 +608,8 @@ class RetailEnv:
         twin.pms, twin.confirmed, twin.done, twin.said = (list(self.pms), list(self.confirmed), list(self.done),
                                                           list(self.said))
         twin._valid = None
+        if hasattr(self.user, "fork"):  # the LLM user's conversation so far
+            twin.user = self.user.fork()
         return twin
 
     @classmethod
@@ -620,7 +653,8 @@ def _is_amount(text: str) -> bool:
 
 def configure_retail(n_users: int | None = None, orders_per_user: int | None = None, n_products: int | None = None,
                      db_seed: int | None = None, taubench_dir: str | Path | None = None,
-                     task_split: str | None = None, parse_failure: str | None = None) -> None:
+                     task_split: str | None = None, parse_failure: str | None = None,
+                     unplayable: str | None = None, user: str | None = None, user_llm=None) -> None:
     """The world environments made by name use: a generated database (these sizes and seed) or, with
     `taubench_dir` (a tau-bench checkout's tau_bench/envs/retail), tau-bench's data and the tasks of `task_split`
     (train, dev or test). Pass taubench_dir="" to go back to a generated database. `parse_failure`: what an
@@ -645,3 +679,16 @@ def configure_retail(n_users: int | None = None, orders_per_user: int | None = N
         if task_split not in SPLITS:
             raise ValueError(f"unknown tau-bench task split {task_split!r}; known: {list(SPLITS)}")
         RetailEnv.task_split = task_split
+    if unplayable is not None:
+        if unplayable not in ("keep", "drop"):
+            raise ValueError(f"retail.unplayable must be keep or drop, not {unplayable!r}")
+        RetailEnv.unplayable = unplayable
+    if user is not None:
+        if user not in ("scripted", "llm"):
+            raise ValueError(f"retail.user must be scripted or llm, not {user!r}")
+        if user == "llm":  # the key and the server checked now, before any work
+            from teachable.core.params import RetailUserLLMParams
+            from teachable.envs.retail.llm_user import LLMUserClient
+
+            RetailEnv.user_client = LLMUserClient(user_llm or RetailUserLLMParams())
+        RetailEnv.user_mode = user

@@ -4,7 +4,9 @@
 family (pending for cancel / modify, delivered for return / exchange, another available variant for exchange /
 modify_items), one ground-truth write per wanted change (single-item lists, paid or refunded with the order's
 original payment method), the opening request (seeded templates; no ids), the outputs the agent must say (a
-return's refund amount) and the target database hash (the ground-truth writes replayed on a fresh view).
+return's refund amount) and the target database hash (the ground-truth writes replayed on a fresh view). A
+generated user knows its orders' ids (`known_orders`: it says one when asked which order); a loaded tau-bench user
+knows only those its instruction names.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class Task:
     outputs: tuple[str, ...]
     target_hash: str
     instruction: str = ""  # tau-bench's instruction, for loaded tasks
+    known_orders: tuple[str, ...] = ()  # the order ids the user may say (loaded: those its instruction names)
+    unplayable: str = ""  # loaded: the word of its instruction the scripted user cannot play ("" = playable)
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -229,5 +233,6 @@ def make_task(db: dict, level: str, seed: int) -> Task:
         request = opening_request(tuple(goals), rng)
         outputs = tuple(o for g in goals for o in g.outputs)
         return Task(key=f"{level}:{seed}", family=family, user_id=user_id, identity=identity, goals=tuple(goals),
-                    request=request, outputs=outputs, target_hash=target)
+                    request=request, outputs=outputs, target_hash=target,
+                    known_orders=tuple(dict.fromkeys(g.order_id for g in goals)))
     raise ValueError(f"the retail database has no user suited to a {family!r} task")

@@ -10,14 +10,17 @@ tau-bench's rule, and `replay_gold` an agent that makes its gold calls and says 
 environment `Task` when the scripted user can play it: its target is the database after all its gold calls (a gold
 write that fails changes nothing there, as in tau-bench), its goals are the gold writes that succeed, worded by the
 user (items, options and addresses read from the database), identity by email when the instruction mentions the
-user's email, else by name + zip. The rest are skipped and counted by reason: an unknown user, or a write the
-scripted user cannot ask for.
+user's email, else by name + zip; the user knows the order ids its instruction names (`named_orders`), no others.
+The rest are skipped and counted by reason: an unknown user, or a write the scripted user cannot ask for. A task
+whose instruction has a condition or a change of mind (`unplayable_word`) is flagged (`Task.unplayable`), counted
+(`n_unplayable`) and kept, or with unplayable="drop" skipped.
 """
 
 from __future__ import annotations
 
 import ast
 import random
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +30,9 @@ from teachable.envs.retail.tasks import Task, goal_from_write, opening_request, 
 from teachable.envs.retail.tools import TOOLS, WRITE_KINDS, call_tool, ordered_args
 
 SPLITS = ("train", "dev", "test")
+_ORDER_ID = re.compile(r"#?\bW(\d{7})\b")
+_UNPLAYABLE = re.compile(r"\b(?:if|unless|otherwise|in case|instead|prefer\w*|chang\w* (?:\w+ ){0,2}mind|"
+                         r"mind chang\w*)\b", re.IGNORECASE)
 TERMINATING = ("transfer_to_human_agents",)  # tau-bench's terminate tools: they end the episode, replays skip them
 
 
@@ -46,6 +52,8 @@ class TauBenchData(NamedTuple):
     skipped: dict[str, int]  # reason -> number of tasks
     split: str = "test"
     raw: tuple[TauTask, ...] = ()  # every task of the split
+    n_unplayable: int = 0  # loaded tasks whose instruction the scripted user cannot play (`unplayable_word`)
+    unplayable: str = "keep"  # what was done with them: keep (in `tasks`) | drop (counted in `skipped` too)
 
     @property
     def n_skipped(self) -> int:
@@ -162,11 +170,30 @@ def _as_env_task(db: dict, task: TauTask, split: str) -> Task | str:
     request = opening_request(tuple(goals), rng) if goals else "Hi, I have a question about my account."
     return Task(key=f"taubench:{split}:{task.index}", family=family, user_id=task.user_id, identity=identity,
                 goals=tuple(goals), request=request, outputs=task.outputs, target_hash=view.hash(),
-                instruction=task.instruction)
+                instruction=task.instruction, known_orders=named_orders(task.instruction),
+                unplayable=unplayable_word(task.instruction))
 
 
-def load_taubench(path: str | Path, split: str = "test") -> TauBenchData:
-    """A checkout's database and one split's tasks: every task as written, and those the environment plays."""
+def named_orders(instruction: str) -> tuple[str, ...]:
+    """The order ids an instruction names ("#W2378156", or "W2378156" without its '#'), as tau-bench spells ids."""
+    return tuple(dict.fromkeys("#W" + m for m in _ORDER_ID.findall(instruction)))
+
+
+def unplayable_word(instruction: str) -> str:
+    """The first word or phrase of an instruction that makes it a script the scripted user cannot play, "" when
+    none: a condition or an alternative ("if", "unless", "otherwise", "in case", "instead", "prefer..."), or a
+    change of mind ("change ... mind", "changed ... mind", "mind changes"). The scripted user asks for the gold
+    writes straight away, whatever the agent says; these instructions make what it wants depend on the
+    conversation. A word rule: it flags a harmless "if" too, and misses a condition worded otherwise."""
+    match = _UNPLAYABLE.search(instruction)
+    return match.group(0).lower() if match else ""
+
+
+def load_taubench(path: str | Path, split: str = "test", unplayable: str = "keep") -> TauBenchData:
+    """A checkout's database and one split's tasks: every task as written, and those the environment plays; the
+    tasks flagged unplayable (`Task.unplayable`) kept among them or, with unplayable="drop", skipped."""
+    if unplayable not in ("keep", "drop"):
+        raise ValueError(f"unplayable must be keep or drop, not {unplayable!r}")
     path = Path(path)
     raw = read_tasks(path, split)
     db = load_db(path / "data")
@@ -178,5 +205,9 @@ def load_taubench(path: str | Path, split: str = "test") -> TauBenchData:
             skipped[made] = skipped.get(made, 0) + 1
         else:
             tasks.append(made)
-    return TauBenchData(db, tasks, skipped, split, raw)
+    n_unplayable = sum(1 for t in tasks if t.unplayable)
+    if unplayable == "drop" and n_unplayable:
+        tasks = [t for t in tasks if not t.unplayable]
+        skipped["unplayable by the scripted user"] = n_unplayable
+    return TauBenchData(db, tasks, skipped, split, raw, n_unplayable, unplayable)
 

@@ -3,7 +3,9 @@
 The agent's `respond` messages form a small fixed set the environment enumerates: ask who the user is, ask which
 order, ask whether there is anything else, refuse, one confirmation per candidate write (`confirm_text`) and one
 "tell" per refund amount (`tell_text`). The user answers the identity request with their email or name + zip,
-"which order" with the order of their first wanted write not yet made, a confirmation with yes exactly when it is
+"which order" with the order of their first wanted write not yet made when they know its id (`Task.known_orders`: a
+loaded task's user knows only the ids its instruction names; else they name its items and the agent looks the
+order up from the user's details), a confirmation with yes exactly when it is
 one of their wanted writes not yet made (it regenerates its goals' confirmation texts), "anything else" with a
 goodbye once everything is done (ending the conversation) or with what is still wanted, and a refusal by leaving.
 """
@@ -15,7 +17,7 @@ import re
 from typing import NamedTuple
 
 from teachable.envs.retail.database import DBView
-from teachable.envs.retail.tasks import Task, want_text
+from teachable.envs.retail.tasks import Task, _and, want_text
 from teachable.envs.retail.tools import describe_write
 from teachable.envs.toolcall import parse_call
 
@@ -34,6 +36,7 @@ _YES = ("Yes, please go ahead.", "Yes, that's right.", "Yes.")
 _BYE = ("No, that's all. Thanks, bye!", "That's everything, thank you. Goodbye!", "Nothing else, thanks. Bye!")
 _STILL = ("Yes, I still need to {want}.", "Yes: I also want to {want}.")
 NO = "No, that is not what I want."
+_NO_ID = "I don't have the order number. It's the order with {items}; can you look it up?"
 THANKS = "Thanks, good to know."
 OKAY = "Okay."
 NOTHING_LEFT = "There is nothing else I need changed."
@@ -58,6 +61,7 @@ class Reply(NamedTuple):
     identity: bool = False  # the user gave their identity
     order_id: str | None = None  # the user named an order
     confirmed: str | None = None  # the write the user said yes to
+    agreed: bool = False  # a yes to a confirmation message (the LLM user; the environment finds its write)
 
 
 class ScriptedUser:
@@ -83,6 +87,8 @@ class ScriptedUser:
         if content == ASK_ORDER:
             if not todo:
                 return Reply(NOTHING_LEFT)
+            if todo[0].order_id not in self.task.known_orders:  # its instruction withholds the id: never given
+                return Reply(_NO_ID.format(items=_and([f"the {n}" for n in todo[0].item_names] or ["my items"])))
             return Reply(self.order_template.format(order_id=todo[0].order_id), order_id=todo[0].order_id)
         if content == ASK_MORE:
             if not todo:
