@@ -17,8 +17,15 @@ Seconds are measured for the fixed design, the interval rule and the posterior r
 every episode it needs; the other levels and the reference reuse episodes already run (`CountingEngine`), which
 changes no record, and report no seconds.
 
-    python benchmarks/allocation.py [--snapshots 40] [--reference 64] [--fixed 16] [--round 4]
-        [--levels 0.02,0.05,0.1,0.2] [--level 0.05] [--root DIR]
+`--cache FILE`: an episode is a pure function of its spec, so the episodes a run asks for (every design's, the
+reference's 0..n-1 included, and the one-step probes that find the student's first actions) can be kept. When FILE
+does not exist the run is as above and then writes every episode it ran to FILE (JSON, keyed by the spec); when it
+exists every design replays its episodes from there (any it lacks are run and added) and none reports seconds. The
+reference at `--reference` covers every design with at most that many rollouts per arm, so after one full run a
+rule is compared in seconds.
+
+    python benchmarks/allocation.py [--snapshots 40] [--start 0] [--reference 64] [--fixed 16] [--round 4]
+        [--levels 0.02,0.05,0.1,0.2] [--level 0.05] [--root DIR] [--cache FILE]
 
 `--root`: a project folder holding params.yaml, data/snapshots.jsonl and the student (`student.dir`), for a pilot
 run elsewhere.
@@ -28,12 +35,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import time
+from pathlib import Path
 
 from teachable.core.params import load_params
-from teachable.core.records import Snapshot, read_jsonl
+from teachable.core.records import Episode, Snapshot, read_jsonl
 from teachable.labeling.estimates import wilson
 from teachable.labeling.label import label_snapshots
 from teachable.policy.hf import HFPolicy
@@ -55,8 +64,10 @@ class CountingEngine(RolloutEngine):
         super().__init__(*args, **kwargs)
         self.cache, self.reuse, self.episodes = cache, reuse, 0
 
-    def _key(self, spec) -> tuple:
-        return (*dataclasses.astuple(dataclasses.replace(spec, episode_id="")), self.record_steps)
+    def _key(self, spec) -> str:
+        """The spec without its id, and whether steps are recorded (the first-action probes record them), as JSON:
+        the same string in memory and in a `--cache` file."""
+        return json.dumps([*dataclasses.astuple(dataclasses.replace(spec, episode_id="")), self.record_steps])
 
     def run(self, specs, on_episode=None):
         self.episodes += sum(s.episode_id.startswith("shared|") for s in specs)
@@ -64,6 +75,19 @@ class CountingEngine(RolloutEngine):
         for spec, episode in zip(todo, super().run(todo, on_episode)):
             self.cache[self._key(spec)] = episode
         return [self.cache[self._key(s)].model_copy(update={"episode_id": s.episode_id}) for s in specs]
+
+
+def load_cache(path: Path) -> dict:
+    with open(path) as f:
+        return {key: Episode.model_validate(value) for key, value in json.load(f).items()}
+
+
+def save_cache(cache: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump({key: episode.model_dump(mode="json") for key, episode in cache.items()}, f)
+    os.replace(tmp, path)
 
 
 def label_all(snapshots, policy, params, label_params, cache: dict, reuse: bool) -> tuple:
@@ -96,13 +120,18 @@ def main() -> None:
     parser.add_argument("--levels", default="0.02,0.05,0.1,0.2", help="posterior stopping levels to calibrate")
     parser.add_argument("--level", type=float, default=0.05, help="the posterior level compared with the others")
     parser.add_argument("--root", default=".", help="project folder with params.yaml, snapshots and the student")
+    parser.add_argument("--start", type=int, default=0, help="the first snapshot (e.g. 40 for a held-out half)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="episode cache: written after a full run when absent, replayed (no seconds) when present")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cache_path = args.cache.resolve() if args.cache else None
+    replay = cache_path is not None and cache_path.exists()
     os.chdir(args.root)
     levels = sorted({float(x) for x in args.levels.split(",")} | {args.level})
     params = load_params()
     t = params.quadrants.L_threshold
-    snapshots = read_jsonl("data/snapshots.jsonl", Snapshot)[: args.snapshots]
+    snapshots = read_jsonl("data/snapshots.jsonl", Snapshot)[args.start : args.start + args.snapshots]
     policy = HFPolicy.load(params.student.dir, batch_size=params.student.score_batch_size)
     p = params.label.model_copy(update={"skip_cpt": True, "stopping": "interval"})
     posterior = lambda e: p.model_copy(update={"stopping": "posterior", "round_size": args.round,
@@ -114,15 +143,27 @@ def main() -> None:
         **{f"posterior {e}": (posterior(e), False) for e in levels if e != args.level},
         "reference": (p.model_copy(update={"round_size": args.reference, "max_rollouts": args.reference}), False),
     }
-    results, cache = {}, {}
+    results = {}
+    if replay:
+        designs = {name: (lp, False) for name, (lp, _) in designs.items()}
+        cache = load_cache(cache_path)
+        log.info("replaying %d episodes from %s: no seconds reported", len(cache), cache_path)
+    else:
+        cache = {}
+    cached = len(cache)
     for name, (lp, timed) in designs.items():
         results[name] = label_all(snapshots, policy, params, lp, cache, reuse=not timed)
         log.info("%s: %.0f s", name, results[name][1])
+    if cache_path is not None and len(cache) > cached:
+        save_cache(cache, cache_path)
+        log.info("%d episodes written to %s (%d new)", len(cache), cache_path, len(cache) - cached)
     timed = {name for name, (_, t) in designs.items() if t}
     truth = [point_side(r, t) for r in results["reference"][0]]
     prior = results[f"posterior {args.level}"][3]
-    print(f"{len(snapshots)} snapshots, L threshold {t}, horizon {p.horizon}; reference: {args.reference} rollouts "
-          f"per arm (student, forced), its point-estimate side; reference sides: "
+    if replay:
+        print(f"episodes replayed from {cache_path} (no seconds)")
+    print(f"{len(snapshots)} snapshots (from {args.start}), L threshold {t}, horizon {p.horizon}; reference: "
+          f"{args.reference} rollouts per arm (student, forced), its point-estimate side; reference sides: "
           f"{truth.count('high')} high / {truth.count('low')} low")
     print(f"posterior prior (fitted on the {prior.n_snapshots} first rounds with an unmatched pair): "
           f"pi0 {prior.pi0:.3f}, Dirichlet alpha (b, c, r) {tuple(round(a, 3) for a in prior.alpha)}")
