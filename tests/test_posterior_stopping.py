@@ -70,7 +70,7 @@ def test_a_wrong_prior_is_what_breaks_calibration():
     truth = np.where(theta[:, 0] - theta[:, 1] > 0.1, "high", "low")
     counts = [rng.multinomial(4, t) for t in theta]
     wrong = {}
-    for name, prior in (("fitted", fit_prior(counts)), ("wrong", Prior(0.01, (4.0, 0.3, 1.0)))):
+    for name, prior in (("fitted", fit_prior(counts)), ("wrong", Prior.dirichlet(0.01, (4.0, 0.3, 1.0)))):
         sides = [posterior_side(posterior_high(tuple(c), None, 0.1, prior), 0.05) for c in counts]
         wrong[name] = np.mean([s != t for s, t in zip(sides, truth) if s != "undetermined"])
     assert wrong["fitted"] <= 0.065 and wrong["wrong"] > 0.15, wrong
@@ -82,7 +82,7 @@ def test_posterior_arithmetic_on_hand_made_cases():
     # theta_b - theta_c > 0.5 under Dirichlet(1, 1, 1): the triangle (.5, 0), (1, 0), (.75, .25), 1/8 of the simplex
     assert dirichlet_difference_above((1.0, 1.0, 1.0), 0.5) == pytest.approx(0.125, abs=2e-3)
     assert dirichlet_difference_above((2.0, 3.0, 4.0), -1.0) == 1.0
-    prior = Prior(0.5, (1.0, 1.0, 1.0))
+    prior = Prior.dirichlet(0.5, (1.0, 1.0, 1.0))
     assert posterior_high((3, 0, 1), None, 0.1, prior) > posterior_high((1, 0, 3), None, 0.1, prior)
     assert posterior_high((0, 0, 8), None, 0.1, prior) < posterior_high((0, 0, 2), None, 0.1, prior)
     # with p_match known the threshold on the unmatched difference is t / (1 - p_match): harder to clear

@@ -196,6 +196,9 @@ class LabelParams(Section):
                                 "| posterior (the empirical-Bayes posterior is sure of the side; rounds of 4 suit it)")
     posterior_error: float = Field(0.05, gt=0, lt=0.5, description="posterior rule: stop once the posterior "
                                                                      "probability of the wrong side is below this")
+    posterior_prior: Literal["split", "dirichlet"] = Field(
+        "split", description="posterior rule's prior beside the point mass at no effect: split (discordance and "
+                             "direction Betas, concentrations capped) | dirichlet (the earlier single Dirichlet)")
     target_width: float | None = Field(None, gt=0, le=2, description="also go on while L_local's 95% interval is "
                                                                      "wider than this (null: decide sides only)")
     horizon: int | None = Field(16, ge=1, description="steps a rollout gets from the snapshot (null: the episode's "
