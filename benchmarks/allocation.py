@@ -20,13 +20,14 @@ changes no record, and report no seconds.
 `--cache FILE`: an episode is a pure function of its spec, so the episodes a run asks for (every design's, the
 reference's 0..n-1 included, and the one-step probes that find the student's first actions) can be kept. When FILE
 does not exist the run is as above and then writes every episode it ran to FILE (JSON, keyed by the spec); when it
-exists every design replays its episodes from there (any it lacks are run and added) and none reports seconds. The
+exists every design replays its episodes from there (any it lacks are run and added) and none reports seconds
+(`--time-first`: but the first prior at `--level`, which runs every episode it needs and is timed). The
 reference at `--reference` covers every design with at most that many rollouts per arm, so after one full run a
 rule is compared in seconds.
 
     python benchmarks/allocation.py [--snapshots 40] [--start 0] [--reference 64] [--fixed 16] [--round 4]
         [--cap 16] [--levels 0.02,0.05,0.1,0.2] [--level 0.05] [--priors split,dirichlet] [--split-at N]
-        [--root DIR] [--cache FILE]
+        [--root DIR] [--cache FILE [--time-first]]
 
 `--root`: a project folder holding params.yaml, data/snapshots.jsonl and the student (`student.dir`), for a pilot
 run elsewhere.
@@ -145,6 +146,8 @@ def main() -> None:
                              "still fitted on all the run's first rounds, as the stage fits it)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="episode cache: written after a full run when absent, replayed (no seconds) when present")
+    parser.add_argument("--time-first", action="store_true",
+                        help="with a cache present, still run the first prior at --level without it, and time it")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cache_path = args.cache.resolve() if args.cache else None
@@ -171,7 +174,7 @@ def main() -> None:
     }
     results = {}
     if replay:
-        designs = {name: (lp, False) for name, (lp, _) in designs.items()}
+        designs = {name: (lp, args.time_first and name == first) for name, (lp, _) in designs.items()}
         cache = load_cache(cache_path)
         log.info("replaying %d episodes from %s: no seconds reported", len(cache), cache_path)
     else:
@@ -186,7 +189,7 @@ def main() -> None:
     timed = {name for name, (_, t) in designs.items() if t}
     truth = [point_side(r, t) for r in results["reference"][0]]
     if replay:
-        print(f"episodes replayed from {cache_path} (no seconds)")
+        print(f"episodes replayed from {cache_path} (no seconds" + (", but the timed design" if timed else "") + ")")
     print(f"{len(snapshots)} snapshots (from {args.start}), L threshold {t}, horizon {p.horizon}; reference: "
           f"{args.reference} rollouts per arm (student, forced), its point-estimate side; reference sides: "
           f"{truth.count('high')} high / {truth.count('low')} low")
