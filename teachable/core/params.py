@@ -194,7 +194,7 @@ class LabelParams(Section):
     stopping: Literal["interval", "posterior"] = Field(
         "interval", description="when the leverage arms stop: interval (the decision interval clears the threshold) "
                                 "| posterior (the empirical-Bayes posterior is sure of the side; rounds of 4 suit it)")
-    posterior_error: float = Field(0.05, gt=0, lt=0.5, description="posterior rule: stop once the posterior "
+    posterior_error: float = Field(0.2, gt=0, lt=0.5, description="posterior rule: stop once the posterior "
                                                                      "probability of the wrong side is below this")
     posterior_prior: Literal["split", "dirichlet"] = Field(
         "split", description="posterior rule's prior beside the point mass at no effect: split (discordance and "

@@ -39,7 +39,9 @@ delta ~ Beta(a_1 + b + c, a_2 + r) and rho ~ Beta(c_1 + b, c_2 + c), independent
 Stopping (`posterior_side`): the side is the more probable one; the rule stops once the posterior probability of the
 other side is below `label.posterior_error`. A posterior probability is calibrated under its prior whatever the
 stopping time, so among stopped snapshots the share on the wrong side is at most that level when the prior fits
-(checked in simulation, with the prior fitted as the pipeline fits it, in tests/test_posterior_stopping.py).
+(checked in simulation, with the prior fitted as the pipeline fits it, in tests/test_posterior_stopping.py). The
+prior is a plug-in estimate: with runs of 20-40 snapshots its uncertainty, which the posterior ignores, about
+doubled the wrong share at level 0.05; from about 80 snapshots it held (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
