@@ -154,7 +154,8 @@ def test_split_prior_is_calibrated_in_runs_of_pilot_size_where_the_single_dirich
 
 # The pilot's first rounds of 4 on its snapshots 0-39 (b, c, r over the unmatched pairs): no overdispersion shows
 PILOT_FIRST_ROUNDS_0_39 = ([(0, 0, 4)] * 11 + [(0, 0, 3)] * 9 + [(0, 0, 2)] * 5 + [(0, 0, 1)] * 3 + [(1, 0, 3)] * 3
-                           + [(2, 0, 1)] * 2 + [(2, 0, 2)] * 2 + [(0, 1, 3), (0, 1, 2), (1, 0, 2), (0, 0, 0), (1, 1, 2)])
+                           + [(2, 0, 1)] * 2 + [(2, 0, 2)] * 2
+                           + [(0, 1, 3), (0, 1, 2), (1, 0, 2), (0, 0, 0), (1, 1, 2)])
 
 
 def test_the_split_fit_keeps_its_concentration_where_the_unbounded_dirichlet_fit_runs_away():
