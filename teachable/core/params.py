@@ -228,8 +228,11 @@ class LabelParams(Section):
     stopping: Literal["interval", "posterior"] = Field(
         "interval", description="when the leverage arms stop: interval (the decision interval clears the threshold) "
                                 "| posterior (the empirical-Bayes posterior is sure of the side; rounds of 4 suit it)")
-    posterior_error: float = Field(0.05, gt=0, lt=0.5, description="posterior rule: stop once the posterior "
+    posterior_error: float = Field(0.2, gt=0, lt=0.5, description="posterior rule: stop once the posterior "
                                                                      "probability of the wrong side is below this")
+    posterior_prior: Literal["split", "dirichlet"] = Field(
+        "split", description="posterior rule's prior beside the point mass at no effect: split (discordance and "
+                             "direction Betas, concentrations capped) | dirichlet (the earlier single Dirichlet)")
     target_width: float | None = Field(None, gt=0, le=2, description="also go on while L_local's 95% interval is "
                                                                      "wider than this (null: decide sides only)")
     horizon: int | None = Field(16, ge=1, description="steps a rollout gets from the snapshot (null: the episode's "

@@ -212,9 +212,10 @@ def run_prior(states: list[dict], p: LabelParams) -> Prior | None:
     the stage, so no record depends on chunking); None under the interval rule or without leverage arms."""
     if p.stopping != "posterior" or p.skip_leverage:
         return None
-    prior = fit_prior([first_round_counts(state, p) for state in states])
-    log.info("posterior prior over %d snapshots: pi0 %.3f, alpha %s", prior.n_snapshots, prior.pi0,
-             [round(a, 3) for a in prior.alpha])
+    prior = fit_prior([first_round_counts(state, p) for state in states], p.posterior_prior)
+    log.info("posterior prior (%s) over %d snapshots: pi0 %.3f, discordance Beta%s, direction Beta%s", prior.model,
+             prior.n_snapshots, prior.pi0, tuple(round(a, 3) for a in prior.discordance),
+             tuple(round(a, 3) for a in prior.direction))
     return prior
 
 

@@ -9,25 +9,39 @@ stated posterior error.
 Model. A snapshot's unmatched pairs (rollouts whose own first draw did not pick the expert's action; every pair when
 p_match is unknown) fall in three cells: b (forced succeeded, student failed), c (the reverse), r (the rest),
 multinomial with probabilities theta = (theta_b, theta_c, theta_r); L_local = (1 - p_match)(theta_b - theta_c), or
-theta_b - theta_c when p_match is unknown. Across a run's snapshots theta comes from a mixture: with weight pi0 a
-point mass at "forcing changes nothing" (theta_b = theta_c = 0, so no discordant pair ever and L_local = 0), else a
-Dirichlet(a_b, a_c, a_r). The point mass is there because many states are lost (or won) whatever the first action;
-a Dirichlet alone spreads that mass over small positive discordance and never lets concordant pairs settle a side.
+theta_b - theta_c when p_match is unknown. Write delta = theta_b + theta_c (how often forcing changes the outcome)
+and rho = theta_b / delta (how often, when it does, the forced arm wins). Across a run's snapshots, with weight pi0
+delta = 0 ("forcing changes nothing": no discordant pair ever, L_local = 0), else delta ~ Beta(a_1, a_2) and,
+independently, rho ~ Beta(c_1, c_2) (`Prior.discordance`, `Prior.direction`).
 
-Fit (`fit_prior`): empirical Bayes. (pi0, a) maximise the marginal likelihood of every snapshot's first-round counts
-(Dirichlet-multinomial for the continuous part; 1 for the point mass when b = c = 0, else 0), by L-BFGS-B on
-(logit pi0, log a) from fixed starts. The first round is the same for every snapshot whatever the rule does later,
-so the prior does not depend on the decisions it drives, nor on chunking.
+Two priors of that form (`label.posterior_prior`):
+- "split" (the default): all five numbers free. The discordance can be J-shaped (a_1 < 1: most snapshots that are not
+  exactly null rarely change outcome) while the discordant pairs mostly go the forced arm's way (c_1 > c_2).
+- "dirichlet" (the earlier rule, kept for comparison): theta ~ Dirichlet(alpha_b, alpha_c, alpha_r), the special case
+  a = (alpha_b + alpha_c, alpha_r), c = (alpha_b, alpha_c), which ties the discordance's shape to the direction's
+  concentration. On the pilot it put mean 0.3 on the discordance, so a snapshot with one discordant pair in 16 stays
+  near P(high) 0.5 and runs to the cap.
 
-Posterior (`posterior_high`): conjugate. The point mass keeps weight w0 = pi0 1[b = c = 0] / marginal and the
-continuous part becomes Dirichlet(a + counts); P(L_local > t) = w0 1[0 > t] + (1 - w0) P(theta_b - theta_c >
-t / (1 - p_match)), the last a one-dimensional integral on a fixed quadrature grid (`dirichlet_difference_above`):
-no Monte Carlo, so the same counts give the same number everywhere.
+Fit (`fit_prior`): empirical Bayes. The numbers maximise the marginal likelihood of every snapshot's first-round counts
+(closed form: two beta-binomial factors; 1 for the point mass when b = c = 0, else 0), by L-BFGS-B from fixed
+starts. The first round is the same for every snapshot whatever the rule does later, so the prior does not depend on
+the decisions it drives, nor on chunking. Under "split" each Beta's concentration (a_1 + a_2, c_1 + c_2) is at most
+`CONCENTRATION_CAP`: rounds of 4 pairs cannot tell a concentration above about that from infinity (the
+beta-binomial's overdispersion (n + k) / (1 + k) is within 1.2 of 1 there), and the unbounded fit can run to its
+bound; on the pilot's snapshots 0-39 the "dirichlet" fit did (concentration 1350: every non-null snapshot has the
+same theta), and 8 of its 35 sides decided at level 0.05 were wrong (benchmarks/RESULTS.md).
+
+Posterior (`posterior_high`): conjugate. The point mass keeps weight w0 = pi0 1[b = c = 0] / marginal; otherwise
+delta ~ Beta(a_1 + b + c, a_2 + r) and rho ~ Beta(c_1 + b, c_2 + c), independent; P(L_local > t) = w0 1[0 > t] +
+(1 - w0) P(delta (2 rho - 1) > t / (1 - p_match)), a one-dimensional integral over delta's quantiles on a fixed grid
+(`split_difference_above`): no Monte Carlo, so the same counts give the same number everywhere.
 
 Stopping (`posterior_side`): the side is the more probable one; the rule stops once the posterior probability of the
 other side is below `label.posterior_error`. A posterior probability is calibrated under its prior whatever the
 stopping time, so among stopped snapshots the share on the wrong side is at most that level when the prior fits
-(checked in simulation, with the prior fitted as the pipeline fits it, in tests/test_posterior_stopping.py).
+(checked in simulation, with the prior fitted as the pipeline fits it, in tests/test_posterior_stopping.py). The
+prior is a plug-in estimate: with runs of 20-40 snapshots its uncertainty, which the posterior ignores, about
+doubled the wrong share at level 0.05; from about 80 snapshots it held (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -38,35 +52,55 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import betainc, betaincinv, expit, gammaln
+from scipy.special import betainc, betaincinv, betaln, expit, gammaln
 
 log = logging.getLogger(__name__)
 
 CELLS = ("b", "c", "r")  # forced succeeded and student failed, the reverse, the rest (concordant)
+MODELS = ("split", "dirichlet")
 QUADRATURE_POINTS = 1024  # midpoint grid; against 65536 points the error stayed below 2e-4 (2 ms a call)
-ALPHA_BOUNDS = (1e-2, 1e3)  # keeps the Dirichlet proper and the fit finite when every count is concordant
-LOGIT_BOUND = 12.0  # pi0 in about [6e-6, 1 - 6e-6]
+ALPHA_BOUNDS = (1e-2, 1e3)  # "dirichlet": keeps the Dirichlet proper and the fit finite when every count is concordant
+CONCENTRATION_CAP = 16.0  # "split": the most either Beta's a_1 + a_2 may be (see the module docstring)
+CONCENTRATION_FLOOR = 2e-2
+LOGIT_BOUND = 12.0  # pi0 and the Betas' means in about [6e-6, 1 - 6e-6]
 FIT_STARTS = ((0.0, 0.0, 0.0, 0.0), (1.0, -1.0, -1.0, 1.0), (-1.0, 0.5, 0.5, 0.5), (2.0, -2.0, -2.0, 0.0))
+SPLIT_STARTS = ((0.0, -1.0, 1.0, 1.0, 1.0), (1.0, -1.0, 2.0, 2.0, 1.0), (-1.0, -2.0, 0.5, 0.0, 0.5),
+                (2.0, 0.0, 2.5, 1.0, 2.5), (-3.0, -2.0, 0.0, 1.5, 1.5))  # logit pi0, logit mean, log k (delta, rho)
 DEFAULT_PRIOR = (0.5, (1.0, 1.0, 1.0))  # when no snapshot has a pair to fit on: flat, half the mass on no effect
 
 
 @dataclass(frozen=True)
 class Prior:
-    """The fitted mixture: weight `pi0` on "forcing changes nothing", else Dirichlet(`alpha`) on (b, c, r)."""
+    """The fitted mixture: weight `pi0` on "forcing changes nothing", else delta = theta_b + theta_c ~
+    Beta(`discordance`) and rho = theta_b / delta ~ Beta(`direction`), independent."""
 
     pi0: float
-    alpha: tuple[float, float, float]
+    discordance: tuple[float, float]
+    direction: tuple[float, float]
+    model: str = "split"
     n_snapshots: int = 0  # snapshots with at least one pair in the fit
     log_likelihood: float = 0.0
 
+    @classmethod
+    def dirichlet(cls, pi0: float, alpha: Sequence[float], n_snapshots: int = 0, log_likelihood: float = 0.0) -> Prior:
+        """The point mass and Dirichlet(alpha_b, alpha_c, alpha_r) on theta, in this form."""
+        a_b, a_c, a_r = (float(a) for a in alpha)
+        return cls(pi0, (a_b + a_c, a_r), (a_b, a_c), "dirichlet", n_snapshots, log_likelihood)
+
     def to_dict(self) -> dict:
         """What the stage's metrics show (rounded for reading; the records used the full values)."""
-        total = sum(self.alpha)
-        return {"model": "pi0 * point mass at theta_b = theta_c = 0 + (1 - pi0) * Dirichlet(alpha) on the "
-                         "unmatched pairs' (b, c, r)",
-                "pi0": round(self.pi0, 6), "alpha": {c: round(a, 6) for c, a in zip(CELLS, self.alpha)},
-                "continuous_mean": {c: round(a / total, 6) for c, a in zip(CELLS, self.alpha)},
-                "n_snapshots": self.n_snapshots, "log_likelihood": round(self.log_likelihood, 6)}
+        (a1, a2), (c1, c2) = self.discordance, self.direction
+        out = {"model": f"{self.model}: pi0 * point mass at theta_b = theta_c = 0 + (1 - pi0) * delta ~ "
+                        "Beta(discordance), rho ~ Beta(direction) on the unmatched pairs (delta = theta_b + theta_c, "
+                        "rho = theta_b / delta)",
+               "pi0": round(self.pi0, 6), "discordance": [round(a1, 6), round(a2, 6)],
+               "direction": [round(c1, 6), round(c2, 6)],
+               "continuous_mean": {"b": round(a1 / (a1 + a2) * c1 / (c1 + c2), 6),
+                                   "c": round(a1 / (a1 + a2) * c2 / (c1 + c2), 6), "r": round(a2 / (a1 + a2), 6)},
+               "n_snapshots": self.n_snapshots, "log_likelihood": round(self.log_likelihood, 6)}
+        if self.model == "dirichlet":
+            out["alpha"] = {"b": round(c1, 6), "c": round(c2, 6), "r": round(a2, 6)}
+        return out
 
 
 def pair_counts(force, student, matched=None) -> tuple[int, int, int]:
@@ -79,33 +113,57 @@ def pair_counts(force, student, matched=None) -> tuple[int, int, int]:
     return b, c, int(f.size) - b - c
 
 
-def log_marginal(counts, pi0: float, alpha) -> np.ndarray:
+def log_marginal(counts, pi0: float, discordance, direction) -> np.ndarray:
     """Each snapshot's log marginal likelihood of its counts (rows of b, c, r) under the mixture prior."""
     x = np.asarray(counts, dtype=float).reshape(-1, 3)
-    a = np.asarray(alpha, dtype=float)
-    n, total = x.sum(axis=1), a.sum()
-    log_dm = (gammaln(n + 1) - gammaln(x + 1).sum(axis=1) + gammaln(total) - gammaln(n + total)
-              + (gammaln(x + a) - gammaln(a)).sum(axis=1))
-    none_discordant = (x[:, 0] == 0) & (x[:, 1] == 0)
+    b, c, r = x.T
+    (a1, a2), (c1, c2) = discordance, direction
+    log_continuous = (gammaln(x.sum(axis=1) + 1) - gammaln(x + 1).sum(axis=1)
+                      + betaln(a1 + b + c, a2 + r) - betaln(a1, a2) + betaln(c1 + b, c2 + c) - betaln(c1, c2))
     with np.errstate(divide="ignore"):
-        log_point = np.where(none_discordant, np.log(pi0), -np.inf)
-    return np.logaddexp(log_point, np.log1p(-pi0) + log_dm)
+        log_point = np.where((b == 0) & (c == 0), np.log(pi0), -np.inf)
+    return np.logaddexp(log_point, np.log1p(-pi0) + log_continuous)
 
 
-def fit_prior(counts: Sequence[Sequence[int]]) -> Prior:
-    """The mixture that maximises the marginal likelihood of the counts (one row of b, c, r per snapshot); rows
-    without a pair are left out. Deterministic: fixed starts, the best optimum kept."""
+def _beta(logit_mean: float, log_k: float) -> tuple[float, float]:
+    m, k = float(expit(logit_mean)), float(np.exp(log_k))
+    return m * k, (1 - m) * k
+
+
+def _fit_dirichlet(x: np.ndarray) -> Prior:
+    def unpack(v):
+        a_b, a_c, a_r = np.exp(v[1:])
+        return float(expit(v[0])), (a_b + a_c, a_r), (a_b, a_c)
+    objective = lambda v: -float(log_marginal(x, *unpack(v)).sum())
+    bounds = [(-LOGIT_BOUND, LOGIT_BOUND)] + [tuple(np.log(ALPHA_BOUNDS))] * 3
+    best = min((minimize(objective, np.array(s), method="L-BFGS-B", bounds=bounds) for s in FIT_STARTS),
+               key=lambda r: r.fun)
+    pi0, alpha = float(expit(best.x[0])), np.exp(best.x[1:])
+    return Prior.dirichlet(pi0, alpha, len(x), -float(best.fun))
+
+
+def _fit_split(x: np.ndarray) -> Prior:
+    unpack = lambda v: (float(expit(v[0])), _beta(v[1], v[2]), _beta(v[3], v[4]))
+    objective = lambda v: -float(log_marginal(x, *unpack(v)).sum())
+    log_k = tuple(np.log((CONCENTRATION_FLOOR, CONCENTRATION_CAP)))
+    bounds = [(-LOGIT_BOUND, LOGIT_BOUND), (-LOGIT_BOUND, LOGIT_BOUND), log_k, (-LOGIT_BOUND, LOGIT_BOUND), log_k]
+    best = min((minimize(objective, np.array(s), method="L-BFGS-B", bounds=bounds) for s in SPLIT_STARTS),
+               key=lambda r: r.fun)
+    return Prior(*unpack(best.x), "split", len(x), -float(best.fun))
+
+
+def fit_prior(counts: Sequence[Sequence[int]], model: str = "split") -> Prior:
+    """The prior of form `model` that maximises the marginal likelihood of the counts (one row of b, c, r per
+    snapshot); rows without a pair are left out. Deterministic: fixed starts, the best optimum kept."""
+    if model not in MODELS:
+        raise ValueError(f"posterior prior model {model!r}: one of {MODELS}")
     x = np.asarray(counts, dtype=float).reshape(-1, 3)
     x = x[x.sum(axis=1) > 0]
     if not len(x):
         log.warning("posterior prior: no snapshot has an unmatched pair in its first round; using the default")
-        return Prior(DEFAULT_PRIOR[0], DEFAULT_PRIOR[1], 0, 0.0)
-    objective = lambda v: -float(log_marginal(x, float(expit(v[0])), np.exp(v[1:])).sum())
-    bounds = [(-LOGIT_BOUND, LOGIT_BOUND)] + [tuple(np.log(ALPHA_BOUNDS))] * 3
-    best = min((minimize(objective, np.array(s), method="L-BFGS-B", bounds=bounds) for s in FIT_STARTS),
-               key=lambda r: r.fun)
-    pi0, alpha = float(expit(best.x[0])), tuple(float(a) for a in np.exp(best.x[1:]))
-    return Prior(pi0, alpha, len(x), -float(best.fun))
+        default = Prior.dirichlet(*DEFAULT_PRIOR)
+        return default if model == "dirichlet" else Prior(default.pi0, default.discordance, default.direction)
+    return _fit_dirichlet(x) if model == "dirichlet" else _fit_split(x)
 
 
 def null_weight(counts: Sequence[int], prior: Prior) -> float:
@@ -114,23 +172,29 @@ def null_weight(counts: Sequence[int], prior: Prior) -> float:
     b, c, _ = counts
     if b or c:
         return 0.0
-    return float(np.exp(np.log(prior.pi0) - log_marginal([counts], prior.pi0, prior.alpha)[0]))
+    return float(np.exp(np.log(prior.pi0)
+                        - log_marginal([counts], prior.pi0, prior.discordance, prior.direction)[0]))
 
 
-def dirichlet_difference_above(alpha: Sequence[float], s: float) -> float:
-    """P(theta_1 - theta_2 > s) for theta ~ Dirichlet(alpha_1, alpha_2, alpha_3). theta_1 ~ Beta(alpha_1,
-    alpha_2 + alpha_3) and, given theta_1 = x, theta_2 = (1 - x) V with V ~ Beta(alpha_2, alpha_3), so the
-    probability is E over x of P(V < (x - s) / (1 - x)), integrated on a midpoint grid of x's quantiles."""
+def split_difference_above(discordance: Sequence[float], direction: Sequence[float], s: float) -> float:
+    """P(delta (2 rho - 1) > s) for delta ~ Beta(discordance) and rho ~ Beta(direction), independent: E over delta
+    of P(rho > (1 + s / delta) / 2), integrated on a midpoint grid of delta's quantiles."""
     if s <= -1:
         return 1.0
     if s >= 1:
         return 0.0
-    a1, a2, a3 = (float(a) for a in alpha)
     u = (np.arange(QUADRATURE_POINTS) + 0.5) / QUADRATURE_POINTS
-    x = betaincinv(a1, a2 + a3, u)  # the quantiles of Beta(a1, a2 + a3)
+    delta = betaincinv(float(discordance[0]), float(discordance[1]), u)
     with np.errstate(divide="ignore", invalid="ignore"):
-        v = np.where(x < 1, (x - s) / (1 - x), np.inf)
-    return float(np.mean(betainc(a2, a3, np.clip(v, 0.0, 1.0))))  # Beta(a2, a3)'s distribution function
+        cut = np.where(delta > 0, (1 + s / delta) / 2, -np.inf if s < 0 else np.inf)
+    return float(np.mean(1.0 - betainc(float(direction[0]), float(direction[1]), np.clip(cut, 0.0, 1.0))))
+
+
+def dirichlet_difference_above(alpha: Sequence[float], s: float) -> float:
+    """P(theta_1 - theta_2 > s) for theta ~ Dirichlet(alpha_1, alpha_2, alpha_3): theta_1 + theta_2 ~ Beta(alpha_1 +
+    alpha_2, alpha_3) and theta_1 / (theta_1 + theta_2) ~ Beta(alpha_1, alpha_2), independent."""
+    a1, a2, a3 = (float(a) for a in alpha)
+    return split_difference_above((a1 + a2, a3), (a1, a2), s)
 
 
 def posterior_high(counts: Sequence[int], p_match: float | None, threshold: float, prior: Prior) -> float:
@@ -140,9 +204,10 @@ def posterior_high(counts: Sequence[int], p_match: float | None, threshold: floa
     null_high = float(0.0 > threshold)  # L_local = 0 under "forcing changes nothing"
     if weight <= 0:
         return null_high
+    b, c, r = (float(x) for x in counts)
     w0 = null_weight(counts, prior)
-    continuous = dirichlet_difference_above(np.asarray(prior.alpha) + np.asarray(counts, dtype=float),
-                                            threshold / weight)
+    (a1, a2), (c1, c2) = prior.discordance, prior.direction
+    continuous = split_difference_above((a1 + b + c, a2 + r), (c1 + b, c2 + c), threshold / weight)
     return w0 * null_high + (1 - w0) * continuous
 
 
