@@ -56,9 +56,9 @@ class ShopParams(Section):
         return self
 
 
-class RetailUserLLMParams(Section):
-    """retail.user: llm: the model that plays the customer (any OpenAI-compatible server; OPENAI_API_KEY), with the
-    OpenAI teacher's cache, spend ledger, budget and pre-flight check (`teachable.core.openai_client`)."""
+class PaidModelParams(Section):
+    """A model behind the OpenAI-compatible client (`teachable.core.openai_client`; OPENAI_API_KEY): which one,
+    where, and its budget over all runs. The teacher and retail's LLM user each have one."""
 
     model: str = "gpt-4o-mini"
     base_url: str | None = Field(None, description="any OpenAI-compatible server; null = api.openai.com")
@@ -72,6 +72,11 @@ class RetailUserLLMParams(Section):
     usd_per_mtok_out: float = Field(0.60, ge=0)
     max_consecutive_failures: int = Field(3, ge=1, le=100, description="stop after this many calls in a row that "
                                                                        "got no answer (timeouts, connection)")
+
+
+class RetailUserLLMParams(PaidModelParams):
+    """retail.user: llm: the model that plays the customer, with the teacher's cache, spend ledger, budget and
+    pre-flight check."""
 
 
 class RetailParams(Section):
@@ -193,24 +198,12 @@ class SnapshotParams(Section):
     retention_max: int = Field(100, ge=0, description="tasks the base student solves, kept for phase 3")
 
 
-class TeacherParams(Section):
+class TeacherParams(PaidModelParams):
     name: Literal["oracle", "openai"] = "oracle"
-    model: str = "gpt-4o-mini"
-    temperature: float = Field(0.0, ge=0, le=2)
-    max_tokens: int = Field(256, ge=16, le=4096)
-    base_url: str | None = Field(None, description="any OpenAI-compatible server; null = api.openai.com")
     retries: int = Field(2, ge=0, le=10, description="re-asks after an unusable answer")
-    client_retries: int = Field(2, ge=0, le=10, description="the openai client's own retries (429, 5xx)")
-    timeout_s: float = Field(60, gt=0)
-    max_calls: int = Field(5000, ge=0)
-    max_usd: float = Field(5.0, ge=0)
-    usd_per_mtok_in: float = Field(0.15, ge=0)
-    usd_per_mtok_out: float = Field(0.60, ge=0)
     on_invalid: Literal["oracle", "drop"] = Field("oracle", description="an unusable answer: oracle advice, or drop")
     max_fallback_fraction: float = Field(0.2, ge=0, le=1, description="stop the stage once more than this share "
                                                                     "of the answers so far were unusable")
-    max_consecutive_failures: int = Field(3, ge=1, le=100, description="stop after this many calls in a row that "
-                                                                       "got no answer (timeouts, connection)")
 
 
 class LabelParams(Section):
