@@ -107,6 +107,13 @@ def reported_usage(reply) -> tuple[int, int] | None:
 
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """A kill mid-write leaves the old file (or none), never a torn one."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class OpenAIClient:
     """A model behind the OpenAI-compatible client, with a spend ledger, a budget and a pre-flight check. `role`
     names it in messages and logs ("teacher"), `section` the params section its settings are in ("teacher");
@@ -159,10 +166,27 @@ class OpenAIClient:
                                      "repair or delete it") from None
 
     def _save_ledger(self) -> None:
-        """Atomically: a kill mid-write leaves the old ledger, never a torn one."""
-        tmp = self.ledger_path.with_name(f"{self.ledger_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.spent, indent=1))
-        os.replace(tmp, self.ledger_path)
+        write_atomic(self.ledger_path, json.dumps(self.spent, indent=1))
+
+    # --- the response cache and calls that got no answer -------------------------------------------------------
+
+    def _cache_file(self, request: dict, **extra) -> Path:
+        """Where the answer to `request` sent to this server is kept (`extra`: whatever else decides the answer,
+        e.g. the reply schema)."""
+        key = json.dumps({**request, "base_url": str(self.params.base_url), **extra}, sort_keys=True)
+        return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+    def _count_no_answer(self, err: Exception) -> None:
+        """A call that got no answer (timeout, connection or server error): counted, and the stage stops once
+        `max_consecutive_failures` calls in a row got none."""
+        p = self.params
+        self.counts["no_answer"] += 1
+        self.failures_in_a_row += 1
+        log.warning("%s: no answer (%s), %d call(s) in a row", self.role, type(err).__name__, self.failures_in_a_row)
+        if self.failures_in_a_row >= p.max_consecutive_failures:
+            raise TeacherUnavailable(
+                f"{self._stop_message(err)} ({self.failures_in_a_row} calls in a row got no answer: "
+                f"{self.section}.max_consecutive_failures={p.max_consecutive_failures})") from None
 
     def _metered(self, send):
         """One call to the server, within the budget; counted in the ledger (on disk) whatever its outcome."""

@@ -23,10 +23,7 @@ The API key is read from OPENAI_API_KEY and never written anywhere: not in the c
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -55,6 +52,7 @@ from teachable.core.openai_client import (  # noqa: F401  (re-exported)
     redact,
     reported_usage,
     server_says,
+    write_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -117,9 +115,7 @@ class OpenAITeacher(OpenAIClient):
         p = self.params
         schema = reply_model(env.valid_actions())
         request = self._request(env, student_action)
-        key = hashlib.sha256(json.dumps({**request, "base_url": str(p.base_url),
-                                         "schema": schema.model_json_schema()}, sort_keys=True).encode()).hexdigest()
-        cached = self.cache_dir / f"{key}.json"
+        cached = self._cache_file(request, schema=schema.model_json_schema())
         if cached.exists():
             self.counts["cached"] += 1
             return Advice.model_validate_json(cached.read_text())
@@ -131,14 +127,7 @@ class OpenAITeacher(OpenAIClient):
                 if permanent(err):
                     raise TeacherUnavailable(self._stop_message(err)) from None
                 if no_answer(err):  # asked again, without using up a re-ask: it said nothing about the state
-                    self.counts["no_answer"] += 1
-                    self.failures_in_a_row += 1
-                    log.warning("teacher: no answer (%s), %d call(s) in a row", type(err).__name__,
-                                self.failures_in_a_row)
-                    if self.failures_in_a_row >= p.max_consecutive_failures:
-                        raise TeacherUnavailable(
-                            f"{self._stop_message(err)} ({self.failures_in_a_row} calls in a row got no answer: "
-                            f"teacher.max_consecutive_failures={p.max_consecutive_failures})") from None
+                    self._count_no_answer(err)
                     self.counts["retries"] += 1
                     continue
                 self.failures_in_a_row = 0  # an answer came, if not a usable one
@@ -150,9 +139,7 @@ class OpenAITeacher(OpenAIClient):
                 continue
             self.failures_in_a_row = 0
             self.counts["answers"] += 1
-            tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-            tmp.write_text(advice.model_dump_json())
-            os.replace(tmp, cached)
+            write_atomic(cached, advice.model_dump_json())
             return advice
         self.counts["answers"] += 1
         self.counts["invalid"] += 1

@@ -18,10 +18,8 @@ get the same replies. A missing OPENAI_API_KEY fails when the environment is con
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import openai
 from teachable.envs.retail.tasks import Task
 from teachable.envs.retail.user import CONFIRM, Reply
 from teachable.core.openai_client import TeacherUnavailable
-from teachable.core.openai_client import OpenAIClient, no_answer, permanent
+from teachable.core.openai_client import OpenAIClient, no_answer, permanent, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +61,7 @@ class LLMUserClient(OpenAIClient):
         """The model's next message after these (cached on disk by the whole request)."""
         p = self.params
         request = {"model": p.model, "temperature": p.temperature, "max_tokens": p.max_tokens, "messages": messages}
-        key = hashlib.sha256(json.dumps({**request, "base_url": str(p.base_url)}, sort_keys=True).encode())
-        cached = self.cache_dir / f"{key.hexdigest()}.json"
+        cached = self._cache_file(request)
         if cached.exists():
             self.counts["cached"] += 1
             return json.loads(cached.read_text())["content"]
@@ -75,18 +72,11 @@ class LLMUserClient(OpenAIClient):
             except openai.OpenAIError as err:
                 if permanent(err) or not no_answer(err):
                     raise TeacherUnavailable(self._stop_message(err)) from None
-                self.counts["no_answer"] += 1
-                self.failures_in_a_row += 1
-                if self.failures_in_a_row >= p.max_consecutive_failures:
-                    raise TeacherUnavailable(
-                        f"{self._stop_message(err)} ({self.failures_in_a_row} calls in a row got no answer: "
-                        f"retail.user_llm.max_consecutive_failures={p.max_consecutive_failures})") from None
+                self._count_no_answer(err)
                 continue
             self.failures_in_a_row = 0
             self.counts["answers"] += 1
-            tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"content": content}))
-            os.replace(tmp, cached)
+            write_atomic(cached, json.dumps({"content": content}))
             return content
 
 
