@@ -16,7 +16,7 @@ from teachable.envs.retail.tasks import outputs_said
 from teachable.envs.retail.user import ASK_MORE, UNCLEAR
 from teachable.envs.toolcall import fills_open_call, format_call, is_open_call, qwen_tool_call, tool_call_json
 from teachable.policy.candidates import expand_candidates, fits_open, has_open, is_open
-from teachable.policy.parsing import parse_action, reply_text
+from teachable.policy.parsing import parse_action, without_control_tokens
 
 
 def say(text: str) -> str:
@@ -146,7 +146,7 @@ def test_unparsed_action_count_and_respond(respond_mode):
     assert env.unparsed_action("   ") is None
     configure_retail(parse_failure="count")
     assert env.unparsed_action("Sure, I can help.") is None
-    assert reply_text("<think></think>Hello there.<|im_end|>") == "Hello there."
+    assert without_control_tokens("<think></think>Hello there.<|im_end|>") == "Hello there."
 
 
 class _Talker:

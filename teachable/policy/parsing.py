@@ -71,7 +71,7 @@ def is_malformed(reply: str) -> bool:
     action (a miscopied id, a message not among the listed ones, a click on no button) is a parse failure here but
     not there. A plain-text action (BabyAI's) has no form to check, so a plain-text reply that names no valid action
     counts as malformed."""
-    return _action_form(_CONTROL.sub(" ", reply or "").strip()) is None
+    return _action_form(without_control_tokens(reply)) is None
 
 
 def count_failures(steps: list) -> tuple[int, int]:
@@ -81,14 +81,14 @@ def count_failures(steps: list) -> tuple[int, int]:
     return len(failed), sum(is_malformed(getattr(step, "reply", "")) for step in failed)
 
 
-def reply_text(reply: str) -> str:
+def without_control_tokens(reply: str) -> str:
     """The reply with model control tokens stripped: what tau-bench hands the user when no tool call parses."""
     return _CONTROL.sub(" ", reply or "").strip()
 
 
 def parse_action(reply: str, valid_actions: list[str]) -> str | None:
     """The valid action the reply names, or None."""
-    text = _CONTROL.sub(" ", reply).strip()
+    text = without_control_tokens(reply)
     by_norm = {_normalise(a): a for a in valid_actions}
 
     form = _action_form(text)

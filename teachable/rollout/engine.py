@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from teachable.envs import TextEnv, make_env, restore_env
 from teachable.policy.candidates import expand_candidates, has_open, sample_open_actions
 from teachable.policy.hf import to_distribution
-from teachable.policy.parsing import parse_action, reply_text
+from teachable.policy.parsing import parse_action, without_control_tokens
 from teachable.policy.prompts import MIN_REPLY_TOKENS, build_messages, reply_budget
 from teachable.core.records import Episode, Step
 
@@ -158,7 +158,7 @@ class RolloutEngine:
             action = parse_action(reply, lv.env.valid_actions())
             parsed = action is not None
             if not parsed and hasattr(lv.env, "unparsed_action"):  # retail's parse_failure: respond (tau-bench)
-                action = lv.env.unparsed_action(reply_text(reply))
+                action = lv.env.unparsed_action(without_control_tokens(reply))
             lv.pending, lv.reply = (action, {}, parsed), reply
 
     def _choose(self, lives: list[_Live]) -> None:
