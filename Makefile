@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup java chromium pilot test test-fast bench plan ui clean
+.PHONY: setup java chromium pilot test test-fast bench plan server gpu-check ui clean
 
 setup: $(STAMP) java
 
@@ -71,6 +71,25 @@ bench: setup
 PLAN_ARGS ?=
 plan: setup
 	$(BIN)/python -m teachable plan $(PLAN_ARGS)
+
+# The student behind SGLang or vLLM, from the engine's own venv (.venv-sglang / .venv-vllm: each engine pins its own
+# torch and transformers); waits for it and prints the student.* params to use. LoRA rank and target modules from
+# params.yaml's train section unless given. DRY_RUN=1 prints the commands only. See scripts/serve.sh.
+#   make server ENGINE=sglang MODEL=models/Qwen3-8B [PORT=30000] [LORA_RANK=8] [MEM=0.85] [GPUS=0] [DRY_RUN=1]
+ENGINE ?= sglang
+MODEL  ?=
+server:
+	@bash scripts/serve.sh --engine "$(ENGINE)" --model "$(MODEL)" $(if $(PORT),--port $(PORT)) \
+	  $(if $(LORA_RANK),--rank $(LORA_RANK)) $(if $(MEM),--mem $(MEM)) $(if $(GPUS),--gpus $(GPUS)) \
+	  $(if $(filter-out 0,$(DRY_RUN)),--dry-run)
+
+# One GPU check (under 8 minutes on one H100): benchmarks/gpu.py's scoring and LoRA MFU, the hf backend against a
+# running engine (GPU_CHECK_ARGS="--engine sglang --url http://127.0.0.1:30000 --model models/Qwen3-8B"), a bf16
+# FSDP2 + LoRA step on the GPUs present; writes benchmarks/gpu_check.json for `teachable plan --calibrate`.
+# GPU_CHECK_ARGS=--tiny runs it all on the CPU (a tiny model, float32, gloo).
+GPU_CHECK_ARGS ?=
+gpu-check: setup
+	bash benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --port 5000
