@@ -4,9 +4,14 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(CURDIR)/$(VENV)/bin
-# CPU wheel by default (an unpinned torch pulls a multi-GB CUDA build); a GPU user overrides it:
+# Every package, CPU torch included, is pinned with its hashes in LOCK (`make lock` regenerates it), so a fresh
+# machine installs the versions the tests passed with. A GPU user names a CUDA build of torch; it is installed first
+# and every other package from the lock (docs/SCALING.md):
 #   make setup TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
-TORCH  ?= torch==2.13.0
+LOCK   ?= requirements.lock
+TORCH  ?=
+TORCH_LINKS ?= https://download.pytorch.org/whl/cpu/torch/
+PIP    := pip==26.3
 STAMP  := $(VENV)/.installed
 
 export PATH := $(BIN):$(PATH)
@@ -16,22 +21,46 @@ export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup java chromium pilot test test-fast bench plan server gpu-check ui clean
+.PHONY: setup lock java chromium pilot test test-fast bench plan server gpu-check ui clean
 
 setup: $(STAMP) java
 
-# Re-runs only when pyproject.toml or the requested torch changes.
-$(STAMP): pyproject.toml $(VENV)/.torch-spec
+# Re-runs only when the lock, pyproject.toml or the requested torch changes. The lock is complete, so its packages
+# install with --no-deps (no resolution) and the project itself with --no-deps from the lock's setuptools.
+$(STAMP): $(LOCK) pyproject.toml $(VENV)/.torch-spec
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(PIP)
+# torch first: the lock's CPU build from TORCH_LINKS (asked only for torch: pip reads a --find-links page again for
+# every package), or the build TORCH names; then every other package of the lock.
+ifeq ($(strip $(TORCH)),)
+	awk '/^[^ #-]/ { keep = ($$1 ~ /^torch==/) } keep' $(LOCK) > $(VENV)/.lock-torch.txt
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes --find-links $(TORCH_LINKS) -r $(VENV)/.lock-torch.txt
+else
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e .
+endif
+	awk '/^[^ #-]/ { skip = ($$1 ~ /^torch==/) } !skip' $(LOCK) > $(VENV)/.lock-without-torch.txt
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r $(VENV)/.lock-without-torch.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	@touch $@
 
 # Rewritten only when TORCH differs from the last install, so it triggers a reinstall then.
 $(VENV)/.torch-spec: FORCE
 	@mkdir -p $(VENV)
 	@echo "$(TORCH)" | cmp -s - $@ || echo "$(TORCH)" > $@
+
+# Regenerates LOCK from pyproject.toml with uv (installed into .lock-tools/), keeping the pins pyproject still allows:
+# `make lock` after editing pyproject.toml, `make lock LOCK_ARGS=--upgrade` (or `--upgrade-package trl`) to move.
+# The lock is for CPython 3.11 on Linux x86_64; its torch is the CPU build from TORCH_LINKS (PyPI's is the CUDA
+# build). Where that page is out of reach, LOCK_FIND_LINKS names a folder holding the same torch wheel.
+UV              := uv==0.13.8
+LOCK_FIND_LINKS ?= $(TORCH_LINKS)
+LOCK_ARGS       ?=
+lock:
+	@test -x .lock-tools/bin/uv || { $(PYTHON) -m venv .lock-tools && .lock-tools/bin/python -m pip install --quiet $(UV); }
+	.lock-tools/bin/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --find-links $(LOCK_FIND_LINKS) --custom-compile-command "make lock" \
+	  --no-emit-find-links $(LOCK_ARGS) -o $(LOCK)
 
 # pyserini 0.21 (the shop's BM25 search) needs a Java runtime, 17 or newer (verified with OpenJDK 17).
 JAVA_MIN := 17
@@ -95,6 +124,6 @@ ui: setup
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --port 5000
 
 clean:
-	rm -rf $(VENV) mlflow.db mlruns .pytest_cache
+	rm -rf $(VENV) .lock-tools mlflow.db mlruns .pytest_cache
 
 FORCE:
