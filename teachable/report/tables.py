@@ -336,8 +336,9 @@ def parse_failures(phase0: dict | None, overall: pd.DataFrame | None, phase0_mod
     """The "Parse failures per stage" table: phase 0's rollouts (the base student; `reports/phase0/metrics.json`,
     its action mode from those metrics or else `phase0_mode`, the params') and phase 3's evaluation per model (the
     overall table's parse-failure columns, on the held-out tasks), each with the action mode it ran in, replies,
-    failed replies and the rate with its 95% interval. A stage not run, or run before it recorded the counts, is a
-    row saying so. None when neither input exists."""
+    failed replies and the rate with its 95% interval. Phase 3's models with no failed reply are one row
+    (`_fold_clean`). A stage not run, or run before it recorded the counts, is a row saying so. None when neither
+    input exists."""
     if phase0 is None and overall is None:
         return None
     rows = [_phase0_parse_row(phase0, phase0_mode)]
@@ -361,11 +362,39 @@ def parse_failures(phase0: dict | None, overall: pd.DataFrame | None, phase0_mod
                          "ci_high": getattr(r, "parse_failure_ci_high", None),
                          **{c: getattr(r, c, None) for c in PARSE_TABLE_COLUMNS if c.startswith("malformed")},
                          "note": None if recorded else "not recorded"})
-    frame = pd.DataFrame(rows, columns=PARSE_TABLE_COLUMNS)
+    frame = pd.DataFrame(_fold_clean(rows, stage), columns=PARSE_TABLE_COLUMNS)
     frame = frame.astype({c: float for c in PARSE_TABLE_COLUMNS if c not in ("stage", "model", "action_mode",
                                                                              "note")})
     counts = {c: int for c in COUNT_COLUMNS if frame[c].notna().all()}  # "2469", not "2469.000"
     return frame.astype(counts)
+
+
+def _fold_clean(rows: list[dict], stage: str) -> list[dict]:
+    """The rows of `stage` with no failed reply (parse failures and malformed both 0) as one row: in score mode every
+    model's row is zeros, which said nothing in 17 lines. Its replies are the models' total, its upper bound the
+    largest of theirs (each model's own interval is clustered by episode; pooling them would need the episodes).
+    Rows with a failure, or without counts, stay as they are; a single clean row is not folded."""
+    clean = [r for r in rows if r.get("stage") == stage and r.get("parse_failures") == 0
+             and (r.get("malformed") is None or pd.isna(r.get("malformed")) or r.get("malformed") == 0)
+             and isinstance(r.get("n_replies"), (int, float, np.number))
+             and pd.notna(r.get("n_replies"))]
+    if len(clean) < 2:
+        return rows
+    models = [str(r["model"]) for r in clean]
+    modes = sorted({r["action_mode"] for r in clean if r.get("action_mode")})
+    highs = [float(r["ci_high"]) for r in clean if isinstance(r.get("ci_high"), (int, float, np.number))
+             and pd.notna(r.get("ci_high"))]
+    folded = {"stage": stage, "model": f"{len(clean)} models, none failed", "action_mode": ", ".join(modes) or None,
+              "n_replies": int(sum(r["n_replies"] for r in clean)), "parse_failures": 0, "parse_failure_rate": 0.0,
+              "ci_low": 0.0, "ci_high": max(highs) if highs else None,
+              **({"malformed": 0, "malformed_rate": 0.0, "malformed_ci_low": 0.0,
+                  "malformed_ci_high": max(highs) if highs else None}
+                 if all(r.get("malformed") == 0 for r in clean) else {}),
+              "note": "no failed reply in any of: " + ", ".join(models) + " (n_replies: their total; ci_high: the "
+                      "largest of their upper bounds)"}
+    first = rows.index(clean[0])
+    rest = [r for r in rows if not any(r is c for c in clean)]
+    return rest[:first] + [folded] + rest[first:]
 
 
 PARSE_EXAMPLES_NOTE = ("Phase 0's first unparseable replies, verbatim (the student's own words where it named no "
