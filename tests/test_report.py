@@ -36,7 +36,9 @@ DRAWERS = {
     "h4_transfer_matrix": lambda i, d: figures.transfer_heatmap(i.transfer, i.phase3_metrics["gates"]
                                                                 ["transfer_diagonal"], d),
     "h5_reliability_retention": lambda i, d: figures.reliability_retention(i.overall, i.retention, -0.03, d),
-    "h6_ranking_curves": lambda i, d: figures.ranking_curves(i.ranking, d),
+    "h6_ranking_curves": lambda i, d: figures.ranking_curves(
+        i.ranking, d, tables.ranking_intervals(i.oof, i.snapshots, [5, 10, 20]),
+        i.predictor["gates"]["beats_entropy"]),
     "h7_selection": lambda i, d: figures.selection_comparison(i.selection, i.selection_results, d),
 }
 

@@ -124,12 +124,18 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
     b.table(h5, "Tab H5.2", "h5_pass_k", ("overall",), lambda: tables.pass_k_table(i.pass_k, i.overall),
             tables.pass_k_caption(i.pass_k, i.overall, i.phase3_metrics))
     h6 = Section("h6", "H6: Teachability predictor", "Predicting teachability from cheap observables.")
-    b.figure(h6, "Fig H6.1", ("ranking",), lambda d: figures.ranking_curves(i.ranking, d),
-             "NDCG@K and precision@K: predictor vs entropy vs random (and the oracle).")
+    intervals = _ranking_intervals(i, params.seed)
+    b.figure(h6, "Fig H6.1", ("ranking",),
+             lambda d: figures.ranking_curves(i.ranking, d, intervals, gate_verdict(i.predictor, "beats_entropy")),
+             "NDCG@K and precision@K: predictor vs entropy vs random (and the oracle), with the predictor's and "
+             "entropy's 95% task-bootstrap intervals when the out-of-fold predictions are there.")
     b.table(h6, "Tab H6.1", "h6_predictor_metrics", ("predictor",),
             lambda: tables.predictor_metrics(i.predictor, params.predictor.targets.model_dump()), "Predictor metrics.")
     b.table(h6, "NDCG@K", "h6_ndcg_by_k", ("ranking",), lambda: tables.ranking_by_k(i.ranking),
             "NDCG@K per ranking method (the source of Fig H6.1's left panel).")
+    b.table(h6, "Tab H6.2", "h6_ranking_intervals", ("oof", "snapshots"), lambda: intervals,
+            "NDCG@K and precision@K of the predictor's and entropy's rankings with 95% percentile intervals over "
+            "a cluster bootstrap of tasks (1000 draws; the shaded bands of Fig H6.1).")
     h7 = Section("h7", "H7: Selection", "Training on K snapshots chosen by each method.")
     b.figure(h7, "Fig H7.1", ("selection",), lambda d: figures.selection_comparison(i.selection,
                                                                                     i.selection_results, d),
@@ -146,6 +152,18 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
         b.table(parsing, "Tab P.2", "parse_failure_examples", ("phase0_failures",),
                 lambda: tables.parse_failure_examples(i.phase0_failures), tables.PARSE_EXAMPLES_NOTE)
     return [h1, h2, h3, h4, h5, h6, h7, parsing]
+
+
+def _ranking_intervals(i: Inputs, seed: int):
+    """Fig H6.1's intervals (`tables.ranking_intervals`) at the K of the ranking curves; None when an input is
+    missing or not usable (logged)."""
+    if not tables.usable(i.ranking, {"k"}):
+        return None
+    try:
+        return tables.ranking_intervals(i.oof, i.snapshots, sorted(set(i.ranking.k)), seed=seed)
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as err:
+        log.warning("Fig H6.1's intervals not computed: %r", err)
+        return None
 
 
 def action_mode(params: Params) -> str:
