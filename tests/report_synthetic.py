@@ -258,12 +258,18 @@ def write_repo(root: Path, phases=(1, 2, 3, 4, 5), good: bool = True, n_per_quad
         _write(root / "reports/phase4/ranking_curves.csv", pd.DataFrame(
             [[k, m, v * 0.9 - 0.01 * k, v - 0.005 * k] for k in ks for m, v in ndcg.items()],
             columns=["k", "method", "precision", "ndcg"]))
+        train = [r for r in records if r["split"] == "train"]  # out-of-fold predictions: true ELP_net plus noise
+        _write(root / "reports/phase4/oof_predictions.csv", pd.DataFrame({
+            "snapshot_id": [r["snapshot_id"] for r in train],
+            "ELP_pred": [round(r["cpt"]["ELP_net"] * (0.6 if good else -0.6) + rng.normal(0, 0.2), 6)
+                         for r in train]}))
     if 5 in phases:
         deltas = {"random": 0.01, "entropy": 0.04, "predictor": 0.08, "oracle": 0.1}
         if not good:
             deltas["predictor"] = 0.0
         methods = {m: {"snapshot_ids": [r["snapshot_id"] for r in records[i::4]][:8], "n_records": 8,
                        "success": base + d, "delta": d, "retention": 0.79, "retention_delta": -0.01,
+                       "retention_delta_ci": [-0.05, 0.03],
                        "per_quadrant": {q: 0.3 + d for q in SHORT}, "mean_true_elp": d * 3}
                    for i, (m, d) in enumerate(deltas.items())}
         _write(root / "reports/phase5/selection_summary.json", {

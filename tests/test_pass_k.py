@@ -310,10 +310,12 @@ def test_report_tables_read_pass_k_and_parse_failures(tmp_path):
     assert [phase0.ci_low, phase0.ci_high] == pytest.approx(list(wilson(21, 2100)), abs=1e-6)
     assert (phase0.malformed, phase0.malformed_rate) == (5, pytest.approx(5 / 2100, abs=1e-6))
     assert [phase0.malformed_ci_low, phase0.malformed_ci_high] == pytest.approx(list(wilson(5, 2100)), abs=1e-6)
-    phase3 = parse[parse.stage == "evaluate (phase 3)"].set_index("model")
-    assert set(phase3.index) == {"base", "Q1-demo"} and set(phase3.action_mode) == {"score"}
-    assert (phase3.parse_failure_rate == 0).all() and (phase3.n_replies == 48).all()
-    assert phase3.ci_high.tolist() == pytest.approx([wilson(0, 48)[1]] * 2, abs=1e-6)
+    # score mode: no model failed, so phase 3 is one row, not a row of zeros per model
+    phase3, = parse[parse.stage == "evaluate (phase 3)"].itertuples()
+    assert phase3.model == "2 models, none failed" and phase3.action_mode == "score"
+    assert (phase3.parse_failures, phase3.parse_failure_rate, phase3.n_replies) == (0, 0, 96)
+    assert phase3.ci_high == pytest.approx(wilson(0, 48)[1], abs=1e-6)
+    assert "base, Q1-demo" in phase3.note
 
 
 def test_the_page_shows_pass_k_and_parse_failures_and_what_one_rollout_allows(tmp_path):
@@ -326,9 +328,9 @@ def test_the_page_shows_pass_k_and_parse_failures_and_what_one_rollout_allows(tm
     assert not sections["h5"].not_run and not sections["parsing"].not_run
     (caption, frame, _), = [t for t in sections["h5"].tables if t[0].startswith("Tab H5.2")]
     assert [c for c in frame if c.startswith("pass^")] == ["pass^1", "pass^1_ci_low", "pass^1_ci_high"]
-    assert "only pass^1 exists: pass^k for k &gt; 1 needs evaluate.n_rollouts &gt;= k" in report.page.read_text()
+    assert "only pass^1 exists: pass^k for k &gt; 1 needs evaluate.n_rollouts &gt;= k" in report.detail.read_text()
     assert "pass^1 equals the mean success" in caption
-    page = report.page.read_text()
+    page = report.detail.read_text()
     assert "Parse failures per stage" in page and "<th>pass^1</th>" in page
     assert "reports/phase0/metrics.json missing: phase 0 not run" in page  # its row says so
     parse = pd.read_csv(tmp_path / "reports/tables/parse_failures.csv")
@@ -352,12 +354,12 @@ def test_the_page_shows_phase0_unparseable_replies_verbatim_and_escaped(tmp_path
                             if t[0].startswith("Tab P.2")]
     assert frame.episode_id.tolist() == ["ep000003", "ep000007"] and frame.step.tolist() == [2, 0]
     assert frame.reply[0] == "hmm, not sure" and frame.reply[1] == long_reply[:300] + " ..."
-    page = report.page.read_text()
+    page = report.detail.read_text()
     assert "&lt;tool_call&gt;" in page and "<tool_call>" not in page  # shown as text, never as markup
 
     (tmp_path / "reports/phase0/parse_failures.json").write_text(json.dumps({"n_parse_failures": 0, "examples": []}))
     report = build_report(parse_params({}), tmp_path)
-    assert "Tab P.2" not in report.page.read_text()  # no failures: Tab P.1's zero says it, no empty table
+    assert "Tab P.2" not in report.detail.read_text()  # no failures: Tab P.1's zero says it, no empty table
 
 
 def test_older_outputs_degrade_to_what_they_hold():

@@ -8,8 +8,8 @@ from PIL import Image
 
 from teachable.core.params import parse_params
 from teachable.report import figures, tables
-from teachable.report.build import build_report
-from teachable.report.gates import compute_gates, gates_metrics
+from teachable.report.build import KEY_FIGURES, build_report
+from teachable.report.gates import SEEDS, SELF_TAGGED, compute_gates, gates_metrics, mlflow_tags
 from teachable.report.loaders import load_inputs, snapshot_frame
 from tests.report_synthetic import write_repo
 
@@ -36,7 +36,9 @@ DRAWERS = {
     "h4_transfer_matrix": lambda i, d: figures.transfer_heatmap(i.transfer, i.phase3_metrics["gates"]
                                                                 ["transfer_diagonal"], d),
     "h5_reliability_retention": lambda i, d: figures.reliability_retention(i.overall, i.retention, -0.03, d),
-    "h6_ranking_curves": lambda i, d: figures.ranking_curves(i.ranking, d),
+    "h6_ranking_curves": lambda i, d: figures.ranking_curves(
+        i.ranking, d, tables.ranking_intervals(i.oof, i.snapshots, [5, 10, 20]),
+        i.predictor["gates"]["beats_entropy"]),
     "h7_selection": lambda i, d: figures.selection_comparison(i.selection, i.selection_results, d),
 }
 
@@ -72,7 +74,7 @@ def test_full_report_writes_every_figure_table_and_the_gates(full):
 def test_tables_match_their_csv_source(full):
     root, report = full
     csvs = [p for p in report.tables if p.suffix == ".csv"]
-    page = report.page.read_text()
+    page = report.detail.read_text()
     for csv in csvs:
         frame = pd.read_csv(csv)
         md = csv.with_suffix(".md").read_text()
@@ -171,15 +173,18 @@ def test_the_page_opens_with_what_the_run_can_detect(tmp_path):
     assert "<h2>What this run can detect</h2>" in detect
     assert "<th>minimum detectable effect</th>" in detect and "<th>n needed</th>" in detect
     assert "100 held-out tasks, 1 rollout(s) per task, temperature 1.0, 2 training seed(s)" in detect
-    row = re.search(r'<tr class="inconclusive-row"><td><a href="#gate-3.end_to_end_gain">.*?</tr>', detect).group(0)
+    row = re.search(r'<tr class="inconclusive-row"><td><a href="detail.html#gate-3.end_to_end_gain">.*?</tr>',
+                    detect).group(0)
     assert "0.080 [0.020, 0.140]" in row and "0.070" in row and "480 test tasks" in row
     assert "inconclusive" in row
     base = re.search(r"Base model&#x27;s held-out task success.*?</tr>", detect).group(0)
     assert "0.400 [0.310, 0.490]" in base and ">100<" in base
     assert detect.count("<tr") == 1 + 2 + 13  # header, two headlines, every gate
-    passing = re.search(r'<tr class="pass-row"><td><a href="#gate-3.transfer_diagonal">.*?</tr>', detect).group(0)
+    passing = re.search(r'<tr class="pass-row"><td><a href="detail.html#gate-3.transfer_diagonal">.*?</tr>',
+                        detect).group(0)
     assert passing.endswith('<td class="num">–</td></tr>')  # n needed only for inconclusive gates
-    gates = page[page.index('<section id="gates">'):]
+    detail = report.detail.read_text()  # each gate's link lands on its row of the full gate table
+    gates = detail[detail.index('<section id="gates">'):]
     assert '<tr id="gate-3.end_to_end_gain" class="inconclusive-row">' in gates
     assert '<span class="status inconclusive">' in gates and "<th>α</th>" in gates
 
@@ -212,7 +217,7 @@ def test_missing_phases_make_sections_not_run_and_gates_not_applicable(tmp_path)
     statuses = {g["id"]: g["status"] for g in report.gates}
     assert all(s == "not_applicable" for k, s in statuses.items() if k[0] in "345")
     assert statuses["1B.cpt_validity"] == "pass" and statuses["2.quadrant_balance"] == "pass"
-    page = report.page.read_text()
+    page = report.detail.read_text()
     assert "Not run: Fig H7.1: reports/phase5/selection_summary.json missing" in page
     assert gates_metrics(report.gates)["gates"]["5.selection_ordering"]["passed"] is None
 
@@ -240,14 +245,35 @@ def test_a_malformed_input_is_reported_not_fatal(tmp_path):
     assert "unknown status" in gates["4.r2_L"]["detail"]["why"]
 
 
-def test_page_is_self_contained_and_escaped(full):
+def test_pages_are_self_contained_and_escaped(full):
     _, report = full
-    page = report.page.read_text()
-    assert not re.search(r'(src|href)="(https?:)?//', page)  # no external resources
-    assert page.count('src="data:image/png;base64,') == 8
-    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
-    assert 'id="snap-' in page and 'href="#snap-' in page
-    assert 'id="gate-1B.cpt_validity"' in page and "Use L_local as primary signal" in page
+    first, detail = report.page.read_text(), report.detail.read_text()
+    for page in (first, detail):
+        assert not re.search(r'(src|href)="(https?:)?//', page)  # no external resources
+    assert first.count('src="data:image/png;base64,') == len(KEY_FIGURES)
+    assert detail.count('src="data:image/png;base64,') == 8
+    assert "<script>x</script>" not in detail and "&lt;script&gt;x&lt;/script&gt;" in detail
+    assert 'id="snap-' in detail and 'href="#snap-' in detail
+    assert 'id="gate-1B.cpt_validity"' in detail and "Use L_local as primary signal" in detail
+    assert 'href="detail.html"' in first and 'href="index.html"' in detail  # each page links to the other
+
+
+def test_the_first_page_is_lean(full):
+    """The first page: what the run can detect (one table: every gate and headline with its interval) and the key
+    figures. It was the whole report (929 KB, 224 tables, every snapshot); those moved to detail.html."""
+    _, report = full
+    first = report.page.read_text()
+    assert len(first.encode()) < 250_000
+    assert first.count("<table") == 1
+    assert "Not run" not in first and 'id="snap-' not in first and "params.yaml" not in first
+    detect = first[first.index('<section id="detect">'):first.index("</section>")]
+    assert detect.count('href="detail.html#gate-') == 13  # every gate, linked to its details
+    assert "[0." in detect  # estimates with their intervals
+    assert "13 gates:" in detect and "✓ pass</span>13" in detect
+    figures_part = first[first.index('<section id="figures">'):]
+    for label in KEY_FIGURES:
+        assert f"<figcaption>{label}." in figures_part
+    assert figures_part.count('<a href="detail.html#h') == len(KEY_FIGURES)
 
 
 def test_stage_logs_figures_page_and_gates_to_mlflow(tmp_path, monkeypatch):
@@ -264,9 +290,62 @@ def test_stage_logs_figures_page_and_gates_to_mlflow(tmp_path, monkeypatch):
     stage.main(PARAMS)
     run = mlflow.search_runs(experiment_names=["teachable-moments"], output_format="list")[0]
     assert run.data.tags["stage"] == "report"
-    assert run.data.tags["gate.1B.cpt_validity"] == "pass"
-    assert run.data.tags["gate.4.r2_U"] == "not_applicable"
+    assert run.data.tags["gate.quadrant_balance"] == "fail"  # 4 a quadrant, 10 needed
+    assert run.data.tags["gate.end_to_end_gain"] == "not_applicable"
+    assert run.data.metrics["gate.cpt_validity"] == 1.0  # decided gates as 1 / 0 under the same names
     assert run.data.metrics["gates_not_applicable"] == 10  # phases 3, 4 and 5 not run
     artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=run.info.run_id)}
-    assert {"figures", "tables", "index.html", "gates.json"} <= artifacts
-    assert (tmp_path / "reports/index.html").exists()
+    assert {"figures", "tables", "index.html", "detail.html", "gates.json"} <= artifacts
+    assert (tmp_path / "reports/index.html").exists() and (tmp_path / "reports/detail.html").exists()
+    # one tag per gate, one name: the report does not tag again what micro_train and predictor tagged on their
+    # runs (gate.cpt_validity, gate.r2_U, ...), and never under a second, phase-prefixed name
+    gate_tags = {k for k in run.data.tags if k.startswith("gate.")}
+    assert gate_tags == {f"gate.{s.key}" for s in SEEDS if s.source not in SELF_TAGGED}
+    assert not any(k.startswith(("gate.1B.", "gate.2.", "gate.3.", "gate.4.", "gate.5.")) for k in run.data.tags)
+
+
+def test_each_gate_is_tagged_once_under_one_name_across_the_stages():
+    """Every stage script that tags gates uses `gate.<key>` for the gates of its own verdict file; together with the
+    report's tags each of the 13 gates is tagged exactly once. Before, the report tagged all 13 again as
+    `gate.<phase>.<key>`, so micro_train's and predictor's 6 gates carried two tags under two names."""
+    stages = Path(__file__).parents[1] / "stages"
+    tagging = {p.stem for p in stages.glob("*.py") if 'set_tags({f"gate.{' in p.read_text()}
+    assert tagging == {"micro_train", "predictor"}, "a stage tags gates: update report.gates.SELF_TAGGED"
+    by_stage = {"micro_train": "cpt", "predictor": "predictor"}
+    assert SELF_TAGGED == {by_stage[s] for s in tagging}
+    gates = compute_gates(load_inputs(Path("/nonexistent")))
+    from_report = list(mlflow_tags(gates))
+    from_stages = [f"gate.{s.key}" for s in SEEDS if s.source in SELF_TAGGED]
+    names = from_report + from_stages
+    assert len(names) == len(set(names)) == len(SEEDS) == 13
+    assert set(names) == {f"gate.{s.key}" for s in SEEDS}
+
+
+def test_building_the_report_raises_no_future_warning(tmp_path):
+    import warnings
+
+    write_repo(tmp_path, n_per_quadrant=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        report = build_report(PARAMS, tmp_path)
+    assert report.page.exists() and report.detail.exists()
+
+
+def test_ranking_intervals_reproduce_the_stage_and_bracket_it(tmp_path):
+    from teachable.evaluation.predictor.ranking import ranking_curves as stage_curves
+
+    records = write_repo(tmp_path, phases=(1, 4), n_per_quadrant=8)
+    inputs = load_inputs(tmp_path)
+    intervals = tables.ranking_intervals(inputs.oof, inputs.snapshots, [5, 10, 20], n_resamples=200)
+    by_id = {r["snapshot_id"]: r for r in records}
+    rows = [by_id[s] for s in inputs.oof.snapshot_id]
+    stage = pd.DataFrame(stage_curves([r["cpt"]["ELP_net"] for r in rows], inputs.oof.ELP_pred,
+                                      [r["U"] for r in rows], [5, 10, 20], seed=0))
+    merged = intervals.merge(stage, on=["k", "method"], suffixes=("", "_stage"))
+    assert len(merged) == 6  # predictor and entropy at three K
+    assert merged.ndcg.tolist() == pytest.approx(merged.ndcg_stage.tolist())
+    assert merged.precision.tolist() == pytest.approx(merged.precision_stage.tolist())
+    for metric in ("ndcg", "precision"):
+        assert (merged[f"{metric}_ci_low"] <= merged[metric] + 1e-9).all()
+        assert (merged[metric] <= merged[f"{metric}_ci_high"] + 1e-9).all()
+    assert tables.ranking_intervals(None, records, [5]) is None

@@ -5,7 +5,7 @@ import pytest
 
 from teachable.core.params import parse_params
 from teachable.report.browser import check_page, find_chromium
-from teachable.report.build import build_report
+from teachable.report.build import KEY_FIGURES, build_report
 from tests.report_synthetic import write_repo
 
 pytestmark = pytest.mark.skipif(find_chromium() is None, reason="no chromium (apt-get install chromium)")
@@ -14,9 +14,13 @@ pytestmark = pytest.mark.skipif(find_chromium() is None, reason="no chromium (ap
 def test_report_page_loads_without_errors_and_every_image_decodes(tmp_path):
     write_repo(tmp_path, n_per_quadrant=4)
     report = build_report(parse_params({}), tmp_path)
-    result = check_page(report.page)
-    assert result["errors"] == [] and result["console"] == []
-    assert result["images"] == result["decoded"] == 8 and result["ok"]
+    detail = check_page(report.detail)
+    assert detail["errors"] == [] and detail["console"] == []
+    assert detail["images"] == detail["decoded"] == 8 and detail["ok"]
+    first = check_page(report.page)
+    assert first["ok"] and first["images"] == first["decoded"] == len(KEY_FIGURES)
+    # a first page a reviewer reads in five minutes: the old single page was 16,000 px tall at this width
+    assert first["height"] < 6000, first["height"]
 
 
 def test_the_check_catches_a_broken_image_and_a_script_error(tmp_path):

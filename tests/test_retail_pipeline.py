@@ -82,5 +82,5 @@ def test_retail_repro_runs_every_stage_to_the_report(retail_project):
     assert set(pass_k.k) == {1, 2} and pass_k.value.between(0, 1).all()
     overall = pd.read_csv(work / "reports/phase3/overall_task_results.csv")
     assert (overall.action_mode == "generate").all() and overall.parse_failure_rate.between(0, 1).all()
-    page = (work / "reports/index.html").read_text()
+    page = (work / "reports/detail.html").read_text()
     assert "pass^" in page and "Parse failures" in page and "Tab P.2" in page

@@ -1,7 +1,8 @@
 """Open the report page in headless Chromium and read back what its inline check script recorded: how many images
 there are and decoded, and any script errors; console errors from Chromium's log are added.
 
-`check_page(path)` returns {"ok", "images", "decoded", "bad", "errors", "console"}; `find_chromium()` is None when
+`check_page(path)` returns {"ok", "images", "decoded", "bad", "errors", "console", "height"} (the page's height in
+pixels in a window WINDOW wide); `find_chromium()` is None when
 no Chromium is installed (Debian: `apt-get install chromium`; `make test` installs it when missing).
 """
 
@@ -15,6 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+WINDOW = (1280, 900)  # a laptop screen's CSS pixels: the page's max-width is 1280
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHECK = re.compile(r'<pre id="page-check"[^>]*data-ready="1"[^>]*>(.*?)</pre>', re.S)
 # Chromium logs every console message of the page as INFO:CONSOLE; the report's page writes none, so any is news
@@ -35,7 +37,7 @@ def check_page(page: str | Path, chromium: str | None = None, timeout: float = 1
             [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--disable-background-networking", "--disable-extensions", "--no-first-run",
              "--disable-component-update", "--mute-audio", f"--user-data-dir={profile}", "--enable-logging=stderr",
-             "--v=0", "--virtual-time-budget=10000", "--dump-dom", url],
+             "--v=0", f"--window-size={WINDOW[0]},{WINDOW[1]}", "--virtual-time-budget=10000", "--dump-dom", url],
             capture_output=True, text=True, timeout=timeout)
     match = CHECK.search(proc.stdout)
     console = [line for line in proc.stderr.splitlines() if CONSOLE_ERROR.search(line)]

@@ -1,5 +1,6 @@
 """Assemble the report: every figure and table whose inputs exist, the gates (read from the verdicts their stages
-wrote), what the run can detect, and `index.html`.
+wrote), what the run can detect, the first page `index.html` (what the run can detect and the key figures) and
+`detail.html` (everything).
 
 A figure or table whose input is missing is listed as "not run" in its section; one whose input is present but
 does not have the expected shape is listed with the error (logged), so one bad file never stops the report.
@@ -21,7 +22,7 @@ from teachable.labeling.quadrants import QUADRANTS
 from teachable.core.records import write_json
 from teachable.report import figures, tables
 from teachable.report.gates import compute_gates, gates_metrics
-from teachable.report.html import Section, render_page
+from teachable.report.html import DETAIL_PAGE, FIRST_PAGE, Section, render_first_page, render_page
 from teachable.report.loaders import PATHS, Inputs, gate_verdict, load_inputs, snapshot_frame
 from teachable.report.snapshot_data import describe
 from teachable.report.snapshot_view import to_html
@@ -38,7 +39,12 @@ class Report:
     tables: list[Path] = field(default_factory=list)  # CSV, MD, TEX
     gates: list[dict] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
-    page: Path | None = None
+    page: Path | None = None  # the first page, index.html
+    detail: Path | None = None  # detail.html
+
+
+# The first page's figures (by label), each drawn with its intervals; the others are in the detail page.
+KEY_FIGURES = ("Fig H2.1", "Fig H3.1", "Fig H5.3", "Fig H7.1")
 
 
 class _Builder:
@@ -124,12 +130,18 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
     b.table(h5, "Tab H5.2", "h5_pass_k", ("overall",), lambda: tables.pass_k_table(i.pass_k, i.overall),
             tables.pass_k_caption(i.pass_k, i.overall, i.phase3_metrics))
     h6 = Section("h6", "H6: Teachability predictor", "Predicting teachability from cheap observables.")
-    b.figure(h6, "Fig H6.1", ("ranking",), lambda d: figures.ranking_curves(i.ranking, d),
-             "NDCG@K and precision@K: predictor vs entropy vs random (and the oracle).")
+    intervals = _ranking_intervals(i, params.seed)
+    b.figure(h6, "Fig H6.1", ("ranking",),
+             lambda d: figures.ranking_curves(i.ranking, d, intervals, gate_verdict(i.predictor, "beats_entropy")),
+             "NDCG@K and precision@K: predictor vs entropy vs random (and the oracle), with the predictor's and "
+             "entropy's 95% task-bootstrap intervals when the out-of-fold predictions are there.")
     b.table(h6, "Tab H6.1", "h6_predictor_metrics", ("predictor",),
             lambda: tables.predictor_metrics(i.predictor, params.predictor.targets.model_dump()), "Predictor metrics.")
     b.table(h6, "NDCG@K", "h6_ndcg_by_k", ("ranking",), lambda: tables.ranking_by_k(i.ranking),
             "NDCG@K per ranking method (the source of Fig H6.1's left panel).")
+    b.table(h6, "Tab H6.2", "h6_ranking_intervals", ("oof", "snapshots"), lambda: intervals,
+            "NDCG@K and precision@K of the predictor's and entropy's rankings with 95% percentile intervals over "
+            "a cluster bootstrap of tasks (1000 draws; the shaded bands of Fig H6.1).")
     h7 = Section("h7", "H7: Selection", "Training on K snapshots chosen by each method.")
     b.figure(h7, "Fig H7.1", ("selection",), lambda d: figures.selection_comparison(i.selection,
                                                                                     i.selection_results, d),
@@ -146,6 +158,18 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
         b.table(parsing, "Tab P.2", "parse_failure_examples", ("phase0_failures",),
                 lambda: tables.parse_failure_examples(i.phase0_failures), tables.PARSE_EXAMPLES_NOTE)
     return [h1, h2, h3, h4, h5, h6, h7, parsing]
+
+
+def _ranking_intervals(i: Inputs, seed: int):
+    """Fig H6.1's intervals (`tables.ranking_intervals`) at the K of the ranking curves; None when an input is
+    missing or not usable (logged)."""
+    if not tables.usable(i.ranking, {"k"}):
+        return None
+    try:
+        return tables.ranking_intervals(i.oof, i.snapshots, sorted(set(i.ranking.k)), seed=seed)
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as err:
+        log.warning("Fig H6.1's intervals not computed: %r", err)
+        return None
 
 
 def action_mode(params: Params) -> str:
@@ -274,8 +298,8 @@ def _metadata(inputs: Inputs, params: Params) -> list[tuple[str, str]]:
 
 
 def build_report(params: Params, root: str | Path = ".", out: str | Path | None = None) -> Report:
-    """Read the pipeline's outputs under `root`, write `figures/`, `tables/`, `gates.json` and `index.html` under
-    `out` (default `root/reports`)."""
+    """Read the pipeline's outputs under `root`, write `figures/`, `tables/`, `gates.json`, `index.html` and
+    `detail.html` under `out` (default `root/reports`)."""
     root = Path(root)
     out = Path(out) if out is not None else root / "reports"
     for sub in ("figures", "tables"):
@@ -293,9 +317,13 @@ def build_report(params: Params, root: str | Path = ".", out: str | Path | None 
                "U": record.get("U"), "L_local": (record.get("leverage") or {}).get("L_local"),
                "ELP_net": (record.get("cpt") or {}).get("ELP_net"), "shown because": why}
         snapshots.append((row, to_html(view)))
-    page = render_page(_metadata(inputs, params), yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False),
-                       report.gates, report.sections, snapshots, inputs.problems, out,
-                       detect=detectability(inputs, report.gates))
-    report.page = out / "index.html"
-    report.page.write_text(page, encoding="utf-8")
+    meta = _metadata(inputs, params)
+    detail = render_page(meta, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), report.gates,
+                         report.sections, snapshots, inputs.problems, out)
+    key = [(section.key, caption, png) for label in KEY_FIGURES for section in report.sections
+           for caption, png in section.figures if caption.startswith(f"{label}.")]
+    first = render_first_page(meta, report.gates, key, out, detect=detectability(inputs, report.gates))
+    report.page, report.detail = out / FIRST_PAGE, out / DETAIL_PAGE
+    report.page.write_text(first, encoding="utf-8")
+    report.detail.write_text(detail, encoding="utf-8")
     return report

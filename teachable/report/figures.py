@@ -14,7 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from PIL import Image  # noqa: E402
+from scipy.stats import t as student_t  # noqa: E402
 
+from teachable.gates.cpt import fisher_interval  # noqa: E402
 from teachable.report import tables  # noqa: E402
 
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table at INFO
@@ -33,17 +36,22 @@ plt.rcParams.update({"font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9,
                      "pdf.fonttype": 42})
 
 SIZES = {  # inches (width, height); the tests check PNG size = inches x DPI
-    "quadrant_distribution": (5.0, 3.4), "h1_teachability_landscape": (5.5, 4.2), "h2_cpt_validation": (8.0, 3.6),
-    "h3_supervision_heatmap": (4.6, 4.0), "h4_transfer_matrix": (4.8, 4.0), "h5_reliability_retention": (7.0, 4.4),
-    "h6_ranking_curves": (7.6, 3.4), "h7_selection": (7.6, 3.4)}
+    "quadrant_distribution": (5.0, 3.7), "h1_teachability_landscape": (5.5, 4.2), "h2_cpt_validation": (8.0, 4.0),
+    "h3_supervision_heatmap": (5.0, 4.4), "h4_transfer_matrix": (4.8, 4.0), "h5_reliability_retention": (7.0, 4.4),
+    "h6_ranking_curves": (7.6, 3.9), "h7_selection": (7.6, 3.4)}
 
 
 def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    """`name`.png and .pdf; the PNG with a 256-colour palette (a third of the bytes of full colour, no visible
+    difference on these flat-coloured plots), since the pages embed it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     for path in paths:
         fig.savefig(path, dpi=DPI)
     plt.close(fig)
+    with Image.open(paths[0]) as image:
+        palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    palette.save(paths[0], optimize=True)
     return paths
 
 
@@ -78,7 +86,7 @@ def quadrant_distribution(snapshots: pd.DataFrame, min_per_quadrant: int, out_di
     ax.set_xticks(range(len(tables.SHORT)), [QUADRANT_NAMES[q].replace(" ", "\n", 1) for q in tables.SHORT])
     ax.set(ylabel="snapshots (count)", title=f"Quadrant balance ({len(frame)} labeled snapshots)")
     ax.set_ylim(0, max(bottom.max(), min_per_quadrant) * 1.15 + 1)
-    ax.legend(loc="upper right")
+    fig.legend(loc="outside lower center", ncols=3, frameon=False)  # outside the axes: it can hide no bar's count
     return _save(fig, out_dir, name)
 
 
@@ -143,25 +151,47 @@ def cpt_validation(micro: list[dict], cpt: dict | None, out_dir: Path) -> list[P
     left.legend(handles=handles + left.get_legend_handles_labels()[0], loc="upper left", fontsize=6.5)
     per_q = (cpt or {}).get("per_quadrant", {})
     x = np.arange(len(tables.SHORT))
-    elp = [frame.ELP_net[frame.q == q].mean() for q in tables.SHORT]
-    gain = [frame.gain[frame.q == q].mean() for q in tables.SHORT]
-    right.bar(x - 0.2, elp, 0.4, color="#56B4E9", edgecolor="black", linewidth=0.5, label="mean ELP_net (CPT)")
-    right.bar(x + 0.2, gain, 0.4, color="#D55E00", edgecolor="black", linewidth=0.5, hatch="//",
-              label="mean micro-training gain")
+    elp = [_mean_ci(frame.ELP_net[frame.q == q]) for q in tables.SHORT]
+    gain = [_mean_ci(frame.gain[frame.q == q]) for q in tables.SHORT]
+    for offset, stats, color, hatch, label in ((-0.2, elp, "#56B4E9", None, "mean ELP_net (CPT)"),
+                                               (0.2, gain, "#D55E00", "//", "mean micro-training gain")):
+        means = np.array([m for m, _, _ in stats])
+        errors = np.array([[m - lo, hi - m] for m, lo, hi in stats]).T
+        right.bar(x + offset, means, 0.4, color=color, edgecolor="black", linewidth=0.5, hatch=hatch, label=label,
+                  yerr=np.nan_to_num(errors), capsize=3, error_kw={"elinewidth": 0.8})
     right.axhline(0, color="black", linewidth=0.6)
     labels = []
     for q in tables.SHORT:
         stats = next((v for k, v in per_q.items() if tables.short_quadrant(k) == q), {})
-        r = stats.get("rho")
-        labels.append(f"{q}\nρ = {r:.2f}" if r is not None else f"{q}\nρ n/a")
+        r, n = stats.get("rho"), stats.get("n") or int((frame.q == q).sum())
+        if r is None or n < 4:
+            labels.append(f"{q}\nρ n/a")
+            continue
+        low, high = fisher_interval(r, n, 1, 0.95)
+        labels.append(f"{q}\nρ = {r:.2f}\n[{low:.2f}, {high:.2f}]")
     right.set_xticks(x, labels)
-    right.set(ylabel="success-rate gain", title="By quadrant (ρ: Spearman within the quadrant)")
+    right.set(ylabel="success-rate gain", title="By quadrant: means with 95% t-intervals\n"
+                                                "ρ within the quadrant [95% Fisher interval]")
     right.legend(loc="best")
     return _save(fig, out_dir, name)
 
 
-def _heatmap(fig, ax, matrix: pd.DataFrame, xlabel: str, ylabel: str, outline_diagonal: bool = False) -> None:
+def _mean_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean with its t-interval (NaN bounds below two values)."""
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    mean = float(values.mean()) if len(values) else np.nan
+    if len(values) < 2:
+        return mean, mean, mean
+    half = student_t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def _heatmap(fig, ax, matrix: pd.DataFrame, xlabel: str, ylabel: str, outline_diagonal: bool = False,
+             low: pd.DataFrame | None = None, high: pd.DataFrame | None = None) -> None:
+    """A delta heatmap in pp, each cell's value written in it, with its interval [low, high] below when given."""
     values = matrix.to_numpy(dtype=float) * 100  # percentage points
+    bounds = None if low is None or high is None else (low.to_numpy(dtype=float) * 100,
+                                                       high.to_numpy(dtype=float) * 100)
     span = max(np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0.0, 1.0)
     norm = TwoSlopeNorm(vmin=-span, vcenter=0.0, vmax=span)
     cmap = plt.get_cmap("RdBu").with_extremes(bad="#DDDDDD")
@@ -172,7 +202,13 @@ def _heatmap(fig, ax, matrix: pd.DataFrame, xlabel: str, ylabel: str, outline_di
             v = values[i, j]
             text = "n/a" if np.isnan(v) else f"{v:+.1f}"
             dark = not np.isnan(v) and abs(v) > 0.6 * span
-            ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if dark else "black")
+            color = "white" if dark else "black"
+            if bounds is not None and not np.isnan(v) and np.isfinite([bounds[0][i, j], bounds[1][i, j]]).all():
+                ax.text(j, i - 0.1, text, ha="center", va="center", fontsize=9, color=color)
+                ax.text(j, i + 0.22, f"[{bounds[0][i, j]:+.0f}, {bounds[1][i, j]:+.0f}]", ha="center",
+                        va="center", fontsize=7, color=color)
+            else:
+                ax.text(j, i, text, ha="center", va="center", fontsize=9, color=color)
     if outline_diagonal:
         for k in range(min(values.shape)):
             ax.add_patch(plt.Rectangle((k - 0.5, k - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
@@ -183,12 +219,15 @@ def _heatmap(fig, ax, matrix: pd.DataFrame, xlabel: str, ylabel: str, outline_di
 
 def supervision_heatmap(per_quadrant: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Fig H3.1: the 4 x 3 quadrant x supervision heatmap: a cell's success delta on held-out snapshots of the
-    quadrant it was trained on."""
+    quadrant it was trained on, with its paired 95% interval when phase 3 wrote one."""
     name = "h3_supervision_heatmap"
     fig, ax = _figure(name)
+    low, high = (tables.in_quadrant_matrix(per_quadrant, c) if c in per_quadrant else None
+                 for c in ("delta_ci_low", "delta_ci_high"))
     _heatmap(fig, ax, tables.in_quadrant_matrix(per_quadrant), "supervision format",
-             "training (and evaluation) quadrant")
-    ax.set_title("In-quadrant gain by supervision format")
+             "training (and evaluation) quadrant", low=low, high=high)
+    ax.set_title("In-quadrant gain by supervision format" +
+                 ("\n(in brackets: the paired 95% interval vs the base, pp)" if low is not None else ""))
     return _save(fig, out_dir, name)
 
 
@@ -253,11 +292,6 @@ def reliability_retention(overall: pd.DataFrame, retention: pd.DataFrame | None,
             ax.scatter(row.retention_delta * 100, row.delta * 100, s=42, color=color,
                        marker=QUADRANT_MARKERS.get(q, "X"), edgecolors="black", linewidths=0.4, zorder=3,
                        alpha=0.85)
-    # one label per distinct point: models with the same numbers share it
-    for (x, y), part in frame.groupby([frame.retention_delta * 100, frame.delta * 100]):
-        names = list(part.model)
-        text = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
-        ax.annotate(text, (x, y), fontsize=6, xytext=(4, 3), textcoords="offset points", color="#333333")
     if len(frame):
         pts = np.column_stack([frame.retention_delta * 100, frame.delta * 100])
         front = pts[_pareto(pts)]
@@ -277,13 +311,68 @@ def reliability_retention(overall: pd.DataFrame, retention: pd.DataFrame | None,
     ax.set(xlabel="retention Δ: success on the retention panel vs base (pp)",
            ylabel="reliability Δ: held-out task success vs base (pp)",
            title=f"Reliability vs retention ({len(frame)} models)"
-                 + ("\nthin lines: paired intervals of the deltas" if "delta_ci_low" in frame else ""))
+                 + ("\nthin lines: paired 95% intervals of the deltas" if "delta_ci_low" in frame else ""))
+    # one label per distinct point (models with the same numbers share it), placed clear of the others
+    labels = []
+    for (x, y), part in frame.groupby([frame.retention_delta * 100, frame.delta * 100]):
+        names = list(part.model)
+        labels.append(((x, y), ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")))
+    points = np.column_stack([frame.retention_delta * 100, frame.delta * 100])
+    front = points[_pareto(points)] if len(points) else points
+    _place_labels(fig, ax, labels, np.vstack([points, front]),
+                  np.r_[np.full(len(points), 8.0), np.full(len(front), 16.0)])  # the frontier's rings are larger
     return _save(fig, out_dir, name)
 
 
-def ranking_curves(ranking: pd.DataFrame, out_dir: Path) -> list[Path]:
+LABEL_RINGS = (5, 11, 18, 26, 36, 48)  # offsets tried, in points from the labelled point, nearest first
+LABEL_ANGLES = (30, -30, 150, -150, 90, -90, 0, 180)
+
+
+def _place_labels(fig, ax, labels: list[tuple[tuple[float, float], str]], points: np.ndarray,
+                  marker_px: np.ndarray, fontsize: float = 6) -> None:
+    """Write each (xy, text) label near its point where its box overlaps no label placed before it, no marker at
+    `points` (a box of half-width `marker_px`, in pixels, around each) and stays inside the axes: the first clear
+    offset of a ring around the point (nearest first), joined to the point by a thin line when it is not the nearest
+    ring. A label with no clear place takes the nearest offset. The layout is fixed first (one draw) so that the
+    boxes hold on save."""
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    renderer = fig.canvas.get_renderer()
+    frame_box = ax.get_window_extent(renderer)
+    taken = [Bbox.from_extents(px - r, py - r, px + r, py + r)
+             for (px, py), r in zip(ax.transData.transform(points), marker_px)] if len(points) else []
+    offsets = [(r * np.cos(np.radians(a)), r * np.sin(np.radians(a))) for r in LABEL_RINGS for a in LABEL_ANGLES]
+
+    def annotate(xy, text, dx, dy, leader: bool):
+        return ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                           color="#333333", ha="left" if dx > 0.5 else "right" if dx < -0.5 else "center",
+                           va="bottom" if dy > 0.5 else "top" if dy < -0.5 else "center",
+                           arrowprops={"arrowstyle": "-", "color": "#888888", "linewidth": 0.5,
+                                       "shrinkA": 0, "shrinkB": 3} if leader else None)
+
+    for xy, text in labels:
+        chosen = offsets[0]
+        for dx, dy in offsets:
+            trial = annotate(xy, text, dx, dy, leader=False)
+            box = trial.get_window_extent(renderer)
+            trial.remove()
+            inside = (frame_box.x0 <= box.x0 and box.x1 <= frame_box.x1 and frame_box.y0 <= box.y0
+                      and box.y1 <= frame_box.y1)
+            if inside and not any(box.overlaps(other) for other in taken):
+                chosen = (dx, dy)
+                break
+        label = annotate(xy, text, *chosen, leader=np.hypot(*chosen) > LABEL_RINGS[0] + 0.5)
+        taken.append(label.get_window_extent(renderer))
+
+
+def ranking_curves(ranking: pd.DataFrame, out_dir: Path, intervals: pd.DataFrame | None = None,
+                   gate: dict | None = None) -> list[Path]:
     """Fig H6.1: NDCG@K (left) and precision@K (right) of the predictor's ranking of snapshots by teachability,
-    against ranking by entropy, random order and the oracle (true ELP_net)."""
+    against ranking by entropy, random order and the oracle (true ELP_net). `intervals` (`tables.ranking_intervals`)
+    shades the predictor's and entropy's 95% task-bootstrap intervals; `gate` (the phase 4 verdict `beats_entropy`)
+    puts the gate's difference with its interval and status in the figure's title."""
     name = "h6_ranking_curves"
     fig, axes = _figure(name, 2)
     for ax, metric, label in zip(axes, ("ndcg", "precision"), ("NDCG@K", "precision@K")):
@@ -295,9 +384,24 @@ def ranking_curves(ranking: pd.DataFrame, out_dir: Path) -> list[Path]:
                 continue
             color, marker, style = METHOD_STYLE.get(method, ("#CC79A7", "x", "-"))
             ax.plot(part.k, part[metric], color=color, marker=marker, linestyle=style, markersize=4, label=method)
-        ax.set(xlabel="K (top-ranked snapshots)", ylabel=label, ylim=(0, 1.05), title=f"{label} by ranking method")
+            band = None if intervals is None else intervals[intervals.method == method].sort_values("k")
+            if band is not None and len(band) and f"{metric}_ci_low" in band:
+                ax.fill_between(band.k, band[f"{metric}_ci_low"], band[f"{metric}_ci_high"], color=color,
+                                alpha=0.15, linewidth=0)
+        title = f"{label} by ranking method"
+        ax.set(xlabel="K (top-ranked snapshots)", ylabel=label, ylim=(0, 1.05), title=title)
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
+    lines = ["shaded: 95% task-bootstrap intervals of the predictor and entropy"] \
+        if intervals is not None and len(intervals) else []
+    if gate and gate.get("status") and gate.get("value") is not None:
+        ci, level = gate.get("ci") or [None, None], gate.get("ci_level")
+        interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if None not in ci else ""
+        lines.append(f"gate beats_entropy at K = {gate.get('k')}: NDCG@K predictor − entropy "
+                     f"{gate['value']:+.3f}{interval}"
+                     + (f" ({level:.0%} interval)" if isinstance(level, (int, float)) else "") + f": {gate['status']}")
+    if lines:
+        fig.suptitle("\n".join(lines), fontsize=8.5)
     return _save(fig, out_dir, name)
 
 
@@ -318,7 +422,13 @@ def selection_comparison(selection: dict, results: pd.DataFrame | None, out_dir:
         ci = table[["method", "success"]].merge(results[["method", "ci_low", "ci_high"]], on="method", how="left")
         errors = np.vstack([(ci.success - ci.ci_low).fillna(0), (ci.ci_high - ci.success).fillna(0)]) * 100
     left.bar(x, table.delta * 100, color=colors, edgecolor="black", linewidth=0.5, yerr=errors, capsize=3)
-    right.bar(x, table.retention_delta * 100, color=colors, edgecolor="black", linewidth=0.5)
+    retention_errors = None
+    if {"retention_delta_ci_low", "retention_delta_ci_high"} <= set(table.columns):
+        retention_errors = np.vstack([
+            (table.retention_delta - table.retention_delta_ci_low).fillna(0).clip(lower=0),
+            (table.retention_delta_ci_high - table.retention_delta).fillna(0).clip(lower=0)]) * 100
+    right.bar(x, table.retention_delta * 100, color=colors, edgecolor="black", linewidth=0.5, yerr=retention_errors,
+              capsize=3)
     for ax, values, title, ylabel in (
             (left, table.delta, "Reliability gain", "held-out task success Δ vs base (pp)"),
             (right, table.retention_delta, "Retention", "retention-panel success Δ vs base (pp)")):
@@ -334,5 +444,7 @@ def selection_comparison(selection: dict, results: pd.DataFrame | None, out_dir:
         ax.set(xlabel="selection method", ylabel=ylabel,
                title=f"{title} at budget K = {selection.get('budget')} ({selection.get('format', '')})")
     if errors is not None:
-        left.set_xlabel(f"selection method (error bars: {label})")
+        left.set_xlabel(f"selection method\n(error bars: {label})")
+    if retention_errors is not None:
+        right.set_xlabel("selection method\n(error bars: paired 95% CI of the delta)")
     return _save(fig, out_dir, name)

@@ -105,7 +105,7 @@ def _row(seed: Seed, verdict: dict | None, why: str | None = None) -> dict:
     detail = {k: plain(x) for k, x in v.items() if k not in CORE_KEYS}
     if why:
         detail["why"] = why
-    return {"id": seed.id, "phase": seed.phase, "name": seed.name, "condition": seed.condition,
+    return {"id": seed.id, "key": seed.key, "phase": seed.phase, "name": seed.name, "condition": seed.condition,
             "statistic": v.get("statistic"), "value": plain(v.get("value")), "ci": _interval(v.get("ci")),
             "p_value": plain(v.get("p_value")), "alpha": plain(v.get("alpha")), "threshold": plain(v.get("threshold")),
             "status": v["status"] if verdict else NA, "n": plain(v.get("n")),
@@ -133,6 +133,28 @@ def read_gate(seed: Seed, inputs: Inputs) -> dict:
 def compute_gates(inputs: Inputs) -> list[dict]:
     """Every seed's gate, read from its verdict file, in the seeds' order."""
     return [read_gate(seed, inputs) for seed in SEEDS]
+
+
+# The sources whose stage tags its own gates on its MLflow run as `gate.<key>` (stages/micro_train.py,
+# stages/predictor.py; tests/test_report.py checks this against the stage scripts): the report run does not tag those
+# again, so every gate is one tag under one name.
+SELF_TAGGED = frozenset({"cpt", "predictor"})
+
+
+def tag_name(gate: dict) -> str:
+    """A gate's MLflow tag and metric name, `gate.<key>`: the name the stage that decides it uses."""
+    return f"gate.{gate['key']}"
+
+
+def mlflow_tags(gates: list[dict]) -> dict[str, str]:
+    """The gate status tags the report run sets: every gate whose own stage does not tag it (see `SELF_TAGGED`)."""
+    sources = {seed.id: seed.source for seed in SEEDS}
+    return {tag_name(g): g["status"] for g in gates if sources.get(g["id"]) not in SELF_TAGGED}
+
+
+def mlflow_metrics(gates: list[dict]) -> dict[str, float]:
+    """Pass (1) / fail (0) per decided gate under its tag name; inconclusive and not_applicable are neither."""
+    return {tag_name(g): float(g["status"] == PASS) for g in gates if g["status"] in (PASS, FAIL)}
 
 
 GATE_FIELDS = ("name", "phase", "condition", "statistic", "value", "ci", "p_value", "alpha", "threshold", "status",

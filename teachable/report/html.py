@@ -1,9 +1,14 @@
-"""`reports/index.html`: one self-contained page (images as base64 data URIs, inline CSS, no external requests)
-with what the run can detect (first), the run's metadata, the decision gates as their stages decided them, every
-figure and table per hypothesis, and per-snapshot sections.
+"""Two self-contained pages (images as base64 data URIs, inline CSS, no external requests), each linking to the
+other:
 
-A small inline script records script errors and, once the page has loaded, whether every image decoded, into
-`<pre id="page-check">` (read back by `teachable.report.browser` in headless Chromium).
+- `reports/index.html`, the first page, read in five minutes: the run in one line, what this run can detect (per
+  gate and headline number its estimate with interval, n, the minimum detectable effect, the status and the n an
+  inconclusive gate needs) and the key figures, each with its intervals;
+- `reports/detail.html`: the run's metadata and params, the decision gates with their conditions and details,
+  every figure and table per hypothesis, and the per-snapshot sections (folded).
+
+A small inline script records script errors, the page's height and, once the page has loaded, whether every image
+decoded, into `<pre id="page-check">` (read back by `teachable.report.browser` in headless Chromium).
 """
 
 from __future__ import annotations
@@ -42,7 +47,10 @@ details summary{cursor:pointer;color:#0072B2}
 .notrun{background:#fff4d6;border-left:4px solid #E69F00;padding:.5em 1em}
 .files{font-size:.8em;color:#555}details{margin:.5em 0}pre{background:#f7f7f7;padding:.6em;overflow:auto;
 font-size:.8em}section.snapshot{border-top:1px dashed #aaa;margin-top:1.5em}small{color:#666}
+p.run{color:#444;font-size:.9em}p.tally span.status{margin-right:.4em}
+.keyfigs figure{margin:0 0 1.5em 0}
 """
+FIRST_PAGE, DETAIL_PAGE = "index.html", "detail.html"
 
 CHECK_SCRIPT = """
 window.__pageErrors = [];
@@ -57,7 +65,8 @@ window.addEventListener('load', function () {
                 .map(function (i) { return i.getAttribute('alt'); });
   var out = document.getElementById('page-check');
   out.textContent = JSON.stringify({images: imgs.length, decoded: imgs.length - bad.length, bad: bad,
-                                    errors: window.__pageErrors});
+                                    errors: window.__pageErrors,
+                                    height: document.documentElement.scrollHeight});
   out.setAttribute('data-ready', '1');
 });
 """
@@ -100,10 +109,10 @@ def _status(status: str | None) -> str:
     return f'<span class="status {esc(status)}">{esc(STATUS_MARK.get(status, status))}</span>'
 
 
-def detect_html(notes: list[str], rows: list[dict]) -> str:
+def detect_html(notes: list[str], rows: list[dict], gate_href: str = "", tally: str = "") -> str:
     """The "What this run can detect" section: the design notes, then per headline and gate its estimate with
     interval and n, the minimum detectable effect at this n, the status and, when inconclusive, the n needed."""
-    out = ['<section id="detect"><h2>What this run can detect</h2>', *(f"<p>{esc(n)}</p>" for n in notes),
+    out = ['<section id="detect"><h2>What this run can detect</h2>', tally, *(f"<p>{esc(n)}</p>" for n in notes),
            "<p><small>Interval: as the stage computed it (the phase 3-5 gates' intervals are two-sided at "
            "1 - 2&alpha;, so each bound is the one-sided test at &alpha;). Minimum detectable: the smallest true "
            "effect the pre-specified test detects with power 0.8 at this n (one-sided, at the gate's &alpha;). "
@@ -114,7 +123,7 @@ def detect_html(notes: list[str], rows: list[dict]) -> str:
     for r in rows:
         name = esc(r["what"])
         if r["kind"] == "gate":
-            name = f'<a href="#gate-{esc(r["key"])}">{name}</a>'
+            name = f'<a href="{esc(gate_href)}#gate-{esc(r["key"])}">{name}</a>'
         sub = " · ".join(esc(x) for x in (r.get("statistic"), r.get("note")) if x)
         needed = "–"
         if r["status"] == "inconclusive":
@@ -206,10 +215,7 @@ def _section_html(section: Section, out_dir: Path) -> str:
     for line in section.not_run:
         parts.append(f'<p class="notrun">Not run: {esc(line)}</p>')
     for caption, png in section.figures:
-        pdf = png.with_suffix(".pdf")
-        parts.append(f'<figure><img src="{data_uri(png)}" alt="{esc(png.stem)}">'
-                     f'<figcaption>{esc(caption)} <span class="files">({esc(_rel(png, out_dir))}, '
-                     f'{esc(_rel(pdf, out_dir))})</span></figcaption></figure>')
+        parts.append(_figure_html(caption, png, out_dir))
     for caption, frame, files in section.tables:
         links = ", ".join(f'<a href="{esc(_rel(p, out_dir))}">{esc(p.suffix[1:])}</a>' for p in files)
         parts.append(f'<h3>{esc(caption)}</h3><div class="scroll">{table_html(frame)}</div>'
@@ -225,34 +231,76 @@ def _rel(path: Path, out_dir: Path) -> str:
         return path.as_posix()
 
 
+def _head(title: str) -> list[str]:
+    return ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", f"<script>{CHECK_SCRIPT}</script>",
+            "</head><body>"]
+
+
+TAIL = ['<pre id="page-check" hidden></pre>', "</body></html>"]
+RUN_LINE = ("generated (UTC)", "git revision", "environment", "labeled snapshots", "evaluated models (3)")
+
+
+def tally_html(gates: list[dict]) -> str:
+    """"13 gates: ✓ pass 4 ✗ fail 4 ? inconclusive 5": the count per status, statuses with none left out."""
+    counts = {s: sum(g["status"] == s for g in gates) for s in STATUS_MARK}
+    parts = "".join(f"{_status(s)}{n} " for s, n in counts.items() if n)
+    return f'<p class="tally"><b>{len(gates)} gates:</b> {parts}</p>'
+
+
+def _figure_html(caption: str, png: Path, out_dir: Path, link: str = "") -> str:
+    pdf = png.with_suffix(".pdf")
+    more = f' <a href="{esc(link)}">details</a>' if link else ""
+    return (f'<figure><img src="{data_uri(png)}" alt="{esc(png.stem)}">'
+            f'<figcaption>{esc(caption)} <span class="files">({esc(_rel(png, out_dir))}, '
+            f'{esc(_rel(pdf, out_dir))})</span>{more}</figcaption></figure>')
+
+
+def render_first_page(meta: list[tuple[str, str]], gates: list[dict], key_figures: list[tuple[str, str, Path]],
+                      out_dir: Path, detect: tuple[list[str], list[dict]] = ([], [])) -> str:
+    """`index.html`: the run in one line, what the run can detect (every gate and headline with its interval; a
+    gate's name links to its row in the detail page) and the key figures (`key_figures`: the section key, the
+    caption and the PNG of each); everything else is one link away in `detail.html`."""
+    run = " · ".join(f"{esc(k)}: {esc(v)}" for k, v in meta if k in RUN_LINE)
+    body = [*_head("Teachable moments: report"), "<h1>Teachable moments: report</h1>",
+            f'<p class="run">{run}</p>',
+            f'<nav><a href="#detect">What this run can detect</a> <a href="#figures">Key figures</a> '
+            f'<a href="{DETAIL_PAGE}">Detail: the run and params, each gate\'s condition and details, every figure '
+            f"and table, the snapshots &rarr;</a></nav>",
+            detect_html(*detect, gate_href=DETAIL_PAGE, tally=tally_html(gates)),
+            '<section id="figures"><h2>Key figures</h2><div class="keyfigs">',
+            *(_figure_html(caption, png, out_dir, f"{DETAIL_PAGE}#{key}") for key, caption, png in key_figures),
+            f'</div><p>Every other figure and table: <a href="{DETAIL_PAGE}">{DETAIL_PAGE}</a>.</p></section>',
+            *TAIL]
+    return "\n".join(body) + "\n"
+
+
 def render_page(meta: list[tuple[str, str]], params_yaml: str, gates: list[dict], sections: list[Section],
-                snapshots: list[tuple[dict, str]], problems: list[str], out_dir: Path,
-                detect: tuple[list[str], list[dict]] = ([], [])) -> str:
-    """The whole page: first what the run can detect (`detect`: notes and rows, see `build.detectability`), then
-    the run, the gates, the hypotheses and the snapshots. `snapshots` is (index row, section HTML from
+                snapshots: list[tuple[dict, str]], problems: list[str], out_dir: Path) -> str:
+    """`detail.html`: the run and its params, the gates with their conditions and details, the hypotheses'
+    figures and tables, and the snapshots (each folded). `snapshots` is (index row, section HTML from
     snapshot_view.to_html) per shown snapshot."""
     nav = " ".join(f'<a href="#{esc(s.key)}">{esc(s.title.split(":")[0])}</a>' for s in sections)
     meta_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta)
     index = _snapshot_index([row for row, _ in snapshots]) if snapshots else ""
     problems_html = ("<details><summary>Inputs not found or unreadable ({})</summary><ul>{}</ul></details>".format(
         len(problems), "".join(f"<li><code>{esc(p)}</code></li>" for p in problems)) if problems else "")
+    folded = (f'<details><summary>{esc(row["snapshot_id"])} ({esc(str(row.get("quadrant")))}, '
+              f'{esc(str(row.get("shown because")))})</summary>{h}</details>' for row, h in snapshots)
     body = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>Teachable moments: report</title>", f"<style>{CSS}</style>", f"<script>{CHECK_SCRIPT}</script>",
-        "</head><body>", "<h1>Teachable moments: report</h1>",
-        f'<nav><a href="#detect">What this run can detect</a> <a href="#run">Run</a> <a href="#gates">Gates</a> '
+        *_head("Teachable moments: report (detail)"), "<h1>Teachable moments: report (detail)</h1>",
+        f'<nav><a href="{FIRST_PAGE}">&larr; First page</a> <a href="#run">Run</a> <a href="#gates">Gates</a> '
         f'{nav} <a href="#snapshots">Snapshots</a></nav>',
-        detect_html(*detect),
         f'<section id="run"><h2>Run</h2><table class="kv">{meta_rows}</table>',
         f"<details><summary>params.yaml (as validated)</summary><pre>{esc(params_yaml)}</pre></details>",
         problems_html, "</section>",
-        f'<section id="gates"><h2>Decision gates</h2>{gates_html(gates)}</section>',
+        f'<section id="gates"><h2>Decision gates</h2>{tally_html(gates)}{gates_html(gates)}</section>',
         *(_section_html(s, out_dir) for s in sections),
         '<section id="snapshots"><h2>Snapshots</h2><p>The highest-ELP_net snapshots of each quadrant and the '
-        "micro-trained ones. The same view prints in a terminal with <code>python -m teachable show ID</code>.</p>",
-        index, *(h for _, h in snapshots), "</section>",
-        '<pre id="page-check" hidden></pre>', "</body></html>",
+        "micro-trained ones, each folded (open one from the table or its line). The same view prints in a terminal "
+        "with <code>python -m teachable show ID</code>.</p>",
+        index, *folded, "</section>", *TAIL,
     ]
     return "\n".join(body) + "\n"
 

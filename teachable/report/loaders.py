@@ -35,6 +35,7 @@ PATHS = {
     "pass_k": "reports/phase3/pass_k.csv",
     "predictor": "reports/phase4/training_result.json",
     "ranking": "reports/phase4/ranking_curves.csv",
+    "oof": "reports/phase4/oof_predictions.csv",  # out-of-fold predicted ELP_net: Fig H6.1's intervals
     "selection": "reports/phase5/selection_summary.json",
     "selection_results": "reports/phase5/selection_results.csv",
 }
@@ -61,6 +62,7 @@ class Inputs:
     pass_k: pd.DataFrame | None = None
     predictor: dict | None = None
     ranking: pd.DataFrame | None = None
+    oof: pd.DataFrame | None = None
     selection: dict | None = None
     selection_results: pd.DataFrame | None = None
     problems: list[str] = field(default_factory=list)  # "path: missing" / "path: unreadable (...)"

@@ -35,7 +35,7 @@ def find_snapshot(snapshot_id: str, root: Path) -> tuple[dict, str]:
     raise UnknownSnapshot(
         f"unknown snapshot id {snapshot_id!r} (searched: {where}). Ids look like 'ep000002-s1'; list them with\n"
         f"  python -c \"import json; [print(json.loads(l)['snapshot_id']) for l in open('{SNAPSHOT_FILES[0]}')]\"\n"
-        f"or open reports/index.html, whose snapshot sections are anchored #snap-<id>.")
+        f"or open reports/detail.html, whose snapshot sections are anchored #snap-<id>.")
 
 
 def list_snapshots(root: str | Path = ".", quadrant: str | None = None, split: str | None = None) -> list[dict]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from teachable.gates.predictor import cluster_weights, weighted_ndcg
 from teachable.labeling.estimates import rate
 from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
 from teachable.report.loaders import gate_verdict
@@ -203,9 +204,61 @@ def ranking_by_k(ranking: pd.DataFrame | None, metric: str = "ndcg") -> pd.DataF
     return wide[order].reset_index().rename_axis(columns=None)
 
 
+RANKED_BY = {"predictor": "ELP_pred", "entropy": "U"}  # the methods with an interval, and the score each ranks by
+
+
+def weighted_precision(relevant, scores, k: int, weights) -> np.ndarray:
+    """Precision@k of ranking by `scores` when item i appears weights[b, i] times, for each row b of `weights` (a row
+    of ones gives `precision_at_k`: items tied at the k-th place count pro rata)."""
+    relevant, scores = np.asarray(relevant, dtype=float), np.asarray(scores, dtype=float)
+    weights = np.atleast_2d(np.asarray(weights)).astype(np.int64)
+    order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    counts = np.add.reduceat(weights[:, order], starts, axis=1)
+    hits = np.add.reduceat(weights[:, order] * relevant[order], starts, axis=1)
+    end = np.cumsum(counts, axis=1)
+    inside = np.clip(np.minimum(end, k) - (end - counts), 0, None)
+    share = np.divide(hits, counts, out=np.zeros_like(hits, dtype=float), where=counts > 0)
+    return (inside * share).sum(1) / k
+
+
+def ranking_intervals(oof: pd.DataFrame | None, snapshots: list[dict] | None, ks, level: float = 0.95,
+                      n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame | None:
+    """Fig H6.1's intervals: NDCG@K and precision@K of the predictor's out-of-fold ranking and of entropy's, each
+    with its percentile interval at `level` over a cluster bootstrap of tasks (as the phase 4 gates resample), from
+    `oof_predictions.csv` joined to the labeled snapshots (true ELP_net, U, task). One row per (k, method); None
+    when either input is missing."""
+    if not usable(oof, {"snapshot_id", "ELP_pred"}) or not snapshots:
+        return None
+    by_id = {r["snapshot_id"]: r for r in snapshots}
+    rows = [(by_id[s], p) for s, p in zip(oof.snapshot_id, oof.ELP_pred) if s in by_id]
+    rows = [(r, p) for r, p in rows if (r.get("cpt") or {}).get("ELP_net") is not None and r.get("U") is not None]
+    if len(rows) < 2:
+        return None
+    elp = np.array([r["cpt"]["ELP_net"] for r, _ in rows], dtype=float)
+    scores = {"ELP_pred": np.array([p for _, p in rows], dtype=float),
+              "U": np.array([r["U"] for r, _ in rows], dtype=float)}
+    _, task = np.unique([str(r.get("task_id")) for r, _ in rows], return_inverse=True)
+    draws = cluster_weights(int(task.max()) + 1, n_resamples, seed)[:, task]
+    ones = np.ones((1, len(elp)), dtype=np.int64)
+    tail = (1 - level) / 2
+    out = []
+    for k in sorted({int(k) for k in ks if int(k) <= len(elp)}):
+        for method, column in RANKED_BY.items():
+            row = {"k": k, "method": method, "n": len(elp)}
+            for metric, score in (("ndcg", lambda w: weighted_ndcg(np.maximum(elp, 0), scores[column], k, w)),
+                                  ("precision", lambda w: weighted_precision(elp > 0, scores[column], k, w))):
+                low, high = np.quantile(score(draws), [tail, 1 - tail])
+                row.update({metric: float(score(ones)[0]), f"{metric}_ci_low": float(low),
+                            f"{metric}_ci_high": float(high)})
+            out.append(row)
+    return pd.DataFrame(out) if out else None
+
+
 def selection_summary(selection: dict | None) -> pd.DataFrame | None:
     """Tab H7.1: per selection method: records trained, success with its 95% CI, delta against the base (with its
-    paired interval when the stage wrote one), retention and its delta, the mean true ELP_net of the chosen
+    paired interval when the stage wrote one), retention and its delta (likewise), the mean true ELP_net of the chosen
     snapshots, and success per evaluation quadrant."""
     if not selection or not selection.get("methods"):
         return None
@@ -217,13 +270,17 @@ def selection_summary(selection: dict | None) -> pd.DataFrame | None:
         per_q = {f"success_{short_quadrant(q)}": v for q, v in (m.get("per_quadrant") or {}).items()}
         delta_ci = m.get("delta_ci") if isinstance(m.get("delta_ci"), (list, tuple)) else \
             [m.get("delta_ci_low"), m.get("delta_ci_high")]
+        retention_ci = m.get("retention_delta_ci") if isinstance(m.get("retention_delta_ci"), (list, tuple)) \
+            else [None, None]
         rows.append({"method": name, "n_snapshots": len(m.get("snapshot_ids", [])), "n_records": m.get("n_records"),
                      "success": m.get("success"), "ci_low": m.get("ci_low"), "ci_high": m.get("ci_high"),
                      "delta": m.get("delta"), "delta_ci_low": delta_ci[0], "delta_ci_high": delta_ci[1],
                      "retention": m.get("retention"), "retention_delta": m.get("retention_delta"),
+                     "retention_delta_ci_low": retention_ci[0], "retention_delta_ci_high": retention_ci[1],
                      "mean_true_elp": m.get("mean_true_elp"), **per_q})
     frame = pd.DataFrame(rows)
-    absent = [c for c in ("ci_low", "ci_high", "delta_ci_low", "delta_ci_high") if frame[c].isna().all()]
+    absent = [c for c in ("ci_low", "ci_high", "delta_ci_low", "delta_ci_high", "retention_delta_ci_low",
+                          "retention_delta_ci_high") if frame[c].isna().all()]
     return frame.drop(columns=absent)
 
 
@@ -336,8 +393,9 @@ def parse_failures(phase0: dict | None, overall: pd.DataFrame | None, phase0_mod
     """The "Parse failures per stage" table: phase 0's rollouts (the base student; `reports/phase0/metrics.json`,
     its action mode from those metrics or else `phase0_mode`, the params') and phase 3's evaluation per model (the
     overall table's parse-failure columns, on the held-out tasks), each with the action mode it ran in, replies,
-    failed replies and the rate with its 95% interval. A stage not run, or run before it recorded the counts, is a
-    row saying so. None when neither input exists."""
+    failed replies and the rate with its 95% interval. Phase 3's models with no failed reply are one row
+    (`_fold_clean`). A stage not run, or run before it recorded the counts, is a row saying so. None when neither
+    input exists."""
     if phase0 is None and overall is None:
         return None
     rows = [_phase0_parse_row(phase0, phase0_mode)]
@@ -361,11 +419,39 @@ def parse_failures(phase0: dict | None, overall: pd.DataFrame | None, phase0_mod
                          "ci_high": getattr(r, "parse_failure_ci_high", None),
                          **{c: getattr(r, c, None) for c in PARSE_TABLE_COLUMNS if c.startswith("malformed")},
                          "note": None if recorded else "not recorded"})
-    frame = pd.DataFrame(rows, columns=PARSE_TABLE_COLUMNS)
+    frame = pd.DataFrame(_fold_clean(rows, stage), columns=PARSE_TABLE_COLUMNS)
     frame = frame.astype({c: float for c in PARSE_TABLE_COLUMNS if c not in ("stage", "model", "action_mode",
                                                                              "note")})
     counts = {c: int for c in COUNT_COLUMNS if frame[c].notna().all()}  # "2469", not "2469.000"
     return frame.astype(counts)
+
+
+def _fold_clean(rows: list[dict], stage: str) -> list[dict]:
+    """The rows of `stage` with no failed reply (parse failures and malformed both 0) as one row: in score mode every
+    model's row is zeros, which said nothing in 17 lines. Its replies are the models' total, its upper bound the
+    largest of theirs (each model's own interval is clustered by episode; pooling them would need the episodes).
+    Rows with a failure, or without counts, stay as they are; a single clean row is not folded."""
+    clean = [r for r in rows if r.get("stage") == stage and r.get("parse_failures") == 0
+             and (r.get("malformed") is None or pd.isna(r.get("malformed")) or r.get("malformed") == 0)
+             and isinstance(r.get("n_replies"), (int, float, np.number))
+             and pd.notna(r.get("n_replies"))]
+    if len(clean) < 2:
+        return rows
+    models = [str(r["model"]) for r in clean]
+    modes = sorted({r["action_mode"] for r in clean if r.get("action_mode")})
+    highs = [float(r["ci_high"]) for r in clean if isinstance(r.get("ci_high"), (int, float, np.number))
+             and pd.notna(r.get("ci_high"))]
+    folded = {"stage": stage, "model": f"{len(clean)} models, none failed", "action_mode": ", ".join(modes) or None,
+              "n_replies": int(sum(r["n_replies"] for r in clean)), "parse_failures": 0, "parse_failure_rate": 0.0,
+              "ci_low": 0.0, "ci_high": max(highs) if highs else None,
+              **({"malformed": 0, "malformed_rate": 0.0, "malformed_ci_low": 0.0,
+                  "malformed_ci_high": max(highs) if highs else None}
+                 if all(r.get("malformed") == 0 for r in clean) else {}),
+              "note": "no failed reply in any of: " + ", ".join(models) + " (n_replies: their total; ci_high: the "
+                      "largest of their upper bounds)"}
+    first = rows.index(clean[0])
+    rest = [r for r in rows if not any(r is c for c in clean)]
+    return rest[:first] + [folded] + rest[first:]
 
 
 PARSE_EXAMPLES_NOTE = ("Phase 0's first unparseable replies, verbatim (the student's own words where it named no "
