@@ -80,3 +80,41 @@ def test_the_learning_table_pairs_each_model_with_the_base_on_its_own_snapshots(
     assert row.delta_ci_low < 0.75 < row.delta_ci_high
     summary = learning_summary(table)
     assert summary["n_models"] == 1 and summary["models"]["Q1-demo"]["n"] == 4
+
+
+def test_an_adapter_that_changes_nothing_evaluates_exactly_as_the_base(tiny_student_dir, tmp_path):
+    """Phase 3 compares every adapter with the base on shared sample seeds; a difference must come from the weights,
+    never from the adapter's evaluation path (dropout left on, another tokenizer, padding). An adapter with lora_B
+    zeroed computes the base's function, so at temperature 1 its 12 sampled episodes are the base's, step for step;
+    the same adapter before zeroing (30 steps at a high rate) plays other episodes, so the comparison can tell."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from teachable.evaluation.panels import adapted, panel_specs
+    from teachable.rollout.engine import RolloutEngine
+
+    trained, zero = tmp_path / "trained", tmp_path / "zero"
+    train_lora(str(tiny_student_dir), [supervision_record(LABELED, "demo")],
+               TrainParams(max_steps=30, learning_rate=0.03, batch_size=1), trained, report=False,
+               checkpoint_dir=tmp_path / "ckpt")
+    weights = load_file(trained / "adapter_model.safetensors")
+    zero.mkdir()
+    for f in trained.iterdir():
+        if f.is_file() and f.name != "adapter_model.safetensors":
+            (zero / f.name).write_bytes(f.read_bytes())
+    save_file({k: torch.zeros_like(v) if "lora_B" in k else v for k, v in weights.items()},
+              str(zero / "adapter_model.safetensors"))
+    policy = HFPolicy(AutoModelForCausalLM.from_pretrained(tiny_student_dir).eval(),
+                      AutoTokenizer.from_pretrained(tiny_student_dir))
+    specs = panel_specs(["GoToLocal"], 12, [], [], 1, 0, None)
+
+    def episodes(adapter):
+        with adapted(policy, adapter) as p:
+            runs = RolloutEngine(p, env_name="babyai", max_steps=8, history_len=2, temperature=1.0,
+                                 batch_size=12).run(specs)
+        return [[step.action for step in ep.steps] for ep in runs]
+
+    base = episodes(None)
+    assert episodes(str(zero)) == base
+    assert episodes(str(trained)) != base
+    assert episodes(None) == base  # unloading the adapters left the base as it was
