@@ -207,3 +207,25 @@ def test_score_mode_candidates_are_the_listed_calls_plus_sampled_messages():
     assert SAY not in first and first[:len(listed)] == listed and say("One moment please.") in first
     assert episode.steps[0].action == say("One moment please.") and episode.steps[0].parse_ok
     assert set(episode.steps[0].action_probs) == set(first)
+
+
+class _Miscopier(_Talker):
+    """A generate-mode double whose reply is a well-formed tool call with a miscopied email (names no valid action)."""
+
+    def generate(self, messages, max_new_tokens, temperature, seed):
+        return [tool_call_json(format_call("find_user_id_by_email", {"email": "nobody@example.com"}))] * len(messages)
+
+
+def test_respond_sends_only_malformed_replies_to_the_user():
+    """As tau-bench: only a reply with no tool call goes to the user as a message; a well-formed call that names no
+    valid action (its JSON) is a parse failure under either rule, never a message (it once was, under respond)."""
+    from teachable.rollout.engine import RolloutEngine, RolloutSpec
+
+    configure_retail(parse_failure="respond")
+    try:
+        engine = RolloutEngine(_Miscopier(), env_name="retail", max_steps=3, temperature=0.0, action_mode="generate")
+        episode = engine.run([RolloutSpec(episode_id="e0", level="cancel", seed=0)])[0]
+    finally:
+        configure_retail(parse_failure="count")
+    assert all(not s.parse_ok and s.action is None for s in episode.steps)
+    assert not any("Sorry, I don't follow." in s.obs for s in episode.steps)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from teachable.envs import TextEnv, make_env, restore_env
 from teachable.policy.candidates import expand_candidates, has_open, sample_open_actions
 from teachable.policy.hf import to_distribution
-from teachable.policy.parsing import parse_action, without_control_tokens
+from teachable.policy.parsing import is_malformed, parse_action, without_control_tokens
 from teachable.policy.prompts import MIN_REPLY_TOKENS, build_messages, reply_budget
 from teachable.core.records import Episode, Step
 
@@ -157,7 +157,9 @@ class RolloutEngine:
         for lv, reply in zip(lives, replies):
             action = parse_action(reply, lv.env.valid_actions())
             parsed = action is not None
-            if not parsed and hasattr(lv.env, "unparsed_action"):  # retail's parse_failure: respond (tau-bench)
+            # retail's parse_failure: respond (tau-bench): only a reply with no tool call goes to the user as text;
+            # a well-formed call that names no valid action stays a parse failure, its JSON is no message
+            if not parsed and is_malformed(reply) and hasattr(lv.env, "unparsed_action"):
                 action = lv.env.unparsed_action(without_control_tokens(reply))
             lv.pending, lv.reply = (action, {}, parsed), reply
 
