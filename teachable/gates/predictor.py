@@ -191,6 +191,18 @@ def accuracy_lift(truth, predicted, groups, alpha: float, seed: int, target_accu
                    se=se, min_detectable=sign_flip_min_detectable(se, concentration, alpha), n_needed=n_needed)
 
 
+def tie_groups(scores: np.ndarray, weights: np.ndarray, values: np.ndarray):
+    """Items ranked by `scores` (descending, stable) in groups of tied scores, for each row b of `weights` (item i
+    counted weights[b, i] times): each group's count, its sum of `values`, and the count ranked up to its end (the
+    shared step of the weighted ranking metrics, so ties are treated alike in all of them)."""
+    order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    counts = np.add.reduceat(weights[:, order], starts, axis=1)
+    totals = np.add.reduceat(weights[:, order] * values[order], starts, axis=1)
+    return counts, totals, np.cumsum(counts, axis=1)
+
+
 def weighted_ndcg(gains, scores, k: int, weights) -> np.ndarray:
     """NDCG@k of ranking by `scores` when item i appears weights[b, i] times (integer counts), for each row b of
     `weights` (a row of ones gives `sklearn.metrics.ndcg_score`). Tied scores share the mean discount of the
@@ -200,12 +212,7 @@ def weighted_ndcg(gains, scores, k: int, weights) -> np.ndarray:
     cumulative = np.concatenate([[0.0], np.cumsum(1 / np.log2(np.arange(k) + 2))])
 
     def dcg(ranking: np.ndarray) -> np.ndarray:
-        order = np.argsort(-ranking, kind="stable")
-        ranked = ranking[order]
-        starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-        counts = np.add.reduceat(weights[:, order], starts, axis=1)
-        total_gain = np.add.reduceat(weights[:, order] * gains[order], starts, axis=1)
-        end = np.cumsum(counts, axis=1)
+        counts, total_gain, end = tie_groups(ranking, weights, gains)
         discount = cumulative[np.minimum(end, k)] - cumulative[np.minimum(end - counts, k)]
         return (np.divide(total_gain, counts, out=np.zeros_like(total_gain), where=counts > 0) * discount).sum(1)
 

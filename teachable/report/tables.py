@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from teachable.gates.predictor import cluster_weights, weighted_ndcg
+from teachable.gates.predictor import cluster_weights, tie_groups, weighted_ndcg
 from teachable.labeling.estimates import rate
 from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
 from teachable.report.loaders import gate_verdict
@@ -212,12 +212,7 @@ def weighted_precision(relevant, scores, k: int, weights) -> np.ndarray:
     of ones gives `precision_at_k`: items tied at the k-th place count pro rata)."""
     relevant, scores = np.asarray(relevant, dtype=float), np.asarray(scores, dtype=float)
     weights = np.atleast_2d(np.asarray(weights)).astype(np.int64)
-    order = np.argsort(-scores, kind="stable")
-    ranked = scores[order]
-    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-    counts = np.add.reduceat(weights[:, order], starts, axis=1)
-    hits = np.add.reduceat(weights[:, order] * relevant[order], starts, axis=1)
-    end = np.cumsum(counts, axis=1)
+    counts, hits, end = tie_groups(scores, weights, relevant)
     inside = np.clip(np.minimum(end, k) - (end - counts), 0, None)
     share = np.divide(hits, counts, out=np.zeros_like(hits, dtype=float), where=counts > 0)
     return (inside * share).sum(1) / k
