@@ -1,8 +1,11 @@
 """LoRA training through TRL, in the style of TRL's own peft test: adapters change, base weights do not."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
+from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -93,3 +96,15 @@ def test_a_dpo_step_runs_on_contrast_pairs(tiny_student_dir, tmp_path):
                          checkpoint_dir=tmp_path / "ckpt")
     assert metrics["steps"] == 2 and np.isfinite(metrics["train_loss"])
     assert (tmp_path / "dpo" / "adapter_model.safetensors").exists()
+
+
+def test_training_and_adapter_loading_raise_no_future_warning(tiny_student_dir, tmp_path):
+    """The pilot's log once held 137 FutureWarning lines per stage: TRL's default `gradient_checkpointing` (the
+    name transformers 5 deprecates) and peft 0.21 asking the model `is_gradient_checkpointing`. Fixed at the
+    source (the new name in our config; peft >= 0.22), so any FutureWarning here is a new one to fix."""
+    record = supervision_record(LABELED, "demo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        train_lora(str(tiny_student_dir), [record], TrainParams(max_steps=1, batch_size=1), tmp_path / "adapter",
+                   report=False, checkpoint_dir=tmp_path / "ckpt")
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_student_dir), tmp_path / "adapter")

@@ -73,6 +73,7 @@ def _common_args(p: TrainParams, checkpoints: Path, seed: int) -> dict:
         save_steps=p.save_steps, save_total_limit=1, seed=seed, report_to=[],
         use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(), disable_tqdm=True,
         dataloader_num_workers=0,
+        activation_checkpointing=True,  # TRL's default, under the name transformers 5 reads (no FutureWarning)
     )
 
 

@@ -285,6 +285,7 @@ def train(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast, records: 
         max_length=params.max_length,
         train_sampling_strategy="group_by_length" if params.group_by_length else "random",
         disable_tqdm=True,
+        activation_checkpointing=True,  # TRL's default, under the name transformers 5 reads (no FutureWarning)
     )
     trainer = LengthGroupsSFTTrainer(
         model=model, args=config, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
