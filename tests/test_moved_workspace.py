@@ -1,17 +1,22 @@
-"""A workspace copied or moved to another directory uses its own files: its adapters load its own student, the
-original hidden while it does."""
+"""A workspace copied or moved to another directory uses its own files: its adapters load its own student, its
+MLflow runs write their artifacts under its own `mlruns/`, the original hidden while it does. And parallel
+workers opening a fresh MLflow database all get the one experiment."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 
 import pytest
 from safetensors.torch import load_file
 
 from teachable.core.params import TrainParams
+from tests.project_copy import ROOT
 from tests.test_training import LABELED
 
 ADAPTER = "models/phase2/Q1-demo/seed-0"
@@ -104,3 +109,69 @@ def test_a_base_model_outside_the_workspace_stays_absolute(tiny_student_dir, tmp
     anchor_base_model(adapter)
     assert json.loads((adapter / "base_model.json").read_text()) == {"base_model_name_or_path": str(tiny_student_dir)}
     assert base_model_path(adapter) == str(tiny_student_dir)
+
+
+def log_one_artifact(tmp_path, name: str) -> str:
+    """A stage run logging one file; its run id."""
+    from teachable.core.tracking import stage_run
+
+    (tmp_path / name).write_text(name)
+    with stage_run("report", {"a": 1}) as mlflow:
+        mlflow.log_artifact(str(tmp_path / name))
+        return mlflow.active_run().info.run_id
+
+
+def test_a_copied_workspace_writes_its_mlflow_artifacts_under_its_own_mlruns(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from teachable.core.tracking import EXPERIMENT
+
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    original.mkdir()
+    monkeypatch.chdir(original)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{original / 'mlflow.db'}")
+    first = log_one_artifact(tmp_path, "first.txt")
+    shutil.copytree(original, copy)
+    shutil.rmtree(original)
+
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{copy / 'mlflow.db'}")
+    second = log_one_artifact(tmp_path, "second.txt")
+    assert not original.exists()  # nothing written into (or recreating) the original's mlruns
+    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment.artifact_location == str(copy / "mlruns" / experiment.experiment_id)
+    for run_id, name in ((first, "first.txt"), (second, "second.txt")):  # the copied run's too
+        artifacts = client.get_run(run_id).info.artifact_uri
+        assert artifacts == str(copy / "mlruns" / experiment.experiment_id / run_id / "artifacts")
+        assert (copy / "mlruns" / experiment.experiment_id / run_id / "artifacts" / name).read_text() == name
+
+
+WORKER = """
+import os, sys, time
+from pathlib import Path
+import mlflow
+from teachable.core.tracking import EXPERIMENT, _open_experiment
+ready, n = Path(sys.argv[1]), int(sys.argv[2])
+(ready / str(os.getpid())).touch()
+while len(list(ready.iterdir())) < n:  # the workers start together, as `dvc queue start -j N` starts them
+    time.sleep(0.01)
+print(_open_experiment("worker").get_experiment_by_name(EXPERIMENT).experiment_id)
+"""
+
+
+def test_parallel_workers_on_a_fresh_database_all_open_the_one_experiment(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from teachable.core.tracking import EXPERIMENT
+
+    n, ready, uri = 4, tmp_path / "ready", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ready.mkdir()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)}
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(ready), str(n)], cwd=tmp_path, env=env,
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(n)]
+    results = [worker.communicate(timeout=300) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * n, [err[-600:] for _, err in results]
+    experiments = [e for e in MlflowClient(uri).search_experiments() if e.name == EXPERIMENT]
+    assert len(experiments) == 1
+    assert {out.strip() for out, _ in results} == {experiments[0].experiment_id}
