@@ -124,6 +124,6 @@ ui: setup
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --port 5000
 
 clean:
-	rm -rf $(VENV) .lock-tools mlflow.db mlruns .pytest_cache
+	rm -rf $(VENV) .lock-tools mlflow.db mlflow.db.lock mlruns .pytest_cache
 
 FORCE:

@@ -28,14 +28,13 @@ with stage_run(sys.argv[1], {"a": 1}) as mlflow:
 
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory):
-    """One MLflow database and experiment for the module, created here (creating one takes seconds, and two
-    processes creating the same one at once collide: the loser's run can land in MLflow's Default experiment)."""
+    """One MLflow database and experiment for the module, created here (creating one takes seconds)."""
     from mlflow.tracking import MlflowClient
 
     from teachable.core.tracking import EXPERIMENT
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    MlflowClient(uri).create_experiment(EXPERIMENT)  # the holders below would race to create it
+    MlflowClient(uri).create_experiment(EXPERIMENT)  # once, not by each holder below
     return uri
 
 

@@ -1,13 +1,13 @@
 """Faults around the models a fault probe found: a damaged student directory, a killed student build, adapters
-loaded from elsewhere, double-logged tracking, stale phase 2 cells, and selection inputs that cannot work. Each
-ends in one clear line (exit code 2) or is handled, never a library traceback."""
+loaded from elsewhere (now in tests/test_moved_workspace.py), double-logged tracking, stale phase 2 cells, and
+selection inputs that cannot work. Each ends in one clear line (exit code 2) or is handled, never a library
+traceback."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import pytest
@@ -174,30 +174,7 @@ def test_a_build_killed_after_reaching_its_target_does_not_train_on(tmp_path, mo
     assert sha(tmp_path / "out/model.safetensors") == sha(tmp_path / "plain/model.safetensors")
 
 
-# --- 3. adapters load from anywhere ---------------------------------------------------------------------------------
-def test_an_adapter_loads_in_one_call_from_another_directory(tiny_student_dir, tmp_path, monkeypatch):
-    from peft import AutoPeftModelForCausalLM
-
-    from teachable.training.supervision import supervision_record
-    from teachable.training.lora import train_lora
-
-    repo = tmp_path / "repo"
-    shutil.copytree(tiny_student_dir, repo / "models/student")
-    monkeypatch.chdir(repo)
-    train_lora("models/student", [supervision_record(LABELED, "demo")], TrainParams(max_steps=1, batch_size=1),
-               "models/phase2/Q1-demo/seed-0", report=False, checkpoint_dir=repo / ".scratch/ckpt")
-    adapter = repo / "models/phase2/Q1-demo/seed-0"
-    config = json.loads((adapter / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == str((repo / "models/student").resolve())
-    assert json.loads((adapter / "base_model.json").read_text())["base_model_name_or_path"] == "models/student"
-
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=".*Unexpected keyword")  # no unknown key in adapter_config
-        model = AutoPeftModelForCausalLM.from_pretrained(str(adapter))
-    assert any("lora_A" in name for name, _ in model.named_parameters())
+# --- 3. adapters load from anywhere: tests/test_moved_workspace.py ------------------------------------------------
 
 
 # --- 4. tracking ----------------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 machine (CPU, torch threads, package versions: trained weights can differ across processors and library versions).
 
 The tracking URI comes from MLFLOW_TRACKING_URI (the Makefile exports an absolute SQLite path); without it, a
-SQLite file at the repository root is used, never the deprecated file store.
+SQLite file at the repository root is used, never the deprecated file store. Artifacts go to `mlruns/` beside that
+file, also in a copied or moved workspace (`_own_artifacts`); parallel workers open it one at a time
+(`_database_lock`).
 
 A run records the process that opened it (host, pid, the pid's start time). SIGTERM during a run ends it `KILLED`
 (the stage unwinds with `Terminated`, exit code 143); a run whose process died without a word (SIGKILL, power loss)
@@ -12,11 +14,13 @@ is marked `KILLED` by the next start of the same stage on the same host.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -170,7 +174,8 @@ def end_stale_runs_of(stage: str) -> list[str]:
     try:
         from mlflow.tracking import MlflowClient
 
-        experiment = MlflowClient(tracking_uri()).get_experiment_by_name(EXPERIMENT)
+        with _database_lock(tracking_uri()):  # a fresh database gets its tables here
+            experiment = MlflowClient(tracking_uri()).get_experiment_by_name(EXPERIMENT)
         return end_stale_runs(stage, experiment.experiment_id) if experiment else []
     except Exception as err:  # noqa: BLE001
         logging.getLogger(__name__).warning("could not end stale MLflow runs of %s: %s", stage, err)
@@ -194,15 +199,62 @@ def _database_error(err: BaseException) -> bool:
     return False
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a SQLite tracking URI; None for a tracking server or another backend."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def _database_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on a file beside the SQLite database (none for another backend). Parallel workers
+    (`dvc queue start -j N`) starting on a fresh database each created MLflow's tables and the experiment at once,
+    and all but one failed ("table runs already exists"); under the lock the first creates them, the others find
+    them. `flock`: workers on one host (not across machines sharing a network disk)."""
+    db = _sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _own_artifacts(db: Path, experiment) -> None:
+    """Point the experiment's artifacts at `mlruns/` beside its database when they point into another directory's.
+    MLflow stores the artifact location of an experiment (and of each run under it) as the absolute path it had
+    when the experiment was created, and has no call to change it: a copied or moved workspace wrote its artifacts
+    into the original's `mlruns/` (recreating it when gone). A location in MLflow's own layout (`<dir>/mlruns/<id>`)
+    elsewhere is rewritten in the database, with its runs' (their files were copied with the workspace); another
+    (a server's store, one chosen on purpose) is left alone. Beside the database, not the working directory:
+    `dvc queue` workers run in temporary copies and write to the workspace's database (the Makefile's URI)."""
+    stored, experiment_id = experiment.artifact_location, experiment.experiment_id
+    if "://" in stored and not stored.startswith("file://"):
+        return
+    old, own = Path(stored.removeprefix("file://")), Path(os.path.abspath(db.parent / "mlruns" / experiment_id))
+    if old.name != experiment_id or old.parent.name != "mlruns" or old.resolve() == own.resolve():
+        return
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (str(own), experiment_id))
+        con.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) WHERE experiment_id = ? "
+                    "AND substr(artifact_uri, 1, ?) = ?",
+                    (str(own), len(stored) + 1, experiment_id, len(stored), stored))
+    logging.getLogger(__name__).info("MLflow artifacts of %s now go to %s (were %s)", EXPERIMENT, own, stored)
+
+
 def _open_experiment(stage: str):
-    """MLflow at `tracking_uri()`, on the project's experiment, runs of dead processes ended. A corrupt database
-    once gave a SQLAlchemy traceback: `TrackingError` says which file and what to do."""
+    """MLflow at `tracking_uri()`, on the project's experiment with its artifacts in this workspace, runs of dead
+    processes ended. A corrupt database once gave a SQLAlchemy traceback: `TrackingError` says which file and
+    what to do."""
     import mlflow
 
     uri = tracking_uri()
     try:
         mlflow.set_tracking_uri(uri)
-        experiment = mlflow.set_experiment(EXPERIMENT)
+        with _database_lock(uri):
+            experiment = mlflow.set_experiment(EXPERIMENT)
+            if _sqlite_file(uri) is not None:
+                _own_artifacts(_sqlite_file(uri), experiment)
         end_stale_runs(stage, experiment.experiment_id)
     except Exception as err:
         if not _database_error(err):

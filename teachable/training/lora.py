@@ -2,15 +2,16 @@
 
 Every hyperparameter comes from `params.yaml` (`train`); CPU or GPU is chosen automatically; training curves go
 to the active MLflow run (transformers' `MLflowCallback`: per-step loss, and `train_loss` once, for the whole run
-even after a resume); the adapter is saved as safetensors, loadable from any directory (`adapter_config.json`
-names the base model by its absolute path; `base_model.json` beside it keeps the path as given); a killed run
-restarted with the same checkpoint directory resumes from its last checkpoint.
+even after a resume); the adapter is saved as safetensors and names its base model relative to the workspace, so a
+copied or moved workspace loads its own student (`anchor_base_model`, `load_adapted_model`); a killed run restarted
+with the same checkpoint directory resumes from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -100,22 +101,53 @@ class _WholeRunLoss(TrainerCallback):
 
 
 def anchor_base_model(adapter_dir: Path) -> None:
-    """Make the adapter loadable from any working directory (`AutoPeftModelForCausalLM.from_pretrained(dir)`): a
-    base model given as a relative local path (`models/student`) is written into `adapter_config.json` as its
-    absolute path; the path as given (relative to the repository root) goes to `base_model.json`. Not a second
-    key in `adapter_config.json`: peft warns about every key it does not know ("upgrade PEFT") on each load."""
+    """Name the base model so that a copied or moved workspace loads its own, not the original's. A local base
+    inside the workspace (the working directory: every stage runs at the root) is written into
+    `adapter_config.json` relative to the root, so `AutoPeftModelForCausalLM.from_pretrained(adapter_dir)` run from
+    the root loads this workspace's student (peft resolves the path against the working directory: from elsewhere
+    use `load_adapted_model`); `base_model.json` adds the path from the adapter directory, which that loader follows
+    from any working directory. A base outside the workspace (a shared model directory) is written absolute; a model
+    id, as it is. Not a key in `adapter_config.json`: peft warns about every key it does not know ("upgrade PEFT")."""
     config_path = adapter_dir / ADAPTER_CONFIG
     config = json.loads(config_path.read_text())
     given = config.get("base_model_name_or_path")
     if not given:
         return
-    local = Path(given)
-    resolved = str(local.resolve()) if local.exists() else given  # else a model id (hub cache)
-    (adapter_dir / BASE_MODEL_FILE).write_text(json.dumps(
-        {"base_model_name_or_path": given, "resolved": resolved}, indent=2, sort_keys=True) + "\n")
-    if resolved != given:
-        config["base_model_name_or_path"] = resolved
+    base, root, record = Path(os.path.abspath(given)), Path.cwd(), {"base_model_name_or_path": given}
+    if Path(given).exists():
+        inside = base.is_relative_to(root)
+        record["base_model_name_or_path"] = str(base.relative_to(root)) if inside else str(base)
+        if inside:
+            record["from_adapter"] = os.path.relpath(base, os.path.abspath(adapter_dir))
+    (adapter_dir / BASE_MODEL_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    if record["base_model_name_or_path"] != given:
+        config["base_model_name_or_path"] = record["base_model_name_or_path"]
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def base_model_path(adapter_dir: str | Path) -> str:
+    """The base model of an adapter, from any working directory: the path from the adapter directory
+    (`base_model.json`'s `from_adapter`: the student of the workspace the adapter is in, wherever it was copied or
+    moved); else the path relative to the working directory (adapters written before that key name the absolute
+    path of the checkout that trained them in `adapter_config.json`: from a copy's root, this finds the copy's own
+    student); else `adapter_config.json`'s (that absolute path, a shared model directory, or a model id)."""
+    adapter_dir = Path(adapter_dir)
+    named = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    record_file = adapter_dir / BASE_MODEL_FILE
+    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    candidates = [adapter_dir / record["from_adapter"]] if "from_adapter" in record else []
+    candidates += [Path(record["base_model_name_or_path"])] if "base_model_name_or_path" in record else []
+    found = next((path for path in candidates if path.is_dir()), None)
+    return os.path.normpath(found) if found else named
+
+
+def load_adapted_model(adapter_dir: str | Path, **kwargs):
+    """`AutoPeftModelForCausalLM.from_pretrained(adapter_dir)` on the base `base_model_path` finds: an adapter of
+    any workspace, from any working directory. `kwargs` go to the base model's `from_pretrained` (e.g. `dtype`)."""
+    from peft import PeftModel
+
+    base = AutoModelForCausalLM.from_pretrained(base_model_path(adapter_dir), **kwargs)
+    return PeftModel.from_pretrained(base, str(adapter_dir))
 
 
 def train_lora(base_model: str, records: list[dict], p: TrainParams, out_dir: str | Path, *,
