@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from teachable.core.params import Params, ParamsError, load_params, parse_params
+from teachable.core.params import Params, ParamsError, load_params
 from teachable.envs import configure_envs
 from teachable.core.records import Episode, RecordError, read_jsonl, write_jsonl
 
@@ -42,7 +42,7 @@ def test_a_missing_section_is_named_in_a_warning(tmp_path, caplog):
 ])
 def test_bad_values_inside_sections_are_named(raw, key):
     with pytest.raises(ParamsError, match=key):
-        parse_params(raw)
+        Params.defaults(**raw)
 
 
 def test_reading_params_imports_no_environment():
@@ -54,17 +54,17 @@ def test_reading_params_imports_no_environment():
 
 def test_unknown_key_is_named():
     with pytest.raises(ParamsError, match=r"student\.hiden_size: unknown key"):
-        parse_params({"student": {"hiden_size": 3}})
+        Params.defaults(student={"hiden_size": 3})
 
 
 def test_out_of_range_value_is_named():
     with pytest.raises(ParamsError, match=r"rollouts\.temperature"):
-        parse_params({"rollouts": {"temperature": -1}})
+        Params.defaults(rollouts={"temperature": -1})
 
 
 def test_unknown_level_is_named():
     with pytest.raises(ParamsError, match=r"env\.levels.*NoSuchLevel"):
-        configure_envs(parse_params({"env": {"levels": ["NoSuchLevel"]}}))
+        configure_envs(Params.defaults(env={"levels": ["NoSuchLevel"]}))
 
 
 def test_malformed_jsonl_names_file_and_line(tmp_path):
@@ -150,7 +150,7 @@ def test_a_threshold_is_never_computed_from_non_finite_values():
     from teachable.labeling.quadrants import thresholds
 
     records = [{"snapshot_id": f"s{i}", "U": float(i)} for i in range(4)]
-    assert thresholds(records, QuadrantParams())["U"] == 1.5
+    assert thresholds(records, QuadrantParams.defaults())["U"] == 1.5
     records[2]["U"] = float("nan")
     with pytest.raises(InputError, match=r"snapshot s2 has U = nan: the U threshold needs finite values"):
-        thresholds(records, QuadrantParams())
+        thresholds(records, QuadrantParams.defaults())

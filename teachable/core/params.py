@@ -2,18 +2,27 @@
 
 Every stage loads the whole file through `load_params`, so an unknown key or an out-of-range value anywhere stops
 the stage before any work, with a message naming the key (e.g. `student.learning_rate`).
+
+Code that wants params.yaml's values with a few changed (tests, benchmarks) asks the section for them:
+`TrainParams.defaults(max_steps=3)`, `Params.defaults(env={"max_steps": 8})` (a dict merges into a nested
+section). They come from the checkout's own params.yaml (`REPO_PARAMS`, beside the `teachable` package), read
+whatever the working directory; outside a checkout there is none, and the error says to load a file instead.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 log = logging.getLogger(__name__)
+
+REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
 class ParamsError(ValueError):
@@ -23,6 +32,21 @@ class ParamsError(ValueError):
 class Section(BaseModel):
     # NaN and inf are refused (`.inf` once passed for train.num_train_epochs and failed late, issue 33)
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @classmethod
+    def defaults(cls, **overrides) -> Self:
+        """This section as the checkout's params.yaml sets it, with `overrides` on top (a dict value merges into
+        the nested section of that name); validated, so a bad override is a ParamsError naming its key."""
+        path = _section_paths().get(cls)
+        if path is None:
+            raise ParamsError(f"{cls.__name__} is no section of params.yaml: ask for the section that holds it")
+        for key in reversed(path):
+            overrides = {key: overrides}
+        params = parse_params(_merge(copy.deepcopy(_repo_values()), overrides), f"{REPO_PARAMS} + overrides")
+        for key in path:
+            params = getattr(params, key)
+        return params
+
 
 
 class EnvParams(Section):
@@ -456,3 +480,33 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if missing:
         log.warning("%s has no section %s: using the defaults", path, ", ".join(missing))
     return parse_params(raw, str(path))
+
+
+@functools.cache
+def _repo_values() -> dict:
+    if not REPO_PARAMS.is_file():
+        raise ParamsError(f"no params.yaml at {REPO_PARAMS}: a section's defaults() are the values of the "
+                          "params.yaml in a teachable-moments checkout; outside one, load_params(your params.yaml)")
+    return yaml.safe_load(REPO_PARAMS.read_text())
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        base[key] = _merge(base[key], value) if nested else value
+    return base
+
+
+@functools.cache
+def _section_paths() -> dict[type, tuple[str, ...]]:
+    """Each section model and where params.yaml holds it: {TrainParams: ("train",), PatchRates: ("student",
+    "patch_rates"), Params: ()}."""
+    paths, todo = {}, [(Params, ())]
+    while todo:
+        model, path = todo.pop()
+        if model in paths:  # one class in two places: defaults() could not tell which
+            raise TypeError(f"{model.__name__} is both {'.'.join(paths[model])} and {'.'.join(path)}")
+        paths[model] = path
+        todo += [(field.annotation, path + (name,)) for name, field in model.model_fields.items()
+                 if isinstance(field.annotation, type) and issubclass(field.annotation, Section)]
+    return paths
