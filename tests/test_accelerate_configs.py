@@ -150,7 +150,8 @@ def test_gpus_pins_every_stage_before_cuda_starts(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    (tmp_path / "params.yaml").write_text("gpus: 1\n")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "gpus": 1}))
     seen = []
     stage.run(lambda params: seen.append((params.gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))))
     assert seen == [("1", "1")]
@@ -169,11 +170,12 @@ def test_threads_sets_torchs_cpu_threads_in_every_stage(tmp_path, monkeypatch):
 
     before = torch.get_num_threads()
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("threads: 1\n")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "threads": 1}))
     seen = []
     try:
         stage.run(lambda params: seen.append(torch.get_num_threads()))
-        (tmp_path / "params.yaml").write_text("threads: null\n")
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "threads": None}))
         torch.set_num_threads(2)
         stage.run(lambda params: seen.append(torch.get_num_threads()))
     finally:

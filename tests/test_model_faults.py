@@ -26,9 +26,9 @@ QUADRANT_NAMES = {"Q1": "Q1_highU_highL", "Q2": "Q2_highU_lowL", "Q3": "Q3_lowU_
 
 
 def run_stage(main, raw_params: dict, capsys) -> tuple[int | None, str]:
-    """A stage's `main` through `teachable.stage.run`, params from a params.yaml in the working directory: the exit
-    code (None when it returned) and what it wrote on stderr."""
-    Path("params.yaml").write_text(yaml.safe_dump(raw_params))
+    """A stage's `main` through `teachable.stage.run`, params from a params.yaml in the working directory (the
+    project's values, `raw_params` merged in): the exit code (None when it returned) and what it wrote on stderr."""
+    Path("params.yaml").write_text(yaml.safe_dump(Params.defaults(**raw_params).model_dump(mode="json")))
     capsys.readouterr()
     try:
         stage.run(main, "params.yaml")

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skops.io as sio
+import yaml
 
 from teachable.core.params import Params, PredictorParams
 from teachable.gates import STATUSES
@@ -230,7 +231,8 @@ def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest
 
 def test_the_stage_stops_on_an_unusable_embedder_before_any_work(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    Path("params.yaml").write_text("predictor:\n  embedder: sentence-transformers\n  sentence_model: null\n")
+    params = Params.defaults(predictor={"embedder": "sentence-transformers", "sentence_model": None})
+    Path("params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     stage = load_stage("predictor")
     with pytest.raises(SystemExit) as exit_info:
         stage.run()
