@@ -54,7 +54,7 @@ def prepared(name: str, products: int):
 
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
-        build_shop(ShopParams(n_products=products), scratch)
+        build_shop(ShopParams.defaults(n_products=products), scratch)
         built = time.perf_counter() - start
         defaults = ShopEnv.world_dir, ShopEnv.n_open_samples
         configure_shop(world_dir=scratch)

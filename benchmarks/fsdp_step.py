@@ -62,7 +62,7 @@ def run(model_dir: str, out: Path, scratch: Path, steps: int) -> None:
     from teachable.training.supervision import supervision_record
 
     processes = training_processes()
-    recipe = load_params("params.yaml").train if Path("params.yaml").is_file() else TrainParams()
+    recipe = load_params("params.yaml").train if Path("params.yaml").is_file() else TrainParams.defaults()
     params = recipe.model_copy(update={"max_steps": steps, "save_steps": steps, "batch_size": 2 * processes.num_processes,
                                        "gradient_accumulation_steps": 1, "method": "sft"})
     records = [supervision_record(LABELED, "demo")] * 16

@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     seconds = args.seconds or (8.0 if device.type == "cuda" else 0.5)
-    train = load_params(args.params).train if Path(args.params).is_file() else TrainParams()
+    train = load_params(args.params).train if Path(args.params).is_file() else TrainParams.defaults()
     env = env_tokens(args.env) | ({"prompt": args.prompt_tokens} if args.prompt_tokens else {})
     batches = args.batches or ([4, 8] if args.tiny else [32, 64, 128, 256, 512, 1024])
     lora_batches = args.lora_batches or ([2] if args.tiny else [train.batch_size, 4 * train.batch_size])

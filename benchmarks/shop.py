@@ -29,7 +29,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
-        build_shop(ShopParams(n_products=args.products), scratch)
+        build_shop(ShopParams.defaults(n_products=args.products), scratch)
         print(f"index build ({args.products} products, JVM start included): {time.perf_counter() - start:.2f} s")
         world = ShopWorld.load(scratch)
         levels = [lvl for lvl in SHOP_LEVELS]

@@ -81,7 +81,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
-        build_shop(ShopParams(n_products=args.products, catalog_seed=args.catalog_seed), scratch)
+        build_shop(ShopParams.defaults(n_products=args.products, catalog_seed=args.catalog_seed), scratch)
         world = ShopWorld.load(scratch)
         print(f"shop: {args.products} generated products (catalog seed {args.catalog_seed}), built in "
               f"{time.perf_counter() - start:.1f} s; {args.tasks} tasks per level from seed {args.first_seed}")

@@ -5,7 +5,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from teachable.core.params import parse_params  # noqa: E402
+from teachable.core.params import Params  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def built_shop(tmp_path_factory):
     from teachable.envs.shop.build import build_shop
 
     directory = tmp_path_factory.mktemp("shop")
-    build_shop(ShopParams(n_products=1000, catalog_seed=0), directory)
+    build_shop(ShopParams.defaults(n_products=1000, catalog_seed=0), directory)
     return directory
 
 
@@ -27,7 +27,7 @@ def tiny_student_dir(tmp_path_factory):
     from teachable.training.student.build import build_model, train_tokenizer
     from teachable.envs.babyai import ACTIONS
 
-    params = parse_params({"student": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}})
+    params = Params.defaults(student={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64})
     texts = [m["content"] for m in build_messages("go to the red ball", "You see: red ball 2 forward.", ACTIONS,
                                                   [{"obs": "x", "action": "turn left"}], "Teacher: do 'go forward'.")]
     tokenizer = train_tokenizer(texts + ACTIONS, 400)

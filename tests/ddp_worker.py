@@ -25,7 +25,7 @@ def main(base: str, out: Path, scratch: Path) -> None:
     # one record, repeated: every batch has the same gradient however it is split, so the run's adapter must not
     # depend on the number of processes (the gradients of the processes are averaged, not summed)
     records = [supervision_record(LABELED, "demo")] * 16
-    params = TrainParams(max_steps=STEPS, learning_rate=0.03, batch_size=GLOBAL_BATCH, save_steps=STEPS)
+    params = TrainParams.defaults(max_steps=STEPS, learning_rate=0.03, batch_size=GLOBAL_BATCH, save_steps=STEPS)
     metrics = train_lora(base, records, params, out, report=False, checkpoint_dir=scratch / "checkpoints")
     state = json.loads((scratch / "checkpoints" / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
     (scratch / f"rank-{processes.process_index}.json").write_text(json.dumps({

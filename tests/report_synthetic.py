@@ -163,7 +163,7 @@ def write_repo(root: Path, phases=(1, 2, 3, 4, 5), good: bool = True, n_per_quad
                           "gain_halves": [gain + (i % 3 - 1) * 0.05, gain - (i % 3 - 1) * 0.05], "n_validation": 8,
                           "p_base": 0.25, "p_base_pooled": 0.25, "L_local": r["leverage"]["L_local"]})
         _write(root / "reports/phase1b/micro_training_results.json", {"results": micro})
-        correlation = summarise(micro, MicroTrainParams(), seed=0, min_effect=0.05)
+        correlation = summarise(micro, MicroTrainParams.defaults(), seed=0, min_effect=0.05)
         if old_format:
             correlation.pop("gates", None)
         for key, status in (statuses or {}).items():

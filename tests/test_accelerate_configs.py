@@ -118,7 +118,7 @@ def test_only_train_stages_use_the_launcher():
 def test_default_launcher_keeps_the_pilot_commands():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     launcher = params["train"]["launcher"]
-    assert TrainParams(launcher=launcher).launcher == "python"
+    assert TrainParams.defaults(launcher=launcher).launcher == "python"
     for stage in train_stages().values():
         assert re.fullmatch(r"python stages/train\.py \S+", stage["cmd"].replace("${train.launcher}", launcher))
 
@@ -126,7 +126,7 @@ def test_default_launcher_keeps_the_pilot_commands():
 @pytest.mark.parametrize("name", sorted(DISTRIBUTED))
 def test_launcher_naming_a_config_is_valid(name):
     launcher = f"accelerate launch --config_file teachable/training/accelerate/{name}.yaml"
-    assert TrainParams(launcher=launcher).launcher == launcher
+    assert TrainParams.defaults(launcher=launcher).launcher == launcher
     assert (ROOT / launcher.split()[-1]).is_file()
 
 
@@ -146,17 +146,18 @@ def test_gpus_pins_every_stage_before_cuda_starts(tmp_path, monkeypatch):
     import os
 
     from teachable import stage
-    from teachable.core.params import ParamsError, parse_params
+    from teachable.core.params import Params, ParamsError
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    (tmp_path / "params.yaml").write_text("gpus: 1\n")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "gpus": 1}))
     seen = []
     stage.run(lambda params: seen.append((params.gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))))
     assert seen == [("1", "1")]
-    assert parse_params({"gpus": "0,3"}).gpus == "0,3" and parse_params({}).gpus is None
+    assert Params.defaults(gpus="0,3").gpus == "0,3" and Params.defaults().gpus is None
     with pytest.raises(ParamsError, match="gpus"):
-        parse_params({"gpus": "cuda:0"})
+        Params.defaults(gpus="cuda:0")
 
 
 def test_threads_sets_torchs_cpu_threads_in_every_stage(tmp_path, monkeypatch):
@@ -165,19 +166,20 @@ def test_threads_sets_torchs_cpu_threads_in_every_stage(tmp_path, monkeypatch):
     import torch
 
     from teachable import stage
-    from teachable.core.params import ParamsError, parse_params
+    from teachable.core.params import Params, ParamsError
 
     before = torch.get_num_threads()
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("threads: 1\n")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "threads": 1}))
     seen = []
     try:
         stage.run(lambda params: seen.append(torch.get_num_threads()))
-        (tmp_path / "params.yaml").write_text("threads: null\n")
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "threads": None}))
         torch.set_num_threads(2)
         stage.run(lambda params: seen.append(torch.get_num_threads()))
     finally:
         torch.set_num_threads(before)
     assert seen == [1, 2]
     with pytest.raises(ParamsError, match="threads"):
-        parse_params({"threads": 0})
+        Params.defaults(threads=0)

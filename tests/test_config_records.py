@@ -6,8 +6,11 @@ import subprocess
 import sys
 
 import yaml
+from pydantic import BaseModel
 
-from teachable.core.params import Params, ParamsError, load_params, parse_params
+import teachable.core.params as params_module
+from teachable.core.params import (GateParams, Params, ParamsError, PatchRates, Section, TrainParams,
+                                   load_params)
 from teachable.envs import configure_envs
 from teachable.core.records import Episode, RecordError, read_jsonl, write_jsonl
 
@@ -18,17 +21,54 @@ def test_project_params_validate():
     assert params.env.levels
 
 
-def test_params_yaml_is_the_one_source_of_defaults():
-    """The code's defaults are params.yaml's values, key for key: a section left out means what the file says."""
-    assert Params() == load_params("params.yaml")
+def _keys(raw: dict, prefix: str = "") -> set[str]:
+    return set().union(*({prefix + k} if not isinstance(v, dict) else _keys(v, f"{prefix}{k}.")
+                         for k, v in raw.items()))
 
 
-def test_a_missing_section_is_named_in_a_warning(tmp_path, caplog):
+def _fields(model: type[BaseModel], prefix: str = ""):
+    """(dotted name, field) of every field, a nested section's own and its fields'."""
+    for name, field in model.model_fields.items():
+        yield prefix + name, field
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
+            yield from _fields(field.annotation, f"{prefix}{name}.")
+
+
+def test_params_yaml_sets_every_field_of_the_models_and_nothing_else():
+    """One source of values: the file lists every key the models type, and no field has a value of its own."""
+    fields = dict(_fields(Params))
+    sections = {name.rpartition(".")[0] for name in fields} - {""}
+    assert _keys(yaml.safe_load(open("params.yaml"))) == set(fields) - sections
+    assert [name for name, field in fields.items() if not field.is_required()] == []
+
+
+def test_a_missing_key_is_one_line_naming_every_missing_key(tmp_path):
     raw = yaml.safe_load(open("params.yaml"))
-    del raw["select"], raw["gates"]
+    del raw["train"]["learning_rate"], raw["select"], raw["student"]["patch_rates"]["demo"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    load_params(tmp_path / "params.yaml")
-    assert "no section select, gates" in caplog.text
+    with pytest.raises(ParamsError) as error:
+        load_params(tmp_path / "params.yaml")
+    assert str(error.value) == (f"{tmp_path / 'params.yaml'}: missing student.patch_rates.demo, train.learning_rate, "
+                                "select (every key must be set: see the repository's params.yaml)")
+
+
+def test_a_section_defaults_are_params_yaml_with_the_overrides():
+    params = load_params("params.yaml")
+    assert TrainParams.defaults(max_steps=3) == params.train.model_copy(update={"max_steps": 3})
+    rates = Params.defaults(student={"patch_rates": {"demo": 0.1}}).student.patch_rates  # a dict merges
+    assert rates == PatchRates.defaults(demo=0.1) == params.student.patch_rates.model_copy(update={"demo": 0.1})
+    assert Params.defaults(label={"horizon": None}).label.horizon is None
+    with pytest.raises(ParamsError, match=r"train\.max_step: unknown key"):
+        TrainParams.defaults(max_step=3)
+
+
+def test_defaults_outside_a_checkout_say_where_params_yaml_is_expected(monkeypatch, tmp_path):
+    monkeypatch.setattr(params_module, "REPO_PARAMS", tmp_path / "params.yaml")
+    params_module._repo_values.cache_clear()
+    with pytest.raises(ParamsError, match=rf"no params.yaml at {tmp_path}.*load_params\(your params.yaml\)"):
+        GateParams.defaults()
+    monkeypatch.undo()
+    assert GateParams.defaults() == load_params("params.yaml").gates
 
 
 @pytest.mark.parametrize("raw, key", [
@@ -42,7 +82,7 @@ def test_a_missing_section_is_named_in_a_warning(tmp_path, caplog):
 ])
 def test_bad_values_inside_sections_are_named(raw, key):
     with pytest.raises(ParamsError, match=key):
-        parse_params(raw)
+        Params.defaults(**raw)
 
 
 def test_reading_params_imports_no_environment():
@@ -54,17 +94,17 @@ def test_reading_params_imports_no_environment():
 
 def test_unknown_key_is_named():
     with pytest.raises(ParamsError, match=r"student\.hiden_size: unknown key"):
-        parse_params({"student": {"hiden_size": 3}})
+        Params.defaults(student={"hiden_size": 3})
 
 
 def test_out_of_range_value_is_named():
     with pytest.raises(ParamsError, match=r"rollouts\.temperature"):
-        parse_params({"rollouts": {"temperature": -1}})
+        Params.defaults(rollouts={"temperature": -1})
 
 
 def test_unknown_level_is_named():
     with pytest.raises(ParamsError, match=r"env\.levels.*NoSuchLevel"):
-        configure_envs(parse_params({"env": {"levels": ["NoSuchLevel"]}}))
+        configure_envs(Params.defaults(env={"levels": ["NoSuchLevel"]}))
 
 
 def test_malformed_jsonl_names_file_and_line(tmp_path):
@@ -127,8 +167,10 @@ def test_duplicate_ids_are_named_with_both_lines(tmp_path):
 @pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
 def test_non_finite_params_are_refused_naming_the_key(key, value, tmp_path):
     section, name = key.split(".")
+    raw = yaml.safe_load(open("params.yaml"))
+    raw[section][name] = yaml.safe_load(value)
     path = tmp_path / "params.yaml"
-    path.write_text(f"{section}:\n  {name}: {value}\n")
+    path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ParamsError, match=rf"{section}\.{name}: .*finite"):
         load_params(path)
 
@@ -150,7 +192,7 @@ def test_a_threshold_is_never_computed_from_non_finite_values():
     from teachable.labeling.quadrants import thresholds
 
     records = [{"snapshot_id": f"s{i}", "U": float(i)} for i in range(4)]
-    assert thresholds(records, QuadrantParams())["U"] == 1.5
+    assert thresholds(records, QuadrantParams.defaults())["U"] == 1.5
     records[2]["U"] = float("nan")
     with pytest.raises(InputError, match=r"snapshot s2 has U = nan: the U threshold needs finite values"):
-        thresholds(records, QuadrantParams())
+        thresholds(records, QuadrantParams.defaults())

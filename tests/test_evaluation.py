@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from teachable.core.params import GateParams, parse_params
+from teachable.core.params import GateParams, Params
 from teachable.evaluation.panels import (EvalModel, episode_rows, evaluate_models, evaluation_plan,
                                          heldout_snapshots, matrix_models)
 from teachable.evaluation.tables import headline, overall_task_results, phase3_gates, tables
@@ -64,7 +64,7 @@ def test_transfer_matrix_is_4_by_4_with_the_gain_on_the_diagonal():
     diagonal = transfer[transfer.train_quadrant == transfer.eval_quadrant]
     off = transfer[transfer.train_quadrant != transfer.eval_quadrant]
     assert (diagonal.delta == 0.5).all() and (off.delta == 0).all()
-    metrics = headline(t, phase3_gates(synthetic_rows(), GateParams(n_resamples=999), seed=0))
+    metrics = headline(t, phase3_gates(synthetic_rows(), GateParams.defaults(n_resamples=999), seed=0))
     assert metrics["diagonal_mean_delta"] == 0.5 and metrics["off_diagonal_mean_delta"] == 0
     diagonal_gate = metrics["gates"]["transfer_diagonal"]
     assert diagonal_gate["value"] == 0.5 and diagonal_gate["ci"][0] > 0
@@ -115,8 +115,8 @@ def test_untrained_cells_are_evaluated_as_the_base_model(tmp_path):
 
 
 def make_tiny_plan():
-    params = parse_params({"env": {"levels": ["GoToObj"], "max_steps": 8},
-                           "evaluate": {"n_tasks": 6, "n_snapshots_per_quadrant": 1, "retention_max": 2}})
+    params = Params.defaults(env={"levels": ["GoToObj"], "max_steps": 8},
+                             evaluate={"n_tasks": 6, "n_snapshots_per_quadrant": 1, "retention_max": 2})
     retention = [{"task_id": f"GoToObj-{s}", "level": "GoToObj", "seed": s} for s in (3, 4)]
     return evaluation_plan(params, [], retention)
 
@@ -132,8 +132,8 @@ def test_a_sampled_evaluation_does_not_replay_phase_0_episodes(tiny_policy):
     must not, or the base would keep every retention task by construction."""
     tasks = make_tasks(["GoToObj"], 8, "pipeline")
     retention = [{"task_id": t.task_id, "level": t.level, "seed": t.seed} for t in tasks]
-    params = parse_params({"env": {"levels": ["GoToObj"], "max_steps": 8},
-                           "evaluate": {"n_tasks": 1, "n_snapshots_per_quadrant": 1, "retention_max": 8}})
+    params = Params.defaults(env={"levels": ["GoToObj"], "max_steps": 8},
+                             evaluate={"n_tasks": 1, "n_snapshots_per_quadrant": 1, "retention_max": 8})
     plan = evaluation_plan(params, [], retention)
     engine = RolloutEngine(tiny_policy, record_steps=True, **plan["engine_kwargs"])
     actions = lambda eps: [[st.action for st in ep.steps] for ep in eps]  # noqa: E731

@@ -3,7 +3,7 @@ phase 3 as in labeling and phase 1B, so time left does not confound the per-quad
 
 from __future__ import annotations
 
-from teachable.core.params import parse_params
+from teachable.core.params import Params
 from teachable.core.records import Episode
 from teachable.evaluation.panels import EvalModel, episode_rows, evaluation_plan
 from teachable.labeling.quadrants import QUADRANTS
@@ -15,8 +15,8 @@ def snapshot_record(step: int, quadrant: str) -> dict:
 
 
 def test_snapshot_episodes_get_the_labeling_horizon_whatever_their_step():
-    params = parse_params({"env": {"levels": ["GoToLocal"], "max_steps": 32}, "label": {"horizon": 16},
-                           "evaluate": {"n_tasks": 2, "n_snapshots_per_quadrant": 2, "retention_max": 1}})
+    params = Params.defaults(env={"levels": ["GoToLocal"], "max_steps": 32}, label={"horizon": 16},
+                             evaluate={"n_tasks": 2, "n_snapshots_per_quadrant": 2, "retention_max": 1})
     records = [snapshot_record(step, q) for q in QUADRANTS for step in (3, 25)]
     plan = evaluation_plan(params, records, [])
     snapshot_specs = [s for s in plan["specs"] if s.episode_id.startswith("snapshot|")]

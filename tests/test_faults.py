@@ -167,7 +167,7 @@ def test_snapshots_names_duplicate_episode_ids_in_its_input(tmp_path, monkeypatc
 
 
 def test_snapshots_never_writes_duplicate_snapshot_ids(tmp_path, monkeypatch, client):
-    from teachable.core.params import parse_params
+    from teachable.core.params import Params
 
     monkeypatch.chdir(tmp_path)
     write_jsonl("data/rollouts/student.jsonl", [episode(0)])
@@ -181,7 +181,7 @@ def test_snapshots_never_writes_duplicate_snapshot_ids(tmp_path, monkeypatch, cl
     monkeypatch.setattr(stage, "verify_restorable", lambda *a: None)
     with pytest.raises(InputError, match=r"data/snapshots\.jsonl:3: duplicate snapshot_id 'ep000000-s1' "
                                          r"\(first on line 1\)"):
-        stage.main(parse_params({"env": {"levels": ["GoToLocal"]}, "snapshots": {"expert_tasks": 0}}))
+        stage.main(Params.defaults(env={"levels": ["GoToLocal"]}, snapshots={"expert_tasks": 0}))
     assert not (tmp_path / "data/snapshots.jsonl").exists()
 
 

@@ -93,7 +93,7 @@ def label(snapshots, policy=None, batch_size=4096, seed=0, threshold=0.1, **para
     params.setdefault("cpt_rollouts", params["max_rollouts"])
     engine = RolloutEngine(policy or CoinPolicy(), env_name="coin", max_steps=2, history_len=0,
                            batch_size=batch_size, record_steps=False)
-    return label_chunk(snapshots, policy or CoinPolicy(), OracleTeacher(), engine, LabelParams(**params), seed,
+    return label_chunk(snapshots, policy or CoinPolicy(), OracleTeacher(), engine, LabelParams.defaults(**params), seed,
                        threshold)
 
 
@@ -284,13 +284,13 @@ def test_quadrant_boundaries_and_undetermined_sides():
 def test_thresholds_quantile_of_u_and_fixed_l():
     records = [_labeled(u, ci) for u, ci in [(0.1, [-0.1, 0.0]), (0.2, [0.5, 0.9]), (0.9, [0.0, 0.05]),
                                              (1.0, [0.3, 0.9])]]
-    cut = thresholds(records, QuadrantParams())
+    cut = thresholds(records, QuadrantParams.defaults())
     assert cut["U"] == pytest.approx(0.55) and cut["L"] == 0.1
     for r in records:
         r["quadrant"] = quadrant(r, cut)
     counts = {q: s["count"] for q, s in summary(records).items()}
     assert counts == {"Q1_highU_highL": 1, "Q2_highU_lowL": 1, "Q3_lowU_lowL": 1, "Q4_lowU_highL": 1}
-    fixed = thresholds(records, QuadrantParams(U_threshold=0.05, L_threshold=0.95))
+    fixed = thresholds(records, QuadrantParams.defaults(U_threshold=0.05, L_threshold=0.95))
     assert (fixed["U"], fixed["L"]) == (0.05, 0.95)
 
 
@@ -317,7 +317,7 @@ def test_match_probability_is_the_rate_at_which_student_draws_pick_the_expert_ac
                     state_hash=env.state_hash())
     engine = RolloutEngine(tiny_policy, "babyai", 32, 2, 1.0, 64, record_steps=False)
     (record,) = label_chunk([snap], tiny_policy, OracleTeacher(), engine,
-                            LabelParams(round_size=64, max_rollouts=64, horizon=4, skip_cpt=True), 0, 0.1)
+                            LabelParams.defaults(round_size=64, max_rollouts=64, horizon=4, skip_cpt=True), 0, 0.1)
     lev = record["leverage"]
     assert lev["L_local_estimator"] == "stratified"
     assert abs((1 - lev["n_unmatched"] / 64) - lev["p_match"]) < 0.2

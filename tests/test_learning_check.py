@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from teachable.core.params import TrainParams, parse_params
+from teachable.core.params import Params, TrainParams
 from teachable.evaluation.learning_panel import learning_results, learning_summary
 from teachable.evaluation.panels import EvalModel, learning_specs
 from teachable.policy.hf import HFPolicy
@@ -18,8 +18,8 @@ from tests.test_training import LABELED
 
 
 def test_an_adapter_trained_on_a_snapshot_raises_the_expert_action_there(tiny_student_dir, tmp_path):
-    params = TrainParams(max_steps=30, learning_rate=0.03, batch_size=1,
-                         target_modules=["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"])
+    params = TrainParams.defaults(max_steps=30, learning_rate=0.03, batch_size=1,
+                                  target_modules=["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"])
     train_lora(str(tiny_student_dir), [supervision_record(LABELED, "demo")], params, tmp_path / "adapter",
                report=False, checkpoint_dir=tmp_path / "ckpt")
     model = AutoModelForCausalLM.from_pretrained(tiny_student_dir).eval()
@@ -50,8 +50,8 @@ def test_the_learning_panel_runs_each_adapter_on_its_own_snapshots_and_the_base_
               EvalModel("Q1-demo", "cell", "a0", "Q1", "demo", seed=0, trained_on=("ep1-s1", "ep2-s1")),
               EvalModel("Q1-demo", "cell", "a1", "Q1", "demo", seed=1, trained_on=("ep2-s1", "ep3-s1")),
               EvalModel("all", "baseline", "b0", trained_on=tuple(r["snapshot_id"] for r in records))]
-    params = parse_params({"evaluate": {"n_learning_snapshots": 4, "n_learning_rollouts": 3},
-                           "label": {"horizon": 16}})
+    params = Params.defaults(evaluate={"n_learning_snapshots": 4, "n_learning_rollouts": 3},
+                             label={"horizon": 16})
     specs = learning_specs(models, records, params)
     items = {key: {s.episode_id.split("|")[1] for s in v} for key, v in specs.items()}
     assert items["Q1-demo/seed-0"] == {"ep1-s1", "ep2-s1"} and items["Q1-demo/seed-1"] == {"ep2-s1", "ep3-s1"}
@@ -95,7 +95,7 @@ def test_an_adapter_that_changes_nothing_evaluates_exactly_as_the_base(tiny_stud
 
     trained, zero = tmp_path / "trained", tmp_path / "zero"
     train_lora(str(tiny_student_dir), [supervision_record(LABELED, "demo")],
-               TrainParams(max_steps=30, learning_rate=0.03, batch_size=1), trained, report=False,
+               TrainParams.defaults(max_steps=30, learning_rate=0.03, batch_size=1), trained, report=False,
                checkpoint_dir=tmp_path / "ckpt")
     weights = load_file(trained / "adapter_model.safetensors")
     zero.mkdir()

@@ -24,7 +24,8 @@ def _results(n, rng, rho=0.0):
 
 
 def test_summary_reports_both_gates_with_reliabilities_and_power():
-    summary = summarise(_results(80, np.random.default_rng(0), rho=0.6), MicroTrainParams(), seed=0, min_effect=0.05)
+    summary = summarise(_results(80, np.random.default_rng(0), rho=0.6), MicroTrainParams.defaults(), seed=0,
+                        min_effect=0.05)
     validity = summary["gates"]["cpt_validity"]
     assert validity["status"] == "pass" and validity["p_value"] < 0.05 and validity["ci"][0] < validity["value"]
     assert 0.7 < summary["reliability"]["ELP_net"] < 1 and 0.7 < summary["reliability"]["gain"] < 1
@@ -54,7 +55,7 @@ def test_validation_seeds_are_disjoint_from_every_labeling_seed():
                   "step_idx": 1, "source": "student_failure",
                   "state": {"level": "GoToLocal", "seed": i, "actions": []}, "state_hash": ""}
         snap = Snapshot.model_validate(record)
-        labeling |= {s.sample_seed for s in _specs(snap, advice, patches, LabelParams(), 0, 0, 64)}
+        labeling |= {s.sample_seed for s in _specs(snap, advice, patches, LabelParams.defaults(), 0, 0, 64)}
         validation |= {s.sample_seed for s in validation_specs(record, 64, seed=0, horizon=16)}
         remeasured |= {s.sample_seed for s in cpt_specs({**record, "patches": patches}, "demo", 64, 0, 16)}
     assert len(validation) == 40 * 64 and not labeling & validation
@@ -90,11 +91,11 @@ def test_a_micro_run_uses_the_same_seeds_and_leaves_the_base_intact(tiny_student
     model = AutoModelForCausalLM.from_pretrained(tiny_student_dir)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     policy = HFPolicy(model.eval(), __import__("transformers").AutoTokenizer.from_pretrained(tiny_student_dir))
-    p = MicroTrainParams(n_cpt_rollouts=4, n_validation_rollouts=4)
+    p = MicroTrainParams.defaults(n_cpt_rollouts=4, n_validation_rollouts=4)
     kwargs = dict(env_name="babyai", max_steps=8, history_len=2, batch_size=16, record_steps=False)
     untrained = measure_untrained(RolloutEngine(policy, **kwargs), [record], p, 0, 6)["s1"]
     assert {k: len(v) for k, v in untrained.items()} == {"demo": 4, "placebo": 4, "base": 4}
-    result = micro_run(policy, record, untrained, TrainParams(max_steps=2, batch_size=1), p, 6, kwargs,
+    result = micro_run(policy, record, untrained, TrainParams.defaults(max_steps=2, batch_size=1), p, 6, kwargs,
                        tmp_path / "a", 0)
     assert result["format"] == "demo" and result["gain"] == pytest.approx(result["p_trained"] - result["p_base"])
     assert result["ELP_net"] == pytest.approx(result["p_patch"] - result["p_placebo"])

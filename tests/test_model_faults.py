@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from teachable import stage
-from teachable.core.params import TrainParams, parse_params
+from teachable.core.params import Params, TrainParams
 from teachable.core.records import InputError, read_jsonl, write_jsonl
 from teachable.training.student import load_student, student_path
 from tests.project_copy import load_stage
@@ -26,9 +26,9 @@ QUADRANT_NAMES = {"Q1": "Q1_highU_highL", "Q2": "Q2_highU_lowL", "Q3": "Q3_lowU_
 
 
 def run_stage(main, raw_params: dict, capsys) -> tuple[int | None, str]:
-    """A stage's `main` through `teachable.stage.run`, params from a params.yaml in the working directory: the exit
-    code (None when it returned) and what it wrote on stderr."""
-    Path("params.yaml").write_text(yaml.safe_dump(raw_params))
+    """A stage's `main` through `teachable.stage.run`, params from a params.yaml in the working directory (the
+    project's values, `raw_params` merged in): the exit code (None when it returned) and what it wrote on stderr."""
+    Path("params.yaml").write_text(yaml.safe_dump(Params.defaults(**raw_params).model_dump(mode="json")))
     capsys.readouterr()
     try:
         stage.run(main, "params.yaml")
@@ -54,7 +54,7 @@ def test_an_intact_student_directory_passes_the_check(tiny_student_dir):
     from teachable.training.student import check_model_dir
 
     check_model_dir(tiny_student_dir)
-    assert student_path(parse_params({"student": {"dir": str(tiny_student_dir)}}).student) == str(tiny_student_dir)
+    assert student_path(Params.defaults(student={"dir": str(tiny_student_dir)}).student) == str(tiny_student_dir)
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.999, 0.0001])
@@ -62,7 +62,7 @@ def test_a_truncated_weights_file_is_one_line_naming_it(student_copy, keep, monk
     weights = student_copy / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: max(1, int(len(data) * keep))])
-    params = parse_params({"student": {"dir": str(student_copy)}})
+    params = Params.defaults(student={"dir": str(student_copy)})
     with pytest.raises(InputError, match=r"model\.safetensors is damaged or truncated .*dvc repro student"):
         load_student(params.student)
     with pytest.raises(InputError, match=r"model\.safetensors"):
@@ -84,14 +84,14 @@ def test_a_missing_tokenizer_is_one_line_naming_it_not_a_sentencepiece_hint(stud
 
 
 def test_missing_weights_or_directory_are_named(student_copy):
-    params = parse_params({"student": {"dir": str(student_copy)}})
+    params = Params.defaults(student={"dir": str(student_copy)})
     (student_copy / "model.safetensors").unlink()
     with pytest.raises(InputError, match=r"model\.safetensors is missing"):
         load_student(params.student)
     shutil.rmtree(student_copy)
     with pytest.raises(InputError, match=r"does not exist: rebuild it with `dvc repro student`"):
         load_student(params.student)
-    given = parse_params({"student": {"base_model": str(student_copy)}})
+    given = Params.defaults(student={"base_model": str(student_copy)})
     student_copy.mkdir()
     with pytest.raises(InputError, match=r"config\.json is missing.*student\.base_model"):
         load_student(given.student)
@@ -117,7 +117,7 @@ def student_stage(tmp_path, monkeypatch, name: str, **student):
     where = tmp_path / name
     where.mkdir()
     monkeypatch.chdir(where)
-    params = parse_params({"env": {"levels": ["GoToObj"], "max_steps": 8}, "student": {**TINY_STUDENT, **student}})
+    params = Params.defaults(env={"levels": ["GoToObj"], "max_steps": 8}, student={**TINY_STUDENT, **student})
     return load_stage("student"), params, where
 
 
@@ -160,8 +160,8 @@ def test_a_build_killed_after_reaching_its_target_does_not_train_on(tmp_path, mo
     from teachable.training.student.build import build_student
 
     monkeypatch.chdir(tmp_path)
-    params = parse_params({"env": {"levels": ["GoToObj"], "max_steps": 8},
-                           "student": {**TINY_STUDENT, "target_success": 0.0}})
+    params = Params.defaults(env={"levels": ["GoToObj"], "max_steps": 8},
+                             student={**TINY_STUDENT, "target_success": 0.0})
     plain = build_student(params.student, params.env, 0, tmp_path / "plain")
     assert plain["train_steps"] == 4
     with monkeypatch.context() as patch:
@@ -189,8 +189,8 @@ def test_a_cell_logs_train_loss_once_and_the_whole_runs_after_a_resume(tiny_stud
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    params = parse_params({"student": {"dir": str(tiny_student_dir)},
-                           "train": {"max_steps": 3, "batch_size": 1, "n_seeds": 1, "save_steps": 1}})
+    params = Params.defaults(student={"dir": str(tiny_student_dir)},
+                             train={"max_steps": 3, "batch_size": 1, "n_seeds": 1, "save_steps": 1})
     module = load_stage("train")
     first = module.train_seed(params, "Q1-demo", 0, matrix_records(), tmp_path / "out")
     first_adapter = sha(tmp_path / "out/adapter_model.safetensors")
@@ -232,9 +232,9 @@ def test_micro_train_logs_every_micro_runs_loss_curve_as_one_artifact(tiny_stude
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     write_jsonl("data/quadrant_snapshots.jsonl", micro_records())
-    params = parse_params({"env": {"levels": ["GoToLocal"], "max_steps": 8}, "student": {"dir": str(tiny_student_dir)},
-                           "label": {"horizon": 4},
-                           "micro_train": {"n_per_quadrant": 1, "n_steps": 2, "n_cpt_rollouts": 2, "n_validation_rollouts": 2}})
+    params = Params.defaults(env={"levels": ["GoToLocal"], "max_steps": 8}, student={"dir": str(tiny_student_dir)},
+                             label={"horizon": 4},
+                             micro_train={"n_per_quadrant": 1, "n_steps": 2, "n_cpt_rollouts": 2, "n_validation_rollouts": 2})
     load_stage("micro_train").main(params)
     mlflow.set_tracking_uri(uri)
     (run,) = MlflowClient(uri).search_runs([mlflow.get_experiment_by_name("teachable-moments").experiment_id],
@@ -265,7 +265,7 @@ def test_stale_cells_from_earlier_params_are_not_evaluated(tmp_path):
     from teachable.evaluation.panels import matrix_models
     from teachable.training.matrix import phase2_cells
 
-    cells = phase2_cells(TrainParams(**Q1_ONLY))
+    cells = phase2_cells(TrainParams.defaults(**Q1_ONLY))
     assert cells == ["Q1-demo", "Q1-hint", "random", "recovery"]
     for name in cells + ["Q2-demo", "Q4-hint", "all"]:  # the last three: left by earlier params
         make_cell(tmp_path, name)

@@ -32,7 +32,7 @@ def workspace(tiny_student_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("workspace") / "original"
     shutil.copytree(tiny_student_dir, root / "models/student")
     with contextlib.chdir(root):
-        train_lora("models/student", [supervision_record(LABELED, "demo")], TrainParams(max_steps=1, batch_size=1),
+        train_lora("models/student", [supervision_record(LABELED, "demo")], TrainParams.defaults(max_steps=1, batch_size=1),
                    ADAPTER, report=False, checkpoint_dir=root / ".scratch/ckpt")
     return root
 

@@ -114,7 +114,7 @@ def env():
 
 
 def teacher(server, tmp_path, **kw):
-    params = TeacherParams(name="openai", base_url=server.base_url, client_retries=1, timeout_s=5, **kw)
+    params = TeacherParams.defaults(name="openai", base_url=server.base_url, client_retries=1, timeout_s=5, **kw)
     return make_teacher(params), params
 
 
@@ -189,7 +189,7 @@ def test_budget_stops_cleanly(server, env, tmp_path, monkeypatch):
 def test_missing_key_fails_before_any_work(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(TeacherConfigError, match="OPENAI_API_KEY is not set"):
-        OpenAITeacher(TeacherParams(name="openai"))
+        OpenAITeacher(TeacherParams.defaults(name="openai"))
 
 
 def test_the_key_never_reaches_cache_or_ledger(server, env, tmp_path, monkeypatch, caplog):

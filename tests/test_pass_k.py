@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from teachable.core.params import GateParams, parse_params
+from teachable.core.params import GateParams, Params
 from teachable.core.records import Episode, Step
 from teachable.core.resume import ScratchLog
 from teachable.evaluation.panels import EvalModel, episode_rows, evaluate_models, evaluation_plan
@@ -149,7 +149,7 @@ def test_metrics_carry_pass_k_of_the_base_and_the_chosen_model():
     rows = task_rows(per_model, 4)
     rows = pd.concat([rows, rows.assign(panel="retention")], ignore_index=True)
     results = tables(rows)
-    metrics = headline(results, phase3_gates(rows, GateParams(n_resamples=99), seed=0))
+    metrics = headline(results, phase3_gates(rows, GateParams.defaults(n_resamples=99), seed=0))
     chosen = metrics["chosen_model"]
     assert chosen in ("Q1-demo", "Q2-demo")
     summary = metrics["pass_k"]
@@ -226,8 +226,8 @@ class FixedReply:
 
 
 def tiny_plan(mode: str) -> dict:
-    params = parse_params({"env": {"levels": ["GoToObj"], "max_steps": 5}, "rollouts": {"action_mode": mode},
-                           "evaluate": {"n_tasks": 3, "n_snapshots_per_quadrant": 1, "retention_max": 1}})
+    params = Params.defaults(env={"levels": ["GoToObj"], "max_steps": 5}, rollouts={"action_mode": mode},
+                             evaluate={"n_tasks": 3, "n_snapshots_per_quadrant": 1, "retention_max": 1})
     return evaluation_plan(params, [], [{"task_id": "GoToObj-3", "level": "GoToObj", "seed": 3}])
 
 
@@ -243,7 +243,7 @@ def test_evaluate_honours_the_action_mode_and_records_parse_failures(tmp_path, m
     assert (fine.n_parse_failures == 0).all() and (fine.n_replies > 0).all()
     overall = tables(noise)["overall_task_results"].iloc[0]
     assert overall.parse_failure_rate == 1 and overall.n_replies == 15 and overall.action_mode == "generate"
-    metrics = headline(tables(noise), phase3_gates(noise, GateParams(n_resamples=99), seed=0))
+    metrics = headline(tables(noise), phase3_gates(noise, GateParams.defaults(n_resamples=99), seed=0))
     assert metrics["parse_failures"]["action_mode"] == "generate"
     assert metrics["parse_failures"]["models"]["base"]["rate"] == 1
     assert metrics["parse_failures"]["models"]["base"]["malformed"]["rate"] == 1  # "hmm, not sure": no form
@@ -266,7 +266,7 @@ def test_rows_cached_before_parse_failures_were_counted_still_make_the_tables(tm
     overall = results["overall_task_results"].iloc[0]
     assert pd.isna(overall.parse_failure_rate) and pd.isna(overall.action_mode)
     assert len(results["pass_k"]) == 1
-    metrics = headline(results, phase3_gates(rows, GateParams(n_resamples=99), seed=0))
+    metrics = headline(results, phase3_gates(rows, GateParams.defaults(n_resamples=99), seed=0))
     assert metrics["parse_failures"]["models"] == {}
     mixed = pd.concat([rows, new.assign(model="Q1-demo", kind="cell", train_quadrant="Q1", format="demo")])
     rates = parse_failure_rates(mixed[mixed.panel == "task"]).set_index("model")
@@ -323,7 +323,7 @@ def test_the_page_shows_pass_k_and_parse_failures_and_what_one_rollout_allows(tm
     rows = task_rows({"base": [1, 0, 1, 0], "Q1-demo": [1, 1, 1, 0]}, 1,
                      extra={"action_mode": "generate", "n_replies": 4, "n_parse_failures": 1, "n_malformed": 1})
     write_phase3(tmp_path, rows)
-    report = build_report(parse_params({}), tmp_path)
+    report = build_report(Params.defaults(), tmp_path)
     sections = {s.key: s for s in report.sections}
     assert not sections["h5"].not_run and not sections["parsing"].not_run
     (caption, frame, _), = [t for t in sections["h5"].tables if t[0].startswith("Tab H5.2")]
@@ -349,7 +349,7 @@ def test_the_page_shows_phase0_unparseable_replies_verbatim_and_escaped(tmp_path
     (tmp_path / "reports/phase0").mkdir(parents=True)
     (tmp_path / "reports/phase0/parse_failures.json").write_text(json.dumps(
         {"n_parse_failures": 2, "examples": examples}))
-    report = build_report(parse_params({}), tmp_path)
+    report = build_report(Params.defaults(), tmp_path)
     (caption, frame, _), = [t for t in next(s for s in report.sections if s.key == "parsing").tables
                             if t[0].startswith("Tab P.2")]
     assert frame.episode_id.tolist() == ["ep000003", "ep000007"] and frame.step.tolist() == [2, 0]
@@ -358,7 +358,7 @@ def test_the_page_shows_phase0_unparseable_replies_verbatim_and_escaped(tmp_path
     assert "&lt;tool_call&gt;" in page and "<tool_call>" not in page  # shown as text, never as markup
 
     (tmp_path / "reports/phase0/parse_failures.json").write_text(json.dumps({"n_parse_failures": 0, "examples": []}))
-    report = build_report(parse_params({}), tmp_path)
+    report = build_report(Params.defaults(), tmp_path)
     assert "Tab P.2" not in report.detail.read_text()  # no failures: Tab P.1's zero says it, no empty table
 
 

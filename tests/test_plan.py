@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from teachable.__main__ import main
-from teachable.core.params import ParamsError
+from teachable.core.params import Params, ParamsError
 from teachable.report import flops
 from teachable.report import plan as planner
 
@@ -33,7 +33,7 @@ TINY = {
 @pytest.fixture
 def params_file(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(TINY))
+    path.write_text(yaml.safe_dump(Params.defaults(**TINY).model_dump(mode="json")))
     return path
 
 

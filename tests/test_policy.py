@@ -1,7 +1,7 @@
 import numpy as np
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from teachable.core.params import parse_params
+from teachable.core.params import Params
 from teachable.envs.babyai import ACTIONS
 from teachable.policy.hf import to_distribution
 from teachable.policy.parsing import parse_action
@@ -27,7 +27,7 @@ def test_the_saved_student_reloads_the_tokenizer_it_was_trained_with(tmp_path):
     student's later stages must see the very tokens it was trained on."""
     from teachable.training.student.build import build_model, train_tokenizer
 
-    params = parse_params({"student": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}})
+    params = Params.defaults(student={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64})
     texts = ["You see: red ball 12 forward, grey key 2 left.", "i need a walnut chair", "click[walnut]"] * 20
     trained = train_tokenizer(texts, 300)
     build_model(params.student, trained, seed=0).save_pretrained(tmp_path)

@@ -187,8 +187,8 @@ def test_the_dirichlet_is_the_split_form_with_tied_numbers():
 
 
 def label_params(**kw) -> LabelParams:
-    return LabelParams(**{"horizon": 2, "round_size": 4, "max_rollouts": 16, "cpt_rollouts": 4,
-                          "stopping": "posterior", **kw})
+    return LabelParams.defaults(**{"horizon": 2, "round_size": 4, "max_rollouts": 16, "cpt_rollouts": 4,
+                                   "stopping": "posterior", **kw})
 
 
 def test_pipeline_records_do_not_depend_on_chunking_and_carry_the_posterior_side():

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skops.io as sio
+import yaml
 
-from teachable.core.params import PredictorParams, parse_params
+from teachable.core.params import Params, PredictorParams
 from teachable.gates import STATUSES
 from teachable.evaluation.predictor import (EmbedderError, Predictor, feature_matrix, grouped_folds,
                                  level_of, ndcg_at_k, precision_at_k, ranking_curves, state_text)
@@ -180,7 +181,7 @@ def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest
     records = snapshots()
     write_jsonl("data/quadrant_snapshots.jsonl", records)
     stage = load_stage("predictor")
-    stage.main(parse_params({"predictor": {"embedding_dim": 32, "n_folds": 3, "ks": [5, 10, 1000]}}))
+    stage.main(Params.defaults(predictor={"embedding_dim": 32, "n_folds": 3, "ks": [5, 10, 1000]}))
 
     result = json.loads(Path("reports/phase4/training_result.json").read_text())
     assert set(result) == {"n_snapshots", "n_folds", "embedder", "regression", "quadrant", "ranking", "gates"}
@@ -225,12 +226,13 @@ def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest
     assert {r["snapshot_id"] for r in oof} == {r["snapshot_id"] for r in records if r["split"] == "train"}
     elp = Predictor.load("models/predictor").predict_elp([r for r in records if r["split"] == "eval"])
     assert elp.shape == (len(records) - n_train,) and np.isfinite(elp).all()
-    assert PredictorParams().model == "forest"
+    assert PredictorParams.defaults().model == "forest"
 
 
 def test_the_stage_stops_on_an_unusable_embedder_before_any_work(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    Path("params.yaml").write_text("predictor:\n  embedder: sentence-transformers\n  sentence_model: null\n")
+    params = Params.defaults(predictor={"embedder": "sentence-transformers", "sentence_model": None})
+    Path("params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     stage = load_stage("predictor")
     with pytest.raises(SystemExit) as exit_info:
         stage.run()

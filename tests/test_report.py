@@ -6,14 +6,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from teachable.core.params import parse_params
+from teachable.core.params import Params
 from teachable.report import figures, tables
 from teachable.report.build import KEY_FIGURES, build_report
 from teachable.report.gates import SEEDS, SELF_TAGGED, compute_gates, gates_metrics, mlflow_tags
 from teachable.report.loaders import load_inputs, snapshot_frame
 from tests.report_synthetic import write_repo
 
-PARAMS = parse_params({"quadrants": {"min_per_quadrant": 10}})
+PARAMS = Params.defaults(quadrants={"min_per_quadrant": 10})
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ Skipped when no Chromium is installed (`make test` installs Debian's `chromium` 
 
 import pytest
 
-from teachable.core.params import parse_params
+from teachable.core.params import Params
 from teachable.report.browser import check_page, find_chromium
 from teachable.report.build import KEY_FIGURES, build_report
 from tests.report_synthetic import write_repo
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(find_chromium() is None, reason="no chromium (ap
 
 def test_report_page_loads_without_errors_and_every_image_decodes(tmp_path):
     write_repo(tmp_path, n_per_quadrant=4)
-    report = build_report(parse_params({}), tmp_path)
+    report = build_report(Params.defaults(), tmp_path)
     detail = check_page(report.detail)
     assert detail["errors"] == [] and detail["console"] == []
     assert detail["images"] == detail["decoded"] == 8 and detail["ok"]
@@ -25,7 +25,7 @@ def test_report_page_loads_without_errors_and_every_image_decodes(tmp_path):
 
 def test_the_check_catches_a_broken_image_and_a_script_error(tmp_path):
     write_repo(tmp_path, phases=(1,), n_per_quadrant=4)
-    page = build_report(parse_params({}), tmp_path).page
+    page = build_report(Params.defaults(), tmp_path).page
     text = page.read_text()
     page.write_text(text.replace("</body>", '<img alt="broken" src="data:image/png;base64,AAAA">'
                                             "<script>notDefined();</script></body>"))

@@ -124,10 +124,10 @@ def test_openai_teacher_schema_accepts_free_messages():
 
 # -- retail.parse_failure ----------------------------------------------------------------------------------------
 def test_parse_failure_param_default_and_validation():
-    assert RetailParams().parse_failure == "count" == load_params("params.yaml").retail.parse_failure
-    assert Params().retail.parse_failure == "count"
+    assert RetailParams.defaults().parse_failure == "count" == load_params("params.yaml").retail.parse_failure
+    assert Params.defaults().retail.parse_failure == "count"
     with pytest.raises(ValueError):
-        RetailParams(parse_failure="ignore")
+        RetailParams.defaults(parse_failure="ignore")
     with pytest.raises(ValueError):
         configure_retail(parse_failure="ignore")
 

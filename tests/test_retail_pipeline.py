@@ -67,7 +67,7 @@ def test_retail_repro_runs_every_stage_to_the_report(retail_project):
         for snap in snaps[:5]:
             verify_restorable(snap, max_steps=10)
     finally:
-        configure_retail(n_users=RetailParams().n_users, n_products=RetailParams().n_products)
+        configure_retail(n_users=RetailParams.defaults().n_users, n_products=RetailParams.defaults().n_products)
     labeled = read_jsonl(work / "data/quadrant_snapshots.jsonl")
     # U's candidates: every listed call, plus messages that fill the open `respond` (the student's sampled ones
     # and the teacher's); the template itself is never one

@@ -6,9 +6,8 @@ import json
 import re
 
 import pytest
-from pydantic import ValidationError
 
-from teachable.core.params import Params, RetailParams
+from teachable.core.params import Params, ParamsError, RetailParams
 from teachable.envs.retail import RetailEnv, RetailWorld
 from teachable.envs.retail.taubench import SPLITS, load_taubench, named_orders, unplayable_word
 from teachable.envs.retail.user import ASK_ORDER
@@ -42,13 +41,13 @@ def user_lines(env) -> list[str]:
 
 # -- params ------------------------------------------------------------------------------------------------------------
 def test_user_params_default_and_validate():
-    r = Params().retail
+    r = Params.defaults().retail
     assert (r.user, r.unplayable, r.user_llm.model, r.user_llm.base_url, r.user_llm.temperature) == \
         ("scripted", "keep", "gpt-4o-mini", None, 0.0)
     for bad in ({"user": "human"}, {"unplayable": "maybe"}, {"user_llm": {"temperature": 3}},
                 {"user_llm": {"modle": "x"}}):
-        with pytest.raises(ValidationError):
-            RetailParams(**bad)
+        with pytest.raises(ParamsError):
+            RetailParams.defaults(**bad)
 
 
 # -- 1. the scripted user withholds what its instruction withholds ----------------------------------------------------
@@ -129,24 +128,24 @@ def test_unplayable_tasks_are_flagged_kept_or_dropped_and_counted(checkout, capl
 def test_the_unplayable_param_reaches_the_environment(checkout):
     from teachable.envs import configure_envs
 
-    params = Params.model_validate({"env": {"name": "retail", "levels": ["all"]},
-                                    "retail": {"source": "taubench", "taubench_dir": str(checkout),
-                                               "unplayable": "drop"}})
+    params = Params.defaults(env={"name": "retail", "levels": ["all"]},
+                             retail={"source": "taubench", "taubench_dir": str(checkout),
+                                     "unplayable": "drop"})
     try:
         configure_envs(params)
         assert RetailEnv.unplayable == "drop"
         assert not any(t.unplayable for t in RetailEnv.shared_world().listed)
     finally:
-        configure_envs(Params.model_validate({"env": {"name": "retail", "levels": ["all"]}}))
+        configure_envs(Params.defaults(env={"name": "retail", "levels": ["all"]}))
     assert RetailEnv.unplayable == "keep" and RetailEnv.taubench_dir is None
 
 
 # -- 3. retail.user: llm, against a fake OpenAI-compatible server on 127.0.0.1 ---------------------------------------
 def _llm_params(checkout, base_url=None, **llm):
-    return Params.model_validate({"env": {"name": "retail", "levels": ["all"]},
-                                  "retail": {"source": "taubench", "taubench_dir": str(checkout), "user": "llm",
-                                             "user_llm": {"base_url": base_url, "client_retries": 0,
-                                                          "timeout_s": 5, **llm}}})
+    return Params.defaults(env={"name": "retail", "levels": ["all"]},
+                           retail={"source": "taubench", "taubench_dir": str(checkout), "user": "llm",
+                                   "user_llm": {"base_url": base_url, "client_retries": 0,
+                                                "timeout_s": 5, **llm}})
 
 
 @pytest.fixture
@@ -154,8 +153,8 @@ def back_to_scripted():
     yield
     from teachable.envs import configure_envs
 
-    configure_envs(Params.model_validate({"env": {"name": "retail", "levels": ["all"]},
-                                          "retail": {"user": "scripted"}}))
+    configure_envs(Params.defaults(env={"name": "retail", "levels": ["all"]},
+                                   retail={"user": "scripted"}))
     assert RetailEnv.user_mode == "scripted"
 
 

@@ -15,7 +15,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoTokenizer
 
-from teachable.core.params import parse_params
+from teachable.core.params import Params
 from teachable.envs.babyai import ACTIONS
 from teachable.evaluation.panels import adapted
 from teachable.policy.hf import HFPolicy
@@ -43,7 +43,7 @@ def batch(n: int = 20) -> tuple[list, list]:
 
 @pytest.fixture(scope="module")
 def student_dir(tmp_path_factory):
-    params = parse_params({"student": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}})
+    params = Params.defaults(student={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64})
     texts = [m["content"] for i in range(4) for m in state(i)] + ACTIONS + EXTRA
     tokenizer = train_tokenizer(texts, 400)
     path = tmp_path_factory.mktemp("served-student")
@@ -89,8 +89,8 @@ def served(request, student_dir):
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_load_student_connects_to_the_configured_server_and_checks_it(flavour, student_dir):
     with FakeEngine(student_dir, flavour) as engine:
-        params = parse_params({"student": {"backend": flavour, "url": engine.url, "base_model": str(student_dir),
-                                           "max_concurrency": 4, "max_retries": 1}})
+        params = Params.defaults(student={"backend": flavour, "url": engine.url, "base_model": str(student_dir),
+                                          "max_concurrency": 4, "max_retries": 1})
         policy = load_student(params.student)
         assert isinstance(policy, ServerPolicy) and policy.engine == flavour and policy.url == engine.url
         assert (policy.max_concurrency, policy.max_retries) == (4, 1)

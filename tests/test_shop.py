@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from teachable.core.params import ParamsError, parse_params
+from teachable.core.params import Params, ParamsError
 from teachable.envs import configure_envs, make_env
 from teachable.envs.search import Searcher, build_index
 from teachable.envs.shop import SHOP_LEVELS, ShopEnv, ShopWorld, configure_shop
@@ -248,9 +248,9 @@ def test_shop_levels_are_validated_with_the_env_name():
 
     assert set(known_levels("shop")) >= {"all", "food"}
     with pytest.raises(ParamsError, match=r"env\.levels: unknown shop level.*GoToLocal"):
-        configure_envs(parse_params({"env": {"name": "shop", "levels": ["GoToLocal"]}}))
+        configure_envs(Params.defaults(env={"name": "shop", "levels": ["GoToLocal"]}))
     with pytest.raises(ParamsError, match=r"webshop_items"):
-        parse_params({"shop": {"source": "webshop"}})
+        Params.defaults(shop={"source": "webshop"})
 
 
 def test_webshop_rules_param_picks_how_a_purchase_is_scored(world):
@@ -261,8 +261,8 @@ def test_webshop_rules_param_picks_how_a_purchase_is_scored(world):
     outcomes = {}
     try:
         for rules in ("master", "v2"):
-            configure_envs(parse_params({"env": {"name": "shop", "levels": ["fashion"]},
-                                         "shop": {"webshop_rules": rules}}))
+            configure_envs(Params.defaults(env={"name": "shop", "levels": ["fashion"]},
+                                           shop={"webshop_rules": rules}))
             assert ShopEnv.webshop_rules == rules
             for seed in range(100):
                 env = ShopEnv("fashion", world=world)
@@ -356,7 +356,7 @@ def test_labeling_scores_sampled_queries_plus_the_teachers(world):
                     student_action="search[tea]", state=env.state(), state_hash=env.state_hash())
     policy = QueryPolicy(["search[honey granola]"])
     engine = RolloutEngine(policy, "shop", max_steps=8, temperature=1.0)
-    p = LabelParams(round_size=2, max_rollouts=2, cpt_rollouts=2)
+    p = LabelParams.defaults(round_size=2, max_rollouts=2, cpt_rollouts=2)
     (record,) = label_chunk([snap], policy, OracleTeacher(), engine, p, 0, 0.1)
     assert record["teacher"]["suggested_action"] == env.expert_action()
     assert set(record["student_probs"]) == {"search[honey granola]", "search[tea]", env.expert_action()}

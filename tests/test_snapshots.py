@@ -17,7 +17,7 @@ def episodes():
 
 
 def test_failure_snapshots_come_from_failed_episodes_and_restore(episodes):
-    params = SnapshotParams(max_snapshots=10, min_step=1)
+    params = SnapshotParams.defaults(max_snapshots=10, min_step=1)
     snaps = failure_snapshots(episodes, params, history_len=2, seed=0)
     assert len(snaps) == 10
     assert all(s.source == "student_failure" and not s.task_id.startswith("GoToObj") for s in snaps)
@@ -30,7 +30,7 @@ def test_failure_snapshots_come_from_failed_episodes_and_restore(episodes):
 
 
 def test_a_corrupted_snapshot_fails_verification(episodes):
-    snap = failure_snapshots(episodes, SnapshotParams(max_snapshots=1), 2, seed=0)[0]
+    snap = failure_snapshots(episodes, SnapshotParams.defaults(max_snapshots=1), 2, seed=0)[0]
     broken = snap.model_copy(update={"state_hash": "0" * 16})
     with pytest.raises(RestoreError):
         verify_restorable(broken, max_steps=8)
@@ -39,8 +39,8 @@ def test_a_corrupted_snapshot_fails_verification(episodes):
 def test_last_k_steps_only(episodes):
     longest = max(episodes, key=lambda ep: len(ep.steps))
     assert len(longest.steps) == 8
-    assert qualifying_steps(longest, SnapshotParams(steps="last_k", last_k=3, min_step=0)) == [5, 6, 7]
-    assert qualifying_steps(longest, SnapshotParams(steps="all", min_step=2)) == list(range(2, 8))
+    assert qualifying_steps(longest, SnapshotParams.defaults(steps="last_k", last_k=3, min_step=0)) == [5, 6, 7]
+    assert qualifying_steps(longest, SnapshotParams.defaults(steps="all", min_step=2)) == list(range(2, 8))
 
 
 def test_retention_panel_holds_solved_tasks(episodes):

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from teachable.core.params import parse_params
+from teachable.core.params import Params
 from teachable.core.records import Episode, read_jsonl
 from teachable.rollout.engine import RolloutEngine
 from teachable.core.resume import ScratchLog
@@ -16,8 +16,8 @@ from tests.project_copy import load_stage
 def test_rollouts_resume_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    params = parse_params({"env": {"levels": ["GoToLocal"], "max_steps": 6},
-                           "student": {"dir": str(tiny_student_dir)}, "rollouts": {"n_tasks": 6, "batch_size": 4}})
+    params = Params.defaults(env={"levels": ["GoToLocal"], "max_steps": 6},
+                             student={"dir": str(tiny_student_dir)}, rollouts={"n_tasks": 6, "batch_size": 4})
     stage = load_stage("rollouts")
     stage.main(params)
     uninterrupted = read_jsonl(stage.OUT, Episode)
@@ -50,9 +50,10 @@ def test_label_resumes_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     episodes = RolloutEngine(RecordingPolicy("turn left"), max_steps=6).run(
         [RolloutSpec(f"e{i}", "GoToLocal", i) for i in range(3)])
-    write_jsonl("data/snapshots.jsonl", failure_snapshots(episodes, SnapshotParams(max_snapshots=5), 2, seed=0))
-    params = parse_params({"env": {"levels": ["GoToLocal"], "max_steps": 6}, "student": {"dir": str(tiny_student_dir)},
-                           "label": {"round_size": 2, "max_rollouts": 2, "cpt_rollouts": 2, "chunk_size": 2}})
+    snapshots = failure_snapshots(episodes, SnapshotParams.defaults(max_snapshots=5), 2, seed=0)
+    write_jsonl("data/snapshots.jsonl", snapshots)
+    params = Params.defaults(env={"levels": ["GoToLocal"], "max_steps": 6}, student={"dir": str(tiny_student_dir)},
+                             label={"round_size": 2, "max_rollouts": 2, "cpt_rollouts": 2, "chunk_size": 2})
     stage = load_stage("label")
     stage.main(params)
     uninterrupted = read_jsonl(stage.OUT)
@@ -149,8 +150,8 @@ def test_a_killed_stage_resumes_only_under_the_same_deps(change, tmp_path, monke
     monkeypatch.chdir(project)
     monkeypatch.setattr(sys, "argv", [str(project / "stages/rollouts.py")])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    params = parse_params({"env": {"levels": ["GoToLocal"], "max_steps": 6}, "student": {"dir": "models/student"},
-                           "rollouts": {"n_tasks": 6, "batch_size": 4}})
+    params = Params.defaults(env={"levels": ["GoToLocal"], "max_steps": 6}, student={"dir": "models/student"},
+                             rollouts={"n_tasks": 6, "batch_size": 4})
     stage = load_stage("rollouts")
     stage.main(params)
     uninterrupted = read_jsonl(stage.OUT, Episode)
@@ -195,8 +196,8 @@ def test_a_finished_cell_leaves_no_checkpoints_and_a_killed_cell_still_resumes(t
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setattr(sys, "argv", ["stages/train.py", "Q1-demo"])
     write_jsonl("data/quadrant_snapshots.jsonl", matrix_records())
-    params = parse_params({"student": {"dir": str(tiny_student_dir)},
-                           "train": {"max_steps": 2, "batch_size": 1, "n_seeds": 2, "save_steps": 1}})
+    params = Params.defaults(student={"dir": str(tiny_student_dir)},
+                             train={"max_steps": 2, "batch_size": 1, "n_seeds": 2, "save_steps": 1})
     stage = load_stage("train")
     train_lora = stage.train_lora
 

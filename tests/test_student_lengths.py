@@ -62,8 +62,8 @@ def test_the_student_trainer_hands_out_the_seeded_sampler(tmp_path):
     tokenizer = train_tokenizer(["go forward", "turn left"] * 20, 300)
     config = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, use_cpu=True, report_to=[],
                        train_sampling_strategy="group_by_length", max_length=256)
-    model = build_model(StudentParams(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=16,
-                                      vocab_size=300), tokenizer, seed=0)
+    model = build_model(StudentParams.defaults(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=16,
+                                               vocab_size=300), tokenizer, seed=0)
     for shuffle in (False, True):
         trainer = LengthGroupsSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                                          shuffle_length_groups=shuffle)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from teachable.core.params import load_params, parse_params
+from teachable.core.params import Params, load_params
 from teachable.training.student import StudentDirError, pin
 from tests.project_copy import load_stage
 
@@ -27,7 +27,7 @@ def test_the_committed_pin_is_intact_and_built_with_the_default_params():
 
 
 def test_a_pin_verifies_and_any_changed_or_missing_file_is_named(tiny_student_dir, tmp_path):
-    key = pin.build_key(parse_params({}))
+    key = pin.build_key(Params.defaults())
     record = pin.write_pin(tiny_student_dir, tmp_path / "pin", key)
     assert pin.verify(tmp_path / "pin")["files"] == record["files"]
     weights = tmp_path / "pin" / "model.safetensors"
@@ -42,23 +42,23 @@ def test_a_pin_verifies_and_any_changed_or_missing_file_is_named(tiny_student_di
 
 
 def test_the_build_key_ignores_where_the_student_runs_but_not_what_is_built():
-    base = pin.build_key(parse_params({}))
-    served = pin.build_key(parse_params({"student": {"device": "cpu", "score_batch_size": 8, "rebuild": True}}))
+    base = pin.build_key(Params.defaults())
+    served = pin.build_key(Params.defaults(student={"device": "cpu", "score_batch_size": 8, "rebuild": True}))
     assert pin.key_differences(base, served) == []
-    other = pin.build_key(parse_params({"student": {"hidden_size": 64}, "env": {"levels": ["GoToObj"]}}))
+    other = pin.build_key(Params.defaults(student={"hidden_size": 64}, env={"levels": ["GoToObj"]}))
     assert pin.key_differences(base, other) == ["env.levels", "student.hidden_size"]
 
 
 @pytest.fixture
 def stage_dir(tiny_student_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    pin.write_pin(tiny_student_dir, tmp_path / "models/pinned-student", pin.build_key(parse_params({})))
+    pin.write_pin(tiny_student_dir, tmp_path / "models/pinned-student", pin.build_key(Params.defaults()))
     return tmp_path
 
 
 def test_the_stage_copies_a_matching_pin_byte_for_byte(stage_dir):
     student = load_stage("student")
-    card = student.pinned_card(parse_params({}), stage_dir / "models/student")
+    card = student.pinned_card(Params.defaults(), stage_dir / "models/student")
     record = pin.read_pin(stage_dir / "models/pinned-student")
     assert card["pinned"]["files"] == record["files"]
     for name, digest in record["files"].items():
@@ -67,9 +67,9 @@ def test_the_stage_copies_a_matching_pin_byte_for_byte(stage_dir):
 
 def test_the_stage_builds_when_asked_or_when_the_pin_is_for_other_params(stage_dir, caplog):
     student = load_stage("student")
-    assert student.pinned_card(parse_params({"student": {"rebuild": True}}), stage_dir / "out") is None
+    assert student.pinned_card(Params.defaults(student={"rebuild": True}), stage_dir / "out") is None
     with caplog.at_level(logging.WARNING):
-        assert student.pinned_card(parse_params({"student": {"max_train_steps": 7}}), stage_dir / "out") is None
+        assert student.pinned_card(Params.defaults(student={"max_train_steps": 7}), stage_dir / "out") is None
     assert "student.max_train_steps" in caplog.text
     assert not (stage_dir / "out").exists()  # nothing copied
 
@@ -81,7 +81,7 @@ def test_the_pin_command_refuses_a_build_made_with_other_params(stage_dir, capsy
     (stage_dir / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     card_path = stage_dir / "models/student/card.json"
     card = {"held_out_success": 0.4}
-    card["build_key"] = pin.build_key(parse_params({"student": {"hidden_size": 64}}))
+    card["build_key"] = pin.build_key(Params.defaults(student={"hidden_size": 64}))
     card_path.write_text(json.dumps(card))
     assert main(["pin"]) == 2 and "student.hidden_size" in capsys.readouterr().err
     card["build_key"] = pin.build_key(load_params(stage_dir / "params.yaml"))

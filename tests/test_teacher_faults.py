@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from teachable.core.params import TeacherParams, parse_params
+from teachable.core.params import Params, TeacherParams
 from teachable.teacher import make_teacher
 from teachable.teacher.openai_teacher import BudgetExceeded, TeacherConfigError
 from tests.test_openai_teacher import KEY, FakeServer, answer, completion, env, server  # noqa: F401  (fixtures)
@@ -24,7 +24,7 @@ FAST = {"client_retries": 0, "timeout_s": 2}
 
 
 def teacher(base_url, **kw):
-    return make_teacher(TeacherParams(name="openai", base_url=base_url, **{**FAST, **kw}))
+    return make_teacher(TeacherParams.defaults(name="openai", base_url=base_url, **{**FAST, **kw}))
 
 
 def closed_port_url() -> str:
@@ -242,11 +242,11 @@ def test_run_bounds_do_not_decide_reuse_of_finished_labels():
     from tests.project_copy import load_stage
 
     label = load_stage("label")
-    base = parse_params({})
-    bounded = parse_params({"teacher": {"max_fallback_fraction": 0.5, "max_consecutive_failures": 7, "timeout_s": 5,
-                                        "max_calls": 10, "max_usd": 1, "client_retries": 0}})
+    base = Params.defaults()
+    bounded = Params.defaults(teacher={"max_fallback_fraction": 0.5, "max_consecutive_failures": 7, "timeout_s": 5,
+                                       "max_calls": 10, "max_usd": 1, "client_retries": 0})
     assert label.resume_key(bounded) == label.resume_key(base)
-    assert label.resume_key(parse_params({"teacher": {"retries": 0}})) != label.resume_key(base)  # changes answers
+    assert label.resume_key(Params.defaults(teacher={"retries": 0})) != label.resume_key(base)  # changes answers
 
 
 # --- the stage: one line, exit code 2, finished work kept, no key anywhere (5) ----------------------------------
@@ -266,9 +266,10 @@ def test_the_label_stage_stops_with_exit_2_and_keeps_finished_work(server, tmp_p
     caplog.set_level(logging.DEBUG)
     episodes = RolloutEngine(RecordingPolicy("turn left"), max_steps=6).run(
         [RolloutSpec(f"e{i}", "GoToLocal", i) for i in range(3)])
-    write_jsonl("data/snapshots.jsonl", failure_snapshots(episodes, SnapshotParams(max_snapshots=4), 2, seed=0))
-    params = parse_params({"env": {"levels": ["GoToLocal"], "max_steps": 6}, "label": {"chunk_size": 2},
-                           "teacher": {"name": "openai", "base_url": server.base_url, **FAST}})
+    snapshots = failure_snapshots(episodes, SnapshotParams.defaults(max_snapshots=4), 2, seed=0)
+    write_jsonl("data/snapshots.jsonl", snapshots)
+    params = Params.defaults(env={"levels": ["GoToLocal"], "max_steps": 6}, label={"chunk_size": 2},
+                             teacher={"name": "openai", "base_url": server.base_url, **FAST})
     Path("params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
 
     label = load_stage("label")

@@ -49,8 +49,8 @@ def test_lora_changes_adapters_not_base_and_raises_the_expert_action(tiny_studen
     before_base = {k: v.clone() for k, v in model.state_dict().items()}
     p_before = expert_prob(model, tokenizer, record)
     # A random tiny model has near-flat logits; adapters on the MLP too let 30 steps move them.
-    params = TrainParams(max_steps=30, learning_rate=0.03, batch_size=1,  # 0.1 overshoots on the Qwen3 student
-                         target_modules=["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"])
+    params = TrainParams.defaults(max_steps=30, learning_rate=0.03, batch_size=1,  # 0.1 overshoots on the Qwen3 student
+                                  target_modules=["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"])
     metrics = train_lora(str(tiny_student_dir), [record], params, tmp_path / "adapter", report=False,
                          checkpoint_dir=tmp_path / "ckpt")
     adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
@@ -69,7 +69,7 @@ def test_a_model_passed_in_comes_back_unchanged(tiny_student_dir, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tiny_student_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_student_dir)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    params = TrainParams(max_steps=3, batch_size=1)
+    params = TrainParams.defaults(max_steps=3, batch_size=1)
     train_lora("unused", [supervision_record(LABELED, "hint")], params, tmp_path / "a", report=False,
                model=model, tokenizer=tokenizer, checkpoint_dir=tmp_path / "ckpt")
     after = model.state_dict()
@@ -78,20 +78,21 @@ def test_a_model_passed_in_comes_back_unchanged(tiny_student_dir, tmp_path):
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_student_dir, tmp_path):
     record = supervision_record(LABELED, "contrast")
-    first = train_lora(str(tiny_student_dir), [record], TrainParams(max_steps=4, save_steps=2, batch_size=1),
-                       tmp_path / "run", report=False, checkpoint_dir=tmp_path / "ckpt")
+    four, six = (TrainParams.defaults(max_steps=n, save_steps=2, batch_size=1) for n in (4, 6))
+    first = train_lora(str(tiny_student_dir), [record], four, tmp_path / "run", report=False,
+                       checkpoint_dir=tmp_path / "ckpt")
     assert first["resumed_from"] is None
-    again = train_lora(str(tiny_student_dir), [record], TrainParams(max_steps=6, save_steps=2, batch_size=1),
-                       tmp_path / "run", report=False, checkpoint_dir=tmp_path / "ckpt")
+    again = train_lora(str(tiny_student_dir), [record], six, tmp_path / "run", report=False,
+                       checkpoint_dir=tmp_path / "ckpt")
     assert again["resumed_from"].endswith("checkpoint-4") and again["steps"] == 6
-    finished = train_lora(str(tiny_student_dir), [record], TrainParams(max_steps=6, save_steps=2, batch_size=1),
-                          tmp_path / "run", report=False, checkpoint_dir=tmp_path / "ckpt")
+    finished = train_lora(str(tiny_student_dir), [record], six, tmp_path / "run", report=False,
+                          checkpoint_dir=tmp_path / "ckpt")
     # resumed from its last checkpoint with no step left: the loss is the run's, not the empty resume's 0.0
     assert finished["resumed_from"].endswith("checkpoint-6") and finished["train_loss"] > 0
 
 
 def test_a_dpo_step_runs_on_contrast_pairs(tiny_student_dir, tmp_path):
-    params = TrainParams(method="dpo", max_steps=2, batch_size=1)
+    params = TrainParams.defaults(method="dpo", max_steps=2, batch_size=1)
     metrics = train_lora(str(tiny_student_dir), [preference_pair(LABELED)], params, tmp_path / "dpo", report=False,
                          checkpoint_dir=tmp_path / "ckpt")
     assert metrics["steps"] == 2 and np.isfinite(metrics["train_loss"])
@@ -105,6 +106,6 @@ def test_training_and_adapter_loading_raise_no_future_warning(tiny_student_dir, 
     record = supervision_record(LABELED, "demo")
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
-        train_lora(str(tiny_student_dir), [record], TrainParams(max_steps=1, batch_size=1), tmp_path / "adapter",
-                   report=False, checkpoint_dir=tmp_path / "ckpt")
+        train_lora(str(tiny_student_dir), [record], TrainParams.defaults(max_steps=1, batch_size=1),
+                   tmp_path / "adapter", report=False, checkpoint_dir=tmp_path / "ckpt")
         PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_student_dir), tmp_path / "adapter")

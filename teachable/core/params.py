@@ -1,19 +1,31 @@
 """Typed, validated parameters: one pydantic model per `params.yaml` section.
 
-Every stage loads the whole file through `load_params`, so an unknown key or an out-of-range value anywhere stops
-the stage before any work, with a message naming the key (e.g. `student.learning_rate`).
+One source of values: `params.yaml` holds every value, these models hold only the types, ranges and descriptions.
+No field has a default, so a key the file leaves out is an error that names it (`params.yaml: missing
+train.learning_rate`), never a value from the code that the file, DVC's params tracking and `dvc exp show` would not
+show. Why the file and not the models: DVC reads params from the file (`dvc.yaml` lists its keys, `dvc exp run -S`
+edits it), and users edit it; a second copy of each value in code had to be kept equal to it by a test.
+
+Every stage loads the whole file through `load_params`, so a missing key, an unknown key or an out-of-range value
+anywhere stops the stage before any work, with a message naming the key (e.g. `student.learning_rate`).
+
+Code that wants params.yaml's values with a few changed (tests, benchmarks) asks the section for them:
+`TrainParams.defaults(max_steps=3)`, `Params.defaults(env={"max_steps": 8})` (a dict merges into a nested
+section). They come from the checkout's own params.yaml (`REPO_PARAMS`, beside the `teachable` package), read
+whatever the working directory; outside a checkout there is none, and the error says to load a file instead.
 """
 
 from __future__ import annotations
 
-import logging
+import copy
+import functools
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-log = logging.getLogger(__name__)
+REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
 class ParamsError(ValueError):
@@ -24,30 +36,44 @@ class Section(BaseModel):
     # NaN and inf are refused (`.inf` once passed for train.num_train_epochs and failed late, issue 33)
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @classmethod
+    def defaults(cls, **overrides) -> Self:
+        """This section as the checkout's params.yaml sets it, with `overrides` on top (a dict value merges into
+        the nested section of that name); validated, so a bad override is a ParamsError naming its key."""
+        path = _section_paths().get(cls)
+        if path is None:
+            raise ParamsError(f"{cls.__name__} is no section of params.yaml: ask for the section that holds it")
+        for key in reversed(path):
+            overrides = {key: overrides}
+        params = parse_params(_merge(copy.deepcopy(_repo_values()), overrides), f"{REPO_PARAMS} + overrides")
+        for key in path:
+            params = getattr(params, key)
+        return params
+
 
 class EnvParams(Section):
-    name: Literal["babyai", "shop", "retail"] = "babyai"
-    levels: list[str] = Field(default_factory=lambda: ["GoToLocal", "PickupDist"], min_length=1,
+    name: Literal["babyai", "shop", "retail"]
+    levels: list[str] = Field(min_length=1,
                               description="BabyAI level names, or shop / retail task families; "
                                           "checked against the environment by `envs.configure_envs`")
-    max_steps: int = Field(32, ge=1, le=1000)
-    history_len: int = Field(2, ge=0, le=16, description="previous actions shown in the prompt")
+    max_steps: int = Field(ge=1, le=1000)
+    history_len: int = Field(ge=0, le=16, description="previous actions shown in the prompt")
 
 
 class ShopParams(Section):
     """The WebShop-style shop (env.name: shop): its catalogue, search index and open-action sampling."""
 
-    source: Literal["generated", "webshop"] = Field("generated", description="generated catalogue or WebShop files")
-    n_products: int = Field(1000, ge=1, le=10_000_000, description="generated catalogue size")
-    catalog_seed: int = Field(0, ge=0, description="generated catalogue seed")
-    webshop_items: str | None = Field(None, description="source webshop: WebShop's items_shuffle*.json")
-    webshop_instructions: str | None = Field(None, description="source webshop: items_human_ins.json (optional)")
-    n_query_samples: int = Field(4, ge=0, le=64, description="student-sampled queries scored on a search page")
-    reward: Literal["webshop", "simple"] = Field("webshop", description="WebShop's reward rules, or the earlier "
-                                                                        "exact-match rule (for old runs)")
+    source: Literal["generated", "webshop"] = Field(description="generated catalogue or WebShop files")
+    n_products: int = Field(ge=1, le=10_000_000, description="generated catalogue size")
+    catalog_seed: int = Field(ge=0, description="generated catalogue seed")
+    webshop_items: str | None = Field(description="source webshop: WebShop's items_shuffle*.json")
+    webshop_instructions: str | None = Field(description="source webshop: items_human_ins.json (optional)")
+    n_query_samples: int = Field(ge=0, le=64, description="student-sampled queries scored on a search page")
+    reward: Literal["webshop", "simple"] = Field(description="WebShop's reward rules, or the earlier "
+                                                             "exact-match rule (for old runs)")
     webshop_rules: Literal["master", "v2"] = Field(
-        "v2", description="with reward webshop: the WebShop branch whose option rules score a purchase (master: "
-                          "fuzzy sizes; v2: exact sizes, a goal value in the title counts)")
+        description="with reward webshop: the WebShop branch whose option rules score a purchase (master: "
+                    "fuzzy sizes; v2: exact sizes, a goal value in the title counts)")
 
     @model_validator(mode="after")
     def _webshop_needs_items(self) -> ShopParams:
@@ -60,18 +86,18 @@ class PaidModelParams(Section):
     """A model behind the OpenAI-compatible client (`teachable.core.openai_client`; OPENAI_API_KEY): which one,
     where, and its budget over all runs. The teacher and retail's LLM user each have one."""
 
-    model: str = "gpt-4o-mini"
-    base_url: str | None = Field(None, description="any OpenAI-compatible server; null = api.openai.com")
-    temperature: float = Field(0.0, ge=0, le=2)
-    max_tokens: int = Field(256, ge=16, le=4096)
-    client_retries: int = Field(2, ge=0, le=10, description="the openai client's own retries (429, 5xx)")
-    timeout_s: float = Field(60, gt=0)
-    max_calls: int = Field(5000, ge=0)
-    max_usd: float = Field(5.0, ge=0)
-    usd_per_mtok_in: float = Field(0.15, ge=0)
-    usd_per_mtok_out: float = Field(0.60, ge=0)
-    max_consecutive_failures: int = Field(3, ge=1, le=100, description="stop after this many calls in a row that "
-                                                                       "got no answer (timeouts, connection)")
+    model: str
+    base_url: str | None = Field(description="any OpenAI-compatible server; null = api.openai.com")
+    temperature: float = Field(ge=0, le=2)
+    max_tokens: int = Field(ge=16, le=4096)
+    client_retries: int = Field(ge=0, le=10, description="the openai client's own retries (429, 5xx)")
+    timeout_s: float = Field(gt=0)
+    max_calls: int = Field(ge=0)
+    max_usd: float = Field(ge=0)
+    usd_per_mtok_in: float = Field(ge=0)
+    usd_per_mtok_out: float = Field(ge=0)
+    max_consecutive_failures: int = Field(ge=1, le=100, description="stop after this many calls in a row that "
+                                                                    "got no answer (timeouts, connection)")
 
 
 class RetailUserLLMParams(PaidModelParams):
@@ -83,24 +109,24 @@ class RetailParams(Section):
     """The tau-bench-style customer-service domain (env.name: retail): its database, generated in-process from
     these numbers, or tau-bench's own retail data and tasks."""
 
-    source: Literal["generated", "taubench"] = Field("generated", description="generated database or tau-bench's")
-    n_users: int = Field(50, ge=2, le=100_000)
-    orders_per_user: int = Field(3, ge=1, le=50)
-    n_products: int = Field(20, ge=2, le=10_000)
-    db_seed: int = Field(0, ge=0, description="generated database seed")
-    taubench_dir: str | None = Field(None, description="source taubench: path to tau_bench/envs/retail")
-    task_split: Literal["train", "dev", "test"] = Field("test", description="source taubench: tau-bench's task "
-                                                                           "split (tasks_<split>.py)")
+    source: Literal["generated", "taubench"] = Field(description="generated database or tau-bench's")
+    n_users: int = Field(ge=2, le=100_000)
+    orders_per_user: int = Field(ge=1, le=50)
+    n_products: int = Field(ge=2, le=10_000)
+    db_seed: int = Field(ge=0, description="generated database seed")
+    taubench_dir: str | None = Field(description="source taubench: path to tau_bench/envs/retail")
+    task_split: Literal["train", "dev", "test"] = Field(description="source taubench: tau-bench's task "
+                                                                   "split (tasks_<split>.py)")
     parse_failure: Literal["count", "respond"] = Field(
-        "count", description="a generated reply no action parses from: a parse failure that wastes the step "
-                             "(count), or as in tau-bench a message to the user with its text (respond); recorded "
-                             "as a parse failure either way")
-    user: Literal["scripted", "llm"] = Field("scripted", description="who plays the customer: the offline scripted "
-                                                                     "user, or a model playing the task (user_llm)")
-    unplayable: Literal["keep", "drop"] = Field("keep", description="source taubench: tasks whose instruction the "
-                                                                    "scripted user cannot play (conditions, changes "
-                                                                    "of mind): keep them or drop them")
-    user_llm: RetailUserLLMParams = Field(default_factory=lambda: RetailUserLLMParams())
+        description="a generated reply no action parses from: a parse failure that wastes the step "
+                    "(count), or as in tau-bench a message to the user with its text (respond); recorded "
+                    "as a parse failure either way")
+    user: Literal["scripted", "llm"] = Field(description="who plays the customer: the offline scripted "
+                                                         "user, or a model playing the task (user_llm)")
+    unplayable: Literal["keep", "drop"] = Field(description="source taubench: tasks whose instruction the "
+                                                            "scripted user cannot play (conditions, changes "
+                                                            "of mind): keep them or drop them")
+    user_llm: RetailUserLLMParams
 
     @model_validator(mode="after")
     def _taubench_needs_dir(self) -> RetailParams:
@@ -112,10 +138,10 @@ class RetailParams(Section):
 class PatchRates(Section):
     """Share of behaviour-cloning examples that carry each kind of in-context patch."""
 
-    demo: float = Field(0.2, ge=0, le=1)
-    hint: float = Field(0.1, ge=0, le=1)
-    contrast: float = Field(0.05, ge=0, le=1)
-    placebo: float = Field(0.07, ge=0, le=1)
+    demo: float = Field(ge=0, le=1)
+    hint: float = Field(ge=0, le=1)
+    contrast: float = Field(ge=0, le=1)
+    placebo: float = Field(ge=0, le=1)
 
     @model_validator(mode="after")
     def _at_most_one(self) -> PatchRates:
@@ -125,45 +151,45 @@ class PatchRates(Section):
 
 
 class StudentParams(Section):
-    base_model: str | None = Field(None, description="HF path or id; null builds the offline student")
-    dir: str = "models/student"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    score_batch_size: int = Field(64, ge=1, le=4096, description="states per forward pass when scoring")
+    base_model: str | None = Field(description="HF path or id; null builds the offline student")
+    dir: str
+    device: Literal["auto", "cpu", "cuda"]
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]
+    score_batch_size: int = Field(ge=1, le=4096, description="states per forward pass when scoring")
     # Where the student runs for rollouts, labeling and evaluation: in-process, or an inference server serving
     # base_model (whose local copy still gives the tokenizer and the weights LoRA training starts from)
-    backend: Literal["hf", "sglang", "vllm"] = "hf"
-    url: str | None = Field(None, description="the server's base URL, e.g. http://127.0.0.1:30000 (sglang/vllm)")
-    max_concurrency: int = Field(64, ge=1, le=4096, description="requests in flight to the server")
-    request_timeout_s: float = Field(300.0, gt=0, description="per request; a slower answer is retried")
-    max_retries: int = Field(3, ge=0, le=20, description="retries of a failed request, with exponential backoff")
+    backend: Literal["hf", "sglang", "vllm"]
+    url: str | None = Field(description="the server's base URL, e.g. http://127.0.0.1:30000 (sglang/vllm)")
+    max_concurrency: int = Field(ge=1, le=4096, description="requests in flight to the server")
+    request_timeout_s: float = Field(gt=0, description="per request; a slower answer is retried")
+    max_retries: int = Field(ge=0, le=20, description="retries of a failed request, with exponential backoff")
     # Offline student: a pinned build (committed to git, checked by SHA-256) is used when its params match these
-    pinned: str | None = Field("models/pinned-student", description="the pinned offline student (null: build)")
-    rebuild: bool = Field(False, description="build the offline student even where a matching pin exists")
+    pinned: str | None = Field(description="the pinned offline student (null: build)")
+    rebuild: bool = Field(description="build the offline student even where a matching pin exists")
     # Offline student: data
-    n_train_tasks: int = Field(700, ge=1, description="expert demonstrations per level")
-    noise: float = Field(0.2, ge=0, lt=1, description="share of off-expert (DAgger-style) actions in the demos")
-    patch_rates: PatchRates = Field(default_factory=PatchRates)
+    n_train_tasks: int = Field(ge=1, description="expert demonstrations per level")
+    noise: float = Field(ge=0, lt=1, description="share of off-expert (DAgger-style) actions in the demos")
+    patch_rates: PatchRates
     # Offline student: model (a Qwen3 decoder built from a config)
-    vocab_size: int = Field(1024, ge=300, le=65536)
-    hidden_size: int = Field(128, ge=16)
-    num_layers: int = Field(4, ge=1)
-    num_heads: int = Field(4, ge=1)
-    intermediate_size: int = Field(384, ge=16)
-    max_length: int = Field(1024, ge=128, le=32768, description="context length in tokens (retail: 1536)")
-    group_by_length: bool = Field(False, description="batches of examples of similar length: less padding, for "
-                                                     "long, uneven prompts (retail)")
-    shuffle_length_groups: bool = Field(False, description="with group_by_length: the length-grouped batches in "
-                                                           "random order, not longest to shortest in runs of 50")
+    vocab_size: int = Field(ge=300, le=65536)
+    hidden_size: int = Field(ge=16)
+    num_layers: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+    intermediate_size: int = Field(ge=16)
+    max_length: int = Field(ge=128, le=32768, description="context length in tokens (retail: 1536)")
+    group_by_length: bool = Field(description="batches of examples of similar length: less padding, for "
+                                              "long, uneven prompts (retail)")
+    shuffle_length_groups: bool = Field(description="with group_by_length: the length-grouped batches in "
+                                                    "random order, not longest to shortest in runs of 50")
     # Offline student: training, stopped once held-out success reaches target_success
-    learning_rate: float = Field(2e-3, gt=0, le=1)
-    batch_size: int = Field(64, ge=1)
-    max_train_steps: int = Field(300, ge=1)
-    eval_every: int = Field(50, ge=1)
-    n_eval_tasks: int = Field(64, ge=1)
-    eval_temperature: float = Field(1.0, ge=0, le=10)
-    target_success: float = Field(0.4, ge=0, le=1, description="stop training at this held-out success")
-    success_band: tuple[float, float] = (0.25, 0.75)
+    learning_rate: float = Field(gt=0, le=1)
+    batch_size: int = Field(ge=1)
+    max_train_steps: int = Field(ge=1)
+    eval_every: int = Field(ge=1)
+    n_eval_tasks: int = Field(ge=1)
+    eval_temperature: float = Field(ge=0, le=10)
+    target_success: float = Field(ge=0, le=1, description="stop training at this held-out success")
+    success_band: tuple[float, float]
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> StudentParams:
@@ -182,28 +208,28 @@ class StudentParams(Section):
 
 
 class RolloutParams(Section):
-    n_tasks: int = Field(200, ge=1)
-    temperature: float = Field(1.0, ge=0, le=10, description="0 = greedy")
-    batch_size: int = Field(64, ge=1, le=4096, description="concurrent episodes")
-    action_mode: Literal["score", "generate"] = "score"
+    n_tasks: int = Field(ge=1)
+    temperature: float = Field(ge=0, le=10, description="0 = greedy")
+    batch_size: int = Field(ge=1, le=4096, description="concurrent episodes")
+    action_mode: Literal["score", "generate"]
 
 
 class SnapshotParams(Section):
-    max_snapshots: int = Field(150, ge=1)
-    steps: Literal["all", "last_k"] = Field("all", description="which steps of a failed episode qualify")
-    last_k: int = Field(8, ge=1, description="with steps=last_k, the last k steps before the failure")
-    min_step: int = Field(1, ge=0, description="skip the first steps (nothing has gone wrong yet)")
-    expert_tasks: int = Field(20, ge=0, description="experiment B: expert trajectories to sample states from")
-    expert_sample_rate: float = Field(0.1, ge=0, le=1)
-    retention_max: int = Field(100, ge=0, description="tasks the base student solves, kept for phase 3")
+    max_snapshots: int = Field(ge=1)
+    steps: Literal["all", "last_k"] = Field(description="which steps of a failed episode qualify")
+    last_k: int = Field(ge=1, description="with steps=last_k, the last k steps before the failure")
+    min_step: int = Field(ge=0, description="skip the first steps (nothing has gone wrong yet)")
+    expert_tasks: int = Field(ge=0, description="experiment B: expert trajectories to sample states from")
+    expert_sample_rate: float = Field(ge=0, le=1)
+    retention_max: int = Field(ge=0, description="tasks the base student solves, kept for phase 3")
 
 
 class TeacherParams(PaidModelParams):
-    name: Literal["oracle", "openai"] = "oracle"
-    retries: int = Field(2, ge=0, le=10, description="re-asks after an unusable answer")
-    on_invalid: Literal["oracle", "drop"] = Field("oracle", description="an unusable answer: oracle advice, or drop")
-    max_fallback_fraction: float = Field(0.2, ge=0, le=1, description="stop the stage once more than this share "
-                                                                    "of the answers so far were unusable")
+    name: Literal["oracle", "openai"]
+    retries: int = Field(ge=0, le=10, description="re-asks after an unusable answer")
+    on_invalid: Literal["oracle", "drop"] = Field(description="an unusable answer: oracle advice, or drop")
+    max_fallback_fraction: float = Field(ge=0, le=1, description="stop the stage once more than this share "
+                                                               "of the answers so far were unusable")
 
 
 class LabelParams(Section):
@@ -213,29 +239,29 @@ class LabelParams(Section):
     `stopping: posterior` the leverage arms stop instead once the posterior probability of the wrong side is below
     `posterior_error` (`teachable.labeling.posterior`); the CPT arms get `cpt_rollouts` under either rule."""
 
-    round_size: int = Field(8, ge=2, description="rollouts per arm added in a round (even)")
-    max_rollouts: int = Field(16, ge=2, description="the cap per leverage arm (student, forced)")
-    cpt_rollouts: int = Field(8, ge=2, description="rollouts per CPT arm (placebo, demo, contrast, hint), even, "
-                                                   "taken in the first rounds")
-    alpha: float = Field(0.05, gt=0, lt=1, description="chance of a wrong leverage side over all looks")
+    round_size: int = Field(ge=2, description="rollouts per arm added in a round (even)")
+    max_rollouts: int = Field(ge=2, description="the cap per leverage arm (student, forced)")
+    cpt_rollouts: int = Field(ge=2, description="rollouts per CPT arm (placebo, demo, contrast, hint), even, "
+                                                "taken in the first rounds")
+    alpha: float = Field(gt=0, lt=1, description="chance of a wrong leverage side over all looks")
     stopping: Literal["interval", "posterior"] = Field(
-        "interval", description="when the leverage arms stop: interval (the decision interval clears the threshold) "
-                                "| posterior (the empirical-Bayes posterior is sure of the side; rounds of 4 suit it)")
-    posterior_error: float = Field(0.2, gt=0, lt=0.5, description="posterior rule: stop once the posterior "
-                                                                     "probability of the wrong side is below this")
+        description="when the leverage arms stop: interval (the decision interval clears the threshold) "
+                    "| posterior (the empirical-Bayes posterior is sure of the side; rounds of 4 suit it)")
+    posterior_error: float = Field(gt=0, lt=0.5, description="posterior rule: stop once the posterior "
+                                                                "probability of the wrong side is below this")
     posterior_prior: Literal["split", "dirichlet"] = Field(
-        "split", description="posterior rule's prior beside the point mass at no effect: split (discordance and "
-                             "direction Betas, concentrations capped) | dirichlet (the earlier single Dirichlet)")
-    target_width: float | None = Field(None, gt=0, le=2, description="also go on while L_local's 95% interval is "
-                                                                     "wider than this (null: decide sides only)")
-    horizon: int | None = Field(16, ge=1, description="steps a rollout gets from the snapshot (null: the episode's "
-                                                      "remaining steps, which confounds leverage with time left)")
-    temperature: float = Field(1.0, ge=0, le=10)
-    chunk_size: int = Field(16, ge=1, description="snapshots whose rollouts are batched together")
-    batch_size: int = Field(64, ge=1, le=4096, description="concurrent episodes")
-    skip_leverage: bool = False
-    skip_cpt: bool = False
-    max_snapshots: int | None = Field(None, ge=1, description="label only the first N snapshots")
+        description="posterior rule's prior beside the point mass at no effect: split (discordance and "
+                    "direction Betas, concentrations capped) | dirichlet (the earlier single Dirichlet)")
+    target_width: float | None = Field(gt=0, le=2, description="also go on while L_local's 95% interval is "
+                                                               "wider than this (null: decide sides only)")
+    horizon: int | None = Field(ge=1, description="steps a rollout gets from the snapshot (null: the episode's "
+                                                  "remaining steps, which confounds leverage with time left)")
+    temperature: float = Field(ge=0, le=10)
+    chunk_size: int = Field(ge=1, description="snapshots whose rollouts are batched together")
+    batch_size: int = Field(ge=1, le=4096, description="concurrent episodes")
+    skip_leverage: bool
+    skip_cpt: bool
+    max_snapshots: int | None = Field(ge=1, description="label only the first N snapshots")
 
     @model_validator(mode="after")
     def _rounds_fit(self) -> LabelParams:
@@ -250,44 +276,41 @@ class QuadrantParams(Section):
     """U is exact (the student's distribution), so its threshold is a quantile of U; L_local is a noisy estimate, so
     its threshold is fixed in advance and each snapshot's side is decided by its interval during labeling."""
 
-    U_quantile: float = Field(0.5, gt=0, lt=1, description="the U threshold: this quantile of U (ties go low)")
-    U_threshold: float | None = Field(None, ge=0, description="a fixed U threshold instead of the quantile")
-    L_threshold: float = Field(0.1, ge=-1, lt=1, description="high leverage: L_local above this")
+    U_quantile: float = Field(gt=0, lt=1, description="the U threshold: this quantile of U (ties go low)")
+    U_threshold: float | None = Field(ge=0, description="a fixed U threshold instead of the quantile")
+    L_threshold: float = Field(ge=-1, lt=1, description="high leverage: L_local above this")
     undetermined: Literal["exclude", "point"] = Field(
-        "point", description="snapshots whose L side stayed undetermined: left out of the quadrants, or placed by "
-                               "their point estimate")
-    min_per_quadrant: int = Field(10, ge=0)
+        description="snapshots whose L side stayed undetermined: left out of the quadrants, or placed by "
+                      "their point estimate")
+    min_per_quadrant: int = Field(ge=0)
 
 
 class TrainParams(Section):
     """LoRA fine-tuning through TRL (the matrix, the micro-runs and the selection runs share it)."""
 
-    method: Literal["sft", "dpo"] = "sft"
-    lora_r: int = Field(8, ge=1, le=1024)
-    lora_alpha: int = Field(16, ge=1)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-                                      min_length=1)
-    learning_rate: float = Field(1e-2, gt=0, le=1)
-    num_train_epochs: float = Field(3.0, gt=0)
-    max_steps: int = Field(30, ge=-1, description="> 0 overrides num_train_epochs (-1: epochs)")
-    batch_size: int = Field(8, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    save_steps: int = Field(50, ge=1, description="checkpoint interval, for resuming a killed run")
-    dpo_beta: float = Field(0.1, gt=0)
-    quadrants: list[Literal["Q1", "Q2", "Q3", "Q4"]] = Field(default_factory=lambda: ["Q1", "Q2", "Q3", "Q4"],
-                                                            min_length=1)
-    formats: list[Literal["demo", "hint", "contrast"]] = Field(default_factory=lambda: ["demo", "hint", "contrast"],
-                                                               min_length=1)
-    baselines: list[Literal["random", "all"]] = Field(default_factory=lambda: ["random", "all"])
-    min_records: int = Field(20, ge=0, description="cells with fewer records are trained and flagged small")
+    method: Literal["sft", "dpo"]
+    lora_r: int = Field(ge=1, le=1024)
+    lora_alpha: int = Field(ge=1)
+    lora_dropout: float = Field(ge=0, lt=1)
+    target_modules: list[str] = Field(min_length=1)
+    learning_rate: float = Field(gt=0, le=1)
+    num_train_epochs: float = Field(gt=0)
+    max_steps: int = Field(ge=-1, description="> 0 overrides num_train_epochs (-1: epochs)")
+    batch_size: int = Field(ge=1)
+    gradient_accumulation_steps: int = Field(ge=1)
+    save_steps: int = Field(ge=1, description="checkpoint interval, for resuming a killed run")
+    dpo_beta: float = Field(gt=0)
+    quadrants: list[Literal["Q1", "Q2", "Q3", "Q4"]] = Field(min_length=1)
+    formats: list[Literal["demo", "hint", "contrast"]] = Field(min_length=1)
+    baselines: list[Literal["random", "all"]]
+    min_records: int = Field(ge=0, description="cells with fewer records are trained and flagged small")
     records_per_cell: int | Literal["min"] | None = Field(
-        "min", description="size-matched cells: every quadrant x format cell and the random baseline subsampled to "
-                           "this many records (min: the smallest non-empty quadrant's count; null: no matching)")
-    n_seeds: int = Field(3, ge=1, le=32, description="training seeds per cell (each its own subsample and init); "
-                                                     "the end-to-end gate tests on seeds [S//2, S): needs >= 3")
-    launcher: str = Field("python", description="how dvc.yaml starts a training stage: python, or accelerate "
-                                                "launch --config_file teachable/training/accelerate/<ddp|fsdp>.yaml")
+        description="size-matched cells: every quadrant x format cell and the random baseline subsampled to "
+                    "this many records (min: the smallest non-empty quadrant's count; null: no matching)")
+    n_seeds: int = Field(ge=1, le=32, description="training seeds per cell (each its own subsample and init); "
+                                                  "the end-to-end gate tests on seeds [S//2, S): needs >= 3")
+    launcher: str = Field(description="how dvc.yaml starts a training stage: python, or accelerate "
+                                      "launch --config_file teachable/training/accelerate/<ddp|fsdp>.yaml")
 
     @field_validator("launcher")
     @classmethod
@@ -308,19 +331,19 @@ class MicroTrainParams(Section):
     """Phase 1B: a LoRA micro-run per sampled snapshot, its real gain against the CPT's prediction, re-measured on
     the pre-registered `format` (its patch minus placebo) on a seed stream of its own."""
 
-    n_per_quadrant: int = Field(60, ge=1, description="snapshots sampled per quadrant (all when fewer)")
+    n_per_quadrant: int = Field(ge=1, description="snapshots sampled per quadrant (all when fewer)")
     format: Literal["demo", "hint", "contrast"] = Field(
-        "demo", description="the pre-registered supervision: the CPT arm re-measured and the micro-run's record")
-    n_steps: int = Field(10, ge=1)
-    learning_rate: float = Field(0.002, gt=0, le=1)
-    n_cpt_rollouts: int = Field(32, ge=2, description="rollouts of the format's patch and of the placebo, paired "
-                                                      "by seed (a stream of their own)")
-    n_validation_rollouts: int = Field(32, ge=2, description="from the snapshot with and without the adapter, on "
-                                                             "the same seeds (a stream of their own)")
-    batch_size: int = Field(256, ge=1, le=4096, description="episodes stepped together")
-    alpha: float = Field(0.05, gt=0, lt=1, description="one-sided level of the CPT validity and Q1 > Q2 tests")
-    target_rho: float = Field(0.3, gt=0, lt=1, description="the correlation the CPT validity gate asks for")
-    strict_gates: bool = Field(False, description="exit 1 when a gate fails (the seeds' exit-code contract)")
+        description="the pre-registered supervision: the CPT arm re-measured and the micro-run's record")
+    n_steps: int = Field(ge=1)
+    learning_rate: float = Field(gt=0, le=1)
+    n_cpt_rollouts: int = Field(ge=2, description="rollouts of the format's patch and of the placebo, paired "
+                                                  "by seed (a stream of their own)")
+    n_validation_rollouts: int = Field(ge=2, description="from the snapshot with and without the adapter, on "
+                                                         "the same seeds (a stream of their own)")
+    batch_size: int = Field(ge=1, le=4096, description="episodes stepped together")
+    alpha: float = Field(gt=0, lt=1, description="one-sided level of the CPT validity and Q1 > Q2 tests")
+    target_rho: float = Field(gt=0, lt=1, description="the correlation the CPT validity gate asks for")
+    strict_gates: bool = Field(description="exit 1 when a gate fails (the seeds' exit-code contract)")
 
     @field_validator("n_validation_rollouts", "n_cpt_rollouts")
     @classmethod
@@ -334,68 +357,67 @@ class EvaluateParams(Section):
     """Phase 3. Held-out snapshots are those whose task seed falls in `holdout_fraction` (see `tasks.is_heldout`):
     training (matrix, recovery, selection) never sees them."""
 
-    holdout_fraction: float = Field(0.3, gt=0, lt=1, description="share of snapshot tasks held out for evaluation")
-    n_tasks: int = Field(100, ge=1, description="held-out tasks per model (end-to-end success)")
-    n_snapshots_per_quadrant: int = Field(20, ge=1, description="held-out snapshots per quadrant")
-    n_rollouts: int = Field(1, ge=1, le=64, description="rollouts per item on every panel (same seeds for every "
-                                                       "model); > 1 only makes sense with temperature > 0")
-    retention_max: int = Field(50, ge=1, description="retention-panel tasks evaluated per model")
-    n_learning_snapshots: int = Field(16, ge=0, description="learning panel: per trained adapter, up to this many "
-                                                            "of its own training snapshots (0: no panel)")
-    n_learning_rollouts: int = Field(4, ge=1, le=64, description="learning panel: rollouts per snapshot")
-    temperature: float = Field(1.0, ge=0, le=10, description="the labeling's temperature; 0 = greedy (the seeds)")
-    batch_size: int = Field(64, ge=1, le=4096)
+    holdout_fraction: float = Field(gt=0, lt=1, description="share of snapshot tasks held out for evaluation")
+    n_tasks: int = Field(ge=1, description="held-out tasks per model (end-to-end success)")
+    n_snapshots_per_quadrant: int = Field(ge=1, description="held-out snapshots per quadrant")
+    n_rollouts: int = Field(ge=1, le=64, description="rollouts per item on every panel (same seeds for every "
+                                                    "model); > 1 only makes sense with temperature > 0")
+    retention_max: int = Field(ge=1, description="retention-panel tasks evaluated per model")
+    n_learning_snapshots: int = Field(ge=0, description="learning panel: per trained adapter, up to this many "
+                                                        "of its own training snapshots (0: no panel)")
+    n_learning_rollouts: int = Field(ge=1, le=64, description="learning panel: rollouts per snapshot")
+    temperature: float = Field(ge=0, le=10, description="the labeling's temperature; 0 = greedy (the seeds)")
+    batch_size: int = Field(ge=1, le=4096)
 
 
 class PredictorTargets(Section):
     """The seeds' thresholds for the phase 4 gates."""
 
-    r2_U: float = Field(0.6, ge=-1, le=1)
-    r2_L: float = Field(0.5, ge=-1, le=1)
-    accuracy: float = Field(0.7, ge=0, le=1)
+    r2_U: float = Field(ge=-1, le=1)
+    r2_L: float = Field(ge=-1, le=1)
+    accuracy: float = Field(ge=0, le=1)
 
 
 class PredictorParams(Section):
     """Phase 4: predict teachability from cheap observables (no rollouts)."""
 
-    embedder: Literal["hashing", "sentence-transformers"] = "hashing"
-    embedding_dim: int = Field(256, ge=8, le=65536)
-    sentence_model: str | None = Field(None, description="local sentence-transformers path (no hub downloads)")
-    model: Literal["forest", "linear"] = Field("forest", description="random forests, or scaled ridge / logistic")
-    n_folds: int = Field(5, ge=2, description="cross-validation folds, grouped by task")
-    alpha: float = Field(1.0, gt=0, description="model linear: ridge / logistic regularisation strength")
-    ks: list[PositiveInt] = Field(default_factory=lambda: [5, 10, 20, 50], min_length=1,
+    embedder: Literal["hashing", "sentence-transformers"]
+    embedding_dim: int = Field(ge=8, le=65536)
+    sentence_model: str | None = Field(description="local sentence-transformers path (no hub downloads)")
+    model: Literal["forest", "linear"] = Field(description="random forests, or scaled ridge / logistic")
+    n_folds: int = Field(ge=2, description="cross-validation folds, grouped by task")
+    alpha: float = Field(gt=0, description="model linear: ridge / logistic regularisation strength")
+    ks: list[PositiveInt] = Field(min_length=1,
                                   description="K for P@K, NDCG@K")
-    targets: PredictorTargets = Field(default_factory=lambda: PredictorTargets(), description="the seeds' thresholds")
+    targets: PredictorTargets = Field(description="the seeds' thresholds")
 
 
 class SelectParams(Section):
     """Phase 5 (H7): choose `budget` training snapshots by each method, train each with the `train` recipe."""
 
-    budget: int = Field(40, ge=1, description="K snapshots per method")
-    methods: list[Literal["random", "entropy", "predictor", "oracle"]] = Field(
-        default_factory=lambda: ["random", "entropy", "predictor", "oracle"], min_length=1)
-    format: Literal["demo", "hint", "contrast"] = "demo"
+    budget: int = Field(ge=1, description="K snapshots per method")
+    methods: list[Literal["random", "entropy", "predictor", "oracle"]] = Field(min_length=1)
+    format: Literal["demo", "hint", "contrast"]
 
 
 class GateParams(Section):
     """The pre-specified tests of phases 3-5: their level and the smallest effects worth having."""
 
-    alpha: float = Field(0.05, gt=0, lt=0.5, description="level of every phase 3-5 gate (one-sided)")
-    min_effect: float = Field(0.05, gt=0, lt=1, description="smallest success-rate difference worth having: a gain "
-                                                           "gate fails when its interval rules this out")
-    retention_margin: float = Field(0.03, gt=0, lt=1, description="non-inferiority margin for retention (the "
-                                                                 "seeds' -3%)")
-    n_resamples: int = Field(4999, ge=99, le=100_000, description="permutations / bootstrap draws per test")
+    alpha: float = Field(gt=0, lt=0.5, description="level of every phase 3-5 gate (one-sided)")
+    min_effect: float = Field(gt=0, lt=1, description="smallest success-rate difference worth having: a gain "
+                                                     "gate fails when its interval rules this out")
+    retention_margin: float = Field(gt=0, lt=1, description="non-inferiority margin for retention (the "
+                                                           "seeds' -3%)")
+    n_resamples: int = Field(ge=99, le=100_000, description="permutations / bootstrap draws per test")
 
 
 class Params(Section):
-    seed: int = Field(0, ge=0)
-    gpus: str | None = Field(None, pattern=r"^\d+(,\d+)*$",
+    seed: int = Field(ge=0)
+    gpus: str | None = Field(pattern=r"^\d+(,\d+)*$",
                              description="CUDA_VISIBLE_DEVICES for every stage, e.g. 0 or 0,1: pins a queued "
                                          "experiment to its GPUs (null: the environment's)")
 
-    threads: int | None = Field(None, ge=1, le=1024,
+    threads: int | None = Field(ge=1, le=1024,
                                 description="torch's CPU threads in every stage (null: OMP_NUM_THREADS if set, else "
                                             "one per core); on a shared CPU 1 is often faster")
 
@@ -403,56 +425,89 @@ class Params(Section):
     @classmethod
     def _gpu_list(cls, value):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    env: EnvParams = Field(default_factory=EnvParams)
-    shop: ShopParams = Field(default_factory=ShopParams)
-    retail: RetailParams = Field(default_factory=RetailParams)
-    student: StudentParams = Field(default_factory=StudentParams)
-    rollouts: RolloutParams = Field(default_factory=RolloutParams)
-    snapshots: SnapshotParams = Field(default_factory=SnapshotParams)
-    teacher: TeacherParams = Field(default_factory=TeacherParams)
-    label: LabelParams = Field(default_factory=LabelParams)
-    quadrants: QuadrantParams = Field(default_factory=QuadrantParams)
-    train: TrainParams = Field(default_factory=TrainParams)
-    micro_train: MicroTrainParams = Field(default_factory=MicroTrainParams)
-    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
-    predictor: PredictorParams = Field(default_factory=PredictorParams)
-    select: SelectParams = Field(default_factory=SelectParams)
-    gates: GateParams = Field(default_factory=GateParams)
+    env: EnvParams
+    shop: ShopParams
+    retail: RetailParams
+    student: StudentParams
+    rollouts: RolloutParams
+    snapshots: SnapshotParams
+    teacher: TeacherParams
+    label: LabelParams
+    quadrants: QuadrantParams
+    train: TrainParams
+    micro_train: MicroTrainParams
+    evaluate: EvaluateParams
+    predictor: PredictorParams
+    select: SelectParams
+    gates: GateParams
 
 
 def _describe(error: ValidationError, source: str) -> str:
-    lines = [f"invalid parameters in {source}:"]
+    """One line naming every missing key where that is all that is wrong; else a line per bad key."""
+    missing = [".".join(map(str, err["loc"])) for err in error.errors() if err["type"] == "missing"]
+    if missing and len(missing) == error.error_count():
+        return f"{source}: missing {', '.join(missing)} (every key must be set: see the repository's params.yaml)"
+    lines = [f"invalid parameters in {source}:"] + ([f"  missing {', '.join(missing)}"] if missing else [])
     for err in error.errors():
         key = ".".join(str(part) for part in err["loc"])
         if err["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key")
-        else:
+        elif err["type"] != "missing":
             lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
 
 
 def parse_params(raw: dict, source: str = "params") -> Params:
+    """A whole params dict, validated: every key of every section must be there."""
     try:
         return Params.model_validate(raw or {})
     except ValidationError as error:
         raise ParamsError(_describe(error, source)) from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """The params file, validated. A section the file leaves out takes the defaults above (which are params.yaml's
-    own values, a test keeps them so) and is named in a warning, so a run never silently differs from its file."""
+def _read_yaml(path: str | Path) -> dict:
+    """A params file's raw values; a syntax error is one line naming where, not a traceback."""
     path = Path(path)
     with path.open() as fh:
         try:
-            raw = yaml.safe_load(fh)
-        except yaml.YAMLError as err:  # one line naming where, not a traceback (a stage script run directly)
+            return yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise ParamsError(f"{path} is not valid YAML{at} ({getattr(err, 'problem', None) or err}): fix its "
                               "syntax") from None
-    missing = [name for name, field in Params.model_fields.items()
-               if issubclass(type(field.default_factory()) if field.default_factory else type(None), Section)
-               and name not in (raw or {})]
-    if missing:
-        log.warning("%s has no section %s: using the defaults", path, ", ".join(missing))
-    return parse_params(raw, str(path))
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """The params file, validated: a missing key, an unknown key or a bad value is a ParamsError naming it."""
+    return parse_params(_read_yaml(path), str(path))
+
+
+@functools.cache
+def _repo_values() -> dict:
+    if not REPO_PARAMS.is_file():
+        raise ParamsError(f"no params.yaml at {REPO_PARAMS}: a section's defaults() are the values of the "
+                          "params.yaml in a teachable-moments checkout; outside one, load_params(your params.yaml)")
+    return _read_yaml(REPO_PARAMS)
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        base[key] = _merge(base[key], value) if nested else value
+    return base
+
+
+@functools.cache
+def _section_paths() -> dict[type, tuple[str, ...]]:
+    """Each section model and where params.yaml holds it: {TrainParams: ("train",), PatchRates: ("student",
+    "patch_rates"), Params: ()}."""
+    paths, todo = {}, [(Params, ())]
+    while todo:
+        model, path = todo.pop()
+        if model in paths:  # one class in two places: defaults() could not tell which
+            raise TypeError(f"{model.__name__} is both {'.'.join(paths[model])} and {'.'.join(path)}")
+        paths[model] = path
+        todo += [(field.annotation, path + (name,)) for name, field in model.model_fields.items()
+                 if isinstance(field.annotation, type) and issubclass(field.annotation, Section)]
+    return paths

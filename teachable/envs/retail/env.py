@@ -687,8 +687,9 @@ def configure_retail(n_users: int | None = None, orders_per_user: int | None = N
         if user not in ("scripted", "llm"):
             raise ValueError(f"retail.user must be scripted or llm, not {user!r}")
         if user == "llm":  # the key and the server checked now, before any work
-            from teachable.core.params import RetailUserLLMParams
             from teachable.envs.retail.llm_user import LLMUserClient
 
-            RetailEnv.user_client = LLMUserClient(user_llm or RetailUserLLMParams())
+            if user_llm is None:
+                raise ValueError("retail.user llm needs user_llm (the section retail.user_llm of params.yaml)")
+            RetailEnv.user_client = LLMUserClient(user_llm)
         RetailEnv.user_mode = user

@@ -38,12 +38,12 @@ def predictor_gates(cv: CrossValidation, groups: list[str], params: PredictorPar
 
 
 def assess(records: list[dict], params: PredictorParams, seed: int,
-           gate_params: GateParams | None = None) -> tuple[dict, list[dict], CrossValidation]:
+           gate_params: GateParams) -> tuple[dict, list[dict], CrossValidation]:
     """(training_result, ranking curve rows, the cross-validation) for `records` (already the training split)."""
     spec = make_spec(records, params.embedder, params.embedding_dim, params.sentence_model)
     cv = cross_validate(records, spec, params.n_folds, seed, kind=params.model, alpha=params.alpha)
     rows = ranking_curves(cv.truth["ELP_net"], cv.predictions["ELP_net"], cv.truth["U"], params.ks, seed)
-    gates = predictor_gates(cv, [r["task_id"] for r in records], params, gate_params or GateParams(), seed)
+    gates = predictor_gates(cv, [r["task_id"] for r in records], params, gate_params, seed)
     ranking = {}
     for row in rows:
         if row["method"] != "oracle":
