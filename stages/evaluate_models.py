@@ -29,7 +29,7 @@ from teachable.evaluation.panels import ROWS_VERSION, evaluate_models, evaluatio
 from teachable.evaluation.tables import headline, phase3_gates, tables
 from teachable.core.records import read_jsonl, write_json
 from teachable.training.matrix import phase2_cells
-from teachable.training.student import load_student
+from teachable.policy.student import load_student
 from teachable.core.tracking import log_to_run, stage_run
 
 SNAPSHOTS, RETENTION, REPORTS = "data/quadrant_snapshots.jsonl", "data/retention_panel.jsonl", Path("reports/phase3")

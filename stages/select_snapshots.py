@@ -26,7 +26,7 @@ from teachable.core.tracking import log_to_run, stage_run
 from teachable.evaluation.panels import evaluate_models, evaluation_plan
 from teachable.evaluation.selection import check_budget, select
 from teachable.evaluation.selection_runs import read_predictions, summarise, train_method
-from teachable.training.student import load_student
+from teachable.policy.student import load_student
 
 SNAPSHOTS, RETENTION = "data/quadrant_snapshots.jsonl", "data/retention_panel.jsonl"
 PREDICTIONS, PHASE3_EPISODES = "reports/phase4/oof_predictions.csv", "reports/phase3/episodes.csv"

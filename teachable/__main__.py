@@ -52,7 +52,8 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def run_pin(args: argparse.Namespace) -> int:
     from teachable.core.params import load_params
-    from teachable.training.student import StudentDirError, pin
+    from teachable.policy.student import StudentDirError
+    from teachable.training.student import pin
 
     try:
         params = load_params(args.params)

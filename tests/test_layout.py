@@ -16,7 +16,7 @@ BELOW = {  # part -> the parts it may import (besides itself)
     "training": {"core", "envs", "policy", "teacher", "rollout", "labeling", "gates"},
     "evaluation": {"core", "envs", "policy", "teacher", "rollout", "labeling", "gates", "training"},
     "report": {"core", "labeling", "gates", "training", "evaluation"},
-    "__main__": {"core", "report", "training"},  # commands: plan, show (report), pin (the student)
+    "__main__": {"core", "policy", "report", "training"},  # commands: plan, show (report), pin (the student)
 }
 
 

@@ -16,7 +16,7 @@ import yaml
 from teachable import stage
 from teachable.core.params import TrainParams, parse_params
 from teachable.core.records import InputError, read_jsonl, write_jsonl
-from teachable.training.student import load_student, student_path
+from teachable.policy.student import load_student, student_path
 from tests.project_copy import load_stage
 from tests.test_training import LABELED
 
@@ -51,7 +51,7 @@ def student_copy(tiny_student_dir, tmp_path):
 
 
 def test_an_intact_student_directory_passes_the_check(tiny_student_dir):
-    from teachable.training.student import check_model_dir
+    from teachable.policy.student import check_model_dir
 
     check_model_dir(tiny_student_dir)
     assert student_path(parse_params({"student": {"dir": str(tiny_student_dir)}}).student) == str(tiny_student_dir)
