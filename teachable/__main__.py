@@ -23,7 +23,7 @@ from pathlib import Path
 
 from teachable.core.params import ParamsError
 from teachable.core.records import RecordError
-from teachable.report import plan as planner
+from teachable.plan import planner
 from teachable.report.snapshot_data import UnknownSnapshot, describe, list_snapshots
 from teachable.report.snapshot_view import to_text
 

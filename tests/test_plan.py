@@ -12,8 +12,7 @@ import yaml
 
 from teachable.__main__ import main
 from teachable.core.params import ParamsError
-from teachable.report import flops
-from teachable.report import plan as planner
+from teachable.plan import flops, planner
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {
