@@ -26,7 +26,7 @@ from teachable.core import resume
 from teachable.core.params import Params
 from teachable.evaluation.learning_panel import learning_results, learning_summary
 from teachable.evaluation.panels import ROWS_VERSION, evaluate_models, evaluation_plan, learning_specs, matrix_models
-from teachable.evaluation.tables import headline, phase3_gates, tables
+from teachable.evaluation.results import headline, phase3_gates, tables
 from teachable.core.records import read_jsonl, write_json
 from teachable.training.matrix import phase2_cells
 from teachable.policy.student import load_student

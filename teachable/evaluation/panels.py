@@ -7,7 +7,7 @@ in phase 0). Every model, and every training seed of a model, sees exactly the s
 so differences are paired by item (`teachable.gates.paired`). The student acts in its action mode
 (`rollouts.action_mode`: `score` ranks the valid actions, `generate` writes free text that
 `teachable.policy.parsing.parse_action` maps to one, an unparseable reply wasting the step). Here: which models, on
-which episodes, run how; the tables and gates built from the episodes are `teachable.evaluation.tables`.
+which episodes, run how; the tables and gates built from the episodes are `teachable.evaluation.results`.
 """
 
 from __future__ import annotations

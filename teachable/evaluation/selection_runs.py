@@ -13,7 +13,7 @@ from teachable.core.records import write_json
 from teachable.core.tracking import matrix_cell_run
 from teachable.evaluation.panels import EvalModel
 from teachable.evaluation.selection import SelectionError, check_predictions, held_out_elp
-from teachable.evaluation.tables import overall_task_results, per_quadrant_results, retention_results, selection_gates
+from teachable.evaluation.results import overall_task_results, per_quadrant_results, retention_results, selection_gates
 from teachable.policy.student import student_path
 from teachable.training.lora import train_lora
 from teachable.training.matrix import training_records, training_seed
