@@ -1,4 +1,4 @@
-"""Stage `evaluate` (phase 3): the base student and every phase 2 model on the same held-out episodes.
+"""Stage `evaluate_models` (phase 3): the base student and every phase 2 model on the same held-out episodes.
 
 Models: the base student and exactly the phase 2 models the params define (`train.quadrants` x `train.formats`,
 `train.baselines`, `recovery`); a directory under models/phase2 from earlier params is left out, a defined model
@@ -43,8 +43,8 @@ def main(params: Params) -> None:
            "models": [(m.key, m.mlflow_run_id) for m in models], "action_mode": action_mode,
            "label_horizon": params.label.horizon,
            "rows_version": ROWS_VERSION}
-    scratch = resume.ScratchLog("evaluate", key)
-    with stage_run("evaluate", key) as mlflow:
+    scratch = resume.ScratchLog("evaluate_models", key)
+    with stage_run("evaluate_models", key) as mlflow:
         snapshots = read_jsonl(SNAPSHOTS)
         plan = evaluation_plan(params, snapshots, read_jsonl(RETENTION))
         rows = evaluate_models(load_student(params.student), models, scratch=scratch,

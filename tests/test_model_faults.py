@@ -66,7 +66,7 @@ def test_a_truncated_weights_file_is_one_line_naming_it(student_copy, keep, monk
     with pytest.raises(InputError, match=r"model\.safetensors is damaged or truncated .*dvc repro student"):
         load_student(params.student)
     with pytest.raises(InputError, match=r"model\.safetensors"):
-        student_path(params.student)  # what `train` and `select` hand to train_lora
+        student_path(params.student)  # what `train` and `select_snapshots` hand to train_lora
 
     monkeypatch.chdir(student_copy.parent.parent)  # a stage: one line on stderr, exit code 2, no traceback
     code, err = run_stage(lambda p: load_student(p.student), {"student": {"dir": "models/student"}}, capsys)

@@ -234,7 +234,7 @@ def test_a_malformed_input_is_reported_not_fatal(tmp_path):
     report = build_report(PARAMS, tmp_path)
     h4 = next(s for s in report.sections if s.key == "h4")
     assert h4.not_run and "not usable" in h4.not_run[0]
-    # the gate is the evaluate stage's verdict, not a reading of the CSV
+    # the gate is the evaluate_models stage's verdict, not a reading of the CSV
     assert {g["id"]: g for g in report.gates}["3.transfer_diagonal"]["status"] == "pass"
     (tmp_path / "reports/phase3/metrics.json").write_text("{not json")
     (tmp_path / "reports/phase4/training_result.json").write_text('{"gates": {"r2_U": "pass", "r2_L": {"value": 1}}}')

@@ -35,8 +35,8 @@ from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.training.matrix import cell_metrics, cell_stage
 
 MODEL_COLUMNS = ["model", "kind", "train_quadrant", "format"]
-# The episode rows' layout; part of the evaluate stage's scratch key, so rows cached by an earlier layout (version 1
-# had no action_mode, n_replies, n_parse_failures) are never mixed with new ones. Tables read old rows too.
+# The episode rows' layout; part of the evaluate_models stage's scratch key, so rows cached by an earlier layout
+# (version 1 had no action_mode, n_replies, n_parse_failures) are never mixed with new ones. Tables read old rows too.
 ROWS_VERSION = 2
 SNAPSHOT_HORIZON = "snapshot"  # the `horizon` key of the steps an episode from a snapshot gets (label.horizon)
 

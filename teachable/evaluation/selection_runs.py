@@ -26,8 +26,8 @@ def train_method(params: Params, method: str, chosen: list[dict], models_dir: Pa
     models = []
     for k in range(params.train.n_seeds):
         out, seed = models_dir / method / f"seed-{k}", training_seed(params.seed, k)
-        checkpoints = resume.scratch_path(f"checkpoints-select-{method}-{k}", {**key, "data": data})
-        with matrix_cell_run("select", f"{method}/seed-{k}", key) as mlflow:
+        checkpoints = resume.scratch_path(f"checkpoints-select_snapshots-{method}-{k}", {**key, "data": data})
+        with matrix_cell_run("select_snapshots", f"{method}/seed-{k}", key) as mlflow:
             # the per-step curves and `train_loss` (once) go to this run through train_lora's MLflow callback
             metrics = train_lora(student_path(params.student), data, params.train, out, seed=seed,
                                  checkpoint_dir=checkpoints)

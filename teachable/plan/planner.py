@@ -172,12 +172,12 @@ def workload(p: Params, path: Path = THROUGHPUT) -> list[dict]:
     row("recovery + train_recovery", "2", s["train_side"], train_steps=rec_steps,
         train_records=rec_steps * t.batch_size * t.gradient_accumulation_steps, runs=t.n_seeds)
     models = 1 + (cells + len(t.baselines) + 1) * t.n_seeds
-    row("evaluate", "3", models * s["items"] * e.n_rollouts, models * s["items"] * e.n_rollouts * steps,
+    row("evaluate_models", "3", models * s["items"] * e.n_rollouts, models * s["items"] * e.n_rollouts * steps,
         p.rollouts.action_mode, e.batch_size)
     row("predictor", "4", processes=0)
     methods = len(p.select.methods) * t.n_seeds
     sel_steps = lora_steps(p.select.budget, t, methods)
-    row("select", "5", methods * s["items"] * e.n_rollouts, methods * s["items"] * e.n_rollouts * steps,
+    row("select_snapshots", "5", methods * s["items"] * e.n_rollouts, methods * s["items"] * e.n_rollouts * steps,
         p.rollouts.action_mode, e.batch_size, sel_steps, sel_steps * per_step, methods)
     for r in rows:
         scored = r["calls"] if r["mode"] == "score" else 0
@@ -454,7 +454,7 @@ def seeds_counts(p: Params, rows: list[dict]) -> list[dict]:
             "labeling episodes a snapshot": by["label"]["episodes"] / max(labeled, 1),
             "labeling episodes": by["label"]["episodes"], "1B micro-runs": by["micro_train"]["runs"],
             "2 training runs": by["train"]["runs"],  # the matrix and baselines (recovery is a run more here)
-            "3 evaluation episodes": by["evaluate"]["episodes"]}
+            "3 evaluation episodes": by["evaluate_models"]["episodes"]}
     return [{"count": k, "this plan": ours[k], "seeds": v, "ratio": round(ours[k] / v, 2)}
             for k, v in SEEDS_BUDGET["counts"].items()]
 

@@ -238,7 +238,7 @@ def _pp(value) -> str:
 def transfer_heatmap(transfer: pd.DataFrame, gate: dict | None, out_dir: Path) -> list[Path]:
     """Fig H4.1: transfer matrix: success delta on each evaluation quadrant of the cells trained on each quadrant
     (mean over formats); the diagonal is outlined. The title gives the phase 3 gate `transfer_diagonal` as the
-    evaluate stage decided it (diagonal minus off-diagonal with its interval, and the status)."""
+    evaluate_models stage decided it (diagonal minus off-diagonal with its interval, and the status)."""
     name = "h4_transfer_matrix"
     fig, ax = _figure(name)
     _heatmap(fig, ax, paper_tables.transfer_pivot(transfer), "evaluation quadrant", "training quadrant",
