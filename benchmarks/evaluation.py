@@ -11,7 +11,7 @@ import time
 
 from teachable.core.params import load_params
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
-from teachable.training.student import load_student
+from teachable.policy.student import load_student
 from teachable.core.tasks import make_tasks
 
 

@@ -19,7 +19,7 @@ it on a GPU (bf16 weights, bf16 autocast, fp32 adapters, loss on the completion,
 
 MFU = model FLOPs / seconds / peak bf16 dense FLOP/s (H100 SXM and H200: 989 TFLOP/s; H100 PCIe 756, H100 NVL 835;
 other devices and the CPU: a measured large bf16 / fp32 matmul, `--peak-tflops` to set it). FLOPs are those of the
-tokens that must be computed, by the cost model the planner prices runs with (teachable/report/flops.py: N the
+tokens that must be computed, by the cost model the planner prices runs with (teachable/plan/flops.py: N the
 decoder layers' weight matrices, the lm_head only where logits are computed, causal attention): scoring a state as
 `HFPolicy.score` runs it (the prompt once, its KV cache shared by the candidates); a LoRA step B (4 N S + 4 d V c +
 3 A + 6 M S). `mfu_all_logits` also counts lm_head on every position, which transformers computes (TRL's loss then
@@ -41,11 +41,11 @@ from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 from teachable.core.params import TrainParams, load_params
 from teachable.policy.hf import HFPolicy
-from teachable.report import flops
-from teachable.report.flops import Shape, lora_flops, scoring_flops
-from teachable.report.plan import env_tokens
+from teachable.plan import flops
+from teachable.plan.flops import Shape, lora_flops, scoring_flops
+from teachable.plan.planner import env_tokens
 
-# Qwen3-8B's config.json (huggingface.co/Qwen/Qwen3-8B), the planner's shape (teachable/report/flops.py) with RoPE
+# Qwen3-8B's config.json (huggingface.co/Qwen/Qwen3-8B), the planner's shape (teachable/plan/flops.py) with RoPE
 # theta 1e6. 8.19e9 parameters, 6.95e9 of them in the decoder layers (N).
 QWEN3_8B = dict(flops.QWEN3_8B, max_position_embeddings=40960, rms_norm_eps=1e-6,
                 rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0})

@@ -10,7 +10,7 @@ s mod n, so each task gets k rollouts with their own sample seeds: `--tasks n` r
     python benchmarks/retail_pilot.py expert <checkout> [--split test] [--max-steps 20 30]
 
 Intervals: Wilson 95% for rates (parse failures: on replies, as phase 0 reports them; replies of one episode are
-not independent, so those intervals are narrow); pass^k over tasks (`teachable.evaluation.tables.pass_k`); a
+not independent, so those intervals are narrow); pass^k over tasks (`teachable.evaluation.results.pass_k`); a
 paired success difference by Tango's score interval; a difference of per-reply rates by a 2,000-draw bootstrap
 over episodes (pairs resampled together).
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from teachable.core.records import Episode
-from teachable.evaluation.tables import pass_k
+from teachable.evaluation.results import pass_k
 from teachable.labeling.estimates import paired_difference, rate
 from teachable.policy.parsing import count_failures, is_malformed
 

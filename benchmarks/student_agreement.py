@@ -23,7 +23,7 @@ from teachable.policy.candidates import expand_candidates, has_open, sample_open
 from teachable.policy.hf import HFPolicy
 from teachable.policy.prompts import build_messages
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
-from teachable.training.student import load_student
+from teachable.policy.student import load_student
 
 
 def state_kind(env, expert: str) -> str:

@@ -16,7 +16,7 @@ from teachable.core.params import load_params
 from teachable.training.matrix import BASELINES, baseline_records, cell_records
 from teachable.training.microtrain import micro_engine_kwargs, micro_run, micro_train_params, sample_per_quadrant
 from teachable.core.records import read_jsonl
-from teachable.training.student import load_student
+from teachable.policy.student import load_student
 from teachable.training.lora import train_lora
 
 

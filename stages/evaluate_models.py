@@ -1,4 +1,4 @@
-"""Stage `evaluate` (phase 3): the base student and every phase 2 model on the same held-out episodes.
+"""Stage `evaluate_models` (phase 3): the base student and every phase 2 model on the same held-out episodes.
 
 Models: the base student and exactly the phase 2 models the params define (`train.quadrants` x `train.formats`,
 `train.baselines`, `recovery`); a directory under models/phase2 from earlier params is left out, a defined model
@@ -26,10 +26,10 @@ from teachable.core import resume
 from teachable.core.params import Params
 from teachable.evaluation.learning_panel import learning_results, learning_summary
 from teachable.evaluation.panels import ROWS_VERSION, evaluate_models, evaluation_plan, learning_specs, matrix_models
-from teachable.evaluation.tables import headline, phase3_gates, tables
+from teachable.evaluation.results import headline, phase3_gates, tables
 from teachable.core.records import read_jsonl, write_json
 from teachable.training.matrix import phase2_cells
-from teachable.training.student import load_student
+from teachable.policy.student import load_student
 from teachable.core.tracking import log_to_run, stage_run
 
 SNAPSHOTS, RETENTION, REPORTS = "data/quadrant_snapshots.jsonl", "data/retention_panel.jsonl", Path("reports/phase3")
@@ -43,8 +43,8 @@ def main(params: Params) -> None:
            "models": [(m.key, m.mlflow_run_id) for m in models], "action_mode": action_mode,
            "label_horizon": params.label.horizon,
            "rows_version": ROWS_VERSION}
-    scratch = resume.ScratchLog("evaluate", key)
-    with stage_run("evaluate", key) as mlflow:
+    scratch = resume.ScratchLog("evaluate_models", key)
+    with stage_run("evaluate_models", key) as mlflow:
         snapshots = read_jsonl(SNAPSHOTS)
         plan = evaluation_plan(params, snapshots, read_jsonl(RETENTION))
         rows = evaluate_models(load_student(params.student), models, scratch=scratch,

@@ -24,7 +24,7 @@ from teachable.core.params import Params
 from teachable.labeling.label import first_round, label_chunk, more_rounds, run_prior
 from teachable.core.records import Snapshot, read_jsonl, require_unique, write_json, write_jsonl
 from teachable.rollout.engine import RolloutEngine
-from teachable.training.student import load_student
+from teachable.policy.student import load_student
 from teachable.teacher import make_teacher
 from teachable.teacher.base import TeacherStopped
 from teachable.core.tracking import stage_run

@@ -28,7 +28,7 @@ from teachable.rollout.engine import RolloutEngine
 from teachable.training.microtrain import (loss_curves_csv, measure_untrained, micro_engine_kwargs, micro_run,
                                            micro_train_params, sample_per_quadrant, summarise)
 from teachable.core.records import read_jsonl, write_json
-from teachable.training.student import load_student
+from teachable.policy.student import load_student
 from teachable.core.tracking import stage_run
 
 LABELED, REPORTS = "data/quadrant_snapshots.jsonl", Path("reports/phase1b")

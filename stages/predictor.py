@@ -7,7 +7,7 @@ NDCG@K of the out-of-fold ELP_net ranking against entropy, random and oracle; th
 the majority and U-threshold baselines, NDCG@K over entropy), each pass | fail | inconclusive at `gates.alpha`,
 under `gates` in the metrics file. Then the models are refitted on the whole training split and saved (skops, no
 pickle). Outputs `reports/phase4/training_result.json`, `reports/phase4/ranking_curves.csv`, `models/predictor/`, and
-`reports/phase4/oof_predictions.csv` (each training snapshot's out-of-fold predicted ELP, for `select`).
+`reports/phase4/oof_predictions.csv` (each training snapshot's out-of-fold predicted ELP, for `select_snapshots`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main(params: Params) -> None:
         pd.DataFrame(rows, columns=["k", "method", "precision", "ndcg"]).to_csv(REPORTS / "ranking_curves.csv",
                                                                                index=False)
         write_json(REPORTS / "training_result.json", result)
-        # out-of-fold: each snapshot scored by models that never saw its task (what `select` ranks by)
+        # out-of-fold: each snapshot scored by models that never saw its task (what `select_snapshots` ranks by)
         pd.DataFrame({"snapshot_id": [r["snapshot_id"] for r in train], "ELP_pred": cv.predictions["ELP_net"]}) \
             .to_csv(REPORTS / "oof_predictions.csv", index=False)
         metrics = {"n_snapshots": result["n_snapshots"], "r2_U": result["regression"]["U"]["r2"],

@@ -16,7 +16,7 @@ from teachable.core.params import Params
 from teachable.core.records import Episode, write_json, write_jsonl
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.core.tasks import rollout_sample_seed
-from teachable.training.student import load_student
+from teachable.policy.student import load_student
 from teachable.core.tasks import make_tasks
 from teachable.core.tracking import stage_run
 from teachable.policy.parsing import count_failures

@@ -1,4 +1,4 @@
-"""Stage `select` (phase 5, H7): at budget `select.budget`, choose training snapshots by each method (random,
+"""Stage `select_snapshots` (phase 5, H7): at budget `select.budget`, choose training snapshots by each method (random,
 entropy, predictor, oracle; see `teachable.evaluation.selection`), train `train.n_seeds` LoRA adapters per method with the
 `train` recipe, and evaluate each on phase 3's held-out panels (the base student's episodes are phase 3's own,
 same specs and sample seeds).
@@ -8,7 +8,7 @@ in `reports/phase4/oof_predictions.csv`, ends the stage with one line naming the
 `models/phase5/<method>/seed-<k>/`, `reports/phase5/selection_summary.json` (DVC metrics: per method the gain and
 retention with paired intervals, the held-out ELP of its selection; the gates `selection_ordering`, predictor >
 entropy > random as paired comparisons, and `selection_retention`, non-inferiority per method) and
-`selection_results.csv`. Each method's seeds are nested MLflow runs under one `select` parent run.
+`selection_results.csv`. Each method's seeds are nested MLflow runs under one `select_snapshots` parent run.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from teachable.core.tracking import log_to_run, stage_run
 from teachable.evaluation.panels import evaluate_models, evaluation_plan
 from teachable.evaluation.selection import check_budget, select
 from teachable.evaluation.selection_runs import read_predictions, summarise, train_method
-from teachable.training.student import load_student
+from teachable.policy.student import load_student
 
 SNAPSHOTS, RETENTION = "data/quadrant_snapshots.jsonl", "data/retention_panel.jsonl"
 PREDICTIONS, PHASE3_EPISODES = "reports/phase4/oof_predictions.csv", "reports/phase3/episodes.csv"
@@ -44,14 +44,14 @@ def main(params: Params) -> None:
     key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "evaluate", "select"}),
            "label_horizon": params.label.horizon,
            "models": [m.mlflow_run_id for m in models]}
-    scratch = resume.ScratchLog("select", key)
-    with stage_run("select", key) as mlflow:
+    scratch = resume.ScratchLog("select_snapshots", key)
+    with stage_run("select_snapshots", key) as mlflow:
         plan = evaluation_plan(params, read_jsonl(SNAPSHOTS), read_jsonl(RETENTION))
         rows = evaluate_models(load_student(params.student), models, scratch=scratch, **plan)
         base_rows = base_rows[(base_rows.model == "base") & (base_rows.panel != "learning")]  # phase 3's panels
         if set(base_rows.item) != set(rows.item):
             raise stage.StageInputError(f"{PHASE3_EPISODES} was not made with these `evaluate` params; "
-                                        "run `dvc repro evaluate`")
+                                        "run `dvc repro evaluate_models`")
         rows = pd.concat([base_rows, rows], ignore_index=True)
         summary, table = summarise(rows, chosen, params)
         REPORTS.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from teachable.training.matrix import BASELINES, baseline_records, cell_records,
 from teachable.core.records import read_jsonl, write_json
 from teachable.training.learning import adapter_shift, pooled_shift
 from teachable.policy.hf import HFPolicy
-from teachable.training.student import student_path
+from teachable.policy.student import student_path
 from teachable.core.tasks import training_snapshots
 from teachable.core.tracking import matrix_cell_run
 from teachable.training.lora import train_lora, training_processes

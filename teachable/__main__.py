@@ -23,7 +23,7 @@ from pathlib import Path
 
 from teachable.core.params import ParamsError
 from teachable.core.records import RecordError
-from teachable.report import plan as planner
+from teachable.plan import planner
 from teachable.report.snapshot_data import UnknownSnapshot, describe, list_snapshots
 from teachable.report.snapshot_view import to_text
 
@@ -52,7 +52,8 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def run_pin(args: argparse.Namespace) -> int:
     from teachable.core.params import load_params
-    from teachable.training.student import StudentDirError, pin
+    from teachable.policy.student import StudentDirError
+    from teachable.training.student import pin
 
     try:
         params = load_params(args.params)

@@ -99,7 +99,7 @@ def _gate(key: str, good: bool, statuses: dict | None, statistic: str, value, ci
 
 
 def _phase3_gates(good: bool, statuses: dict | None, in_quadrant: dict) -> dict:
-    """The evaluate stage's four verdicts; `in_quadrant[q][f]` is the in-quadrant success delta of each cell."""
+    """The evaluate_models stage's four verdicts; `in_quadrant[q][f]` is the in-quadrant success delta of each cell."""
     per_quadrant = {}
     for q in SHORT:
         comparisons = {f: {"delta": round(in_quadrant[q][f] - in_quadrant[q]["demo"], 6),

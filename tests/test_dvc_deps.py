@@ -114,9 +114,17 @@ STAGES = load_stages()
 
 def test_every_stage_is_checked():
     scripts = {name: stage_script(stage) for name, stage in STAGES.items()}
-    assert set(scripts) >= {"student", "rollouts", "snapshots", "label", "train", "train_baseline", "evaluate"}
+    assert set(scripts) >= {"student", "rollouts", "snapshots", "label", "train", "train_baseline", "evaluate_models"}
     for name, script in scripts.items():
         assert (ROOT / script).is_file(), f"stage {name}: {script} does not exist"
+
+
+def test_a_stage_runs_the_script_of_its_name():
+    """`dvc repro X` runs `stages/X.py`; only the training stages share one script (given the cell to train)."""
+    shared = {"train", "train_baseline", "train_recovery"}
+    wrong = {name: stage_script(stage) for name, stage in STAGES.items()
+             if stage_script(stage) != ("stages/train.py" if name in shared else f"stages/{name}.py")}
+    assert not wrong, f"stages whose script has another name: {wrong}"
 
 
 def test_closure_follows_lazy_and_submodule_imports():
@@ -189,7 +197,7 @@ def test_params_keep_what_the_stage_reads():
                   "train.min_records"],
         "train_baseline": ["seed", "student.dir", "train.method", "train.lora_r", "train.min_records"],
         "micro_train": ["seed", "student.base_model", "student.device", "train.lora_r", "micro_train.n_steps"],
-        "select": ["seed", "student.device", "train.method", "evaluate.n_tasks", "select.budget"],
+        "select_snapshots": ["seed", "student.device", "train.method", "evaluate.n_tasks", "select.budget"],
     }
     for name, keys in needed.items():
         absent = [key for key in keys if not depends_on(STAGES[name], key)]

@@ -12,7 +12,7 @@ import pytest
 from teachable.core.params import GateParams, Params
 from teachable.evaluation.panels import (EvalModel, episode_rows, evaluate_models, evaluation_plan,
                                          heldout_snapshots, matrix_models)
-from teachable.evaluation.tables import headline, overall_task_results, phase3_gates, tables
+from teachable.evaluation.results import headline, overall_task_results, phase3_gates, tables
 from teachable.gates import holm
 from teachable.labeling.quadrants import QUADRANTS
 from teachable.core.records import Episode, Step

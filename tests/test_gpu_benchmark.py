@@ -1,6 +1,6 @@
 """benchmarks/gpu.py on its tiny CPU config: it runs HFPolicy and a LoRA step end to end, writes every field, its
 MFUs are fractions, its FLOP formulas are torch's own count of the matmuls the scoring runs, its parameter count and
-FLOPs are the planner's (teachable/report/flops.py), and its JSON is what `plan --calibrate` reads."""
+FLOPs are the planner's (teachable/plan/flops.py), and its JSON is what `plan --calibrate` reads."""
 
 from __future__ import annotations
 
@@ -43,14 +43,14 @@ def test_tiny_run_writes_every_field(gpu, tmp_path, monkeypatch):
     assert set(result["best"]) == set(result["meets_goals"]) == {"scoring_mfu", "lora_mfu"}
     assert result["lora_recipe"]["target_modules"] and not result["skipped"]
     # the planner's count of the same shape and adapter (one definition of N and M for both)
-    from teachable.report.flops import Shape
+    from teachable.plan.flops import Shape
 
     shape = Shape.from_config(gpu.TINY)
     assert result["model"]["n_layer_params"] == shape.n_layer_params
     recipe = result["lora_recipe"]
     assert result["lora"][0]["lora_params"] == shape.lora_params(recipe["lora_r"], recipe["target_modules"])
     # its JSON is what `plan --calibrate` folds in (a tiny run refused; the same fields from a GPU run taken)
-    from teachable.report import plan as planner
+    from teachable.plan import planner
 
     throughput = tmp_path / "throughput.json"
     throughput.write_text(planner.THROUGHPUT.read_text())
@@ -89,7 +89,7 @@ def test_one_parameter_count_for_the_planner_and_the_benchmark(gpu):
     built model (the benchmark), on the tiny config and on Qwen3-8B's (6.95e9 of 8.19e9, built on `meta`)."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from teachable.report.flops import Shape
+    from teachable.plan.flops import Shape
 
     for config in (gpu.TINY, gpu.QWEN3_8B):
         with torch.device("meta"):

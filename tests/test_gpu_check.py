@@ -60,7 +60,7 @@ def test_calibrate_reads_it(tiny_run, tmp_path, capsys):
     """`python -m teachable plan --calibrate`: the tiny JSON is refused by name (it measures mechanics, not a
     GPU); the same JSON as an H100's Qwen3-8B-shape run is folded into the throughput file's h100 profile."""
     from teachable.__main__ import main
-    from teachable.report import plan as planner
+    from teachable.plan import planner
 
     out, result = tiny_run
     throughput = tmp_path / "throughput.json"

@@ -16,7 +16,8 @@ BELOW = {  # part -> the parts it may import (besides itself)
     "training": {"core", "envs", "policy", "teacher", "rollout", "labeling", "gates"},
     "evaluation": {"core", "envs", "policy", "teacher", "rollout", "labeling", "gates", "training"},
     "report": {"core", "labeling", "gates", "training", "evaluation"},
-    "__main__": {"core", "report", "training"},  # commands: plan, show (report), pin (the student)
+    "plan": {"core", "labeling", "gates"},  # the planner: params, counts and gate power; it reads no report
+    "__main__": {"core", "policy", "plan", "report", "training"},  # commands: plan, show (report), pin (the student)
 }
 
 

@@ -16,7 +16,7 @@ import yaml
 from teachable import stage
 from teachable.core.params import Params, TrainParams
 from teachable.core.records import InputError, read_jsonl, write_jsonl
-from teachable.training.student import load_student, student_path
+from teachable.policy.student import load_student, student_path
 from tests.project_copy import load_stage
 from tests.test_training import LABELED
 
@@ -51,7 +51,7 @@ def student_copy(tiny_student_dir, tmp_path):
 
 
 def test_an_intact_student_directory_passes_the_check(tiny_student_dir):
-    from teachable.training.student import check_model_dir
+    from teachable.policy.student import check_model_dir
 
     check_model_dir(tiny_student_dir)
     assert student_path(Params.defaults(student={"dir": str(tiny_student_dir)}).student) == str(tiny_student_dir)
@@ -66,7 +66,7 @@ def test_a_truncated_weights_file_is_one_line_naming_it(student_copy, keep, monk
     with pytest.raises(InputError, match=r"model\.safetensors is damaged or truncated .*dvc repro student"):
         load_student(params.student)
     with pytest.raises(InputError, match=r"model\.safetensors"):
-        student_path(params.student)  # what `train` and `select` hand to train_lora
+        student_path(params.student)  # what `train` and `select_snapshots` hand to train_lora
 
     monkeypatch.chdir(student_copy.parent.parent)  # a stage: one line on stderr, exit code 2, no traceback
     code, err = run_stage(lambda p: load_student(p.student), {"student": {"dir": "models/student"}}, capsys)

@@ -11,11 +11,11 @@ from teachable.core.params import GateParams, Params
 from teachable.core.records import Episode, Step
 from teachable.core.resume import ScratchLog
 from teachable.evaluation.panels import EvalModel, episode_rows, evaluate_models, evaluation_plan
-from teachable.evaluation.tables import (PARSE_COLUMNS, clustered_rate, headline, overall_task_results,
-                                         parse_failure_rates, parse_failure_summary, pass_hat_k, pass_k, pass_k_results,
-                                         phase3_gates, tables, wilson_interval)
+from teachable.evaluation.results import (PARSE_COLUMNS, clustered_rate, headline, overall_task_results,
+                                          parse_failure_rates, parse_failure_summary, pass_hat_k, pass_k,
+                                          pass_k_results, phase3_gates, tables, wilson_interval)
 from teachable.labeling.estimates import wilson
-from teachable.report import tables as report_tables
+from teachable.report import paper_tables
 from teachable.report.build import build_report
 from teachable.report.loaders import load_inputs
 from tests.report_synthetic import write_repo
@@ -294,16 +294,16 @@ def test_report_tables_read_pass_k_and_parse_failures(tmp_path):
         {"n_episodes": 200, "success_rate": 0.4, "mean_steps": 10.5, "parse_failure_rate": 0.01,
          "n_replies": 2100, "n_parse_failures": 21, "n_malformed": 5, "malformed_rate": 0.0024}))
     inputs = load_inputs(tmp_path)
-    wide = report_tables.pass_k_table(inputs.pass_k, inputs.overall).set_index("model")
+    wide = paper_tables.pass_k_table(inputs.pass_k, inputs.overall).set_index("model")
     assert [c for c in wide if re.fullmatch(r"pass\^\d", c)] == ["pass^1", "pass^2", "pass^3", "pass^4"]
     assert wide.loc["base", ["pass^1", "pass^2", "pass^3", "pass^4"]].tolist() == \
         pytest.approx([7 / 16, (1 + 1 / 6) / 4, 1 / 4, 1 / 4], abs=1e-6)
     assert (wide["pass^2_ci_low"] <= wide["pass^2"]).all() and (wide.n_rollouts == 4).all()
-    caption = report_tables.pass_k_caption(inputs.pass_k, inputs.overall, inputs.phase3_metrics)
+    caption = paper_tables.pass_k_caption(inputs.pass_k, inputs.overall, inputs.phase3_metrics)
     assert "pass^1 equals the mean success" in caption and "4 rollouts per task: pass^1 .. pass^4" in caption
     assert "missing" not in caption
 
-    parse = report_tables.parse_failures(inputs.phase0_metrics, inputs.overall, "score", inputs.phase3_metrics)
+    parse = paper_tables.parse_failures(inputs.phase0_metrics, inputs.overall, "score", inputs.phase3_metrics)
     phase0 = parse.iloc[0]
     assert (phase0.stage, phase0.action_mode, phase0.n_replies, phase0.parse_failures) == \
         ("rollouts (phase 0)", "score (params)", 2100, 21)
@@ -367,16 +367,16 @@ def test_older_outputs_degrade_to_what_they_hold():
     saying they were not recorded; nothing at all: no table."""
     overall = pd.DataFrame({"model": ["base", "Q1-demo"], "kind": ["base", "cell"], "n_tasks": [10, 10],
                             "success": [0.3, 0.5], "ci_low": [0.1, 0.2], "ci_high": [0.6, 0.8]})
-    wide = report_tables.pass_k_table(None, overall)
+    wide = paper_tables.pass_k_table(None, overall)
     assert wide["pass^1"].tolist() == [0.3, 0.5] and wide["pass^1_ci_high"].tolist() == [0.6, 0.8]
-    assert "pass_k.csv is missing" in report_tables.pass_k_caption(None, overall, {"n_rollouts": 1})
-    parse = report_tables.parse_failures(None, overall)
+    assert "pass_k.csv is missing" in paper_tables.pass_k_caption(None, overall, {"n_rollouts": 1})
+    parse = paper_tables.parse_failures(None, overall)
     assert parse.note.tolist()[1].startswith("not recorded")
-    assert report_tables.parse_failures(None, None) is None and report_tables.pass_k_table(None, None) is None
-    only_phase0 = report_tables.parse_failures({"parse_failure_rate": 0.0}, None)
+    assert paper_tables.parse_failures(None, None) is None and paper_tables.pass_k_table(None, None) is None
+    only_phase0 = paper_tables.parse_failures({"parse_failure_rate": 0.0}, None)
     assert only_phase0.note.tolist()[0].startswith("reports/phase0/metrics.json has no reply counts")
     assert only_phase0.note.tolist()[1] == "reports/phase3/overall_task_results.csv missing: phase 3 not run"
     assert only_phase0.n_replies.isna().all() and only_phase0.ci_low.isna().all()  # no counts: no interval
-    unsplit = report_tables.parse_failures({"parse_failure_rate": 0.01, "n_replies": 100, "n_parse_failures": 1},
+    unsplit = paper_tables.parse_failures({"parse_failure_rate": 0.01, "n_replies": 100, "n_parse_failures": 1},
                                            None).iloc[0]
     assert unsplit.ci_high > 0.01 and pd.isna(unsplit.malformed_rate) and "no n_malformed" in unsplit.note

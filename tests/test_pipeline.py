@@ -118,8 +118,10 @@ def test_each_stage_is_one_mlflow_run(project):
     runs = mlflow.search_runs(experiment_names=["teachable-moments"])
     stages = runs["tags.stage"].value_counts().to_dict()
     assert stages == {"train": 31, "recovery": 1, "label": 1, "micro_train": 1, "quadrants": 1, "rollouts": 1,
-                      "snapshots": 1, "student": 1, "predictor": 1, "evaluate": 1, "select": 10, "report": 1}
-    # the matrix: one parent run and 15 cells x 2 seeds nested; select: a parent, 4 methods x 2 seeds, the evaluation
+                      "snapshots": 1, "student": 1, "predictor": 1, "evaluate_models": 1, "select_snapshots": 10,
+                      "report": 1}
+    # the matrix: one parent run and 15 cells x 2 seeds nested; select_snapshots: a parent, 4 methods x 2 seeds, the
+    # evaluation
     cells = runs[(runs["tags.role"] == "cell") & (runs["tags.stage"] == "train")]
     assert len(cells) == 30 and cells["tags.mlflow.parentRunId"].nunique() == 1
     assert (runs["tags.git_rev"].str.len() == 40).all()

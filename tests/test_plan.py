@@ -12,8 +12,7 @@ import yaml
 
 from teachable.__main__ import main
 from teachable.core.params import Params, ParamsError
-from teachable.report import flops
-from teachable.report import plan as planner
+from teachable.plan import flops, planner
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {
@@ -58,9 +57,10 @@ def test_counts_follow_by_hand_from_tiny_params(params_file):
     # evaluate: base + (4 cells + random + recovery) x 2 seeds, each on 6 tasks + 4 quadrants x 1 + 3 retention,
     # 2 rollouts each, at most max_steps states an episode
     models, items = 1 + 6 * 2, 6 + 4 + 3
-    assert rows["evaluate"]["episodes"] == models * items * 2
-    assert rows["evaluate"]["calls"] == models * items * 2 * 5
-    assert rows["select"]["episodes"] == 2 * 2 * items * 2 and rows["select"]["train_steps"] == 2 * 2 * 7
+    assert rows["evaluate_models"]["episodes"] == models * items * 2
+    assert rows["evaluate_models"]["calls"] == models * items * 2 * 5
+    assert rows["select_snapshots"]["episodes"] == 2 * 2 * items * 2
+    assert rows["select_snapshots"]["train_steps"] == 2 * 2 * 7
     assert rows["rollouts"]["prompt_tokens"] == 50 * planner.env_tokens("babyai")["prompt"]
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from teachable.core.params import Params
-from teachable.report import figures, tables
+from teachable.report import figures, paper_tables
 from teachable.report.build import KEY_FIGURES, build_report
 from teachable.report.gates import SEEDS, SELF_TAGGED, compute_gates, gates_metrics, mlflow_tags
 from teachable.report.loaders import load_inputs, snapshot_frame
@@ -37,7 +37,7 @@ DRAWERS = {
                                                                 ["transfer_diagonal"], d),
     "h5_reliability_retention": lambda i, d: figures.reliability_retention(i.overall, i.retention, -0.03, d),
     "h6_ranking_curves": lambda i, d: figures.ranking_curves(
-        i.ranking, d, tables.ranking_intervals(i.oof, i.snapshots, [5, 10, 20]),
+        i.ranking, d, paper_tables.ranking_intervals(i.oof, i.snapshots, [5, 10, 20]),
         i.predictor["gates"]["beats_entropy"]),
     "h7_selection": lambda i, d: figures.selection_comparison(i.selection, i.selection_results, d),
 }
@@ -78,7 +78,7 @@ def test_tables_match_their_csv_source(full):
     for csv in csvs:
         frame = pd.read_csv(csv)
         md = csv.with_suffix(".md").read_text()
-        assert md == tables.markdown(frame) + "\n", csv.name
+        assert md == paper_tables.markdown(frame) + "\n", csv.name
         tex = csv.with_suffix(".tex").read_text()
         assert tex.count("\\\\\n") == len(frame) + 1 and "\\begin{table}" in tex  # header + one line per row
         for column in frame.columns:  # every header is in the page's rendering of the table
@@ -198,13 +198,13 @@ def test_supervision_table_reads_the_gate(tmp_path):
     q1.update(best_format="contrast", differs=True)
     q1["comparisons"]["hint"].update(delta=0.2, ci=[-0.1, 0.5], p_holm=0.3)
     path.write_text(json.dumps(metrics))
-    table = tables.best_supervision(load_inputs(tmp_path).phase3_metrics, load_inputs(tmp_path).per_quadrant)
+    table = paper_tables.best_supervision(load_inputs(tmp_path).phase3_metrics, load_inputs(tmp_path).per_quadrant)
     row = table.set_index("quadrant").loc["Q1"]
     assert row.best_format == "contrast" and bool(row.differs)
     assert (row.hint_minus_demo, row.hint_minus_demo_ci_low, row.hint_minus_demo_ci_high, row.hint_p_holm) == \
         pytest.approx((0.2, -0.1, 0.5, 0.3))
     assert row.best_delta == pytest.approx(0.1)  # Q1-contrast's in-quadrant delta vs the base (the CSV)
-    assert tables.best_supervision({"gates": {}}) is None and tables.best_supervision(None) is None
+    assert paper_tables.best_supervision({"gates": {}}) is None and paper_tables.best_supervision(None) is None
 
 
 def test_missing_phases_make_sections_not_run_and_gates_not_applicable(tmp_path):
@@ -234,7 +234,7 @@ def test_a_malformed_input_is_reported_not_fatal(tmp_path):
     report = build_report(PARAMS, tmp_path)
     h4 = next(s for s in report.sections if s.key == "h4")
     assert h4.not_run and "not usable" in h4.not_run[0]
-    # the gate is the evaluate stage's verdict, not a reading of the CSV
+    # the gate is the evaluate_models stage's verdict, not a reading of the CSV
     assert {g["id"]: g for g in report.gates}["3.transfer_diagonal"]["status"] == "pass"
     (tmp_path / "reports/phase3/metrics.json").write_text("{not json")
     (tmp_path / "reports/phase4/training_result.json").write_text('{"gates": {"r2_U": "pass", "r2_L": {"value": 1}}}')
@@ -336,7 +336,7 @@ def test_ranking_intervals_reproduce_the_stage_and_bracket_it(tmp_path):
 
     records = write_repo(tmp_path, phases=(1, 4), n_per_quadrant=8)
     inputs = load_inputs(tmp_path)
-    intervals = tables.ranking_intervals(inputs.oof, inputs.snapshots, [5, 10, 20], n_resamples=200)
+    intervals = paper_tables.ranking_intervals(inputs.oof, inputs.snapshots, [5, 10, 20], n_resamples=200)
     by_id = {r["snapshot_id"]: r for r in records}
     rows = [by_id[s] for s in inputs.oof.snapshot_id]
     stage = pd.DataFrame(stage_curves([r["cpt"]["ELP_net"] for r in rows], inputs.oof.ELP_pred,
@@ -348,4 +348,4 @@ def test_ranking_intervals_reproduce_the_stage_and_bracket_it(tmp_path):
     for metric in ("ndcg", "precision"):
         assert (merged[f"{metric}_ci_low"] <= merged[metric] + 1e-9).all()
         assert (merged[metric] <= merged[f"{metric}_ci_high"] + 1e-9).all()
-    assert tables.ranking_intervals(None, records, [5]) is None
+    assert paper_tables.ranking_intervals(None, records, [5]) is None

@@ -21,7 +21,7 @@ from teachable.evaluation.panels import adapted
 from teachable.policy.hf import HFPolicy
 from teachable.policy.prompts import build_messages, completion_ids
 from teachable.policy.server import ServerError, ServerPolicy, server_policy
-from teachable.training.student import load_student
+from teachable.policy.student import load_student
 from teachable.training.student.build import build_model, train_tokenizer
 from tests.fake_engine import FakeEngine
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from teachable.core.params import Params, load_params
-from teachable.training.student import StudentDirError, pin
+from teachable.policy.student import StudentDirError
+from teachable.training.student import pin
 from tests.project_copy import load_stage
 
 ROOT = Path(__file__).resolve().parents[1]

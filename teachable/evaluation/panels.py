@@ -7,7 +7,7 @@ in phase 0). Every model, and every training seed of a model, sees exactly the s
 so differences are paired by item (`teachable.gates.paired`). The student acts in its action mode
 (`rollouts.action_mode`: `score` ranks the valid actions, `generate` writes free text that
 `teachable.policy.parsing.parse_action` maps to one, an unparseable reply wasting the step). Here: which models, on
-which episodes, run how; the tables and gates built from the episodes are `teachable.evaluation.tables`.
+which episodes, run how; the tables and gates built from the episodes are `teachable.evaluation.results`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.training.matrix import cell_metrics, cell_stage
 
 MODEL_COLUMNS = ["model", "kind", "train_quadrant", "format"]
-# The episode rows' layout; part of the evaluate stage's scratch key, so rows cached by an earlier layout (version 1
-# had no action_mode, n_replies, n_parse_failures) are never mixed with new ones. Tables read old rows too.
+# The episode rows' layout; part of the evaluate_models stage's scratch key, so rows cached by an earlier layout
+# (version 1 had no action_mode, n_replies, n_parse_failures) are never mixed with new ones. Tables read old rows too.
 ROWS_VERSION = 2
 SNAPSHOT_HORIZON = "snapshot"  # the `horizon` key of the steps an episode from a snapshot gets (label.horizon)
 

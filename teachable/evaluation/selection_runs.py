@@ -13,8 +13,8 @@ from teachable.core.records import write_json
 from teachable.core.tracking import matrix_cell_run
 from teachable.evaluation.panels import EvalModel
 from teachable.evaluation.selection import SelectionError, check_predictions, held_out_elp
-from teachable.evaluation.tables import overall_task_results, per_quadrant_results, retention_results, selection_gates
-from teachable.training.student import student_path
+from teachable.evaluation.results import overall_task_results, per_quadrant_results, retention_results, selection_gates
+from teachable.policy.student import student_path
 from teachable.training.lora import train_lora
 from teachable.training.matrix import training_records, training_seed
 
@@ -26,8 +26,8 @@ def train_method(params: Params, method: str, chosen: list[dict], models_dir: Pa
     models = []
     for k in range(params.train.n_seeds):
         out, seed = models_dir / method / f"seed-{k}", training_seed(params.seed, k)
-        checkpoints = resume.scratch_path(f"checkpoints-select-{method}-{k}", {**key, "data": data})
-        with matrix_cell_run("select", f"{method}/seed-{k}", key) as mlflow:
+        checkpoints = resume.scratch_path(f"checkpoints-select_snapshots-{method}-{k}", {**key, "data": data})
+        with matrix_cell_run("select_snapshots", f"{method}/seed-{k}", key) as mlflow:
             # the per-step curves and `train_loss` (once) go to this run through train_lora's MLflow callback
             metrics = train_lora(student_path(params.student), data, params.train, out, seed=seed,
                                  checkpoint_dir=checkpoints)

@@ -20,7 +20,7 @@ import yaml
 from teachable.core.params import Params
 from teachable.labeling.quadrants import QUADRANTS
 from teachable.core.records import write_json
-from teachable.report import figures, tables
+from teachable.report import figures, paper_tables
 from teachable.report.gates import compute_gates, gates_metrics
 from teachable.report.html import DETAIL_PAGE, FIRST_PAGE, Section, render_first_page, render_page
 from teachable.report.loaders import PATHS, Inputs, gate_verdict, load_inputs, snapshot_frame
@@ -83,7 +83,7 @@ class _Builder:
         if frame is None:
             section.not_run.append(f"{label}: inputs present but empty or not usable")
             return
-        files, frame = tables.write_table(frame, self.out / "tables", name, f"{label}. {caption}")
+        files, frame = paper_tables.write_table(frame, self.out / "tables", name, f"{label}. {caption}")
         self.report.tables += files
         section.tables.append((f"{label}. {caption}", frame, files))
 
@@ -99,36 +99,36 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
     b.figure(h1, "Fig H1.1", ("snapshots",), lambda d: figures.teachability_landscape(frame, i.thresholds, d),
              "U x L_local per snapshot, coloured by ELP_net, with the quadrant thresholds.")
     b.table(h1, "Tab H1.1", "h1_quadrant_characteristics", ("snapshots",),
-            lambda: tables.quadrant_characteristics(frame), "Quadrant characteristics (means per quadrant).")
+            lambda: paper_tables.quadrant_characteristics(frame), "Quadrant characteristics (means per quadrant).")
     h2 = Section("h2", "H2: CPT validation", "Does the in-context patch test predict what training on the state does?")
     b.figure(h2, "Fig H2.1", ("micro",), lambda d: figures.cpt_validation(i.micro, i.cpt, d),
              "CPT ELP_net vs micro-training gain, overall and by quadrant.")
-    b.table(h2, "Tab H2.1", "h2_cpt_validity", ("cpt",), lambda: tables.cpt_validity(i.cpt),
+    b.table(h2, "Tab H2.1", "h2_cpt_validity", ("cpt",), lambda: paper_tables.cpt_validity(i.cpt),
             "Spearman rho of ELP_net vs micro-training gain.")
     h3 = Section("h3", "H3: Supervision x quadrant", "Which supervision format helps most in each quadrant?")
     b.figure(h3, "Fig H3.1", ("per_quadrant",), lambda d: figures.supervision_heatmap(i.per_quadrant, d),
              "In-quadrant success delta of each quadrant x format cell (pp).")
     b.table(h3, "Tab H3.1", "h3_best_supervision", ("phase3_metrics",),
-            lambda: tables.best_supervision(i.phase3_metrics, i.per_quadrant),
+            lambda: paper_tables.best_supervision(i.phase3_metrics, i.per_quadrant),
             "Best supervision format per quadrant, as the supervision_differentiation gate decided it: each format's "
             "in-quadrant success delta against demo with its interval and Holm-adjusted p.")
     h4 = Section("h4", "H4: Cross-quadrant transfer", "Does training on one quadrant help the others?")
     b.figure(h4, "Fig H4.1", ("transfer",),
              lambda d: figures.transfer_heatmap(i.transfer, gate_verdict(i.phase3_metrics, "transfer_diagonal"), d),
              "Transfer matrix: success delta per training x evaluation quadrant (pp).")
-    b.table(h4, "Tab H4.1", "h4_transfer_matrix", ("transfer",), lambda: tables.transfer_table(i.transfer),
+    b.table(h4, "Tab H4.1", "h4_transfer_matrix", ("transfer",), lambda: paper_tables.transfer_table(i.transfer),
             "Numeric transfer matrix (success delta vs base).")
     h5 = Section("h5", "H5: Reliability and retention", "Gains on held-out tasks against forgetting.")
     b.figure(h5, "Fig H5.3", ("overall", "retention"),
              lambda d: figures.reliability_retention(i.overall, i.retention, -retention_margin(i, params), d),
              "Reliability vs retention frontier.")
     b.table(h5, "Tab H5.1", "h5_main_results", ("overall",),
-            lambda: tables.main_results(i.overall, i.retention, i.stuckness),
+            lambda: paper_tables.main_results(i.overall, i.retention, i.stuckness),
             "Main results (every model): held-out tasks and training seeds, success with its 95% CI, the delta "
             "against the base with its paired interval, Holm-adjusted p and the minimum detectable delta, "
             "retention likewise, and loop rate.")
-    b.table(h5, "Tab H5.2", "h5_pass_k", ("overall",), lambda: tables.pass_k_table(i.pass_k, i.overall),
-            tables.pass_k_caption(i.pass_k, i.overall, i.phase3_metrics))
+    b.table(h5, "Tab H5.2", "h5_pass_k", ("overall",), lambda: paper_tables.pass_k_table(i.pass_k, i.overall),
+            paper_tables.pass_k_caption(i.pass_k, i.overall, i.phase3_metrics))
     h6 = Section("h6", "H6: Teachability predictor", "Predicting teachability from cheap observables.")
     intervals = _ranking_intervals(i, params.seed)
     b.figure(h6, "Fig H6.1", ("ranking",),
@@ -136,8 +136,9 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
              "NDCG@K and precision@K: predictor vs entropy vs random (and the oracle), with the predictor's and "
              "entropy's 95% task-bootstrap intervals when the out-of-fold predictions are there.")
     b.table(h6, "Tab H6.1", "h6_predictor_metrics", ("predictor",),
-            lambda: tables.predictor_metrics(i.predictor, params.predictor.targets.model_dump()), "Predictor metrics.")
-    b.table(h6, "NDCG@K", "h6_ndcg_by_k", ("ranking",), lambda: tables.ranking_by_k(i.ranking),
+            lambda: paper_tables.predictor_metrics(i.predictor, params.predictor.targets.model_dump()),
+            "Predictor metrics.")
+    b.table(h6, "NDCG@K", "h6_ndcg_by_k", ("ranking",), lambda: paper_tables.ranking_by_k(i.ranking),
             "NDCG@K per ranking method (the source of Fig H6.1's left panel).")
     b.table(h6, "Tab H6.2", "h6_ranking_intervals", ("oof", "snapshots"), lambda: intervals,
             "NDCG@K and precision@K of the predictor's and entropy's rankings with 95% percentile intervals over "
@@ -146,27 +147,27 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
     b.figure(h7, "Fig H7.1", ("selection",), lambda d: figures.selection_comparison(i.selection,
                                                                                     i.selection_results, d),
              "Selection methods compared at the same budget.")
-    b.table(h7, "Tab H7.1", "h7_selection_summary", ("selection",), lambda: tables.selection_summary(i.selection),
+    b.table(h7, "Tab H7.1", "h7_selection_summary", ("selection",), lambda: paper_tables.selection_summary(i.selection),
             "Selection summary.")
     parsing = Section("parsing", "Parsing: parse failures per stage",
                       "How often the student's reply could not be turned into a valid action, in each stage that "
                       "runs the student, and the action mode it ran in.")
     b.table(parsing, "Tab P.1", "parse_failures", ("phase0_metrics", "overall"),
-            lambda: tables.parse_failures(i.phase0_metrics, i.overall, action_mode(params), i.phase3_metrics),
-            tables.PARSE_NOTE, any_of=True)
+            lambda: paper_tables.parse_failures(i.phase0_metrics, i.overall, action_mode(params), i.phase3_metrics),
+            paper_tables.PARSE_NOTE, any_of=True)
     if (i.phase0_failures or {}).get("examples"):  # none (or a run from before they were kept): Tab P.1 alone
         b.table(parsing, "Tab P.2", "parse_failure_examples", ("phase0_failures",),
-                lambda: tables.parse_failure_examples(i.phase0_failures), tables.PARSE_EXAMPLES_NOTE)
+                lambda: paper_tables.parse_failure_examples(i.phase0_failures), paper_tables.PARSE_EXAMPLES_NOTE)
     return [h1, h2, h3, h4, h5, h6, h7, parsing]
 
 
 def _ranking_intervals(i: Inputs, seed: int):
-    """Fig H6.1's intervals (`tables.ranking_intervals`) at the K of the ranking curves; None when an input is
+    """Fig H6.1's intervals (`paper_tables.ranking_intervals`) at the K of the ranking curves; None when an input is
     missing or not usable (logged)."""
-    if not tables.usable(i.ranking, {"k"}):
+    if not paper_tables.usable(i.ranking, {"k"}):
         return None
     try:
-        return tables.ranking_intervals(i.oof, i.snapshots, sorted(set(i.ranking.k)), seed=seed)
+        return paper_tables.ranking_intervals(i.oof, i.snapshots, sorted(set(i.ranking.k)), seed=seed)
     except (KeyError, ValueError, TypeError, AttributeError, IndexError) as err:
         log.warning("Fig H6.1's intervals not computed: %r", err)
         return None
@@ -245,7 +246,7 @@ def chosen_snapshots(inputs: Inputs) -> list[tuple[dict, str]]:
         rows.sort(key=lambda r: (-((r.get("cpt") or {}).get("ELP_net") or 0),
                                  -((r.get("leverage") or {}).get("L_local") or 0), r["snapshot_id"]))
         for r in rows[:TOP_PER_QUADRANT]:
-            chosen[r["snapshot_id"]] = (r, f"top ELP_net in {tables.short_quadrant(q)}")
+            chosen[r["snapshot_id"]] = (r, f"top ELP_net in {paper_tables.short_quadrant(q)}")
     by_id = {r["snapshot_id"]: r for r in records}
     for m in inputs.micro or []:
         sid = m.get("snapshot_id")
@@ -278,7 +279,7 @@ def _metadata(inputs: Inputs, params: Params) -> list[tuple[str, str]]:
                     f"{card.get('train_steps', '?')} training steps")
     t = params.teacher
     records = inputs.snapshots or []
-    per_q = {tables.short_quadrant(q): sum(r.get("quadrant") == q for r in records) for q in QUADRANTS}
+    per_q = {paper_tables.short_quadrant(q): sum(r.get("quadrant") == q for r in records) for q in QUADRANTS}
     splits = {sp: sum(r.get("split") == sp for r in records) for sp in ("train", "eval")}
     trained = [m for m in (inputs.cells or {}).values() if m.get("trained", True)]
     meta = [("generated (UTC)", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")),
@@ -313,7 +314,7 @@ def build_report(params: Params, root: str | Path = ".", out: str | Path | None 
     for record, why in chosen_snapshots(inputs):
         view = describe(record["snapshot_id"], root, record=record, cells=inputs.cells or {},
                         micro=inputs.micro or [], selection=inputs.selection or {})
-        row = {"snapshot_id": record["snapshot_id"], "quadrant": tables.short_quadrant(record.get("quadrant")),
+        row = {"snapshot_id": record["snapshot_id"], "quadrant": paper_tables.short_quadrant(record.get("quadrant")),
                "U": record.get("U"), "L_local": (record.get("leverage") or {}).get("L_local"),
                "ELP_net": (record.get("cpt") or {}).get("ELP_net"), "shown because": why}
         snapshots.append((row, to_html(view)))

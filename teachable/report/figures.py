@@ -18,11 +18,11 @@ from PIL import Image  # noqa: E402
 from scipy.stats import t as student_t  # noqa: E402
 
 from teachable.gates.cpt import fisher_interval  # noqa: E402
-from teachable.report import tables  # noqa: E402
+from teachable.report import paper_tables  # noqa: E402
 
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table at INFO
 DPI = 150
-QUADRANT_COLORS = dict(zip(tables.SHORT, ("#0072B2", "#E69F00", "#999999", "#009E73")))  # as stages/quadrants.py
+QUADRANT_COLORS = dict(zip(paper_tables.SHORT, ("#0072B2", "#E69F00", "#999999", "#009E73")))  # as stages/quadrants.py
 QUADRANT_NAMES = {"Q1": "Q1 high U, high L", "Q2": "Q2 high U, low L", "Q3": "Q3 low U, low L",
                   "Q4": "Q4 low U, high L"}
 METHOD_STYLE = {"predictor": ("#0072B2", "o", "-"), "entropy": ("#E69F00", "s", "-"),
@@ -68,14 +68,14 @@ def quadrant_distribution(snapshots: pd.DataFrame, min_per_quadrant: int, out_di
     `min_per_quadrant` gate threshold."""
     name = "quadrant_distribution"
     fig, ax = _figure(name)
-    frame = snapshots.assign(q=snapshots.quadrant.map(tables.short_quadrant))
+    frame = snapshots.assign(q=snapshots.quadrant.map(paper_tables.short_quadrant))
     splits = [s for s in ("train", "eval") if "split" in frame and (frame.split == s).any()] or [None]
-    bottom = np.zeros(len(tables.SHORT))
+    bottom = np.zeros(len(paper_tables.SHORT))
     for i, split in enumerate(splits):
         part = frame if split is None else frame[frame.split == split]
-        counts = np.array([(part.q == q).sum() for q in tables.SHORT])
-        colors = [QUADRANT_COLORS[q] for q in tables.SHORT]
-        ax.bar(tables.SHORT, counts, bottom=bottom, color=colors, edgecolor="black", linewidth=0.6,
+        counts = np.array([(part.q == q).sum() for q in paper_tables.SHORT])
+        colors = [QUADRANT_COLORS[q] for q in paper_tables.SHORT]
+        ax.bar(paper_tables.SHORT, counts, bottom=bottom, color=colors, edgecolor="black", linewidth=0.6,
                hatch=None if i == 0 else "//", alpha=1.0 if i == 0 else 0.55,
                label=None if split is None else f"{split} split")
         bottom += counts
@@ -83,7 +83,7 @@ def quadrant_distribution(snapshots: pd.DataFrame, min_per_quadrant: int, out_di
         ax.text(x, total, f"{int(total)}", ha="center", va="bottom", fontsize=8)
     ax.axhline(min_per_quadrant, color="black", linestyle="--", linewidth=1,
                label=f"gate: min_per_quadrant = {min_per_quadrant}")
-    ax.set_xticks(range(len(tables.SHORT)), [QUADRANT_NAMES[q].replace(" ", "\n", 1) for q in tables.SHORT])
+    ax.set_xticks(range(len(paper_tables.SHORT)), [QUADRANT_NAMES[q].replace(" ", "\n", 1) for q in paper_tables.SHORT])
     ax.set(ylabel="snapshots (count)", title=f"Quadrant balance ({len(frame)} labeled snapshots)")
     ax.set_ylim(0, max(bottom.max(), min_per_quadrant) * 1.15 + 1)
     fig.legend(loc="outside lower center", ncols=3, frameon=False)  # outside the axes: it can hide no bar's count
@@ -105,7 +105,7 @@ def teachability_landscape(snapshots: pd.DataFrame, thresholds: dict | None, out
                    label=f"U threshold {thresholds['U']:.3f}")
         ax.axhline(thresholds["L"], color="#D55E00", linestyle=":", linewidth=1.4,
                    label=f"L threshold {thresholds['L']:.3f}")
-        counts = frame.quadrant.map(tables.short_quadrant).value_counts()
+        counts = frame.quadrant.map(paper_tables.short_quadrant).value_counts()
         for q, (x, y, ha, va) in {"Q1": (0.98, 0.98, "right", "top"), "Q2": (0.98, 0.02, "right", "bottom"),
                                   "Q3": (0.02, 0.02, "left", "bottom"), "Q4": (0.02, 0.98, "left", "top")}.items():
             ax.text(x, y, f"{q} (n={counts.get(q, 0)})", transform=ax.transAxes, ha=ha, va=va, fontsize=8,
@@ -123,10 +123,10 @@ def cpt_validation(micro: list[dict], cpt: dict | None, out_dir: Path) -> list[P
     name = "h2_cpt_validation"
     fig, (left, right) = _figure(name, 2)
     frame = pd.DataFrame(micro)
-    frame["q"] = frame.quadrant.map(tables.short_quadrant)
+    frame["q"] = frame.quadrant.map(paper_tables.short_quadrant)
     # identical (ELP_net, gain) pairs are common (few rollouts): one marker per pair, area by count (big ones
     # drawn first, underneath), dodged in x by quadrant
-    dodge = dict(zip(tables.SHORT, (-0.03, -0.01, 0.01, 0.03)))
+    dodge = dict(zip(paper_tables.SHORT, (-0.03, -0.01, 0.01, 0.03)))
     points = frame.groupby(["q", "ELP_net", "gain"]).size().reset_index(name="n").sort_values("n", ascending=False)
     for order, row in enumerate(points.itertuples()):
         left.scatter(row.ELP_net + dodge.get(row.q, 0), row.gain, s=18 * row.n, alpha=0.85, zorder=3 + order * 1e-3,
@@ -134,7 +134,7 @@ def cpt_validation(micro: list[dict], cpt: dict | None, out_dir: Path) -> list[P
                      edgecolors="black", linewidths=0.3)
     handles = [plt.Line2D([], [], linestyle="", marker=QUADRANT_MARKERS[q], color=QUADRANT_COLORS[q],
                           markeredgecolor="black", markeredgewidth=0.3, label=f"{q} (n={(frame.q == q).sum()})")
-               for q in tables.SHORT]
+               for q in paper_tables.SHORT]
     lo = min(frame.ELP_net.min(), frame.gain.min(), 0) - 0.05
     hi = max(frame.ELP_net.max(), frame.gain.max(), 0) + 0.05
     left.plot([lo, hi], [lo, hi], color="black", linestyle="--", linewidth=0.8, label="gain = ELP_net")
@@ -150,9 +150,9 @@ def cpt_validation(micro: list[dict], cpt: dict | None, out_dir: Path) -> list[P
               ha="right", va="bottom", fontsize=6.5, color="grey")
     left.legend(handles=handles + left.get_legend_handles_labels()[0], loc="upper left", fontsize=6.5)
     per_q = (cpt or {}).get("per_quadrant", {})
-    x = np.arange(len(tables.SHORT))
-    elp = [_mean_ci(frame.ELP_net[frame.q == q]) for q in tables.SHORT]
-    gain = [_mean_ci(frame.gain[frame.q == q]) for q in tables.SHORT]
+    x = np.arange(len(paper_tables.SHORT))
+    elp = [_mean_ci(frame.ELP_net[frame.q == q]) for q in paper_tables.SHORT]
+    gain = [_mean_ci(frame.gain[frame.q == q]) for q in paper_tables.SHORT]
     for offset, stats, color, hatch, label in ((-0.2, elp, "#56B4E9", None, "mean ELP_net (CPT)"),
                                                (0.2, gain, "#D55E00", "//", "mean micro-training gain")):
         means = np.array([m for m, _, _ in stats])
@@ -161,8 +161,8 @@ def cpt_validation(micro: list[dict], cpt: dict | None, out_dir: Path) -> list[P
                   yerr=np.nan_to_num(errors), capsize=3, error_kw={"elinewidth": 0.8})
     right.axhline(0, color="black", linewidth=0.6)
     labels = []
-    for q in tables.SHORT:
-        stats = next((v for k, v in per_q.items() if tables.short_quadrant(k) == q), {})
+    for q in paper_tables.SHORT:
+        stats = next((v for k, v in per_q.items() if paper_tables.short_quadrant(k) == q), {})
         r, n = stats.get("rho"), stats.get("n") or int((frame.q == q).sum())
         if r is None or n < 4:
             labels.append(f"{q}\nρ n/a")
@@ -222,9 +222,9 @@ def supervision_heatmap(per_quadrant: pd.DataFrame, out_dir: Path) -> list[Path]
     quadrant it was trained on, with its paired 95% interval when phase 3 wrote one."""
     name = "h3_supervision_heatmap"
     fig, ax = _figure(name)
-    low, high = (tables.in_quadrant_matrix(per_quadrant, c) if c in per_quadrant else None
+    low, high = (paper_tables.in_quadrant_matrix(per_quadrant, c) if c in per_quadrant else None
                  for c in ("delta_ci_low", "delta_ci_high"))
-    _heatmap(fig, ax, tables.in_quadrant_matrix(per_quadrant), "supervision format",
+    _heatmap(fig, ax, paper_tables.in_quadrant_matrix(per_quadrant), "supervision format",
              "training (and evaluation) quadrant", low=low, high=high)
     ax.set_title("In-quadrant gain by supervision format" +
                  ("\n(in brackets: the paired 95% interval vs the base, pp)" if low is not None else ""))
@@ -238,10 +238,10 @@ def _pp(value) -> str:
 def transfer_heatmap(transfer: pd.DataFrame, gate: dict | None, out_dir: Path) -> list[Path]:
     """Fig H4.1: transfer matrix: success delta on each evaluation quadrant of the cells trained on each quadrant
     (mean over formats); the diagonal is outlined. The title gives the phase 3 gate `transfer_diagonal` as the
-    evaluate stage decided it (diagonal minus off-diagonal with its interval, and the status)."""
+    evaluate_models stage decided it (diagonal minus off-diagonal with its interval, and the status)."""
     name = "h4_transfer_matrix"
     fig, ax = _figure(name)
-    _heatmap(fig, ax, tables.transfer_pivot(transfer), "evaluation quadrant", "training quadrant",
+    _heatmap(fig, ax, paper_tables.transfer_pivot(transfer), "evaluation quadrant", "training quadrant",
              outline_diagonal=True)
     if gate and gate.get("status"):
         ci = gate.get("ci") or [None, None]
@@ -275,7 +275,7 @@ def reliability_retention(overall: pd.DataFrame, retention: pd.DataFrame | None,
     non-inferiority bound (`retention_gate`, e.g. -0.03)."""
     name = "h5_reliability_retention"
     fig, ax = _figure(name)
-    frame = tables.main_results(overall, retention, None)
+    frame = paper_tables.main_results(overall, retention, None)
     frame = frame[frame.kind != "base"].dropna(subset=["delta"])
     if "retention_delta" not in frame:
         frame["retention_delta"] = np.nan
@@ -370,9 +370,9 @@ def _place_labels(fig, ax, labels: list[tuple[tuple[float, float], str]], points
 def ranking_curves(ranking: pd.DataFrame, out_dir: Path, intervals: pd.DataFrame | None = None,
                    gate: dict | None = None) -> list[Path]:
     """Fig H6.1: NDCG@K (left) and precision@K (right) of the predictor's ranking of snapshots by teachability,
-    against ranking by entropy, random order and the oracle (true ELP_net). `intervals` (`tables.ranking_intervals`)
-    shades the predictor's and entropy's 95% task-bootstrap intervals; `gate` (the phase 4 verdict `beats_entropy`)
-    puts the gate's difference with its interval and status in the figure's title."""
+    against ranking by entropy, random order and the oracle (true ELP_net). `intervals`
+    (`paper_tables.ranking_intervals`) shades the predictor's and entropy's 95% task-bootstrap intervals; `gate` (the
+    phase 4 verdict `beats_entropy`) puts the gate's difference with its interval and status in the figure's title."""
     name = "h6_ranking_curves"
     fig, axes = _figure(name, 2)
     for ax, metric, label in zip(axes, ("ndcg", "precision"), ("NDCG@K", "precision@K")):
@@ -410,7 +410,7 @@ def selection_comparison(selection: dict, results: pd.DataFrame | None, out_dir:
     retention delta, at the same budget K."""
     name = "h7_selection"
     fig, (left, right) = _figure(name, 2)
-    table = tables.selection_summary(selection)
+    table = paper_tables.selection_summary(selection)
     x = np.arange(len(table))
     colors = [METHOD_STYLE.get(m, ("#CC79A7",))[0] for m in table.method]
     errors, label = None, "95% Wilson CI of success"

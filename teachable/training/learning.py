@@ -1,7 +1,7 @@
 """Did a trained adapter move the student where it was trained? The student's probability of the teacher's action
 at each of the model's own training snapshots (its plain prompt, as at test time: no patch), without and with the
 adapter. A cell whose adapter leaves this unchanged cannot tell supervision formats or quadrants apart, whatever
-phase 3 finds; its success on those snapshots (`evaluate`'s learning panel) says whether the change matters."""
+phase 3 finds; its success on those snapshots (`evaluate_models`'s learning panel) says whether the change matters."""
 
 from __future__ import annotations
 

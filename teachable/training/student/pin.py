@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from teachable.core.params import Params
-from teachable.training.student import StudentDirError, check_model_dir
+from teachable.policy.student import StudentDirError, check_model_dir
 
 PIN_FILE = "pin.json"
 # student params that say where or how a model is served, not what is built

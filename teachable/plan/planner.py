@@ -5,7 +5,7 @@ whether the evaluation's n can decide each phase 3-5 gate at `gates.min_effect`.
 Why: a paper-scale run spends GPU-hours and API dollars, and an undersized panel spends them on gates that end
 inconclusive; both can be seen from params alone. Nothing runs here. Counts are upper bounds (every episode to its
 horizon, every labeling arm to its cap, quadrants balanced); hours scale them by the share a pilot stage actually
-ran. On a GPU profile the hours are one model of cost (`teachable.report.flops`: FLOPs per scored state on the
+ran. On a GPU profile the hours are one model of cost (`teachable.plan.flops`: FLOPs per scored state on the
 chosen engine, per generated token, per LoRA record, from the student's shape) over the MFU, bandwidth and overheads
 of `benchmarks/throughput.json`; each figure is named measured or assumed, and the assumed ones span a range whose
 ends give the plan's low and high hours. `--calibrate benchmarks/gpu.json` folds a measured GPU run into that file.
@@ -28,8 +28,8 @@ from teachable.gates.core import POWER, min_detectable_difference
 from teachable.gates.paired import n_needed
 from teachable.labeling.estimates import CPT_ARMS
 from teachable.labeling.quadrants import QUADRANTS
-from teachable.report import flops
-from teachable.report.flops import Shape
+from teachable.plan import flops
+from teachable.plan.flops import Shape
 
 THROUGHPUT = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.json"
 ESTIMATE, MEASURED, PARTLY = "estimate, not measured", "from measured throughput", "partly measured"
@@ -172,12 +172,12 @@ def workload(p: Params, path: Path = THROUGHPUT) -> list[dict]:
     row("recovery + train_recovery", "2", s["train_side"], train_steps=rec_steps,
         train_records=rec_steps * t.batch_size * t.gradient_accumulation_steps, runs=t.n_seeds)
     models = 1 + (cells + len(t.baselines) + 1) * t.n_seeds
-    row("evaluate", "3", models * s["items"] * e.n_rollouts, models * s["items"] * e.n_rollouts * steps,
+    row("evaluate_models", "3", models * s["items"] * e.n_rollouts, models * s["items"] * e.n_rollouts * steps,
         p.rollouts.action_mode, e.batch_size)
     row("predictor", "4", processes=0)
     methods = len(p.select.methods) * t.n_seeds
     sel_steps = lora_steps(p.select.budget, t, methods)
-    row("select", "5", methods * s["items"] * e.n_rollouts, methods * s["items"] * e.n_rollouts * steps,
+    row("select_snapshots", "5", methods * s["items"] * e.n_rollouts, methods * s["items"] * e.n_rollouts * steps,
         p.rollouts.action_mode, e.batch_size, sel_steps, sel_steps * per_step, methods)
     for r in rows:
         scored = r["calls"] if r["mode"] == "score" else 0
@@ -219,7 +219,7 @@ def _fractions(path: Path = THROUGHPUT) -> dict:
 
 
 def student_shape(p: Params, data: dict) -> tuple[Shape, str]:
-    """The student's shape (teachable.report.flops.Shape) and where it comes from: the offline student's config, the
+    """The student's shape (teachable.plan.flops.Shape) and where it comes from: the offline student's config, the
     model directory's config.json where it is on disk, Qwen3-8B's published config for a "Qwen3-8B" name, else
     Qwen3-8B's shape with its layers scaled to the size in the name ("...-1.5B"; an assumption)."""
     if p.student.base_model is None:
@@ -230,7 +230,7 @@ def student_shape(p: Params, data: dict) -> tuple[Shape, str]:
     qwen = Shape.from_config(flops.QWEN3_8B)
     name = path.name.lower()
     if name.startswith("qwen3-8b"):
-        return qwen, "Qwen3-8B's config (teachable/report/flops.py)"
+        return qwen, "Qwen3-8B's config (teachable/plan/flops.py)"
     found = re.search(r"(\d+(?:\.\d+)?)b(?![a-z])", name)
     if not found:
         return qwen, f"assumed Qwen3-8B's shape ({path.name}: no config.json, no size in the name)"
@@ -454,7 +454,7 @@ def seeds_counts(p: Params, rows: list[dict]) -> list[dict]:
             "labeling episodes a snapshot": by["label"]["episodes"] / max(labeled, 1),
             "labeling episodes": by["label"]["episodes"], "1B micro-runs": by["micro_train"]["runs"],
             "2 training runs": by["train"]["runs"],  # the matrix and baselines (recovery is a run more here)
-            "3 evaluation episodes": by["evaluate"]["episodes"]}
+            "3 evaluation episodes": by["evaluate_models"]["episodes"]}
     return [{"count": k, "this plan": ours[k], "seeds": v, "ratio": round(ours[k] / v, 2)}
             for k, v in SEEDS_BUDGET["counts"].items()]
 

@@ -1,4 +1,4 @@
-"""One model of cost, shared by the planner (`teachable/report/plan.py`) and the GPU check (`benchmarks/gpu.py`): the
+"""One model of cost, shared by the planner (`teachable/plan/planner.py`) and the GPU check (`benchmarks/gpu.py`): the
 FLOPs a scoring call, a generated token and a LoRA step take, per engine, from the student's shape.
 
 The parameter count. N is the decoder layers' weight matrices only (attention q, k, v, o and the MLP's gate, up,

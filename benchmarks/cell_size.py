@@ -1,0 +1,123 @@
+"""Does a phase 2 cell learn, and at what size and learning rate? Held-out success of demo-format adapters (the
+teacher's action at a snapshot) by number of training records and learning rate, paired with the base student.
+
+The pilot's cells hold 11 records (its smallest quadrant's training count), take 30 steps at batch 8 and, at
+lr 0.01, lower held-out success for every model (docs/RESULTS.md). This asks the question the pilot should have
+chosen its learning rate on: on tasks that no pilot panel uses (`heldout` seeds from `--task-offset` on, disjoint
+from phase 3's), which (records, lr) raise success over the base? Every arm takes the same 30 steps, so records
+vary the data and not the update count. Records are a seeded sample of the pilot's training snapshots (all
+quadrants; demo format), seed k's own sample; every model plays the same episodes with the same sample seeds.
+
+    python benchmarks/cell_size.py [--records 11 33 105] [--lrs 0.001 0.003 0.01] [--seeds 2] [--tasks 200] \
+        [--labels teacher|self]
+
+`--labels self` is the control: the same snapshots labelled with the student's own most likely action (its
+`student_probs`), so an update that teaches nothing new; what it does to held-out success is the cost of the
+update itself, apart from what the teacher's actions teach.
+
+Needs the pilot's `data/quadrant_snapshots.jsonl` and `models/student` (`dvc pull` or `dvc repro quadrants`).
+Prints, per arm, the mean success delta over seeds with a 95% t interval over tasks (task-paired; the seeds'
+spread is shown beside it, not in the interval), and writes `--out` (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from teachable.core.params import load_params
+from teachable.core.records import read_jsonl
+from teachable.core.tasks import make_tasks, training_snapshots
+from teachable.evaluation.panels import adapted, panel_sample_seed
+from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.training.lora import train_lora
+from teachable.training.matrix import training_records, training_seed
+from teachable.policy.student import load_student, student_path
+
+
+def task_specs(levels: list[str], n_tasks: int, offset: int, seed: int) -> list[RolloutSpec]:
+    tasks = make_tasks(levels, n_tasks, "heldout", base_seed=offset)
+    return [RolloutSpec(f"cellsize|{t.task_id}", t.level, t.seed,
+                        sample_seed=panel_sample_seed(seed, f"cellsize|{t.task_id}")) for t in tasks]
+
+
+def play(policy, adapter: str | None, specs: list[RolloutSpec], engine_kwargs: dict) -> np.ndarray:
+    with adapted(policy, adapter) as p:
+        episodes = RolloutEngine(p, **engine_kwargs).run(specs)
+    by_id = {e.episode_id: e.success for e in episodes}
+    return np.array([by_id[s.episode_id] for s in specs], dtype=float)
+
+
+def self_labelled(record: dict) -> dict:
+    """The snapshot with the student's most likely action in the teacher's place."""
+    probs = record["student_probs"]
+    return {**record, "teacher": {**record["teacher"], "suggested_action": max(probs, key=probs.get)}}
+
+
+def interval(diffs: np.ndarray) -> list[float]:
+    half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    return [round(float(diffs.mean() - half), 3), round(float(diffs.mean() + half), 3)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, nargs="+", default=[11, 33, 105])
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.001, 0.003, 0.01])
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--task-offset", type=int, default=1000, help="first heldout task seed (phase 3 uses 0-99)")
+    parser.add_argument("--labels", choices=["teacher", "self"], default="teacher")
+    parser.add_argument("--out", default="benchmarks/cell_size.json")
+    args = parser.parse_args()
+
+    params = load_params()
+    pool = sorted(training_snapshots(read_jsonl("data/quadrant_snapshots.jsonl")), key=lambda r: r["snapshot_id"])
+    policy = load_student(params.student)
+    e, env = params.evaluate, params.env
+    engine_kwargs = dict(env_name=env.name, max_steps=env.max_steps, history_len=env.history_len,
+                         temperature=e.temperature, batch_size=e.batch_size, action_mode=params.rollouts.action_mode)
+    specs = task_specs(env.levels, args.tasks, args.task_offset, params.seed)
+
+    start = time.perf_counter()
+    base = play(policy, None, specs, engine_kwargs)
+    print(f"base: {base.mean():.3f} on {len(specs)} tasks ({time.perf_counter() - start:.0f} s)", flush=True)
+    arms = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for n in args.records:
+            for lr in args.lrs:
+                train = params.train.model_copy(update={"learning_rate": lr})
+                deltas, success = [], []
+                for k in range(args.seeds):
+                    seed = training_seed(params.seed, k)
+                    chosen = random.Random(f"cellsize|{n}|{k}").sample(pool, min(n, len(pool)))
+                    out = Path(scratch) / f"n{n}-lr{lr}-s{k}"
+                    if args.labels == "self":
+                        chosen = [self_labelled(r) for r in chosen]
+                    train_lora(student_path(params.student), training_records(chosen, "demo"), train, out,
+                               checkpoint_dir=Path(scratch) / f"ckpt-{out.name}", seed=seed, report=False)
+                    wins = play(policy, str(out), specs, engine_kwargs)
+                    success.append(float(wins.mean()))
+                    deltas.append(wins - base)
+                per_task = np.mean(deltas, axis=0)
+                arm = {"records": min(n, len(pool)), "learning_rate": lr, "steps": train.max_steps,
+                       "success_by_seed": [round(s, 3) for s in success],
+                       "delta": round(float(per_task.mean()), 3), "interval_95": interval(per_task)}
+                arms.append(arm)
+                print(f"records {arm['records']:>3}  lr {lr:<6}  delta {arm['delta']:+.3f} {arm['interval_95']}  "
+                      f"success by seed {arm['success_by_seed']}  ({time.perf_counter() - start:.0f} s)", flush=True)
+    result = {"base_success": round(float(base.mean()), 3), "tasks": len(specs), "task_offset": args.task_offset,
+              "seeds": args.seeds, "format": "demo", "labels": args.labels, "batch_size": params.train.batch_size, "arms": arms,
+              "seconds": round(time.perf_counter() - start)}
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
