@@ -73,9 +73,11 @@ java:
 	echo "  Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless;  conda: conda install -c conda-forge openjdk=17"; \
 	echo "then re-run make. (BabyAI runs without Java.)"; exit 1
 
-# The pilot: every stage on the embedded defaults (offline student, oracle teacher, CPU).
+# The pilot: every stage on the embedded defaults (offline student, oracle teacher, CPU). check-lock first: a dvc.lock
+# cut short but still valid YAML would make dvc repro silently run again the stages it lost.
 pilot: setup
 	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "make pilot runs in a git clone (DVC needs git)"; exit 1; }
+	@$(BIN)/python -m teachable check-lock
 	$(BIN)/dvc repro
 
 # The report page test opens reports/index.html in headless Chromium; without it that test is skipped, not failed.

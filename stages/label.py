@@ -1,5 +1,6 @@
 """Stage `label` (phase 1): U, teacher advice, leverage (p_student, L_local, L_upper) and the Contextual Patch
-Test for every snapshot; all rollouts of a chunk of snapshots run batched through the rollout engine.
+Test for every snapshot; each snapshot's rollouts of a round run batched through the rollout engine, in batches of
+its own so that records are the same whatever the chunk and wherever a killed run resumed.
 
 Output `data/labeled_snapshots.jsonl` and `reports/phase1/label_metrics.json`. Resumable: finished snapshots are
 appended to a scratch log keyed by the params; a killed run restarted labels only the rest. A teacher that cannot go

@@ -4,13 +4,16 @@
   teachable show SNAPSHOT_ID [--json] [--root DIR]                                one snapshot, all that is known
   teachable plan [-S key=value ...] [--preset seeds] [--device h100] [--json]     what params cost, what they decide
   teachable pin [--params params.yaml]                                            pin the built offline student
+  teachable check-lock [--root DIR]                                               whether dvc.lock lost committed stages
 
 show prints the state text, the student's distribution over actions, the teacher's advice, the leverage and CPT
 outcomes with their counts, the quadrant, and the trained models that used the snapshot. plan prints what the
 params ask of each stage (episodes, calls, tokens, training steps, teacher calls and dollars), the hours on a device
 profile, and whether the evaluation's n can decide the phase 3-5 gates. pin records the offline student in
 student.dir (built by dvc repro student with student.rebuild: true) as student.pinned, with its files' SHA-256 and
-build params, to be committed so every machine uses this student. Exit code 2 for an unknown id or bad params.
+build params, to be committed so every machine uses this student. check-lock (run by make pilot before dvc repro)
+stops with one line when dvc.lock differs from HEAD's and lacks stages it records: dvc repro would silently run
+them again. Exit code 2 for an unknown id, bad params or lost stages.
 Also runs as python -m teachable.
 """
 
@@ -73,6 +76,16 @@ def run_pin(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_check_lock(args: argparse.Namespace) -> int:
+    from teachable.report.lockcheck import lost_stages, lost_stages_message
+
+    lost = lost_stages(args.root)
+    if lost:
+        print(f"error: {lost_stages_message(lost)}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run_list(args: argparse.Namespace) -> int:
     try:
         rows = list_snapshots(args.root, args.quadrant, args.split)
@@ -128,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     pin = commands.add_parser("pin", help="pin the built offline student (then commit it)")
     pin.add_argument("--params", default="params.yaml", help="the params the student was built with")
+    check_lock = commands.add_parser("check-lock", help="whether dvc.lock lost stages the committed one records")
+    check_lock.add_argument("--root", default=".", help="the project root (dvc.yaml, dvc.lock)")
     args = parser.parse_args(argv)
     if args.command == "plan":
         return run_plan(args)
@@ -135,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_pin(args)
     if args.command == "list":
         return run_list(args)
+    if args.command == "check-lock":
+        return run_check_lock(args)
     try:
         view = describe(args.snapshot_id, args.root)
     except (UnknownSnapshot, RecordError) as err:

@@ -3,6 +3,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 from teachable.core.params import Params  # noqa: E402
@@ -43,3 +45,17 @@ def tiny_policy(tiny_student_dir):
     from teachable.policy.hf import HFPolicy
 
     return HFPolicy.load(str(tiny_student_dir), device="cpu", batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def pilot_student_dir():
+    """The pilot's own student (models/pinned-student, committed to git): trained, so its action probabilities are as
+    peaked as the pipeline's. (The random tiny student's float differences mostly vanish in 6-decimal rounding.)"""
+    return Path(__file__).resolve().parents[1] / "models/pinned-student"
+
+
+@pytest.fixture(scope="session")
+def pilot_policy(pilot_student_dir):
+    from teachable.policy.hf import HFPolicy
+
+    return HFPolicy.load(str(pilot_student_dir), device="cpu", batch_size=64)

@@ -326,3 +326,60 @@ def test_a_damaged_resume_log_says_what_to_delete_and_ends_the_killed_run(tmp_pa
     assert err.endswith(f"this resume log of a killed run is damaged: delete it (rm {log.path}) to start the stage "
                         "afresh (its finished work is redone)")
     assert client.get_run(killed).info.status == "KILLED"  # not left RUNNING
+
+
+# ---- issue 33: a dvc.lock cut in half but still valid YAML made `dvc repro` silently re-run the stages it lost ----
+
+
+def test_a_dvc_lock_that_lost_stages_stops_make_pilot_with_one_line(tmp_path, capsys):
+    import shutil
+
+    import yaml
+
+    from teachable.__main__ import main
+
+    git = lambda *args: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,  # noqa: E731
+                                       check=True, capture_output=True)
+    for name in ("dvc.yaml", "dvc.lock"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    assert main(["check-lock", "--root", str(tmp_path)]) == 0  # not a git repository: nothing to compare with
+    git("init", "-q")
+    git("add", "dvc.yaml")
+    git("commit", "-qm", "a first run has no dvc.lock in git")
+    assert main(["check-lock", "--root", str(tmp_path)]) == 0
+    git("add", "dvc.lock")
+    git("commit", "-qm", "the pilot's dvc.lock")
+    lock = tmp_path / "dvc.lock"
+    full = lock.read_text()
+    assert main(["check-lock", "--root", str(tmp_path)]) == 0  # HEAD's
+    lock.write_text(full.replace("md5: ", "md5: 0", 1))  # a stage run again: another lock, every stage still in it
+    assert main(["check-lock", "--root", str(tmp_path)]) == 0
+
+    lines = full.splitlines(keepends=True)
+    lock.write_text("".join(lines[: len(lines) // 2]))  # cut in half, still valid YAML: DVC says nothing
+    stages = list(yaml.safe_load(full)["stages"])
+    kept = list(yaml.safe_load(lock.read_text())["stages"])
+    lost = [s for s in stages if s not in kept]
+    assert lost and any(s.startswith("train@") for s in lost)  # matrix cells too
+    capsys.readouterr()
+    assert main(["check-lock", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: dvc.lock lacks {len(lost)} stage(s) that the committed dvc.lock records "
+                   f"({', '.join(lost)}): `dvc repro` would run them again; restore them with `git checkout dvc.lock` "
+                   "(or run `dvc repro` yourself to re-run them)"]
+    lock.unlink()
+    assert main(["check-lock", "--root", str(tmp_path)]) == 2
+    assert f"lacks {len(stages)} stage(s)" in capsys.readouterr().err
+
+    gone = next(s for s in reversed(stages) if "@" not in s)  # a stage removed from dvc.yaml is not lost
+    without = yaml.safe_load(full)
+    del without["stages"][gone]
+    lock.write_text(yaml.safe_dump(without, sort_keys=False))
+    assert main(["check-lock", "--root", str(tmp_path)]) == 2 and f"({gone})" in capsys.readouterr().err
+    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    del dvc_yaml["stages"][gone]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    assert main(["check-lock", "--root", str(tmp_path)]) == 0
+
+    pilot = (ROOT / "Makefile").read_text().split("\npilot:")[1].split("\n\n")[0]
+    assert pilot.index("-m teachable check-lock") < pilot.index("dvc repro")

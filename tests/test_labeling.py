@@ -323,3 +323,30 @@ def test_match_probability_is_the_rate_at_which_student_draws_pick_the_expert_ac
     assert abs((1 - lev["n_unmatched"] / 64) - lev["p_match"]) < 0.2
     # the matched pairs are one episode by construction: the estimate reads only the unmatched ones
     assert stratified_difference([True, False], [False, False], [True, False], 0.5)["diff"] == 0.0
+
+
+def babyai_snapshots(policy, n: int) -> list[Snapshot]:
+    """`n` failure snapshots of the policy's own BabyAI episodes: prompts of many lengths, as in the pipeline."""
+    from teachable.core.params import SnapshotParams
+    from teachable.rollout.engine import RolloutSpec
+    from teachable.rollout.snapshots import failure_snapshots
+
+    episodes = RolloutEngine(policy, max_steps=8).run([RolloutSpec(f"e{i}", "GoToLocal", i, i) for i in range(8)])
+    return failure_snapshots(episodes, SnapshotParams.defaults(max_snapshots=n), 2, seed=0)
+
+
+def test_records_are_byte_identical_whatever_the_chunk_size(pilot_policy):
+    """Issue 33: the student's forward passes batched a whole chunk's states, and a batch gives each row floats that
+    depend on the other rows, so 7 of 8 pilot records differed in U and action probabilities at the 6th decimal
+    between chunks of 16 and of 4. Each snapshot's scoring and rollouts now run in batches of its own. (The pilot's
+    student, 12 snapshots, chunks of 2, 4 and 12.)"""
+    from teachable.labeling.label import label_snapshots
+
+    snapshots = babyai_snapshots(pilot_policy, 12)
+    assert len(snapshots) == 12
+    runs = []
+    for size in (2, 4, 12):
+        engine = RolloutEngine(pilot_policy, "babyai", 8, 2, 1.0, 64, record_steps=False)
+        p = LabelParams.defaults(round_size=2, max_rollouts=4, cpt_rollouts=2, horizon=4, chunk_size=size)
+        runs.append(json.dumps(label_snapshots(snapshots, pilot_policy, OracleTeacher(), engine, p, 0, 0.1)[0]))
+    assert runs[0] == runs[1] == runs[2]

@@ -5,6 +5,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from teachable.core.params import Params
 from teachable.core.records import Episode, read_jsonl
 from teachable.rollout.engine import RolloutEngine
@@ -74,11 +76,51 @@ def test_label_resumes_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
     assert read_jsonl(stage.OUT) == uninterrupted
 
 
+@pytest.mark.parametrize("stopping", ["interval", "posterior"])
+def test_a_label_run_stopped_mid_chunk_resumes_to_the_uninterrupted_bytes(stopping, tmp_path, monkeypatch,
+                                                                          pilot_student_dir, pilot_policy):
+    """Issue 33: a label run that stopped part way through a chunk (the disk full while it logged the chunk's
+    records) labeled the chunk's rest as a chunk of its own on resume, and 4 of 8 records differed from an
+    uninterrupted run's (a batched forward pass gives each row floats that depend on the other rows). Here the
+    pilot's student, a chunk of 8 snapshots, the disk full at the 4th line of the resume log (records, or the
+    posterior rule's first-round states), then resumed: the uninterrupted run's bytes."""
+    import errno
+
+    from teachable.core.records import write_jsonl
+    from tests.test_labeling import babyai_snapshots
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    write_jsonl("data/snapshots.jsonl", babyai_snapshots(pilot_policy, 8))
+    params = Params.defaults(**{"env": {"levels": ["GoToLocal"], "max_steps": 8}, "student": {"dir": str(pilot_student_dir)},
+                           "label": {"round_size": 2, "max_rollouts": 4, "cpt_rollouts": 2, "horizon": 4,
+                                     "chunk_size": 8, "stopping": stopping}})
+    stage = load_stage("label")
+    stage.main(params)
+    uninterrupted = Path(stage.OUT).read_bytes()
+    assert uninterrupted.count(b"\n") == 8
+
+    logged, append = [], ScratchLog.append
+
+    def disk_full(log, record):
+        if len(logged) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        logged.append(record["snapshot_id"])
+        append(log, record)
+
+    monkeypatch.setattr(ScratchLog, "append", disk_full)
+    Path(stage.OUT).unlink()
+    with pytest.raises(OSError, match="No space left"):
+        stage.main(params)
+    monkeypatch.setattr(ScratchLog, "append", append)
+    stage.main(params)
+    assert Path(stage.OUT).read_bytes() == uninterrupted
+
+
 # ---- resume logs are keyed by the stage's deps (code, data, models), not by its params alone ----
 
 import shutil  # noqa: E402
 
-import pytest  # noqa: E402
 
 from teachable.core import resume as resume_lib  # noqa: E402
 from teachable.core.tasks import rollout_sample_seed  # noqa: E402

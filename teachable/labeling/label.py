@@ -1,6 +1,14 @@
-"""Label a chunk of snapshots: U from one batched scoring call, teacher advice, then the rollouts that leverage
-and the CPT need, in rounds, each round of the whole chunk one run of the batched engine (sequential allocation:
-rollouts go to the snapshots whose leverage side is still undetermined)."""
+"""Label a chunk of snapshots: U from the student's scores, teacher advice, then the rollouts that leverage and the
+CPT need, in rounds (sequential allocation: rollouts go to the snapshots whose leverage side is still undetermined).
+
+Each snapshot is scored in a call of its own and each round of its rollouts is one run of the batched engine of its
+own. A batched forward pass gives each row floats that depend on the other rows (the padding to the longest
+prompt, the matmul kernel chosen for the batch's size: 1e-6 in U and the action probabilities, which records keep
+at 6 decimals), so batching snapshots together made records depend on the chunk, and on where a killed run
+resumed. Batches of one snapshot's own episodes make every record a function of the snapshot, params and seed:
+byte-identical whatever `chunk_size` and wherever a run stopped (at the same `batch_size`, which bounds how many of
+a snapshot's episodes share a batch). On the pilot's CPU this costs no label time beyond noise (1.01x over six
+runs, `benchmarks/label_batching.py`); on a GPU the smaller batches are not yet measured."""
 
 from __future__ import annotations
 
@@ -154,21 +162,30 @@ def _posterior_leverage_record(outcomes: dict[str, list[bool]], p_match: float |
 
 def _run_round(entries: list[tuple[Snapshot, Advice, dict, bool]], outcomes: dict[str, dict[str, list[bool]]],
                engine: RolloutEngine, p: LabelParams, seed: int, first: int, last: int) -> None:
-    """Rollouts first..last-1 of each entry (snapshot, advice, patches, whether its leverage arms go on), one run
-    of the batched engine, appended to `outcomes` in place."""
-    specs = [spec for snap, advice, patches, lev in entries
-             for spec in _specs(snap, advice, patches, p, seed, first, last, lev)]
-    suggested = {snap.snapshot_id: advice.suggested_action for snap, advice, _, _ in entries}
-    for episode in engine.run_shared(specs):  # in spec order: i ascends within each arm
-        sid, arm, _ = episode.episode_id.split("|")
-        outcomes[sid].setdefault(arm, []).append(episode.success)
-        if arm == "student":  # the same episode as the forced one when its own draw picked that action
-            outcomes[sid].setdefault("matched", []).append(episode.first_action == suggested[sid])
+    """Rollouts first..last-1 of each entry (snapshot, advice, patches, whether its leverage arms go on), appended
+    to `outcomes` in place: one run of the batched engine per snapshot, so the batches its episodes share are its
+    own, whatever else is in the chunk (see the module docstring)."""
+    for snap, advice, patches, lev in entries:
+        specs = _specs(snap, advice, patches, p, seed, first, last, lev)
+        for episode in engine.run_shared(specs):  # in spec order: i ascends within each arm
+            _, arm, _ = episode.episode_id.split("|")
+            outcomes[snap.snapshot_id].setdefault(arm, []).append(episode.success)
+            if arm == "student":  # the same episode as the forced one when its own draw picked that action
+                outcomes[snap.snapshot_id].setdefault("matched", []).append(
+                    episode.first_action == advice.suggested_action)
+
+
+def score_alone(policy, snapshots: list[Snapshot], candidates: list[list[str]]) -> list:
+    """Each snapshot's candidates scored in a call of its own: a batched forward pass gives each row floats that
+    depend on the other rows (padding, the matmul kernel chosen for the batch's size), and U and the action
+    probabilities go into records at 6 decimals."""
+    return [policy.score([build_messages(s.mission, s.obs, s.valid_actions, s.history)], [c])[0]
+            for s, c in zip(snapshots, candidates)]
 
 
 def first_round(snapshots: list[Snapshot], policy, teacher, engine: RolloutEngine, p: LabelParams,
                 seed: int) -> list[dict]:
-    """Pass 1: U from one batched scoring call, teacher advice, and every arm's first round. Returns one state per
+    """Pass 1: U (each snapshot scored alone), teacher advice, and every arm's first round. Returns one state per
     snapshot the teacher did not drop, in the order given: JSON-ready (the stage keeps it in its resume log) with
     the record's labels so far, p_match and the outcomes."""
     advised, candidates = [], []
@@ -177,9 +194,7 @@ def first_round(snapshots: list[Snapshot], policy, teacher, engine: RolloutEngin
         advice = teacher.advise(env, snap.student_action)  # None: an unusable answer with on_invalid: drop
         advised.append(advice)
         candidates.append(scoring_candidates(snap, advice, policy, env, engine.temperature, seed))
-    scores = policy.score(
-        [build_messages(s.mission, s.obs, s.valid_actions, s.history) for s in snapshots], candidates
-    )
+    scores = score_alone(policy, snapshots, candidates)
     states, entries = [], []
     for snap, sc, advice in zip(snapshots, scores, advised):
         if advice is None:
@@ -235,8 +250,8 @@ def more_rounds(states: list[dict], snapshots: list[Snapshot], engine: RolloutEn
                 L_threshold: float, prior: Prior | None = None) -> list[dict]:
     """Pass 2: the rounds after the first for the states given (from `first_round`, any chunking), and their
     records in the order of `states`. `prior` None: the interval rule; else the posterior rule with that prior.
-    Every decision uses the snapshot's own outcomes (and the run's prior), so records do not depend on the chunk or
-    batch size."""
+    Every decision uses the snapshot's own outcomes (and the run's prior), and its rollouts run in batches of their
+    own, so records do not depend on the chunk."""
     by_id = {snap.snapshot_id: snap for snap in snapshots}
     outcomes = {st["snapshot_id"]: {arm: list(v) for arm, v in st["outcomes"].items()} for st in states}
     advice = {st["snapshot_id"]: Advice.model_validate(st["labels"]["teacher"]) for st in states}
@@ -279,8 +294,8 @@ def label_chunk(snapshots: list[Snapshot], policy, teacher, engine: RolloutEngin
     """Labeled snapshot records (dicts), in the order given; snapshots the teacher dropped are left out.
 
     Rollouts come in rounds of `round_size` per arm; a snapshot gets another round only while `needs_more` says
-    so. Under the interval rule every decision uses the snapshot's own outcomes, so records do not depend on the
-    chunk or batch size. Under the posterior rule the prior is fitted on this chunk's first rounds: label a run
+    so. Under the interval rule every decision uses the snapshot's own outcomes and its own batches, so records do
+    not depend on the chunk. Under the posterior rule the prior is fitted on this chunk's first rounds: label a run
     with `label_snapshots` (or the stage), which fits it once on all of them."""
     states = first_round(snapshots, policy, teacher, engine, p, seed)
     return more_rounds(states, snapshots, engine, p, seed, L_threshold, run_prior(states, p))
