@@ -9,11 +9,12 @@ vary the data and not the update count. Records are a seeded sample of the pilot
 quadrants; demo format), seed k's own sample; every model plays the same episodes with the same sample seeds.
 
     python benchmarks/cell_size.py [--records 11 33 105] [--lrs 0.001 0.003 0.01] [--seeds 2] [--tasks 200] \
-        [--labels teacher|self]
+        [--labels teacher self]
 
-`--labels self` is the control: the same snapshots labelled with the student's own most likely action (its
+`self` labels are the control: the same snapshots labelled with the student's own most likely action (its
 `student_probs`), so an update that teaches nothing new; what it does to held-out success is the cost of the
-update itself, apart from what the teacher's actions teach.
+update itself, apart from what the teacher's actions teach; teacher - self (paired by task and seed) is what
+the teacher's actions add.
 
 Needs the pilot's `data/quadrant_snapshots.jsonl` and `models/student` (`dvc pull` or `dvc repro quadrants`).
 Prints, per arm, the mean success delta over seeds with a 95% t interval over tasks (task-paired; the seeds'
@@ -74,7 +75,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--task-offset", type=int, default=1000, help="first heldout task seed (phase 3 uses 0-99)")
-    parser.add_argument("--labels", choices=["teacher", "self"], default="teacher")
+    parser.add_argument("--labels", nargs="+", choices=["teacher", "self"], default=["teacher", "self"])
     parser.add_argument("--out", default="benchmarks/cell_size.json")
     args = parser.parse_args()
 
@@ -89,32 +90,40 @@ def main() -> None:
     start = time.perf_counter()
     base = play(policy, None, specs, engine_kwargs)
     print(f"base: {base.mean():.3f} on {len(specs)} tasks ({time.perf_counter() - start:.0f} s)", flush=True)
-    arms = []
+    arms, per_task = [], {}
     with tempfile.TemporaryDirectory() as scratch:
         for n in args.records:
             for lr in args.lrs:
                 train = params.train.model_copy(update={"learning_rate": lr})
-                deltas, success = [], []
-                for k in range(args.seeds):
-                    seed = training_seed(params.seed, k)
-                    chosen = random.Random(f"cellsize|{n}|{k}").sample(pool, min(n, len(pool)))
-                    out = Path(scratch) / f"n{n}-lr{lr}-s{k}"
-                    if args.labels == "self":
-                        chosen = [self_labelled(r) for r in chosen]
-                    train_lora(student_path(params.student), training_records(chosen, "demo"), train, out,
-                               checkpoint_dir=Path(scratch) / f"ckpt-{out.name}", seed=seed, report=False)
-                    wins = play(policy, str(out), specs, engine_kwargs)
-                    success.append(float(wins.mean()))
-                    deltas.append(wins - base)
-                per_task = np.mean(deltas, axis=0)
-                arm = {"records": min(n, len(pool)), "learning_rate": lr, "steps": train.max_steps,
-                       "success_by_seed": [round(s, 3) for s in success],
-                       "delta": round(float(per_task.mean()), 3), "interval_95": interval(per_task)}
-                arms.append(arm)
-                print(f"records {arm['records']:>3}  lr {lr:<6}  delta {arm['delta']:+.3f} {arm['interval_95']}  "
-                      f"success by seed {arm['success_by_seed']}  ({time.perf_counter() - start:.0f} s)", flush=True)
+                for labels in args.labels:
+                    deltas, success = [], []
+                    for k in range(args.seeds):
+                        chosen = random.Random(f"cellsize|{n}|{k}").sample(pool, min(n, len(pool)))
+                        chosen = [self_labelled(r) for r in chosen] if labels == "self" else chosen
+                        out = Path(scratch) / f"n{n}-lr{lr}-{labels}-s{k}"
+                        train_lora(student_path(params.student), training_records(chosen, "demo"), train, out,
+                                   checkpoint_dir=Path(scratch) / f"ckpt-{out.name}",
+                                   seed=training_seed(params.seed, k), report=False)
+                        wins = play(policy, str(out), specs, engine_kwargs)
+                        success.append(float(wins.mean()))
+                        deltas.append(wins - base)
+                    per_task[n, lr, labels] = np.mean(deltas, axis=0)  # the seeds' mean, task by task
+                    arm = {"records": min(n, len(pool)), "learning_rate": lr, "labels": labels,
+                           "steps": train.max_steps, "success_by_seed": [round(x, 3) for x in success],
+                           "delta": round(float(per_task[n, lr, labels].mean()), 3),
+                           "interval_95": interval(per_task[n, lr, labels])}
+                    if labels == "teacher" and (n, lr, "self") in per_task or labels == "self" and (
+                            n, lr, "teacher") in per_task:
+                        diff = per_task[n, lr, "teacher"] - per_task[n, lr, "self"]
+                        arm["teacher_minus_self"] = {"delta": round(float(diff.mean()), 3),
+                                                     "interval_95": interval(diff)}
+                    arms.append(arm)
+                    print(f"records {arm['records']:>3}  lr {lr:<6}  {labels:<7}  delta {arm['delta']:+.3f} "
+                          f"{arm['interval_95']}  by seed {arm['success_by_seed']}"
+                          f"{'  teacher - self ' + str(arm['teacher_minus_self']) if 'teacher_minus_self' in arm else ''}"
+                          f"  ({time.perf_counter() - start:.0f} s)", flush=True)
     result = {"base_success": round(float(base.mean()), 3), "tasks": len(specs), "task_offset": args.task_offset,
-              "seeds": args.seeds, "format": "demo", "labels": args.labels, "batch_size": params.train.batch_size, "arms": arms,
+              "seeds": args.seeds, "format": "demo", "batch_size": params.train.batch_size, "arms": arms,
               "seconds": round(time.perf_counter() - start)}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 
