@@ -133,8 +133,8 @@ def test_closure_follows_lazy_and_submodule_imports():
     assert {"teachable", "teachable.envs", "teachable.envs.babyai", "teachable.envs.shop"} <= lazy
     # `from teachable import stage` runs teachable/stage.py; `from teachable.x import name` does not add x.name
     direct = imported_modules(ROOT / "stages/label.py")
-    assert {"teachable", "teachable.stage", "teachable.labeling", "teachable.labeling.label"} <= direct
-    assert "teachable.labeling.label.label_chunk" not in direct
+    assert {"teachable", "teachable.stage", "teachable.labeling", "teachable.labeling.resumable"} <= direct
+    assert "teachable.labeling.resumable.label_run" not in direct
     files = {p.relative_to(ROOT).as_posix() for p in closure("stages/student.py")}
     assert {"teachable/__init__.py", "teachable/training/student/build.py", "teachable/envs/shop/env.py"} <= files
 

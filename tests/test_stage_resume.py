@@ -66,9 +66,11 @@ def test_label_resumes_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
     scratch = ScratchLog("label", key)
     for record in uninterrupted[:2]:  # a run killed after its first chunk
         scratch.append(record)
+    from teachable.labeling import resumable
+
     labeled = []
-    original = stage.label_chunk
-    monkeypatch.setattr(stage, "label_chunk", lambda snaps, *a: labeled.extend(s.snapshot_id for s in snaps)
+    original = resumable.label_chunk
+    monkeypatch.setattr(resumable, "label_chunk", lambda snaps, *a: labeled.extend(s.snapshot_id for s in snaps)
                         or original(snaps, *a))
     Path(stage.OUT).unlink()
     stage.main(params)

@@ -256,6 +256,7 @@ def test_the_label_stage_stops_with_exit_2_and_keeps_finished_work(server, tmp_p
     from teachable import stage as stage_module
     from teachable.core.params import SnapshotParams
     from teachable.envs import restore_env
+    from teachable.labeling import resumable
     from teachable.core.records import write_jsonl
     from teachable.rollout.engine import RolloutEngine, RolloutSpec
     from teachable.rollout.snapshots import failure_snapshots
@@ -290,7 +291,7 @@ def test_the_label_stage_stops_with_exit_2_and_keeps_finished_work(server, tmp_p
 
     monkeypatch.setattr(label, "stage_run", stage_run)
     monkeypatch.setattr(label, "load_student", lambda p: RecordingPolicy())
-    monkeypatch.setattr(label, "label_chunk", label_chunk)
+    monkeypatch.setattr(resumable, "label_chunk", label_chunk)
     server.script = [(200, completion(answer("go forward"))), (200, completion(answer("turn left"))),
                      (401, {"error": {"message": f"Incorrect API key provided: {KEY}", "code": "invalid_api_key"}})]
     with pytest.raises(SystemExit) as exit_:

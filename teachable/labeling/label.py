@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,6 +32,16 @@ from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.teacher.base import Advice
 
 log = logging.getLogger(__name__)
+
+
+class RoundEntry(NamedTuple):
+    """A snapshot in a round of rollouts: its advice, its CPT patches, and whether its leverage arms go on."""
+
+    snapshot: Snapshot
+    advice: Advice
+    patches: dict[str, str | None]
+    leverage_arms: bool
+
 
 def wrong_action(snapshot: Snapshot, probs: np.ndarray, suggested: str, candidates: list[str] | None = None) -> str:
     """The student's action for the contrast: what it did, else its most likely action other than the teacher's
@@ -104,8 +115,14 @@ def match_probability(snap: Snapshot, scores, suggested: str, temperature: float
     return float(dist[scores.candidates.index(suggested)]) if suggested in scores.candidates else 0.0
 
 
+def _matched(outcomes: dict[str, list[bool]], p_match: float | None) -> list[bool] | None:
+    """Whether each student rollout's own first draw picked the expert's action (kept in the outcomes under
+    "matched", beside the arms); None where p_match is unknown."""
+    return outcomes["matched"] if p_match is not None else None
+
+
 def _local(outcomes: dict[str, list[bool]], p_match: float | None, confidence: float = CONFIDENCE) -> dict:
-    return local_leverage(outcomes, outcomes["matched"] if p_match is not None else None, p_match, confidence)
+    return local_leverage(outcomes, _matched(outcomes, p_match), p_match, confidence)
 
 
 def needs_more(outcomes: dict[str, list[bool]], p_match: float | None, p: LabelParams, threshold: float) -> bool:
@@ -128,14 +145,13 @@ def needs_more(outcomes: dict[str, list[bool]], p_match: float | None, p: LabelP
 def _leverage_record(outcomes: dict[str, list[bool]], p_match: float | None, p: LabelParams,
                      threshold: float) -> dict:
     decision = _local(outcomes, p_match, decision_confidence(p))
-    matched = outcomes["matched"] if p_match is not None else None
-    return {**leverage(outcomes, matched, p_match), "horizon": p.horizon, "threshold": threshold,
+    return {**leverage(outcomes, _matched(outcomes, p_match), p_match), "horizon": p.horizon, "threshold": threshold,
             "side": side(decision["ci"], threshold), "decision_ci": decision["ci"],
             "decision_confidence": round(decision_confidence(p), 6)}
 
 
 def _posterior_high(outcomes: dict[str, list[bool]], p_match: float | None, threshold: float, prior: Prior) -> float:
-    matched = outcomes["matched"] if p_match is not None else None
+    matched = _matched(outcomes, p_match)
     return posterior_high(pair_counts(outcomes["force"], outcomes["student"], matched), p_match, threshold, prior)
 
 
@@ -152,27 +168,26 @@ def _posterior_leverage_record(outcomes: dict[str, list[bool]], p_match: float |
                                threshold: float, prior: Prior) -> dict:
     """The leverage block under the posterior rule: the side is the posterior's (undetermined when the cap came
     first); `decision_ci` is L_local's 95% interval, so readers of the interval keep working."""
-    matched = outcomes["matched"] if p_match is not None else None
-    lev = leverage(outcomes, matched, p_match)
+    lev = leverage(outcomes, _matched(outcomes, p_match), p_match)
     p_high = _posterior_high(outcomes, p_match, threshold, prior)
     return {**lev, "horizon": p.horizon, "threshold": threshold, "side": posterior_side(p_high, p.posterior_error),
             "decision_ci": lev["ci"]["L_local"], "decision_confidence": CONFIDENCE, "stopping": "posterior",
             "posterior_high": round(p_high, 6), "posterior_error": p.posterior_error}
 
 
-def _run_round(entries: list[tuple[Snapshot, Advice, dict, bool]], outcomes: dict[str, dict[str, list[bool]]],
+def _run_round(entries: list[RoundEntry], outcomes: dict[str, dict[str, list[bool]]],
                engine: RolloutEngine, p: LabelParams, seed: int, first: int, last: int) -> None:
-    """Rollouts first..last-1 of each entry (snapshot, advice, patches, whether its leverage arms go on), appended
-    to `outcomes` in place: one run of the batched engine per snapshot, so the batches its episodes share are its
-    own, whatever else is in the chunk (see the module docstring)."""
-    for snap, advice, patches, lev in entries:
-        specs = _specs(snap, advice, patches, p, seed, first, last, lev)
+    """Rollouts first..last-1 of each entry, appended to `outcomes` in place: one run of the batched engine per
+    snapshot, so the batches its episodes share are its own, whatever else is in the chunk (see the module
+    docstring)."""
+    for entry in entries:
+        specs = _specs(entry.snapshot, entry.advice, entry.patches, p, seed, first, last, entry.leverage_arms)
+        mine = outcomes[entry.snapshot.snapshot_id]
         for episode in engine.run_shared(specs):  # in spec order: i ascends within each arm
             _, arm, _ = episode.episode_id.split("|")
-            outcomes[snap.snapshot_id].setdefault(arm, []).append(episode.success)
+            mine.setdefault(arm, []).append(episode.success)
             if arm == "student":  # the same episode as the forced one when its own draw picked that action
-                outcomes[snap.snapshot_id].setdefault("matched", []).append(
-                    episode.first_action == advice.suggested_action)
+                mine.setdefault("matched", []).append(episode.first_action == entry.advice.suggested_action)
 
 
 def score_alone(policy, snapshots: list[Snapshot], candidates: list[list[str]]) -> list:
@@ -209,7 +224,7 @@ def first_round(snapshots: list[Snapshot], policy, teacher, engine: RolloutEngin
                       patches=patches)
         states.append({"snapshot_id": snap.snapshot_id, "labels": labels, "outcomes": {},
                        "p_match": match_probability(snap, sc, advice.suggested_action, engine.temperature)})
-        entries.append((snap, advice, patches, True))
+        entries.append(RoundEntry(snap, advice, patches, leverage_arms=True))
     outcomes = {state["snapshot_id"]: state["outcomes"] for state in states}
     _run_round(entries, outcomes, engine, p, seed, 0, min(p.round_size, p.max_rollouts))
     return states
@@ -218,7 +233,8 @@ def first_round(snapshots: list[Snapshot], policy, teacher, engine: RolloutEngin
 def first_round_counts(state: dict, p: LabelParams) -> tuple[int, int, int]:
     """A state's (b, c, r) over its first round: what the posterior rule's prior is fitted on."""
     n, outcomes = min(p.round_size, p.max_rollouts), state["outcomes"]
-    matched = outcomes["matched"][:n] if state["p_match"] is not None else None
+    matched = _matched(outcomes, state["p_match"])
+    matched = matched[:n] if matched is not None else None
     return pair_counts(outcomes["force"][:n], outcomes["student"][:n], matched)
 
 
@@ -257,14 +273,15 @@ def more_rounds(states: list[dict], snapshots: list[Snapshot], engine: RolloutEn
     advice = {st["snapshot_id"]: Advice.model_validate(st["labels"]["teacher"]) for st in states}
     first = min(p.round_size, p.max_rollouts)
 
-    def look(state: dict) -> tuple[Snapshot, Advice, dict, bool] | None:
+    def look(state: dict) -> RoundEntry | None:
         sid = state["snapshot_id"]
         more, lev = _wants(outcomes[sid], state["p_match"], p, L_threshold, prior)
-        return (by_id[sid], advice[sid], state["labels"]["patches"], lev) if more else None
+        return RoundEntry(by_id[sid], advice[sid], state["labels"]["patches"], lev) if more else None
 
     active = list(states)
     while entries := [entry for entry in map(look, active) if entry]:
-        active = [state for state in active if state["snapshot_id"] in {e[0].snapshot_id for e in entries}]
+        going = {entry.snapshot.snapshot_id for entry in entries}
+        active = [state for state in active if state["snapshot_id"] in going]
         last = min(first + p.round_size, p.max_rollouts)
         _run_round(entries, outcomes, engine, p, seed, first, last)
         first = last
