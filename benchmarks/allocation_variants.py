@@ -26,7 +26,6 @@ discrete grid prior (NPMLE by EM), rounds of 2, a first round of 4 then rounds o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path

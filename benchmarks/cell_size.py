@@ -24,7 +24,6 @@ spread is shown beside it, not in the interval), and writes `--out` (JSON).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 import tempfile

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 from typing import Annotated, Literal
 
 import openai

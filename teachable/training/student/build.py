@@ -24,7 +24,6 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM, TrainerCallback
 from trl import SFTConfig
 
-from teachable.core import resume
 from teachable.core.params import EnvParams, StudentParams
 from teachable.envs import tokenizer_words
 from teachable.policy.hf import HFPolicy
