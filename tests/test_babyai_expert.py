@@ -26,6 +26,8 @@ from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from teachable.envs.babyai import ACTION_INDEX, ACTIONS, BABYAI_LEVELS, BabyAITextEnv
 
+pytestmark = pytest.mark.heavy  # `make test-fast` leaves it out
+
 LEVELS = ("PickupDist", "GoToLocal")
 PER_LEVEL = {True: 45, False: 45}  # states per level with / without an object carried
 HORIZON = 64  # more steps after the prefix (the level's own limit, 64 steps in all, may end the episode first)

@@ -14,6 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.heavy  # `make test-fast` leaves it out
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "ddp_worker.py"
 CONFIGS = ROOT / "teachable" / "training" / "accelerate"
