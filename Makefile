@@ -21,7 +21,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lock java chromium pilot test test-fast bench plan server gpu-check ui clean
+.PHONY: setup lock java chromium pilot test test-fast test-all bench plan server gpu-check ui clean
 
 setup: $(STAMP) java
 
@@ -87,12 +87,22 @@ chromium:
 	  { apt-get update -qq && apt-get install -y -qq chromium; } || \
 	  echo "Could not install chromium (needs root); tests/test_report_page.py will be skipped."; }
 
-test: setup chromium
-	$(BIN)/python -m pytest -q
+# The tests run on TEST_WORKERS processes (pytest-xdist; TEST_WORKERS=0: one process, no xdist), a test file on one
+# process so that its module fixtures are built once; the end-to-end test goes first (tests/conftest.py).
+# make test:      unit tests + the BabyAI pilot's tiny end-to-end `dvc repro` (marked slow): under 15 min on 2 cores
+# make test-fast: the quick unit tests only, no `dvc repro` and none marked heavy (models, stages, simulations)
+# make test-all:  make test + the shop's and retail's end-to-end `dvc repro` (marked domains)
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
-# Unit tests only: everything but the end-to-end `dvc repro` runs (marked slow).
+test: setup chromium
+	$(PYTEST) -m "not domains"
+
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow and not heavy"
+
+test-all: setup chromium
+	$(PYTEST)
 
 bench: setup
 	$(BIN)/python benchmarks/rollouts.py

@@ -95,6 +95,7 @@ def fsdp_check(tiny: bool, steps: int, timeout_s: float) -> dict:
         model = step.make(scratch / "model", tiny)  # here: the worker processes load it from disk
         launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG),
                   "--num_processes", str(processes), "--mixed_precision", "no" if tiny else "bf16",
+                  "--main_process_port", "0",  # a free port, not 29500 (another launch may hold it)
                   str(worker), "run", str(scratch / "model"), str(scratch / "adapter"), str(scratch), "--steps",
                   str(steps)]
         try:

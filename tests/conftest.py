@@ -2,12 +2,21 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of several test processes sharing the cores: one thread each, for
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # this process and the stages it starts (torch reads it at import)
 
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 from teachable.core.params import Params  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end tests (marked slow) first, each module's order kept: with `make test`'s two processes
+    (`-n 2 --dist loadfile --no-loadscope-reorder`) one starts the long `dvc repro` at once while the other takes
+    the unit tests, instead of the repro starting last and running alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

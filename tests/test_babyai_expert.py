@@ -26,6 +26,8 @@ from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from teachable.envs.babyai import ACTION_INDEX, ACTIONS, BABYAI_LEVELS, BabyAITextEnv
 
+pytestmark = pytest.mark.heavy  # `make test-fast` leaves it out
+
 LEVELS = ("PickupDist", "GoToLocal")
 PER_LEVEL = {True: 45, False: 45}  # states per level with / without an object carried
 HORIZON = 64  # more steps after the prefix (the level's own limit, 64 steps in all, may end the episode first)
@@ -86,13 +88,19 @@ def in_step_bot_succeeds(state: dict, max_steps: int | None = None) -> bool:
     return False
 
 
+@pytest.fixture(scope="module")
+def states() -> dict[str, list[dict]]:
+    """The sample, drawn once for both limits (each test reads it only)."""
+    return {level: sample_states(level, seed=11 + offset) for offset, level in enumerate(LEVELS)}
+
+
 @pytest.mark.parametrize("max_steps", [None, 32], ids=["level-limit", "pilot-limit-32"])
-def test_expert_from_restored_states_does_at_least_as_well_as_a_bot_kept_in_step_from_reset(max_steps):
+def test_expert_from_restored_states_does_at_least_as_well_as_a_bot_kept_in_step_from_reset(max_steps, states):
     """`max_steps`: the episode's limit counted from reset, the prefix included (None: the level's own, 64; the
     pilot's 32 leaves 3 to 28 steps, where a slower expert would fail where the bot does not)."""
     rows = []
-    for offset, level in enumerate(LEVELS):
-        for item in sample_states(level, seed=11 + offset):
+    for level in LEVELS:
+        for item in states[level]:
             rows.append({
                 **item,
                 "level": level,

@@ -85,6 +85,7 @@ def test_bad_values_inside_sections_are_named(raw, key):
         Params.defaults(**raw)
 
 
+@pytest.mark.heavy
 def test_reading_params_imports_no_environment():
     """The params model is core: it must not pull in gymnasium, minigrid or the shop (level names are checked by
     `envs.configure_envs`)."""

@@ -14,6 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.heavy  # `make test-fast` leaves it out
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "ddp_worker.py"
 CONFIGS = ROOT / "teachable" / "training" / "accelerate"
@@ -40,7 +42,8 @@ def single(tiny_student_dir, tmp_path_factory):
 @pytest.mark.parametrize("config", ["ddp", "fsdp"])
 def test_two_processes_split_the_batch_write_once_and_train_as_one(config, single, tiny_student_dir, tmp_path):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / f"{config}.yaml"),
-              "--num_processes", "2", "--mixed_precision", "no"]
+              "--num_processes", "2", "--mixed_precision", "no",
+              "--main_process_port", "0"]  # a free port: another launch (a parallel test run) may hold 29500
     ranks = run([*launch, str(WORKER), str(tiny_student_dir), str(tmp_path / "adapter"), str(tmp_path)], tmp_path)
     (alone,), alone_adapter = single
     assert alone["processes"] == 1 and alone["per_device_batch"] == 4

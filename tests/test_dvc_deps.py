@@ -139,6 +139,7 @@ def test_closure_follows_lazy_and_submodule_imports():
     assert {"teachable/__init__.py", "teachable/training/student/build.py", "teachable/envs/shop/env.py"} <= files
 
 
+@pytest.mark.heavy
 def test_code_deps_cover_every_imported_module():
     missing = {}
     for name, stage in STAGES.items():
@@ -204,6 +205,7 @@ def test_params_keep_what_the_stage_reads():
         assert not absent, f"stage {name} does not declare {absent}"
 
 
+@pytest.mark.heavy
 def test_bytecode_written_by_running_the_code_is_not_part_of_a_code_dep():
     """Running a stage writes `__pycache__/*.pyc` into the `teachable` folders that are stages' deps; were DVC to hash
     them, every stage would look changed after any run (and in CI's fresh clone they would be absent again)."""

@@ -154,11 +154,13 @@ def test_every_registered_environment_imports(env_name):
     assert len(set(levels)) == len(levels)
 
 
+@pytest.mark.heavy
 def test_the_chosen_levels_are_known(name):
     assert set(levels_of(name)) <= set(known_levels(name))
     assert len(levels_of(name)) >= 1
 
 
+@pytest.mark.heavy
 def test_environment_follows_the_protocol_class(name):
     env = new_env(name, levels_of(name)[0])
     env.reset(0)
@@ -168,6 +170,7 @@ def test_environment_follows_the_protocol_class(name):
 
 
 # -- reset and step ----------------------------------------------------------------------------------------------
+@pytest.mark.heavy
 def test_reset_returns_observation_and_info(name, walks, expert_walks):
     for walk in all_walks(walks, expert_walks):
         obs, info = walk.reset
@@ -178,6 +181,7 @@ def test_reset_returns_observation_and_info(name, walks, expert_walks):
         assert isinstance(first["mission"], str) and first["mission"]
 
 
+@pytest.mark.heavy
 def test_step_returns_the_five_tuple(name, walks, expert_walks):
     for walk in all_walks(walks, expert_walks):
         for i, (action, result) in enumerate(walk.steps):
@@ -194,6 +198,7 @@ def test_step_returns_the_five_tuple(name, walks, expert_walks):
         assert len(walk.steps) < MAX_WALK, f"{walk.level} seed {walk.seed}: no end after {MAX_WALK} steps"
 
 
+@pytest.mark.heavy
 def test_valid_actions_are_offered_until_the_end_without_duplicates(name, walks, expert_walks):
     for walk in all_walks(walks, expert_walks):
         for point in walk.points[:-1]:
@@ -204,6 +209,7 @@ def test_valid_actions_are_offered_until_the_end_without_duplicates(name, walks,
         assert len(set(walk.points[-1]["valid"])) == len(walk.points[-1]["valid"])
 
 
+@pytest.mark.heavy
 def test_expert_action_is_valid(name, walks, expert_walks):
     for walk in all_walks(walks, expert_walks):
         for point in walk.points[:-1]:
@@ -213,6 +219,7 @@ def test_expert_action_is_valid(name, walks, expert_walks):
                                                       point["valid"])
 
 
+@pytest.mark.heavy
 def test_following_the_expert_succeeds_on_most_tasks(name, expert_walks):
     for level in levels_of(name):
         solved = [w.success for w in expert_walks if w.level == level]
@@ -220,6 +227,7 @@ def test_following_the_expert_succeeds_on_most_tasks(name, expert_walks):
         assert rate >= MIN_EXPERT_SUCCESS, f"{name} {level}: expert success {rate:.2f} over {len(solved)} tasks"
 
 
+@pytest.mark.heavy
 def test_history_has_one_entry_per_step_and_step_count_counts_steps(name, walks, expert_walks):
     for walk in all_walks(walks, expert_walks):
         for i, point in enumerate(walk.points):
@@ -228,6 +236,7 @@ def test_history_has_one_entry_per_step_and_step_count_counts_steps(name, walks,
             assert point["history"] == expected, (walk.level, walk.seed, i)
 
 
+@pytest.mark.heavy
 def test_state_is_json_serialisable(name, walks, expert_walks):
     for walk in all_walks(walks, expert_walks):
         for point in walk.points:
@@ -237,6 +246,7 @@ def test_state_is_json_serialisable(name, walks, expert_walks):
 
 
 # -- restore, fork, determinism ----------------------------------------------------------------------------------
+@pytest.mark.heavy
 def test_restore_by_replay_reproduces_every_state(name, walks):
     """Every state of the mixed walks (reset, mid-episode and final), from its JSON form, as the pipeline stores
     it: the same hash, observation, history, step count and valid actions; an expert action that is valid, the same
@@ -264,6 +274,7 @@ def test_restore_by_replay_reproduces_every_state(name, walks):
     assert restored_n >= 100
 
 
+@pytest.mark.heavy
 def test_restore_with_a_wrong_hash_raises(name, walks):
     checked = 0
     for walk in walks:
@@ -286,6 +297,7 @@ def test_restore_with_a_wrong_hash_raises(name, walks):
     assert checked >= 50
 
 
+@pytest.mark.heavy
 def test_fork_is_equal_at_fork_time_and_independent(name):
     rng = random.Random(f"fork-{name}")
     forks = 0
@@ -320,6 +332,7 @@ def test_fork_is_equal_at_fork_time_and_independent(name):
     assert forks >= 50
 
 
+@pytest.mark.heavy
 def test_same_level_seed_and_actions_give_the_same_episode(name, walks):
     """Two environments replaying a walk's actions (one of them reused across episodes, neither asking for the
     expert) see the same observations, rewards, ends, infos and hashes as each other and as the walk."""
@@ -336,6 +349,7 @@ def test_same_level_seed_and_actions_give_the_same_episode(name, walks):
         assert fresh.state() == again.state() == walk.points[-1]["state"]
 
 
+@pytest.mark.heavy
 def test_an_invalid_action_changes_nothing_and_does_not_crash(name):
     """An action that is not valid (nonsense, an open template itself, a click on nothing) either is refused with
     a ValueError, leaving everything as it was, or is a step that changes no state: the same hash, valid actions

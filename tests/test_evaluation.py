@@ -57,6 +57,7 @@ def synthetic_rows():
     return pd.DataFrame(rows)
 
 
+@pytest.mark.heavy
 def test_transfer_matrix_is_4_by_4_with_the_gain_on_the_diagonal():
     t = tables(synthetic_rows())
     transfer = t["transfer_matrix"]
@@ -126,6 +127,7 @@ def tiny_plan():
     return make_tiny_plan()
 
 
+@pytest.mark.heavy
 def test_a_sampled_evaluation_does_not_replay_phase_0_episodes(tiny_policy):
     """Retention tasks are phase 0 tasks the base solved. Rolled out with phase 0's sample seed
     (`tasks.rollout_sample_seed`) a task replays its phase 0 episode action for action; the evaluation's own seeds

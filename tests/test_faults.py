@@ -66,6 +66,7 @@ def client(tracking_uri, monkeypatch):
     return MlflowClient(tracking_uri)
 
 
+@pytest.mark.heavy
 def test_sigterm_ends_the_run_killed_at_once(holders, client):
     proc, run_id = holders["probe-term"]
     proc.send_signal(signal.SIGTERM)
@@ -73,6 +74,7 @@ def test_sigterm_ends_the_run_killed_at_once(holders, client):
     assert client.get_run(run_id).info.status == "KILLED"
 
 
+@pytest.mark.heavy
 def test_the_next_start_marks_the_runs_of_dead_processes_killed(holders, client):
     from teachable.core.tracking import process_tags, stage_run
 
@@ -185,6 +187,7 @@ def test_snapshots_never_writes_duplicate_snapshot_ids(tmp_path, monkeypatch, cl
     assert not (tmp_path / "data/snapshots.jsonl").exists()
 
 
+@pytest.mark.heavy
 def test_label_on_an_empty_snapshots_file_exits_2_with_one_line(tmp_path):
     work = tmp_path / "project"
     run = copy_project(work, {})
@@ -224,6 +227,7 @@ stage.run(main, sys.argv[2])
 """
 
 
+@pytest.mark.heavy
 def test_a_stage_that_outlived_its_dvc_repro_is_never_run_beside(tmp_path):
     """SIGTERM to `dvc repro` alone orphans the running stage; the next `dvc repro` once ran beside it on the same
     resume log. The second process stops with one line naming the first's pid; once the first is gone (even by
@@ -259,6 +263,7 @@ def quadrants_input(tmp_path, monkeypatch):
     return load_stage("quadrants")
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("error, expected", [
     (PermissionError(13, "Permission denied", "reports/phase1/.quantiles.json.x.tmp"),
      "error: permission denied (reports/phase1/.quantiles.json.x.tmp): make reports/phase1/ writable for this user "
@@ -290,6 +295,7 @@ def test_a_corrupt_mlflow_database_is_one_line(quadrants_input, tmp_path, capsys
                    f"(mv {db} {db}.bad) to start a new one, or set MLFLOW_TRACKING_URI to another, and rerun")
 
 
+@pytest.mark.heavy
 def test_a_yaml_syntax_error_in_params_is_one_line_when_a_stage_runs_directly(tmp_path):
     work = tmp_path / "project"
     run = copy_project(work, {})
@@ -302,6 +308,7 @@ def test_a_yaml_syntax_error_in_params_is_one_line_when_a_stage_runs_directly(tm
     assert last.startswith("error: params.yaml is not valid YAML at line ") and last.endswith("fix its syntax"), last
 
 
+@pytest.mark.heavy
 def test_a_damaged_resume_log_says_what_to_delete_and_ends_the_killed_run(tmp_path, monkeypatch, capsys):
     from mlflow.tracking import MlflowClient
 

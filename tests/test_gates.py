@@ -27,12 +27,14 @@ def _correlated(n, rho):
     return make
 
 
+@pytest.mark.heavy
 def test_cpt_validity_passes_at_most_alpha_under_the_null():
     rate = _pass_rate(_correlated(40, 0.0), lambda x, y: gates.cpt_validity(x, y, one_stratum(40), 1.0, 1.0, ALPHA,
                                                                             0.3, 0, FAST))
     assert rate <= ALPHA + 2.5 * np.sqrt(ALPHA * (1 - ALPHA) / 300), rate
 
 
+@pytest.mark.heavy
 def test_cpt_validity_has_its_stated_power_at_the_n_it_asks_for():
     n = gates.correlation_n_needed(0.4, ALPHA)
     assert 35 < n < 45  # Fisher z with the Spearman variance factor: 1.06 * (2.486 / atanh(0.4))^2 + 3
@@ -58,6 +60,7 @@ def test_cpt_validity_fails_only_when_the_data_rule_out_the_target_and_is_inconc
         == gates.NOT_APPLICABLE
 
 
+@pytest.mark.heavy
 def test_q1_beats_q2_passes_at_most_alpha_under_the_null_and_detects_a_planted_effect():
     null = lambda rng: (rng.normal(0, 0.3, 25), rng.normal(0, 0.3, 25))
     rate = _pass_rate(null, lambda a, b: gates.q1_beats_q2(a, b, ALPHA, 0, FAST, MIN_EFFECT))
@@ -70,6 +73,7 @@ def test_q1_beats_q2_passes_at_most_alpha_under_the_null_and_detects_a_planted_e
     assert rate >= 0.8 - 2.5 * np.sqrt(0.16 / 400), rate
 
 
+@pytest.mark.heavy
 def test_q1_beats_q2_fails_at_most_alpha_when_q1_gains_exactly_the_smallest_useful_difference():
     at_boundary = lambda rng: (rng.normal(MIN_EFFECT, 0.1, 40), rng.normal(0, 0.1, 40))
     fail = np.mean([gates.q1_beats_q2(*at_boundary(np.random.default_rng(i)), ALPHA, 0, 199, MIN_EFFECT)["status"]
@@ -101,6 +105,7 @@ def floor_null(rng, n=80, rollouts=24, zero_share=0.5, effect_sd=0.25):
     return elp, gain, rng.binomial(rollouts, p) / rollouts
 
 
+@pytest.mark.heavy
 def test_cpt_validity_given_p_base_holds_its_size_where_the_shared_floor_fools_the_unconditional_test():
     """Patch and training act independently, but both measures are pinned at 0 where p_base is 0 and move with
     p_base elsewhere: the unconditional Spearman test passes far more than alpha (0.137 in 300 runs); ranking
@@ -127,6 +132,7 @@ def _latent(rng, n, latent_spearman=0.3, reliability=0.75):
     return z[:, 0] + rng.normal(0, noise, n), z[:, 1] + rng.normal(0, noise, n), rng.binomial(24, p) / 24
 
 
+@pytest.mark.heavy
 def test_cpt_validity_given_p_base_has_about_its_stated_power_at_the_n_it_asks_for():
     """Latent rho 0.3, reliabilities 0.75: the visible target 0.225 in five strata needs 133 informative pairs;
     there the gate passes 0.78 of the time (800 runs; Spearman's small-sample shrinkage within strata of ~20
@@ -144,6 +150,7 @@ def test_cpt_validity_given_p_base_has_about_its_stated_power_at_the_n_it_asks_f
     assert np.median(powers) == pytest.approx(0.8, abs=0.02)
 
 
+@pytest.mark.heavy
 def test_cpt_vs_leverage_interval_covers_the_true_difference_of_the_two_correlations():
     """Gain, ELP_net and L_local jointly Gaussian (Pearson 0.5 and 0.2 with the gain), p_base independent: the
     paired within-strata bootstrap's 95% interval for rho(ELP, gain) - rho(L_local, gain) covers the true

@@ -72,6 +72,7 @@ def test_paired_compare_is_exact_for_one_seed_and_random_effects_with_seeds():
     assert rate_["ci"][0] < rate_["success"] < rate_["ci"][1]
 
 
+@pytest.mark.heavy
 def test_paired_compare_keeps_its_size_when_training_seeds_add_noise():
     """100 items, one rollout, the base with 1 seed, the model with 2 or 3 seeds whose logits shift by N(0, sd),
     centred so the model equals the base on every item. The old normal interval with a 1-df seed variance rejected
@@ -101,6 +102,7 @@ def _gain_run(rng, n_tasks, effect, n_models=10, seeds=3, sd=0.6):
                                  {m: a[:, half:] for m, a in models.items()}, base[:, half:], ALPHA, MIN_EFFECT)
 
 
+@pytest.mark.heavy
 def test_end_to_end_gain_is_not_the_max_of_many_deltas_nor_a_lucky_seed():
     """Ten models with no effect, 3 training seeds each with a seed sd of 0.6 logit: the old gate (max delta > 0)
     passes almost always; choosing on half the tasks but testing with every seed and a normal interval passed 0.12
@@ -112,6 +114,7 @@ def test_end_to_end_gain_is_not_the_max_of_many_deltas_nor_a_lucky_seed():
     assert all(r["validation_seeds"] == [0] and r["test_seeds"] == [1, 2] for r in results)
 
 
+@pytest.mark.heavy
 def test_end_to_end_gain_detects_the_effect_it_says_it_can():
     rng = np.random.default_rng(2)
     effect = np.median([_gain_run(rng, 200, 0.0, seeds=4, sd=0.0)["min_detectable"] for _ in range(20)])
@@ -136,6 +139,7 @@ def _retention_run(rng, n, delta, n_models=3, seeds=2, rollouts=1):
     return gates.non_inferiority(models, base, ALPHA, 0.03)
 
 
+@pytest.mark.heavy
 def test_retention_non_inferiority_passes_at_most_alpha_at_the_margin():
     """Every model loses exactly the margin: non-inferiority must not be declared (old gate: min delta > -3%
     could never pass at n = 50 when nothing was lost, and passed on luck here)."""
@@ -143,6 +147,7 @@ def test_retention_non_inferiority_passes_at_most_alpha_at_the_margin():
     assert rate([_retention_run(rng, 200, -0.03, n_models=1) for _ in range(RUNS // 2)]) <= ALPHA + TOLERANCE_HALF
 
 
+@pytest.mark.heavy
 def test_retention_passes_at_the_n_it_asks_for_when_nothing_is_lost():
     """With 2 seeds and 1 rollout (the seed variance on one degree of freedom) and with 1 seed and 2 rollouts."""
     rng = np.random.default_rng(4)
@@ -169,6 +174,7 @@ def _formats_run(rng, n, effects, contrast_too=False, seeds=1, rollouts=2, contr
     return gates.supervision_differentiation(per_quadrant, ALPHA, MIN_EFFECT, required=required)
 
 
+@pytest.mark.heavy
 def test_supervision_differentiation_under_the_null_and_with_planted_effects():
     rng = np.random.default_rng(5)
     null = [_formats_run(rng, 60, dict.fromkeys(["Q1", "Q2", "Q3", "Q4"], 0.0)) for _ in range(RUNS)]
@@ -196,6 +202,7 @@ def _transfer_run(rng, n_per_quadrant, diagonal_effect, n_resamples=199):
     return gates.transfer_diagonal(cells, base, labels, ALPHA, MIN_EFFECT, n_resamples, int(rng.integers(1 << 30)))
 
 
+@pytest.mark.heavy
 def test_transfer_diagonal_under_the_null_and_with_a_planted_diagonal():
     rng = np.random.default_rng(6)
     null = [_transfer_run(rng, 20, 0.0) for _ in range(RUNS)]
@@ -222,6 +229,7 @@ def test_selection_ordering_is_paired_comparisons_with_holm():
     assert reversed_["status"] == FAIL and set(reversed_["comparisons"]) == {"predictor>entropy", "entropy>random"}
 
 
+@pytest.mark.heavy
 def test_ordering_fails_at_most_alpha_when_every_step_is_exactly_the_smallest_useful_one():
     """Four methods, each pair exactly `min_effect` apart, one seed and one rollout (the exact paired interval):
     with each pair's unadjusted bound any of the three could fail the ordering (0.13 in 400 runs); at the
@@ -233,6 +241,7 @@ def test_ordering_fails_at_most_alpha_when_every_step_is_exactly_the_smallest_us
     assert all(r["fail_level"] == pytest.approx(ALPHA / 3, abs=1e-6) for r in results)
 
 
+@pytest.mark.heavy
 def test_supervision_differentiation_fails_at_most_alpha_when_just_enough_quadrants_have_a_useful_format():
     """Three quadrants where hint beats demo by exactly `min_effect` (contrast far below), one where nothing
     helps, three needed: with unadjusted bounds closing any of the three failed the gate (0.14 in 400 runs);

@@ -73,6 +73,7 @@ def r2_gate(y, yhat, g, seed):
     return r2_above_target(y, yhat, g, 0.6, ALPHA, seed, FAST)
 
 
+@pytest.mark.heavy
 def test_r2_passes_at_most_alpha_at_the_threshold_and_has_its_power_at_min_detectable():
     null = simulate(lambda rng: r2_data(rng, 0.6), r2_gate)
     assert pass_rate(null) <= null_ceiling(), pass_rate(null)
@@ -142,6 +143,7 @@ def test_u_threshold_baseline_by_hand():
     assert len(verdict["accuracy_ci"]) == 2
 
 
+@pytest.mark.heavy
 def test_accuracy_lift_passes_at_most_alpha_under_the_null_and_has_its_power_at_min_detectable():
     null = simulate(lambda rng: quadrant_data(rng, 0.0), accuracy_gate)
     assert pass_rate(null) <= null_ceiling(), pass_rate(null)
@@ -190,6 +192,7 @@ def test_weighted_ndcg_is_sklearns_on_the_repeated_items():
         assert weighted_ndcg(gains, scores, k, counts[None])[0] == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.heavy
 def test_beats_entropy_passes_at_most_alpha_under_the_null_and_has_its_power_at_min_detectable():
     null = simulate(lambda rng: ranking_data(rng, 1.0), ranking_gate)
     assert pass_rate(null) <= null_ceiling(), pass_rate(null)

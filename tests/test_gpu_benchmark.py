@@ -26,6 +26,7 @@ def gpu():
     sys.modules.pop(spec.name, None)
 
 
+@pytest.mark.heavy
 def test_tiny_run_writes_every_field(gpu, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the LoRA recipe: params.yaml's train section
     out = tmp_path / "gpu.json"

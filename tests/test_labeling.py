@@ -100,6 +100,7 @@ def label(snapshots, policy=None, batch_size=4096, seed=0, threshold=0.1, **para
 P_STUDENT, P_PATCHED = 1 - 0.7**2, 1 - 0.1 * 0.7  # two steps left; a patch acts at the first step only
 
 
+@pytest.mark.heavy
 def test_leverage_and_cpt_converge_to_the_true_probabilities():
     (record,) = label([coin_snapshot()], round_size=1500, max_rollouts=1500)
     lev, c = record["leverage"], record["cpt"]
@@ -125,6 +126,7 @@ def test_labels_are_reproducible_and_skips_are_honoured():
     assert "cpt" not in skipped and "leverage" in skipped
 
 
+@pytest.mark.heavy
 def test_a_chunk_labels_each_snapshot_as_alone_whatever_the_chunk_and_batch_size():
     """Many snapshots a chunk, as the pipeline runs: each record equals the one-snapshot chunk's, at any batch
     size. The contrast action is each snapshot's own (it once was the chunk's last snapshot's for all)."""
@@ -138,6 +140,7 @@ def test_a_chunk_labels_each_snapshot_as_alone_whatever_the_chunk_and_batch_size
         assert r["patches"]["contrast"].startswith(f"Teacher: '{r['contrast_action']}' is a mistake")
 
 
+@pytest.mark.heavy
 def test_forced_and_student_rollouts_stay_in_step():
     """A forced first step takes the same draws as a sampled one: where the student's own first draw picks the
     expert's action, its rollout and the forced rollout are the same episode, so they never disagree."""
@@ -148,6 +151,7 @@ def test_forced_and_student_rollouts_stay_in_step():
     assert lev["p_force"] == 1.0 and lev["ci"]["L_local"][1] - lev["ci"]["L_local"][0] < 0.2
 
 
+@pytest.mark.heavy
 def test_intervals_cover_the_true_differences_at_their_nominal_rate():
     """300 snapshots of the coin, 8 rollouts an arm: each 95% interval covers the exact value about 95% of the
     time (at least 90% here, so binomial noise over 300 cannot fail a correct interval)."""
@@ -168,6 +172,7 @@ def test_intervals_cover_the_true_differences_at_their_nominal_rate():
     assert all(rate >= 0.9 for rate in rates.values()), rates
 
 
+@pytest.mark.heavy
 def test_paired_difference_interval_covers_under_strong_coupling():
     """Pure-function check on simulated pairs sharing one uniform (as arms sharing seeds do), several designs."""
     rng = np.random.default_rng(0)
@@ -182,6 +187,7 @@ def test_paired_difference_interval_covers_under_strong_coupling():
         assert hits / 1000 >= 0.93, (p_x_only, p_y_only, n, hits)
 
 
+@pytest.mark.heavy
 def test_elp_net_has_no_winners_curse_under_a_null():
     """Arms with the same success rate whose outcomes are not coupled (a patch that changes the student's choices
     but not its chances): the in-sample maximum over three arms is biased up; the route chosen on the even
@@ -204,6 +210,7 @@ def test_arms_that_share_seeds_agree_exactly_where_a_patch_changes_nothing():
     assert {r["cpt"]["ELP_net_naive"] for r in records} == {0.0}
 
 
+@pytest.mark.heavy
 def test_rounds_stop_once_the_side_is_decided_and_go_on_while_it_straddles():
     weak = CoinPolicy(q=0.05)  # L_local = 0.95^2 = 0.9: clear of a 0.1 threshold within a few rounds
     clear = label([coin_snapshot(i) for i in range(40)], policy=weak, round_size=4, max_rollouts=32, cpt_rollouts=4)
@@ -216,6 +223,7 @@ def test_rounds_stop_once_the_side_is_decided_and_go_on_while_it_straddles():
     assert {r["leverage"]["side"] for r in close} <= {"high", "low", "undetermined"}
 
 
+@pytest.mark.heavy
 def test_sequential_sides_are_wrong_at_most_alpha_of_the_time():
     """True L_local = 0.49 against a threshold of 0.3: over all looks, a snapshot called low is an error; the
     Bonferroni-over-looks decision keeps such errors under alpha = 0.05."""
@@ -302,6 +310,7 @@ def test_placebo_is_about_as_long_as_the_demo(action):
         assert abs(len(placebo) - len(demo)) <= 40 and action not in placebo
 
 
+@pytest.mark.heavy
 def test_match_probability_is_the_rate_at_which_student_draws_pick_the_expert_action(tiny_policy):
     """BabyAI, a stored state, 64 rollouts: the share of student rollouts whose own first action is the expert's
     (the pairs the stratified L_local treats as equal) agrees with the exact p_match from the scores."""

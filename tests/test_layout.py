@@ -4,6 +4,8 @@ that goes upward fails here instead of growing a cycle). Imports inside function
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent / "teachable"
 BELOW = {  # part -> the parts it may import (besides itself)
     "core": set(),
@@ -33,6 +35,7 @@ def imported_parts(path: Path) -> set[str]:
     return parts
 
 
+@pytest.mark.heavy
 def test_every_part_imports_only_the_parts_below_it():
     wrong = {}
     for path in ROOT.rglob("*.py"):

@@ -17,6 +17,7 @@ from teachable.training.supervision import supervision_record
 from tests.test_training import LABELED
 
 
+@pytest.mark.heavy
 def test_an_adapter_trained_on_a_snapshot_raises_the_expert_action_there(tiny_student_dir, tmp_path):
     params = TrainParams.defaults(max_steps=30, learning_rate=0.03, batch_size=1,
                                   target_modules=["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"])
@@ -82,6 +83,7 @@ def test_the_learning_table_pairs_each_model_with_the_base_on_its_own_snapshots(
     assert summary["n_models"] == 1 and summary["models"]["Q1-demo"]["n"] == 4
 
 
+@pytest.mark.heavy
 def test_an_adapter_that_changes_nothing_evaluates_exactly_as_the_base(tiny_student_dir, tmp_path):
     """Phase 3 compares every adapter with the base on shared sample seeds; a difference must come from the weights,
     never from the adapter's evaluation path (dropout left on, another tokenizer, padding). An adapter with lora_B

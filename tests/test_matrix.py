@@ -15,6 +15,7 @@ def records():
     return [{**LABELED, "snapshot_id": f"s{i}", "quadrant": q} for i, q in enumerate(quadrants)]
 
 
+@pytest.mark.heavy
 def test_the_matrix_expands_to_exactly_14_training_runs_plus_recovery():
     listed = subprocess.run([str(Path(sys.executable).parent / "dvc"), "stage", "list", "--name-only"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.split()

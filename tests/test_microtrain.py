@@ -70,6 +70,7 @@ def test_sampling_per_quadrant_is_capped_and_deterministic():
     assert chosen == sample_per_quadrant(records, 3, seed=1)
 
 
+@pytest.mark.heavy
 def test_a_micro_run_uses_the_same_seeds_and_leaves_the_base_intact(tiny_student_dir, tmp_path):
     """The pre-registered format is trained and re-measured whatever route the labeling picked; the trained
     student runs on the base arm's seeds; the base weights are untouched."""

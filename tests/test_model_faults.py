@@ -121,6 +121,7 @@ def student_stage(tmp_path, monkeypatch, name: str, **student):
     return load_stage("student"), params, where
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("batching", [{}, {"group_by_length": True},
                                       {"group_by_length": True, "shuffle_length_groups": True}],
                          ids=["random", "length_groups", "shuffled_length_groups"])
@@ -154,6 +155,7 @@ def test_a_killed_student_build_resumes_to_the_same_model(tmp_path, monkeypatch,
         assert card_a[key] == card_b[key], key
 
 
+@pytest.mark.heavy
 def test_a_build_killed_after_reaching_its_target_does_not_train_on(tmp_path, monkeypatch):
     """Target 0: the first evaluation (step 4) stops training. Killed right after that checkpoint, the rerun takes
     its weights as they are instead of training from step 5 on."""
@@ -183,6 +185,7 @@ def matrix_records():
     return [{**LABELED, "snapshot_id": f"s{i}", "quadrant": QUADRANT_NAMES[q]} for i, q in enumerate(quadrants)]
 
 
+@pytest.mark.heavy
 def test_a_cell_logs_train_loss_once_and_the_whole_runs_after_a_resume(tiny_student_dir, tmp_path, monkeypatch):
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -224,6 +227,7 @@ def micro_records() -> list[dict]:
     return out
 
 
+@pytest.mark.heavy
 def test_micro_train_logs_every_micro_runs_loss_curve_as_one_artifact(tiny_student_dir, tmp_path, monkeypatch):
     import mlflow
     from mlflow.tracking import MlflowClient

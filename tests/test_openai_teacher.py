@@ -147,12 +147,14 @@ def test_malformed_json_then_a_good_answer(server, env, tmp_path, monkeypatch):
     assert advice.valid and advice.suggested_action == "turn right" and len(server.requests) == 2
 
 
+@pytest.mark.heavy
 def test_429_then_success_is_retried_by_the_client(server, env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     server.script = [(429, {"error": {"message": "slow down"}}), (200, completion(answer("pick up")))]
     assert teacher(server, tmp_path)[0].advise(env, None).suggested_action == "pick up"
 
 
+@pytest.mark.heavy
 def test_a_server_error_is_asked_again_never_a_fallback(server, env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     server.script = [(500, {"error": {"message": "boom"}})] * 2 + [(200, completion(answer("pick up")))]

@@ -142,6 +142,7 @@ def test_one_rollout_gives_pass_1_only_and_says_what_higher_k_needs():
     assert "evaluate.n_rollouts >= k" in summary["note"]
 
 
+@pytest.mark.heavy
 def test_metrics_carry_pass_k_of_the_base_and_the_chosen_model():
     rng = np.random.default_rng(1)
     per_model = {"base": rng.integers(0, 5, 12).tolist(), "Q1-demo": rng.integers(0, 5, 12).tolist(),
@@ -231,6 +232,7 @@ def tiny_plan(mode: str) -> dict:
     return evaluation_plan(params, [], [{"task_id": "GoToObj-3", "level": "GoToObj", "seed": 3}])
 
 
+@pytest.mark.heavy
 def test_evaluate_honours_the_action_mode_and_records_parse_failures(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     plan = tiny_plan("generate")
@@ -318,6 +320,7 @@ def test_report_tables_read_pass_k_and_parse_failures(tmp_path):
     assert "base, Q1-demo" in phase3.note
 
 
+@pytest.mark.heavy
 def test_the_page_shows_pass_k_and_parse_failures_and_what_one_rollout_allows(tmp_path):
     write_repo(tmp_path, phases=(3,), n_per_quadrant=4)
     rows = task_rows({"base": [1, 0, 1, 0], "Q1-demo": [1, 1, 1, 0]}, 1,
@@ -340,6 +343,7 @@ def test_the_page_shows_pass_k_and_parse_failures_and_what_one_rollout_allows(tm
     assert set(parse.action_mode.dropna()) == {"generate"}
 
 
+@pytest.mark.heavy
 def test_the_page_shows_phase0_unparseable_replies_verbatim_and_escaped(tmp_path):
     write_repo(tmp_path, phases=(3,), n_per_quadrant=4)
     write_phase3(tmp_path, task_rows({"base": [1, 0, 1, 0]}, 1))

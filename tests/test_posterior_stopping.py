@@ -44,6 +44,7 @@ def sequential(theta: np.ndarray, rng, level: float, round_size=4, cap=16, thres
     return sides, np.array(spent), prior
 
 
+@pytest.mark.heavy
 def test_decided_sides_are_wrong_at_about_the_stopping_level_with_the_fitted_prior():
     """Calibration: among sides decided before the cap, the share on the wrong side of the true L_local is at or
     below the stopping level (plus simulation noise), with the prior fitted on the run's own first rounds; and
@@ -61,6 +62,7 @@ def test_decided_sides_are_wrong_at_about_the_stopping_level_with_the_fitted_pri
     assert prior.pi0 == pytest.approx(PI0, abs=0.06)  # the fit finds the mass at "nothing changes"
 
 
+@pytest.mark.heavy
 def test_a_wrong_prior_is_what_breaks_calibration():
     """The rule is as good as its prior: one that believes most states are high (pi0 0.01, Dirichlet leaning to
     b) calls true lows high after one round and is wrong on about a quarter of its decided sides, where the
@@ -135,6 +137,7 @@ def runs_of_the_stage(rng, level: float, model: str, runs: int, size=80, round_s
             "ratio": (spent / right) / (runs * size * (2 * cap + 1) / fixed_right)}
 
 
+@pytest.mark.heavy
 def test_split_prior_is_calibrated_in_runs_of_pilot_size_where_the_single_dirichlet_is_not():
     """Calibration as the stage meets it: runs of 80 snapshots, each fitting its own prior on its first rounds of 4,
     in a world whose discordance is J-shaped (as the pilot's fit says). The split prior's decided sides are wrong at
@@ -191,6 +194,7 @@ def label_params(**kw) -> LabelParams:
                                    "stopping": "posterior", **kw})
 
 
+@pytest.mark.heavy
 def test_pipeline_records_do_not_depend_on_chunking_and_carry_the_posterior_side():
     """40 snapshots of three kinds of student, labeled as the stage does (every first round, the prior fitted once,
     the rounds after) in chunks of 7 and of 40: the same records. Sides come from the posterior; clear snapshots

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skops.io as sio
 import yaml
 
 from teachable.core.params import Params, PredictorParams
@@ -121,6 +120,7 @@ def test_level_and_state_text():
     assert "m:go" in text and "o:red" in text and "a:turn_left" in text and "Q1" not in text
 
 
+@pytest.mark.heavy
 def test_save_load_gives_identical_predictions(tmp_path, small_forest):
     records = [r for r in snapshots() if r["split"] == "train"]
     for kind in ("forest", "linear"):
@@ -138,6 +138,7 @@ def test_save_load_gives_identical_predictions(tmp_path, small_forest):
     assert loaded.predict_elp([]).shape == (0,)
 
 
+@pytest.mark.heavy
 def test_a_single_quadrant_still_fits_and_cross_validates(tmp_path, small_forest):
     from teachable.evaluation.predictor import cross_validate
 
@@ -155,6 +156,8 @@ class NotAModel:
 
 
 def test_load_refuses_untrusted_types(tmp_path):
+    import skops.io as sio
+
     Predictor.fit(snapshots(n_tasks=4), embedding_dim=16, kind="linear").save(tmp_path)
     sio.dump(NotAModel(), tmp_path / "U.skops")
     with pytest.raises(ValueError, match="untrusted"):
@@ -175,6 +178,7 @@ def test_training_split_keeps_train_rows_or_all_without_the_field():
     assert training_snapshots(unsplit) == unsplit
 
 
+@pytest.mark.heavy
 def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

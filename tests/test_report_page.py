@@ -8,7 +8,8 @@ from teachable.report.browser import check_page, find_chromium
 from teachable.report.build import KEY_FIGURES, build_report
 from tests.report_synthetic import write_repo
 
-pytestmark = pytest.mark.skipif(find_chromium() is None, reason="no chromium (apt-get install chromium)")
+pytestmark = [pytest.mark.heavy,  # `make test-fast` leaves it out
+              pytest.mark.skipif(find_chromium() is None, reason="no chromium (apt-get install chromium)")]
 
 
 def test_report_page_loads_without_errors_and_every_image_decodes(tmp_path):

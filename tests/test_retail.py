@@ -384,6 +384,7 @@ def test_first_observation_does_not_repeat_the_mission():
 N_SEEDS = 10  # x 7 levels = 70 tasks
 
 
+@pytest.mark.heavy
 def test_expert_succeeds_from_reset():
     results, lengths = [], []
     for level in LEVELS:
@@ -397,6 +398,7 @@ def test_expert_succeeds_from_reset():
     assert max(lengths) <= 17
 
 
+@pytest.mark.heavy
 def test_expert_recovers_from_a_wrong_read():
     results = []
     for level in LEVELS:

@@ -16,7 +16,7 @@ from teachable.policy.parsing import is_malformed
 from teachable.rollout.snapshots import verify_restorable
 from tests.project_copy import copy_project
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.domains]  # `make test-all` only
 
 RETAIL = ["env.name=retail", "env.levels=[all]", "env.max_steps=10", "rollouts.action_mode=generate"]
 TINY = {

@@ -1,6 +1,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 
 from teachable.core.records import Episode
 from teachable.envs import make_env
@@ -47,6 +48,7 @@ def test_one_policy_call_per_step_for_all_live_episodes():
     assert policy.calls == 4
 
 
+@pytest.mark.heavy
 def test_same_seeds_give_identical_records_whatever_the_batch_size(tiny_policy):
     run = lambda batch: RolloutEngine(tiny_policy, max_steps=6, temperature=1.0, batch_size=batch).run(specs(6))
     a, b, c = run(6), run(6), run(2)
@@ -113,6 +115,7 @@ def test_a_greedy_loop_is_stopped_as_the_failure_it_would_be():
     assert not full.cycled and full.n_steps == 30
 
 
+@pytest.mark.heavy
 def test_stopping_cycles_changes_no_outcome(tiny_policy):
     run = lambda stop: RolloutEngine(tiny_policy, max_steps=20, temperature=0, stop_cycles=stop).run(specs(12))
     stopped, full = run(True), run(False)
@@ -127,6 +130,7 @@ def test_stopping_cycles_needs_greedy_decoding():
         RolloutEngine(RecordingPolicy(), temperature=1.0, stop_cycles=True)
 
 
+@pytest.mark.heavy
 def test_shared_runs_equal_separate_runs_for_arms_on_the_same_seeds(tiny_policy):
     """Arms from one stored state on shared sample seeds (student, forced, patched, expert), 12 seeds each: running
     each distinct episode once gives exactly the outcomes of running every spec, in far fewer episodes."""

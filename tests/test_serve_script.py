@@ -49,6 +49,7 @@ def train():
     return load_params(ROOT / "params.yaml").train
 
 
+@pytest.mark.heavy
 def test_sglang_flags(train):
     rc, lines, out = dry_run("--engine", "sglang", "--model", "models/Qwen3-8B")
     assert rc == 0, out
@@ -69,6 +70,7 @@ def test_sglang_flags(train):
         ("sglang", "http://127.0.0.1:30000", "models/Qwen3-8B")
 
 
+@pytest.mark.heavy
 def test_vllm_flags(train):
     rc, lines, out = dry_run("--engine", "vllm", "--model", "models/Qwen3-8B", "--mem", "0.45", "--gpus", "1",
                              "--max-loras", "8")
@@ -86,6 +88,7 @@ def test_vllm_flags(train):
     assert lines["student.url"] == "http://127.0.0.1:8000" and lines["student.backend"] == "vllm"
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("rank, sglang, vllm", [(8, 8, 8), (24, 24, 32), (64, 64, 64), (300, 300, 320)])
 def test_rank_covers_lora_r(rank, sglang, vllm):
     """SGLang takes any rank; vLLM only its listed ones, so the rank is rounded up to the next."""
@@ -97,6 +100,7 @@ def test_rank_covers_lora_r(rank, sglang, vllm):
     assert rc == 2 and "up to 512" in out
 
 
+@pytest.mark.heavy
 def test_make_server_passes_its_variables():
     rc, lines, out = dry_run("ENGINE=vllm", "MODEL=models/Qwen3-8B", "PORT=8100", "LORA_RANK=16", "MEM=0.5",
                              "DRY_RUN=1", make=True)

@@ -25,6 +25,8 @@ from teachable.policy.student import load_student
 from teachable.training.student.build import build_model, train_tokenizer
 from tests.fake_engine import FakeEngine
 
+pytestmark = pytest.mark.heavy  # `make test-fast` leaves it out
+
 FLAVOURS = ["sglang", "vllm"]
 # candidates of 1 token (an empty reply: end-of-turn only), a few, and many
 EXTRA = ["", "search[red ball behind the grey door]", "click[next >]", "go forward and then pick up the red ball"]

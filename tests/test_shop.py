@@ -107,6 +107,7 @@ def test_webshop_loader_reads_webshop_schema(tmp_path):
 
 
 # -- search --------------------------------------------------------------------------------------------------------
+@pytest.mark.heavy
 def test_index_is_rebuilt_only_when_the_catalogue_changes(tmp_path):
     docs = [p.document() for p in generate_catalog(60, 0)]
     assert build_index(docs, tmp_path / "index") is True
@@ -119,6 +120,7 @@ def test_index_is_rebuilt_only_when_the_catalogue_changes(tmp_path):
     assert hits[0] == changed[0]["id"]
 
 
+@pytest.mark.heavy
 def test_expert_queries_find_the_target_in_the_top_10(world):
     found = 0
     for seed in range(N_TASKS):
@@ -136,6 +138,7 @@ def test_searcher_is_shared_and_memoised(world):
 
 
 # -- environment -----------------------------------------------------------------------------------------------------
+@pytest.mark.heavy
 def test_expert_succeeds_on_at_least_95_percent(world):
     solved = 0
     for seed in range(N_TASKS):
@@ -145,6 +148,7 @@ def test_expert_succeeds_on_at_least_95_percent(world):
     assert solved / N_TASKS >= 0.95
 
 
+@pytest.mark.heavy
 def test_expert_goes_for_the_first_listed_product_that_meets_the_goal(world):
     first = 0
     for seed in range(N_TASKS):

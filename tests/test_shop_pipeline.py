@@ -18,6 +18,7 @@ TINY = {
     "quadrants": {"min_per_quadrant": 1, "undetermined": "point"},
 }
 STAGES = ["index", "student", "rollouts", "snapshots", "label", "quadrants"]
+pytestmark = pytest.mark.domains  # `make test-all` only (each test is slow too)
 
 
 @pytest.fixture(scope="module")

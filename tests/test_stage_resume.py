@@ -128,6 +128,8 @@ from teachable.core import resume as resume_lib  # noqa: E402
 from teachable.core.tasks import rollout_sample_seed  # noqa: E402
 from tests.project_copy import ROOT  # noqa: E402
 
+pytestmark = pytest.mark.heavy  # `make test-fast` leaves it out
+
 
 @pytest.fixture
 def fresh_fingerprint():

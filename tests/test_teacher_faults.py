@@ -131,6 +131,7 @@ def test_a_permanent_error_mid_run_raises_never_falls_back(server, env, tmp_path
 # --- 3. calls that get no answer ----------------------------------------------------------------------------------
 
 
+@pytest.mark.heavy
 def test_a_server_that_never_answers_stops_after_max_consecutive_failures(server, env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     t = teacher(server.base_url, timeout_s=0.2, retries=5, max_consecutive_failures=3)

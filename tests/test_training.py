@@ -42,6 +42,7 @@ def expert_prob(model, tokenizer, record):
     return scores.probs[LABELED["valid_actions"].index("go forward")]
 
 
+@pytest.mark.heavy
 def test_lora_changes_adapters_not_base_and_raises_the_expert_action(tiny_student_dir, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tiny_student_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_student_dir)
@@ -65,6 +66,7 @@ def test_lora_changes_adapters_not_base_and_raises_the_expert_action(tiny_studen
     assert all(torch.equal(before_base[k], after_base[k]) for k in before_base)
 
 
+@pytest.mark.heavy
 def test_a_model_passed_in_comes_back_unchanged(tiny_student_dir, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tiny_student_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_student_dir)
@@ -76,6 +78,7 @@ def test_a_model_passed_in_comes_back_unchanged(tiny_student_dir, tmp_path):
     assert set(after) == set(before) and all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.heavy
 def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_student_dir, tmp_path):
     record = supervision_record(LABELED, "contrast")
     four, six = (TrainParams.defaults(max_steps=n, save_steps=2, batch_size=1) for n in (4, 6))
@@ -91,6 +94,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_student_dir, tmp_pat
     assert finished["resumed_from"].endswith("checkpoint-6") and finished["train_loss"] > 0
 
 
+@pytest.mark.heavy
 def test_a_dpo_step_runs_on_contrast_pairs(tiny_student_dir, tmp_path):
     params = TrainParams.defaults(method="dpo", max_steps=2, batch_size=1)
     metrics = train_lora(str(tiny_student_dir), [preference_pair(LABELED)], params, tmp_path / "dpo", report=False,

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import skops.io as sio
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -156,6 +155,8 @@ class Predictor:
         return np.asarray(self.models["ELP_net"].predict(x), dtype=np.float64)
 
     def save(self, directory: str | Path) -> None:
+        import skops.io as sio  # here, not at the top: importing skops takes seconds that most importers never use
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for target, model in self.models.items():
@@ -169,6 +170,8 @@ class Predictor:
     def load(cls, directory: str | Path) -> Predictor:
         """Reload a saved predictor; a model file holding any type outside skops' defaults and TRUSTED_TYPES is
         refused."""
+        import skops.io as sio
+
         directory = Path(directory)
         spec = FeatureSpec.from_json(json.loads((directory / "features.json").read_text()))
         manifest = json.loads((directory / "models.json").read_text())
