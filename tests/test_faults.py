@@ -338,6 +338,7 @@ def test_a_damaged_resume_log_says_what_to_delete_and_ends_the_killed_run(tmp_pa
 # ---- issue 33: a dvc.lock cut in half but still valid YAML made `dvc repro` silently re-run the stages it lost ----
 
 
+@pytest.mark.heavy
 def test_a_dvc_lock_that_lost_stages_stops_make_pilot_with_one_line(tmp_path, capsys):
     import shutil
 

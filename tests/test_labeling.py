@@ -344,6 +344,7 @@ def babyai_snapshots(policy, n: int) -> list[Snapshot]:
     return failure_snapshots(episodes, SnapshotParams.defaults(max_snapshots=n), 2, seed=0)
 
 
+@pytest.mark.heavy
 def test_records_are_byte_identical_whatever_the_chunk_size(pilot_policy):
     """Issue 33: the student's forward passes batched a whole chunk's states, and a batch gives each row floats that
     depend on the other rows, so 7 of 8 pilot records differed in U and action probabilities at the 6th decimal

@@ -19,6 +19,9 @@ from teachable.core.params import TrainParams
 from tests.project_copy import ROOT
 from tests.test_training import LABELED
 
+# every test here trains an adapter or starts processes on a fresh MLflow database: make test, not test-fast
+pytestmark = pytest.mark.heavy
+
 ADAPTER = "models/phase2/Q1-demo/seed-0"
 
 

@@ -79,6 +79,7 @@ def test_label_resumes_after_a_kill(tmp_path, monkeypatch, tiny_student_dir):
 
 
 @pytest.mark.parametrize("stopping", ["interval", "posterior"])
+@pytest.mark.heavy
 def test_a_label_run_stopped_mid_chunk_resumes_to_the_uninterrupted_bytes(stopping, tmp_path, monkeypatch,
                                                                           pilot_student_dir, pilot_policy):
     """Issue 33: a label run that stopped part way through a chunk (the disk full while it logged the chunk's

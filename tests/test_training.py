@@ -103,6 +103,7 @@ def test_a_dpo_step_runs_on_contrast_pairs(tiny_student_dir, tmp_path):
     assert (tmp_path / "dpo" / "adapter_model.safetensors").exists()
 
 
+@pytest.mark.heavy
 def test_training_and_adapter_loading_raise_no_future_warning(tiny_student_dir, tmp_path):
     """The pilot's log once held 137 FutureWarning lines per stage: TRL's default `gradient_checkpointing` (the
     name transformers 5 deprecates) and peft 0.21 asking the model `is_gradient_checkpointing`. Fixed at the
