@@ -1,24 +1,26 @@
-"""Does a phase 2 cell learn, and at what size and learning rate? Held-out success of demo-format adapters (the
-teacher's action at a snapshot) by number of training records and learning rate, paired with the base student.
+"""Does a phase 2 cell learn, and at what size and learning rate? Held-out success of demo-format
+adapters (the teacher's action at a snapshot) by number of training records and learning rate,
+paired with the base student.
 
-The pilot's cells hold 11 records (its smallest quadrant's training count), take 30 steps at batch 8 and, at
-lr 0.01, lower held-out success for every model (docs/RESULTS.md). This asks the question the pilot should have
-chosen its learning rate on: on tasks that no pilot panel uses (`heldout` seeds from `--task-offset` on, disjoint
-from phase 3's), which (records, lr) raise success over the base? Every arm takes the same 30 steps, so records
-vary the data and not the update count. Records are a seeded sample of the pilot's training snapshots (all
-quadrants; demo format), seed k's own sample; every model plays the same episodes with the same sample seeds.
+The pilot's cells hold 11 records (its smallest quadrant's training count), take 30 steps at batch 8
+and, at lr 0.01, lower held-out success for every model (docs/RESULTS.md). This asks the question
+the pilot should have chosen its learning rate on: on tasks that no pilot panel uses (`heldout`
+seeds from `--task-offset` on, disjoint from phase 3's), which (records, lr) raise success over the
+base? Every arm takes the same 30 steps, so records vary the data and not the update count. Records
+are a seeded sample of the pilot's training snapshots (all quadrants; demo format), seed k's own
+sample; every model plays the same episodes with the same sample seeds.
 
     python benchmarks/cell_size.py [--records 11 33 105] [--lrs 0.001 0.003 0.01] [--seeds 2] [--tasks 200] \
         [--labels teacher self]
 
-`self` labels are the control: the same snapshots labelled with the student's own most likely action (its
-`student_probs`), so an update that teaches nothing new; what it does to held-out success is the cost of the
-update itself, apart from what the teacher's actions teach; teacher - self (paired by task and seed) is what
-the teacher's actions add.
+`self` labels are the control: the same snapshots labelled with the student's own most likely action
+(its `student_probs`), so an update that teaches nothing new; what it does to held-out success is
+the cost of the update itself, apart from what the teacher's actions teach; teacher - self (paired
+by task and seed) is what the teacher's actions add.
 
-Needs the pilot's `data/quadrant_snapshots.jsonl` and `models/student` (`dvc pull` or `dvc repro quadrants`).
-Prints, per arm, the mean success delta over seeds with a 95% t interval over tasks (task-paired; the seeds'
-spread is shown beside it, not in the interval), and writes `--out` (JSON).
+Needs the pilot's `data/quadrant_snapshots.jsonl` and `models/student` (`dvc pull` or `dvc repro
+quadrants`). Prints, per arm, the mean success delta over seeds with a 95% t interval over tasks
+(task-paired; the seeds' spread is shown beside it, not in the interval), and writes `--out` (JSON).
 """
 
 from __future__ import annotations
@@ -45,8 +47,15 @@ from teachable.policy.student import load_student, student_path
 
 def task_specs(levels: list[str], n_tasks: int, offset: int, seed: int) -> list[RolloutSpec]:
     tasks = make_tasks(levels, n_tasks, "heldout", base_seed=offset)
-    return [RolloutSpec(f"cellsize|{t.task_id}", t.level, t.seed,
-                        sample_seed=panel_sample_seed(seed, f"cellsize|{t.task_id}")) for t in tasks]
+    return [
+        RolloutSpec(
+            f"cellsize|{t.task_id}",
+            t.level,
+            t.seed,
+            sample_seed=panel_sample_seed(seed, f"cellsize|{t.task_id}"),
+        )
+        for t in tasks
+    ]
 
 
 def play(policy, adapter: str | None, specs: list[RolloutSpec], engine_kwargs: dict) -> np.ndarray:
@@ -59,7 +68,10 @@ def play(policy, adapter: str | None, specs: list[RolloutSpec], engine_kwargs: d
 def self_labelled(record: dict) -> dict:
     """The snapshot with the student's most likely action in the teacher's place."""
     probs = record["student_probs"]
-    return {**record, "teacher": {**record["teacher"], "suggested_action": max(probs, key=probs.get)}}
+    return {
+        **record,
+        "teacher": {**record["teacher"], "suggested_action": max(probs, key=probs.get)},
+    }
 
 
 def interval(diffs: np.ndarray) -> list[float]:
@@ -68,27 +80,45 @@ def interval(diffs: np.ndarray) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, nargs="+", default=[11, 33, 105])
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.001, 0.003, 0.01])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--tasks", type=int, default=200)
-    parser.add_argument("--task-offset", type=int, default=1000, help="first heldout task seed (phase 3 uses 0-99)")
-    parser.add_argument("--labels", nargs="+", choices=["teacher", "self"], default=["teacher", "self"])
+    parser.add_argument(
+        "--task-offset", type=int, default=1000, help="first heldout task seed (phase 3 uses 0-99)"
+    )
+    parser.add_argument(
+        "--labels", nargs="+", choices=["teacher", "self"], default=["teacher", "self"]
+    )
     parser.add_argument("--out", default="benchmarks/cell_size.json")
     args = parser.parse_args()
 
     params = load_params()
-    pool = sorted(training_snapshots(read_jsonl("data/quadrant_snapshots.jsonl")), key=lambda r: r["snapshot_id"])
+    pool = sorted(
+        training_snapshots(read_jsonl("data/quadrant_snapshots.jsonl")),
+        key=lambda r: r["snapshot_id"],
+    )
     policy = load_student(params.student)
     e, env = params.evaluate, params.env
-    engine_kwargs = dict(env_name=env.name, max_steps=env.max_steps, history_len=env.history_len,
-                         temperature=e.temperature, batch_size=e.batch_size, action_mode=params.rollouts.action_mode)
+    engine_kwargs = dict(
+        env_name=env.name,
+        max_steps=env.max_steps,
+        history_len=env.history_len,
+        temperature=e.temperature,
+        batch_size=e.batch_size,
+        action_mode=params.rollouts.action_mode,
+    )
     specs = task_specs(env.levels, args.tasks, args.task_offset, params.seed)
 
     start = time.perf_counter()
     base = play(policy, None, specs, engine_kwargs)
-    print(f"base: {base.mean():.3f} on {len(specs)} tasks ({time.perf_counter() - start:.0f} s)", flush=True)
+    print(
+        f"base: {base.mean():.3f} on {len(specs)} tasks ({time.perf_counter() - start:.0f} s)",
+        flush=True,
+    )
     arms, per_task = [], {}
     with tempfile.TemporaryDirectory() as scratch:
         for n in args.records:
@@ -100,30 +130,58 @@ def main() -> None:
                         chosen = random.Random(f"cellsize|{n}|{k}").sample(pool, min(n, len(pool)))
                         chosen = [self_labelled(r) for r in chosen] if labels == "self" else chosen
                         out = Path(scratch) / f"n{n}-lr{lr}-{labels}-s{k}"
-                        train_lora(student_path(params.student), training_records(chosen, "demo"), train, out,
-                                   checkpoint_dir=Path(scratch) / f"ckpt-{out.name}",
-                                   seed=training_seed(params.seed, k), report=False)
+                        train_lora(
+                            student_path(params.student),
+                            training_records(chosen, "demo"),
+                            train,
+                            out,
+                            checkpoint_dir=Path(scratch) / f"ckpt-{out.name}",
+                            seed=training_seed(params.seed, k),
+                            report=False,
+                        )
                         wins = play(policy, str(out), specs, engine_kwargs)
                         success.append(float(wins.mean()))
                         deltas.append(wins - base)
-                    per_task[n, lr, labels] = np.mean(deltas, axis=0)  # the seeds' mean, task by task
-                    arm = {"records": min(n, len(pool)), "learning_rate": lr, "labels": labels,
-                           "steps": train.max_steps, "success_by_seed": [round(x, 3) for x in success],
-                           "delta": round(float(per_task[n, lr, labels].mean()), 3),
-                           "interval_95": interval(per_task[n, lr, labels])}
-                    if labels == "teacher" and (n, lr, "self") in per_task or labels == "self" and (
-                            n, lr, "teacher") in per_task:
+                    # the seeds' mean, task by task
+                    per_task[n, lr, labels] = np.mean(deltas, axis=0)
+                    arm = {
+                        "records": min(n, len(pool)),
+                        "learning_rate": lr,
+                        "labels": labels,
+                        "steps": train.max_steps,
+                        "success_by_seed": [round(x, 3) for x in success],
+                        "delta": round(float(per_task[n, lr, labels].mean()), 3),
+                        "interval_95": interval(per_task[n, lr, labels]),
+                    }
+                    if (
+                        labels == "teacher"
+                        and (n, lr, "self") in per_task
+                        or labels == "self"
+                        and (n, lr, "teacher") in per_task
+                    ):
                         diff = per_task[n, lr, "teacher"] - per_task[n, lr, "self"]
-                        arm["teacher_minus_self"] = {"delta": round(float(diff.mean()), 3),
-                                                     "interval_95": interval(diff)}
+                        arm["teacher_minus_self"] = {
+                            "delta": round(float(diff.mean()), 3),
+                            "interval_95": interval(diff),
+                        }
                     arms.append(arm)
-                    print(f"records {arm['records']:>3}  lr {lr:<6}  {labels:<7}  delta {arm['delta']:+.3f} "
-                          f"{arm['interval_95']}  by seed {arm['success_by_seed']}"
-                          f"{'  teacher - self ' + str(arm['teacher_minus_self']) if 'teacher_minus_self' in arm else ''}"
-                          f"  ({time.perf_counter() - start:.0f} s)", flush=True)
-    result = {"base_success": round(float(base.mean()), 3), "tasks": len(specs), "task_offset": args.task_offset,
-              "seeds": args.seeds, "format": "demo", "batch_size": params.train.batch_size, "arms": arms,
-              "seconds": round(time.perf_counter() - start)}
+                    print(
+                        f"records {arm['records']:>3}  lr {lr:<6}  {labels:<7}  delta {arm['delta']:+.3f} "
+                        f"{arm['interval_95']}  by seed {arm['success_by_seed']}"
+                        f"{'  teacher - self ' + str(arm['teacher_minus_self']) if 'teacher_minus_self' in arm else ''}"
+                        f"  ({time.perf_counter() - start:.0f} s)",
+                        flush=True,
+                    )
+    result = {
+        "base_success": round(float(base.mean()), 3),
+        "tasks": len(specs),
+        "task_offset": args.task_offset,
+        "seeds": args.seeds,
+        "format": "demo",
+        "batch_size": params.train.batch_size,
+        "arms": arms,
+        "seconds": round(time.perf_counter() - start),
+    }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 
 

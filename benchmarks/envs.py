@@ -1,11 +1,13 @@
-"""Every registered text environment side by side: environment steps per second (random valid actions over many
-episodes), restores per second (replay of mid-episode states from (level, seed, actions), hash-checked, as the
-pipeline restores its snapshots) and forks per second, with the cost of one restore in environment steps.
+"""Every registered text environment side by side: environment steps per second (random valid
+actions over many episodes), restores per second (replay of mid-episode states from (level, seed,
+actions), hash-checked, as the pipeline restores its snapshots) and forks per second, with the cost
+of one restore in environment steps.
 
-The states restored are drawn uniformly from every mid-episode state the random episodes visited, so their depth
-is the depth at which those episodes spend their time. An open action (the shop's `search[...]`) is filled by the
-environment's own `random_action` where it has one, else by the expert's action. The shop is built in a temporary
-directory first (its build time is printed, not counted). Usage:
+The states restored are drawn uniformly from every mid-episode state the random episodes visited, so
+their depth is the depth at which those episodes spend their time. An open action (the shop's
+`search[...]`) is filled by the environment's own `random_action` where it has one, else by the
+expert's action. The shop is built in a temporary directory first (its build time is printed, not
+counted). Usage:
 
     python benchmarks/envs.py [--envs babyai shop retail] [--episodes 200] [--restores 300] [--max-steps 32]
 """
@@ -28,7 +30,8 @@ LEVELS = {"babyai": ["GoToLocal", "PickupDist"], "shop": ["all", "fashion", "foo
 
 
 def levels_of(name: str) -> list[str]:
-    """The levels above, else (retail) the first two and "all" (else the third), as tests/test_env_protocol.py."""
+    """The levels above, else (retail) the first two and "all" (else the third), as
+    tests/test_env_protocol.py."""
     if name in LEVELS:
         return LEVELS[name]
     known = known_levels(name)
@@ -44,7 +47,8 @@ def random_action(env, rng: random.Random) -> str:
 
 @contextlib.contextmanager
 def prepared(name: str, products: int):
-    """What making `name` environments by name needs (the shop: a built catalogue and index, configured)."""
+    """What making `name` environments by name needs (the shop: a built catalogue and index,
+    configured)."""
     if name != "shop":
         yield None
         return
@@ -65,7 +69,8 @@ def prepared(name: str, products: int):
 
 
 def forget_memos(name: str) -> bool:
-    """Empty the process-wide memos a restore can hit (the shop's search memo); False where there are none."""
+    """Empty the process-wide memos a restore can hit (the shop's search memo); False where there
+    are none."""
     if name != "shop":
         return False
     from teachable.envs.search import Searcher
@@ -75,14 +80,17 @@ def forget_memos(name: str) -> bool:
     return True
 
 
-def play(name: str, levels: list[str], episodes: int, max_steps: int, seed0: int, rng: random.Random):
+def play(
+    name: str, levels: list[str], episodes: int, max_steps: int, seed0: int, rng: random.Random
+):
     """Random episodes; returns (steps, seconds, mid-episode states as (state, hash))."""
     steps, states, aside = 0, [], 0.0
     start = time.perf_counter()
     for i in range(episodes):
         mark = time.perf_counter()
         env = make_env(name, levels[i % len(levels)], max_steps)
-        aside += time.perf_counter() - mark  # making the environment is not stepping (a restore pays it)
+        # making the environment is not stepping (a restore pays it)
+        aside += time.perf_counter() - mark
         env.reset(seed0 + i)
         while True:
             _, _, terminated, truncated, _ = env.step(random_action(env, rng))
@@ -98,12 +106,15 @@ def play(name: str, levels: list[str], episodes: int, max_steps: int, seed0: int
 def measure(name: str, args) -> dict:
     levels = levels_of(name)
     rng = random.Random(0)
-    play(name, levels, max(2, args.episodes // 20), args.max_steps, 900_000, rng)  # warm up (imports, JVM, caches)
+    # warm up (imports, JVM, caches)
+    play(name, levels, max(2, args.episodes // 20), args.max_steps, 900_000, rng)
     steps, seconds, states = play(name, levels, args.episodes, args.max_steps, 0, rng)
     sample = random.Random(1).sample(states, min(args.restores, len(states)))
 
     start = time.perf_counter()
-    restored = [restore_env(name, state, digest, max_steps=args.max_steps) for state, digest in sample]
+    restored = [
+        restore_env(name, state, digest, max_steps=args.max_steps) for state, digest in sample
+    ]
     restore_s = time.perf_counter() - start
     start = time.perf_counter()
     for env in restored:
@@ -118,28 +129,52 @@ def measure(name: str, args) -> dict:
             restore_env(name, state, digest, max_steps=args.max_steps)
             cold_s += time.perf_counter() - start
 
-    step_rate, restore_rate, fork_rate = steps / seconds, len(sample) / restore_s, len(sample) / fork_s
+    step_rate, restore_rate, fork_rate = (
+        steps / seconds,
+        len(sample) / restore_s,
+        len(sample) / fork_s,
+    )
     depth = sum(env.step_count for env in restored) / len(restored)
-    return {"env": name, "levels": ",".join(levels), "episodes": args.episodes, "steps": steps,
-            "steps/s": step_rate, "restores": len(sample), "depth": depth, "restores/s": restore_rate,
-            "forks/s": fork_rate, "restore/step": step_rate / restore_rate,
-            "per replayed step": step_rate / restore_rate / max(depth, 1), "fork/step": step_rate / fork_rate,
-            "cold restores/s": cold_s and len(sample) / cold_s,
-            "cold restore/step": cold_s and cold_s / len(sample) * step_rate}
+    return {
+        "env": name,
+        "levels": ",".join(levels),
+        "episodes": args.episodes,
+        "steps": steps,
+        "steps/s": step_rate,
+        "restores": len(sample),
+        "depth": depth,
+        "restores/s": restore_rate,
+        "forks/s": fork_rate,
+        "restore/step": step_rate / restore_rate,
+        "per replayed step": step_rate / restore_rate / max(depth, 1),
+        "fork/step": step_rate / fork_rate,
+        "cold restores/s": cold_s and len(sample) / cold_s,
+        "cold restore/step": cold_s and cold_s / len(sample) * step_rate,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--envs", nargs="+", default=env_names())
     parser.add_argument("--episodes", type=int, default=200, help="random episodes per environment")
-    parser.add_argument("--restores", type=int, default=300, help="mid-episode states restored (and forked)")
-    parser.add_argument("--max-steps", type=int, default=32, help="episode horizon (the pipeline's env.max_steps)")
-    parser.add_argument("--products", type=int, default=1000, help="the shop's generated catalogue size")
+    parser.add_argument(
+        "--restores", type=int, default=300, help="mid-episode states restored (and forked)"
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=32, help="episode horizon (the pipeline's env.max_steps)"
+    )
+    parser.add_argument(
+        "--products", type=int, default=1000, help="the shop's generated catalogue size"
+    )
     args = parser.parse_args()
 
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
+    )
     rows, missing = [], []
     for name in args.envs:
         try:
@@ -153,23 +188,32 @@ def main() -> None:
             rows.append(measure(name, args))
 
     print()
-    print("| env | levels | episodes (steps) | steps/s | restores (mean depth) | restores/s | restore / step cost "
-          "| ... per replayed step | cold restores/s | cold restore / step cost | forks/s | fork / step cost |")
+    print(
+        "| env | levels | episodes (steps) | steps/s | restores (mean depth) | restores/s | restore / step cost "
+        "| ... per replayed step | cold restores/s | cold restore / step cost | forks/s | fork / step cost |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        cold = (f"{r['cold restores/s']:,.0f} | {r['cold restore/step']:.1f}" if r["cold restores/s"]
-                else "= warm | = warm")
-        print(f"| {r['env']} | {r['levels']} | {r['episodes']} ({r['steps']}) | {r['steps/s']:,.0f} "
-              f"| {r['restores']} ({r['depth']:.1f}) | {r['restores/s']:,.0f} | {r['restore/step']:.1f} "
-              f"| {r['per replayed step']:.2f} | {cold} "
-              f"| {r['forks/s']:,.0f} | {r['fork/step']:.3f} |")
+        cold = (
+            f"{r['cold restores/s']:,.0f} | {r['cold restore/step']:.1f}"
+            if r["cold restores/s"]
+            else "= warm | = warm"
+        )
+        print(
+            f"| {r['env']} | {r['levels']} | {r['episodes']} ({r['steps']}) | {r['steps/s']:,.0f} "
+            f"| {r['restores']} ({r['depth']:.1f}) | {r['restores/s']:,.0f} | {r['restore/step']:.1f} "
+            f"| {r['per replayed step']:.2f} | {cold} "
+            f"| {r['forks/s']:,.0f} | {r['fork/step']:.3f} |"
+        )
     for line in missing:
         print(line)
-    print("\nsteps/s: per step of random play, the reset, valid actions and random choice included (making the "
-          "environment not). A restore makes an environment, replays its state's actions and checks the hash; "
-          "restore / step cost = (1 / restores/s) / (1 / steps/s), and per replayed step divided by the mean depth. "
-          "Warm: in the process that played the episodes (the shop's search "
-          "memo holds their queries); cold: that memo emptied before each restore (a fresh process's first restore).")
+    print(
+        "\nsteps/s: per step of random play, the reset, valid actions and random choice included (making the "
+        "environment not). A restore makes an environment, replays its state's actions and checks the hash; "
+        "restore / step cost = (1 / restores/s) / (1 / steps/s), and per replayed step divided by the mean depth. "
+        "Warm: in the process that played the episodes (the shop's search "
+        "memo holds their queries); cold: that memo emptied before each restore (a fresh process's first restore)."
+    )
 
 
 if __name__ == "__main__":

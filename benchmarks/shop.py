@@ -1,6 +1,7 @@
-"""The shop's search engine and environment: pyserini BM25 searches per second (Lucene, and through the
-memoising shared searcher), environment steps per second (expert play), and state restores per second (replay
-from (level, seed, actions) vs fork). Builds its own catalogue and index in a temporary directory. Usage:
+"""The shop's search engine and environment: pyserini BM25 searches per second (Lucene, and through
+the memoising shared searcher), environment steps per second (expert play), and state restores per
+second (replay from (level, seed, actions) vs fork). Builds its own catalogue and index in a
+temporary directory. Usage:
 
     python benchmarks/shop.py [--products 1000] [--queries 500] [--episodes 200]
 """
@@ -30,7 +31,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
         build_shop(ShopParams.defaults(n_products=args.products), scratch)
-        print(f"index build ({args.products} products, JVM start included): {time.perf_counter() - start:.2f} s")
+        print(
+            f"index build ({args.products} products, JVM start included): {time.perf_counter() - start:.2f} s"
+        )
         world = ShopWorld.load(scratch)
         levels = [lvl for lvl in SHOP_LEVELS]
         queries = [world.goal(levels[i % len(levels)], i).query for i in range(args.queries)]
@@ -45,8 +48,10 @@ def main() -> None:
         start = time.perf_counter()
         for q in queries:
             world.search(q)
-        print(f"searches, memoised shared searcher (repeated queries): "
-              f"{rate(len(queries), time.perf_counter() - start)}")
+        print(
+            f"searches, memoised shared searcher (repeated queries): "
+            f"{rate(len(queries), time.perf_counter() - start)}"
+        )
 
         steps, solved, states = 0, 0, []
         start = time.perf_counter()
@@ -62,13 +67,17 @@ def main() -> None:
                     states.append((env.state(), env.state_hash(), env))
             solved += info["success"]
         elapsed = time.perf_counter() - start
-        print(f"env steps, expert play (valid actions + expert + step, searches included): {rate(steps, elapsed)}; "
-              f"expert success {solved / args.episodes:.3f}")
+        print(
+            f"env steps, expert play (valid actions + expert + step, searches included): {rate(steps, elapsed)}; "
+            f"expert success {solved / args.episodes:.3f}"
+        )
 
         start = time.perf_counter()
         for state, digest, _ in states:
             ShopEnv.restore(state, digest, world=world)
-        print(f"restores by replay (hash-checked): {rate(len(states), time.perf_counter() - start)}")
+        print(
+            f"restores by replay (hash-checked): {rate(len(states), time.perf_counter() - start)}"
+        )
         start = time.perf_counter()
         for _, _, env in states:
             env.fork()

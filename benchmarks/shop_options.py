@@ -1,8 +1,9 @@
-"""False successes of WebShop's option rules on the generated catalogue: every purchase of a goal's target with
-exactly one option value wrong (all other options as asked), scored under `shop.webshop_rules` master and v2. Such
-a purchase should not be a success; where one scores 1.0 the rule set gave the wrong value full credit (master: a
-size within its fuzzy match, "x-small" for "small"; v2: the goal's value found in the title, "small" in "for small
-spaces", "red" in "solar powered"). No search index needed. Usage:
+"""False successes of WebShop's option rules on the generated catalogue: every purchase of a goal's
+target with exactly one option value wrong (all other options as asked), scored under
+`shop.webshop_rules` master and v2. Such a purchase should not be a success; where one scores 1.0
+the rule set gave the wrong value full credit (master: a size within its fuzzy match, "x-small" for
+"small"; v2: the goal's value found in the title, "small" in "for small spaces", "red" in "solar
+powered"). No search index needed. Usage:
 
     python benchmarks/shop_options.py [--products 1000] [--catalog-seed 0] [--goals 500]
 """
@@ -39,11 +40,15 @@ def main() -> None:
                     if is_success(shop_reward(goal, target, chosen, rules=rules)["reward"]):
                         successes[rules] += 1
                         kinds[rules][f"{name} {wrong!r} for {asked!r}"] += 1
-    print(f"{args.goals} goals on a {args.products}-product catalogue (seed {args.catalog_seed}): {n} purchases of "
-          f"the target with one wrong option value")
+    print(
+        f"{args.goals} goals on a {args.products}-product catalogue (seed {args.catalog_seed}): {n} purchases of "
+        f"the target with one wrong option value"
+    )
     for rules in WEBSHOP_RULES:
         common = ", ".join(f"{kind} x{count}" for kind, count in kinds[rules].most_common(6))
-        print(f"  {rules:6} scored 1.0: {successes[rules]:4d}/{n} = {successes[rules] / max(1, n):.3f}  ({common})")
+        print(
+            f"  {rules:6} scored 1.0: {successes[rules]:4d}/{n} = {successes[rules] / max(1, n):.3f}  ({common})"
+        )
 
 
 if __name__ == "__main__":

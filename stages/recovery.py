@@ -1,5 +1,6 @@
-"""Stage `recovery`: expert-control rollouts from every labeled snapshot; the successful ones exported as
-multi-step training records for the extra `train_recovery` cell. Output `data/recovery_trajectories.jsonl`."""
+"""Stage `recovery`: expert-control rollouts from every labeled snapshot; the successful ones
+exported as multi-step training records for the extra `train_recovery` cell. Output
+`data/recovery_trajectories.jsonl`."""
 
 from __future__ import annotations
 
@@ -11,19 +12,33 @@ from teachable.rollout.engine import RolloutEngine
 from teachable.core.tasks import training_snapshots
 from teachable.core.tracking import stage_run
 
-LABELED, OUT, METRICS = "data/quadrant_snapshots.jsonl", "data/recovery_trajectories.jsonl", "reports/phase2/recovery.json"
+LABELED, OUT, METRICS = (
+    "data/quadrant_snapshots.jsonl",
+    "data/recovery_trajectories.jsonl",
+    "reports/phase2/recovery.json",
+)
 
 
 def main(params: Params) -> None:
     env = params.env
-    snapshots = training_snapshots(read_jsonl(LABELED))  # recoveries train the model: no held-out states
+    # recoveries train the model: no held-out states
+    snapshots = training_snapshots(read_jsonl(LABELED))
     with stage_run("recovery", params.model_dump(mode="json", include={"env"})) as mlflow:
-        engine = RolloutEngine(None, env.name, env.max_steps, env.history_len, batch_size=params.label.batch_size)
+        engine = RolloutEngine(
+            None, env.name, env.max_steps, env.history_len, batch_size=params.label.batch_size
+        )
         episodes = expert_recoveries(snapshots, engine)
-        records = [rec for snap, ep in zip(snapshots, episodes) for rec in recovery_records(snap, ep, env.history_len)]
+        records = [
+            rec
+            for snap, ep in zip(snapshots, episodes)
+            for rec in recovery_records(snap, ep, env.history_len)
+        ]
         write_jsonl(OUT, records)
-        metrics = {"n_snapshots": len(snapshots), "n_recovered": sum(ep.success for ep in episodes),
-                   "n_records": len(records)}
+        metrics = {
+            "n_snapshots": len(snapshots),
+            "n_recovered": sum(ep.success for ep in episodes),
+            "n_records": len(records),
+        }
         write_json(METRICS, metrics)
         mlflow.log_metrics(metrics)
 

@@ -1,4 +1,5 @@
-"""Stage `rollouts` (phase 0): the student on `rollouts.n_tasks` tasks, all episodes batched in lock-step.
+"""Stage `rollouts` (phase 0): the student on `rollouts.n_tasks` tasks, all episodes batched in
+lock-step.
 
 Outputs `data/rollouts/student.jsonl` (one episode a line), `reports/phase0/metrics.json` and
 `reports/phase0/parse_failures.json` (the first unparseable replies, verbatim, for the report).
@@ -38,50 +39,80 @@ def summarise(episodes: list[Episode], action_mode: str) -> dict:
         "n_replies": len(steps),
         "n_parse_failures": failures,
         "parse_failure_rate": round(failures / max(1, len(steps)), 4),
-        "n_malformed": malformed,  # the failures with no action form (`is_malformed`: what tau-bench counts)
+        # the failures with no action form (`is_malformed`: what tau-bench counts)
+        "n_malformed": malformed,
         "malformed_rate": round(malformed / max(1, len(steps)), 4),
     }
 
 
 def failure_examples(episodes: list[Episode], n: int = N_FAILURE_EXAMPLES) -> list[dict]:
-    """The first `n` unparseable replies in episode order, with where they were and how many actions were valid."""
-    found = ({"episode_id": ep.episode_id, "step": i, "n_valid_actions": len(s.valid_actions),
-              "reply": getattr(s, "reply", None)}
-             for ep in episodes for i, s in enumerate(ep.steps) if not s.parse_ok)
+    """The first `n` unparseable replies in episode order, with where they were and how many actions
+    were valid."""
+    found = (
+        {
+            "episode_id": ep.episode_id,
+            "step": i,
+            "n_valid_actions": len(s.valid_actions),
+            "reply": getattr(s, "reply", None),
+        }
+        for ep in episodes
+        for i, s in enumerate(ep.steps)
+        if not s.parse_ok
+    )
     return list(islice(found, n))
 
 
 def resume_key(params: Params) -> dict:
-    """Every param the stage's results depend on: a resume log is reused only under the same ones."""
-    return params.model_dump(mode="json", include={"seed", "env", "shop", "retail", "student", "rollouts"})
+    """Every param the stage's results depend on: a resume log is reused only under the same
+    ones."""
+    return params.model_dump(
+        mode="json", include={"seed", "env", "shop", "retail", "student", "rollouts"}
+    )
 
 
 def main(params: Params) -> None:
     p, env = params.rollouts, params.env
     tasks = make_tasks(env.levels, p.n_tasks, "pipeline")
-    specs = [RolloutSpec(f"ep{i:06d}", t.level, t.seed, sample_seed=rollout_sample_seed(params.seed, i))
-             for i, t in enumerate(tasks)]
+    specs = [
+        RolloutSpec(f"ep{i:06d}", t.level, t.seed, sample_seed=rollout_sample_seed(params.seed, i))
+        for i, t in enumerate(tasks)
+    ]
     key = resume_key(params)
     scratch = resume.ScratchLog("rollouts", key)
     done = {ep.episode_id: ep for ep in scratch.load(Episode)}
     with stage_run("rollouts", key) as mlflow:
         policy = load_student(params.student)
-        engine = RolloutEngine(policy, env.name, env.max_steps, env.history_len, p.temperature, p.batch_size,
-                               action_mode=p.action_mode, progress=True)
+        engine = RolloutEngine(
+            policy,
+            env.name,
+            env.max_steps,
+            env.history_len,
+            p.temperature,
+            p.batch_size,
+            action_mode=p.action_mode,
+            progress=True,
+        )
         engine.run([s for s in specs if s.episode_id not in done], on_episode=scratch.append)
         episodes = sorted(scratch.load(Episode), key=lambda ep: ep.episode_id)
         metrics = summarise(episodes, p.action_mode)
-        if env.name == "retail":  # how many tau-bench tasks were played, skipped, flagged unplayable (and dropped)
+        # how many tau-bench tasks were played, skipped, flagged unplayable (and dropped)
+        if env.name == "retail":
             from teachable.envs.retail import RetailEnv
 
             metrics.update(RetailEnv.shared_world().counts())
         write_jsonl(OUT, episodes)
         write_json(METRICS, metrics)
         examples = failure_examples(episodes)
-        write_json(FAILURES, {"n_parse_failures": metrics["n_parse_failures"], "examples": examples})
+        write_json(
+            FAILURES, {"n_parse_failures": metrics["n_parse_failures"], "examples": examples}
+        )
         if examples:
-            log.info("%d unparseable replies; the first: %r (all of them: `reply` on their steps in %s)",
-                     metrics["n_parse_failures"], examples[0]["reply"][:300], OUT)
+            log.info(
+                "%d unparseable replies; the first: %r (all of them: `reply` on their steps in %s)",
+                metrics["n_parse_failures"],
+                examples[0]["reply"][:300],
+                OUT,
+            )
         mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         mlflow.log_artifact(METRICS)
     scratch.remove()

@@ -1,14 +1,15 @@
-"""Stage `select_snapshots` (phase 5, H7): at budget `select.budget`, choose training snapshots by each method (random,
-entropy, predictor, oracle; see `teachable.evaluation.selection`), train `train.n_seeds` LoRA adapters per method with the
-`train` recipe, and evaluate each on phase 3's held-out panels (the base student's episodes are phase 3's own,
-same specs and sample seeds).
+"""Stage `select_snapshots` (phase 5, H7): at budget `select.budget`, choose training snapshots by
+each method (random, entropy, predictor, oracle; see `teachable.evaluation.selection`), train
+`train.n_seeds` LoRA adapters per method with the `train` recipe, and evaluate each on phase 3's
+held-out panels (the base student's episodes are phase 3's own, same specs and sample seeds).
 
-Only train-side snapshots are candidates; a budget larger than their number, or a candidate without a prediction
-in `reports/phase4/oof_predictions.csv`, ends the stage with one line naming them (exit code 2). Outputs
-`models/phase5/<method>/seed-<k>/`, `reports/phase5/selection_summary.json` (DVC metrics: per method the gain and
-retention with paired intervals, the held-out ELP of its selection; the gates `selection_ordering`, predictor >
-entropy > random as paired comparisons, and `selection_retention`, non-inferiority per method) and
-`selection_results.csv`. Each method's seeds are nested MLflow runs under one `select_snapshots` parent run.
+Only train-side snapshots are candidates; a budget larger than their number, or a candidate without
+a prediction in `reports/phase4/oof_predictions.csv`, ends the stage with one line naming them (exit
+code 2). Outputs `models/phase5/<method>/seed-<k>/`, `reports/phase5/selection_summary.json` (DVC
+metrics: per method the gain and retention with paired intervals, the held-out ELP of its selection;
+the gates `selection_ordering`, predictor > entropy > random as paired comparisons, and
+`selection_retention`, non-inferiority per method) and `selection_results.csv`. Each method's seeds
+are nested MLflow runs under one `select_snapshots` parent run.
 """
 
 from __future__ import annotations
@@ -36,22 +37,36 @@ MODELS, REPORTS = Path("models/phase5"), Path("reports/phase5")
 def main(params: Params) -> None:
     s = params.select
     records = training_snapshots(read_jsonl(SNAPSHOTS))
-    check_budget(len(records), s.budget)  # before any work: a budget beyond the pool makes every method alike
+    # before any work: a budget beyond the pool makes every method alike
+    check_budget(len(records), s.budget)
     predicted = read_predictions(PREDICTIONS, records) if "predictor" in s.methods else None
-    chosen = {m: select(records, m, s.budget, params.seed, predicted, PREDICTIONS) for m in s.methods}
-    models = [model for m, snapshots in chosen.items() for model in train_method(params, m, snapshots, MODELS)]
+    chosen = {
+        m: select(records, m, s.budget, params.seed, predicted, PREDICTIONS) for m in s.methods
+    }
+    models = [
+        model
+        for m, snapshots in chosen.items()
+        for model in train_method(params, m, snapshots, MODELS)
+    ]
     base_rows = pd.read_csv(PHASE3_EPISODES, keep_default_na=False)
-    key = {**params.model_dump(mode="json", include={"seed", "env", "shop", "student", "train", "evaluate", "select"}),
-           "label_horizon": params.label.horizon,
-           "models": [m.mlflow_run_id for m in models]}
+    key = {
+        **params.model_dump(
+            mode="json", include={"seed", "env", "shop", "student", "train", "evaluate", "select"}
+        ),
+        "label_horizon": params.label.horizon,
+        "models": [m.mlflow_run_id for m in models],
+    }
     scratch = resume.ScratchLog("select_snapshots", key)
     with stage_run("select_snapshots", key) as mlflow:
         plan = evaluation_plan(params, read_jsonl(SNAPSHOTS), read_jsonl(RETENTION))
         rows = evaluate_models(load_student(params.student), models, scratch=scratch, **plan)
-        base_rows = base_rows[(base_rows.model == "base") & (base_rows.panel != "learning")]  # phase 3's panels
+        # phase 3's panels
+        base_rows = base_rows[(base_rows.model == "base") & (base_rows.panel != "learning")]
         if set(base_rows.item) != set(rows.item):
-            raise stage.StageInputError(f"{PHASE3_EPISODES} was not made with these `evaluate` params; "
-                                        "run `dvc repro evaluate_models`")
+            raise stage.StageInputError(
+                f"{PHASE3_EPISODES} was not made with these `evaluate` params; "
+                "run `dvc repro evaluate_models`"
+            )
         rows = pd.concat([base_rows, rows], ignore_index=True)
         summary, table = summarise(rows, chosen, params)
         REPORTS.mkdir(parents=True, exist_ok=True)
@@ -61,8 +76,14 @@ def main(params: Params) -> None:
         mlflow.log_artifacts(str(REPORTS), artifact_path="phase5")
         for model in models:  # each seed's run gets its method's numbers (means over the seeds)
             result = summary["methods"][model.model.removeprefix("select-")]
-            log_to_run(model.mlflow_run_id, {"eval_success": result["success"], "eval_delta": result["delta"],
-                                             "retention_delta": result["retention_delta"]})
+            log_to_run(
+                model.mlflow_run_id,
+                {
+                    "eval_success": result["success"],
+                    "eval_delta": result["delta"],
+                    "retention_delta": result["retention_delta"],
+                },
+            )
     scratch.remove()
 
 

@@ -1,1 +1,2 @@
-"""Teachable moments: find, measure and train on the states where a little supervision changes the outcome."""
+"""Teachable moments: find, measure and train on the states where a little supervision changes the
+outcome."""

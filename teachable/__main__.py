@@ -6,13 +6,14 @@
   teachable pin [--params params.yaml]                                            pin the built offline student
   teachable check-lock [--root DIR]                                               whether dvc.lock lost committed stages
 
-show prints the state text, the student's distribution over actions, the teacher's advice, the leverage and CPT
-outcomes with their counts, the quadrant, and the trained models that used the snapshot. plan prints what the
-params ask of each stage (episodes, calls, tokens, training steps, teacher calls and dollars), the hours on a device
-profile, and whether the evaluation's n can decide the phase 3-5 gates. pin records the offline student in
-student.dir (built by dvc repro student with student.rebuild: true) as student.pinned, with its files' SHA-256 and
-build params, to be committed so every machine uses this student. check-lock (run by make pilot before dvc repro)
-stops with one line when dvc.lock differs from HEAD's and lacks stages it records: dvc repro would silently run
+show prints the state text, the student's distribution over actions, the teacher's advice, the
+leverage and CPT outcomes with their counts, the quadrant, and the trained models that used the
+snapshot. plan prints what the params ask of each stage (episodes, calls, tokens, training steps,
+teacher calls and dollars), the hours on a device profile, and whether the evaluation's n can decide
+the phase 3-5 gates. pin records the offline student in student.dir (built by dvc repro student with
+student.rebuild: true) as student.pinned, with its files' SHA-256 and build params, to be committed
+so every machine uses this student. check-lock (run by make pilot before dvc repro) stops with one
+line when dvc.lock differs from HEAD's and lacks stages it records: dvc repro would silently run
 them again. Exit code 2 for an unknown id, bad params or lost stages.
 Also runs as python -m teachable.
 """
@@ -44,11 +45,16 @@ def run_plan(args: argparse.Namespace) -> int:
         except (planner.CalibrationError, OSError, KeyError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        print(f"calibrated profile {done['profile']} from {done['source']} ({done['device']}): hf prefill MFU by "
-              f"batch {done['hf_prefill_mfu_by_batch']}, LoRA MFU by batch {done['train_mfu_by_batch']}; written to "
-              f"{args.throughput}", file=sys.stderr)
+        print(
+            f"calibrated profile {done['profile']} from {done['source']} ({done['device']}): hf prefill MFU by "
+            f"batch {done['hf_prefill_mfu_by_batch']}, LoRA MFU by batch {done['train_mfu_by_batch']}; written to "
+            f"{args.throughput}",
+            file=sys.stderr,
+        )
         device = args.device or done["profile"]
-    out = planner.plan(params, device, args.backend, args.preset, args.throughput, args.teacher_concurrency)
+    out = planner.plan(
+        params, device, args.backend, args.preset, args.throughput, args.teacher_concurrency
+    )
     sys.stdout.write(json.dumps(out, indent=2) + "\n" if args.json else planner.to_text(out))
     return 0
 
@@ -66,13 +72,17 @@ def run_pin(args: argparse.Namespace) -> int:
             raise ParamsError("student.pinned is null: set the directory to pin into")
         differ = pin.key_differences(card.get("build_key") or {}, pin.build_key(params))
         if differ:
-            raise ParamsError(f"{s.dir} was built with other params than {args.params} ({', '.join(differ[:5])}): "
-                              "run `dvc repro student` with student.rebuild: true first")
+            raise ParamsError(
+                f"{s.dir} was built with other params than {args.params} ({', '.join(differ[:5])}): "
+                "run `dvc repro student` with student.rebuild: true first"
+            )
         record = pin.write_pin(s.dir, s.pinned, card["build_key"])
     except (ParamsError, StudentDirError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"pinned {s.dir} as {s.pinned} ({len(record['files'])} files); commit it: git add {s.pinned}")
+    print(
+        f"pinned {s.dir} as {s.pinned} ({len(record['files'])} files); commit it: git add {s.pinned}"
+    )
     return 0
 
 
@@ -99,49 +109,95 @@ def run_list(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
         return 0
     number = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
-    print(f"{'snapshot':<16} {'task':<20} {'step':>4} {'quad':<4} {'split':<5} {'U':>6} {'L_local':>7} "
-          f"{'side':<12} student -> teacher")
+    print(
+        f"{'snapshot':<16} {'task':<20} {'step':>4} {'quad':<4} {'split':<5} {'U':>6} {'L_local':>7} "
+        f"{'side':<12} student -> teacher"
+    )
     for r in rows:
-        print(f"{r['snapshot_id']:<16} {str(r['task_id']):<20} {str(r['step']):>4} {r['quadrant']:<4} "
-              f"{r['split']:<5} {number(r['U']):>6} {number(r['L_local']):>7} {r['side']:<12} "
-              f"{r['student_action']} -> {r['teacher_action']}")
+        print(
+            f"{r['snapshot_id']:<16} {str(r['task_id']):<20} {str(r['step']):>4} {r['quadrant']:<4} "
+            f"{r['split']:<5} {number(r['U']):>6} {number(r['L_local']):>7} {r['side']:<12} "
+            f"{r['student_action']} -> {r['teacher_action']}"
+        )
     print(f"{len(rows)} snapshots")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="teachable", description=__doc__.splitlines()[0],
-                                     epilog="\n".join(__doc__.splitlines()[2:7]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="teachable",
+        description=__doc__.splitlines()[0],
+        epilog="\n".join(__doc__.splitlines()[2:7]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="the labeled snapshots, one line each (quadrant, U, L_local, actions)")
+    listing = commands.add_parser(
+        "list", help="the labeled snapshots, one line each (quadrant, U, L_local, actions)"
+    )
     listing.add_argument("--quadrant", choices=["Q1", "Q2", "Q3", "Q4"], help="only this quadrant")
-    listing.add_argument("--split", choices=["train", "eval"], help="only training or held-out snapshots")
+    listing.add_argument(
+        "--split", choices=["train", "eval"], help="only training or held-out snapshots"
+    )
     listing.add_argument("--sort", choices=["U", "L_local"], help="largest first")
-    listing.add_argument("--limit", type=int, default=0, metavar="N", help="the first N rows (0: all)")
+    listing.add_argument(
+        "--limit", type=int, default=0, metavar="N", help="the first N rows (0: all)"
+    )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.add_argument("--root", default=".", help="repository root holding data/")
     show = commands.add_parser("show", help="everything known about one snapshot")
     show.add_argument("snapshot_id", help="e.g. ep000002-s1 (see data/quadrant_snapshots.jsonl)")
     show.add_argument("--json", action="store_true", help="machine-readable output")
-    show.add_argument("--root", default=".", help="repository root holding data/, models/, reports/")
-    plan = commands.add_parser("plan", help="what a run costs per stage, and whether its n can decide the gates")
-    plan.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a param, as `dvc exp run -S` (repeatable)")
-    plan.add_argument("--params", default="params.yaml", help="the params file the overrides apply to")
-    plan.add_argument("--preset", choices=sorted(planner.PRESETS), help="the seeds' full-scale N values")
-    plan.add_argument("--device", choices=planner.DEVICES, help="default cpu-2core (with --calibrate: its GPU)")
-    plan.add_argument("--backend", choices=planner.BACKENDS, default="hf", help="the student's engine (GPU "
-                                                                                "profiles only)")
-    plan.add_argument("--teacher-concurrency", type=int, default=1, metavar="K",
-                      help="teacher calls in flight (label makes them one at a time: 1)")
-    plan.add_argument("--calibrate", metavar="GPU_JSON", help="fold benchmarks/gpu.py's --out JSON into the "
-                                                              "throughput file first")
+    show.add_argument(
+        "--root", default=".", help="repository root holding data/, models/, reports/"
+    )
+    plan = commands.add_parser(
+        "plan", help="what a run costs per stage, and whether its n can decide the gates"
+    )
+    plan.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a param, as `dvc exp run -S` (repeatable)",
+    )
+    plan.add_argument(
+        "--params", default="params.yaml", help="the params file the overrides apply to"
+    )
+    plan.add_argument(
+        "--preset", choices=sorted(planner.PRESETS), help="the seeds' full-scale N values"
+    )
+    plan.add_argument(
+        "--device", choices=planner.DEVICES, help="default cpu-2core (with --calibrate: its GPU)"
+    )
+    plan.add_argument(
+        "--backend",
+        choices=planner.BACKENDS,
+        default="hf",
+        help="the student's engine (GPU profiles only)",
+    )
+    plan.add_argument(
+        "--teacher-concurrency",
+        type=int,
+        default=1,
+        metavar="K",
+        help="teacher calls in flight (label makes them one at a time: 1)",
+    )
+    plan.add_argument(
+        "--calibrate",
+        metavar="GPU_JSON",
+        help="fold benchmarks/gpu.py's --out JSON into the throughput file first",
+    )
     plan.add_argument("--throughput", default=planner.THROUGHPUT, help="throughput figures (JSON)")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     pin = commands.add_parser("pin", help="pin the built offline student (then commit it)")
-    pin.add_argument("--params", default="params.yaml", help="the params the student was built with")
-    check_lock = commands.add_parser("check-lock", help="whether dvc.lock lost stages the committed one records")
+    pin.add_argument(
+        "--params", default="params.yaml", help="the params the student was built with"
+    )
+    check_lock = commands.add_parser(
+        "check-lock", help="whether dvc.lock lost stages the committed one records"
+    )
     check_lock.add_argument("--root", default=".", help="the project root (dvc.yaml, dvc.lock)")
     args = parser.parse_args(argv)
     if args.command == "plan":
@@ -157,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownSnapshot, RecordError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
-    sys.stdout.write(json.dumps(view, indent=2, ensure_ascii=False) + "\n" if args.json else to_text(view))
+    sys.stdout.write(
+        json.dumps(view, indent=2, ensure_ascii=False) + "\n" if args.json else to_text(view)
+    )
     return 0
 
 

@@ -1,15 +1,18 @@
-"""A stand-in for an SGLang or vLLM server in tests: a real HTTP server on 127.0.0.1 (a free port, a thread) that
-answers exactly the requests `teachable.policy.server` sends, from an in-process HF causal LM.
+"""A stand-in for an SGLang or vLLM server in tests: a real HTTP server on 127.0.0.1 (a free port, a
+thread) that answers exactly the requests `teachable.policy.server` sends, from an in-process HF
+causal LM.
 
-Per flavour: sglang  POST /generate, GET /get_model_info, POST /tokenize, POST /load_lora_adapter, /unload_lora_adapter
+Per flavour: sglang POST /generate, GET /get_model_info, POST /tokenize, POST /load_lora_adapter,
+/unload_lora_adapter
              vllm    POST /v1/completions, GET /v1/models, POST /tokenize, POST /v1/load_lora_adapter, /unload_...
 Responses have the engines' shapes (see the docstrings of SGLangPolicy and VLLMPolicy): SGLang's
-`input_token_logprobs` starts with a None entry at `logprob_start_len`, vLLM's `prompt_logprobs` with None at 0.
-Every request is recorded in `calls`, every generated id list in `outputs`; `faults` (an HTTP status, or seconds to
-stall) are served to the next requests, one each, before they are answered normally; `load_errors` ((status,
-message) pairs) answer the next adapter loads in the engine's own error shape (SGLang {success: false,
-error_message}, vLLM {error: {message, type, code}}). Generation stops at the served model's eos (its
-generation_config, as an engine's) and at the request's `stop_token_ids` (SGLang: in sampling_params; vLLM: top level).
+`input_token_logprobs` starts with a None entry at `logprob_start_len`, vLLM's `prompt_logprobs`
+with None at 0. Every request is recorded in `calls`, every generated id list in `outputs`; `faults`
+(an HTTP status, or seconds to stall) are served to the next requests, one each, before they are
+answered normally; `load_errors` ((status, message) pairs) answer the next adapter loads in the
+engine's own error shape (SGLang {success: false, error_message}, vLLM {error: {message, type,
+code}}). Generation stops at the served model's eos (its generation_config, as an engine's) and at
+the request's `stop_token_ids` (SGLang: in sampling_params; vLLM: top level).
 """
 
 from __future__ import annotations
@@ -34,13 +37,20 @@ class Refused(Exception):
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def handle_error(self, request, client_address):  # a client that timed out and left: expected here
+    # a client that timed out and left: expected here
+    def handle_error(self, request, client_address):
         pass
 
 
 class FakeEngine:
-    def __init__(self, model_dir, flavour: str, served_name: str | None = None, tokenizer=None,
-                 tokenize_endpoint: bool = True):
+    def __init__(
+        self,
+        model_dir,
+        flavour: str,
+        served_name: str | None = None,
+        tokenizer=None,
+        tokenize_endpoint: bool = True,
+    ):
         assert flavour in ("sglang", "vllm")
         self.flavour, self.served_name = flavour, served_name or str(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -67,7 +77,7 @@ class FakeEngine:
     def paths(self) -> list[str]:
         return [path for path, _ in self.calls]
 
-    # -- HTTP ------------------------------------------------------------------------------------------------------
+    # -- HTTP --------------------------------------------------------------------------------------
     def _handler(self):
         engine = self
 
@@ -78,9 +88,13 @@ class FakeEngine:
                 pass
 
             def _answer(self, status: int, payload) -> None:
-                data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+                data = (
+                    payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+                )
                 self.send_response(status)
-                self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
+                self.send_header(
+                    "Content-Type", "text/plain" if isinstance(payload, str) else "application/json"
+                )
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -109,24 +123,34 @@ class FakeEngine:
         return Handler
 
     def answer(self, method: str, path: str, body):
-        routes = {"sglang": {("GET", "/get_model_info"): self.sglang_model_info, ("POST", "/generate"): self.sglang_generate,
-                             ("POST", "/load_lora_adapter"): self.load_adapter,
-                             ("POST", "/unload_lora_adapter"): self.unload_adapter},
-                  "vllm": {("GET", "/v1/models"): self.vllm_models, ("POST", "/v1/completions"): self.vllm_completions,
-                           ("POST", "/v1/load_lora_adapter"): self.load_adapter,
-                           ("POST", "/v1/unload_lora_adapter"): self.unload_adapter}}[self.flavour]
+        routes = {
+            "sglang": {
+                ("GET", "/get_model_info"): self.sglang_model_info,
+                ("POST", "/generate"): self.sglang_generate,
+                ("POST", "/load_lora_adapter"): self.load_adapter,
+                ("POST", "/unload_lora_adapter"): self.unload_adapter,
+            },
+            "vllm": {
+                ("GET", "/v1/models"): self.vllm_models,
+                ("POST", "/v1/completions"): self.vllm_completions,
+                ("POST", "/v1/load_lora_adapter"): self.load_adapter,
+                ("POST", "/v1/unload_lora_adapter"): self.unload_adapter,
+            },
+        }[self.flavour]
         if self.tokenize_endpoint:
             routes[("POST", "/tokenize")] = self.tokenize
         if (method, path) not in routes:
             raise Refused(404, {"detail": "Not Found"})
         return routes[(method, path)](body)
 
-    # -- the model -------------------------------------------------------------------------------------------------
+    # -- the model ---------------------------------------------------------------------------------
     def model_for(self, adapter: str | None):
         if adapter is None or adapter == self.served_name:
             return self.model
         if adapter not in self.adapters:
-            raise Refused(400 if self.flavour == "sglang" else 404, f"unknown LoRA adapter or model {adapter}")
+            raise Refused(
+                400 if self.flavour == "sglang" else 404, f"unknown LoRA adapter or model {adapter}"
+            )
         return self.adapters[adapter]
 
     @torch.inference_mode()
@@ -138,36 +162,59 @@ class FakeEngine:
         return logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].tolist()
 
     @torch.inference_mode()
-    def complete(self, model, ids: list[int], max_new: int, temperature: float, seed: int | None,
-                 stop_ids=()) -> list[int]:
+    def complete(
+        self, model, ids: list[int], max_new: int, temperature: float, seed: int | None, stop_ids=()
+    ) -> list[int]:
         if max_new == 0:
             return []
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": temperature}
+            if temperature > 0
+            else {"do_sample": False}
+        )
         eos = self.model.generation_config.eos_token_id
         stops = list(dict.fromkeys([*(eos if isinstance(eos, list) else [eos]), *(stop_ids or [])]))
         with self._lock:
             torch.manual_seed(seed or 0)
-            out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 max_new_tokens=max_new, pad_token_id=self.model_tokenizer.pad_token_id,
-                                 eos_token_id=[s for s in stops if s is not None], **sampling)
-        new = out[0, len(ids):].tolist()  # one sequence: no padding after a stop
+            out = model.generate(
+                input_ids=torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=max_new,
+                pad_token_id=self.model_tokenizer.pad_token_id,
+                eos_token_id=[s for s in stops if s is not None],
+                **sampling,
+            )
+        new = out[0, len(ids) :].tolist()  # one sequence: no padding after a stop
         self.outputs.append(new)
         return new
 
     def decode(self, ids: list[int]) -> str:
         return self.model_tokenizer.decode(ids, skip_special_tokens=True)
 
-    # -- shared endpoints ------------------------------------------------------------------------------------------
+    # -- shared endpoints --------------------------------------------------------------------------
     def tokenize(self, body):
-        tokens = self.tokenizer(body["prompt"], add_special_tokens=body.get("add_special_tokens", True)).input_ids
+        tokens = self.tokenizer(
+            body["prompt"], add_special_tokens=body.get("add_special_tokens", True)
+        ).input_ids
         return {"tokens": tokens, "count": len(tokens), "max_model_len": 1024}
 
     def refuse(self, status: int, message: str):
         """An error answer in the engine's shape."""
         if self.flavour == "sglang":
-            return Refused(status, {"success": False, "error_message": message, "loaded_adapters": {}})
-        return Refused(status, {"error": {"message": message, "type": "BadRequestError" if status < 500 else
-                                          "InternalServerError", "param": None, "code": status}})
+            return Refused(
+                status, {"success": False, "error_message": message, "loaded_adapters": {}}
+            )
+        return Refused(
+            status,
+            {
+                "error": {
+                    "message": message,
+                    "type": "BadRequestError" if status < 500 else "InternalServerError",
+                    "param": None,
+                    "code": status,
+                }
+            },
+        )
 
     def load_adapter(self, body):
         name = body["lora_name"]
@@ -175,17 +222,27 @@ class FakeEngine:
             raise self.refuse(*self.load_errors.pop(0))
         if name in self.adapters:
             raise self.refuse(400, f"The lora adapter '{name}' has already been loaded.")
-        self.adapters[name] = PeftModel.from_pretrained(copy.deepcopy(self.model), body["lora_path"]).eval()
-        return {"success": True} if self.flavour == "sglang" else f"Success: LoRA adapter '{name}' added successfully."
+        self.adapters[name] = PeftModel.from_pretrained(
+            copy.deepcopy(self.model), body["lora_path"]
+        ).eval()
+        return (
+            {"success": True}
+            if self.flavour == "sglang"
+            else f"Success: LoRA adapter '{name}' added successfully."
+        )
 
     def unload_adapter(self, body):
         if self.adapters.pop(body["lora_name"], None) is None:
             raise Refused(400, f"adapter {body['lora_name']} is not loaded")
         return {"success": True} if self.flavour == "sglang" else "Success"
 
-    # -- SGLang ----------------------------------------------------------------------------------------------------
+    # -- SGLang ------------------------------------------------------------------------------------
     def sglang_model_info(self, _):
-        return {"model_path": self.served_name, "tokenizer_path": self.served_name, "is_generation": True}
+        return {
+            "model_path": self.served_name,
+            "tokenizer_path": self.served_name,
+            "is_generation": True,
+        }
 
     def sglang_generate(self, body):
         single = isinstance(body["input_ids"][0], int)
@@ -197,24 +254,39 @@ class FakeEngine:
         out = []
         for ids, adapter in zip(batch, loras, strict=True):
             model = self.model_for(adapter)
-            new = self.complete(model, ids, sampling.get("max_new_tokens", 128), sampling.get("temperature", 1.0),
-                                sampling.get("sampling_seed"), sampling.get("stop_token_ids"))
+            new = self.complete(
+                model,
+                ids,
+                sampling.get("max_new_tokens", 128),
+                sampling.get("temperature", 1.0),
+                sampling.get("sampling_seed"),
+                sampling.get("stop_token_ids"),
+            )
             meta = {"prompt_tokens": len(ids), "completion_tokens": len(new)}
             if body.get("return_logprob"):
                 start = len(ids) - 1 if start == -1 else start
                 if not 0 <= start < len(ids):
                     raise Refused(400, "logprob_start_len must be less than the input length")
                 logp = [None, *self.token_logprobs(model, ids)]
-                meta["input_token_logprobs"] = [[None, ids[start], None]] + [[logp[i], ids[i], None]
-                                                                             for i in range(start + 1, len(ids))]
+                meta["input_token_logprobs"] = [[None, ids[start], None]] + [
+                    [logp[i], ids[i], None] for i in range(start + 1, len(ids))
+                ]
             out.append({"text": self.decode(new), "output_ids": new, "meta_info": meta})
         return out[0] if single else out
 
-    # -- vLLM ------------------------------------------------------------------------------------------------------
+    # -- vLLM --------------------------------------------------------------------------------------
     def vllm_models(self, _):
-        base = [{"id": self.served_name, "object": "model", "root": self.served_name, "parent": None}]
-        return {"object": "list", "data": base + [{"id": name, "object": "model", "root": str(name),
-                                                   "parent": self.served_name} for name in self.adapters]}
+        base = [
+            {"id": self.served_name, "object": "model", "root": self.served_name, "parent": None}
+        ]
+        return {
+            "object": "list",
+            "data": base
+            + [
+                {"id": name, "object": "model", "root": str(name), "parent": self.served_name}
+                for name in self.adapters
+            ],
+        }
 
     def vllm_completions(self, body):
         prompt = body["prompt"]
@@ -224,16 +296,34 @@ class FakeEngine:
         model = self.model_for(body.get("model"))
         choices = []
         for i, ids in enumerate(batch):
-            new = self.complete(model, ids, body.get("max_tokens", 16), body.get("temperature", 1.0), body.get("seed"),
-                                body.get("stop_token_ids"))
+            new = self.complete(
+                model,
+                ids,
+                body.get("max_tokens", 16),
+                body.get("temperature", 1.0),
+                body.get("seed"),
+                body.get("stop_token_ids"),
+            )
             choice = {"index": i, "text": self.decode(new), "finish_reason": "stop"}
             if body.get("return_token_ids"):
                 choice.update(token_ids=new, prompt_token_ids=ids)
             if body.get("prompt_logprobs") is not None:
                 logp = self.token_logprobs(model, ids)
                 choice["prompt_logprobs"] = [None] + [
-                    {str(t): {"logprob": lp, "rank": 1, "decoded_token": self.model_tokenizer.decode([t])}}
-                    for t, lp in zip(ids[1:], logp)]
+                    {
+                        str(t): {
+                            "logprob": lp,
+                            "rank": 1,
+                            "decoded_token": self.model_tokenizer.decode([t]),
+                        }
+                    }
+                    for t, lp in zip(ids[1:], logp)
+                ]
             choices.append(choice)
-        return {"id": "cmpl-fake", "object": "text_completion", "model": body.get("model") or self.served_name,
-                "choices": choices, "usage": {"prompt_tokens": sum(map(len, batch))}}
+        return {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "model": body.get("model") or self.served_name,
+            "choices": choices,
+            "usage": {"prompt_tokens": sum(map(len, batch))},
+        }

@@ -1,5 +1,5 @@
-"""Shared by the end-to-end tests: the project as a fresh clone would have it, in a temporary git repository,
-with tiny params; and stage scripts loaded as modules."""
+"""Shared by the end-to-end tests: the project as a fresh clone would have it, in a temporary git
+repository, with tiny params; and stage scripts loaded as modules."""
 
 from __future__ import annotations
 
@@ -23,21 +23,35 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def copy_project(work: Path, tiny: dict, env: dict | None = None):
-    """Copy the tracked and untracked-but-not-ignored files (no outputs, no dvc.lock, no venv) to `work`, merge
-    `tiny` into its params, commit it; return a `run(*cmd)` that runs there with its own MLflow database."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split()
+    """Copy the tracked and untracked-but-not-ignored files (no outputs, no dvc.lock, no venv) to
+    `work`, merge `tiny` into its params, commit it; return a `run(*cmd)` that runs there with its
+    own MLflow database."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for name in listed:
         if name != "dvc.lock" and (ROOT / name).is_file():
             (work / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, work / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (work / "params.yaml").write_text(yaml.safe_dump(merge(params, tiny)))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "DVC_NO_ANALYTICS": "1",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        **(env or {}),
+    }
     run = lambda *cmd: subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)  # noqa: E731
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"],
+    ):
         assert run(*cmd).returncode == 0
     return run
 

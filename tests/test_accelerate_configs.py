@@ -1,6 +1,7 @@
-"""The accelerate configs `train.launcher` can name (teachable/training/accelerate/): they parse, `accelerate launch`
-reads them into the environment its processes see, FSDP wraps a layer class Qwen3 has, and dvc.yaml starts every
-training stage through `${train.launcher}` (plain `python` by default, so the pilot's commands are unchanged)."""
+"""The accelerate configs `train.launcher` can name (teachable/training/accelerate/): they parse,
+`accelerate launch` reads them into the environment its processes see, FSDP wraps a layer class
+Qwen3 has, and dvc.yaml starts every training stage through `${train.launcher}` (plain `python` by
+default, so the pilot's commands are unchanged)."""
 
 from __future__ import annotations
 
@@ -24,16 +25,20 @@ def load(name: str) -> dict:
 
 
 def launch_args(name: str, *options: str):
-    """What `accelerate launch --config_file <name>.yaml [options] stages/train.py Q1-demo` runs with."""
+    """What `accelerate launch --config_file <name>.yaml [options] stages/train.py Q1-demo` runs
+    with."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 
     parser = launch_command_parser()
-    args = parser.parse_args(["--config_file", str(CONFIGS / f"{name}.yaml"), *options, "stages/train.py", "Q1-demo"])
+    args = parser.parse_args(
+        ["--config_file", str(CONFIGS / f"{name}.yaml"), *options, "stages/train.py", "Q1-demo"]
+    )
     return _validate_launch_command(args)[0]
 
 
 def launch_env(name: str) -> dict[str, str]:
-    """The environment `accelerate launch --config_file <name>.yaml stages/train.py` gives its processes."""
+    """The environment `accelerate launch --config_file <name>.yaml stages/train.py` gives its
+    processes."""
     from accelerate.utils.launch import prepare_multi_gpu_env
 
     return prepare_multi_gpu_env(launch_args(name))
@@ -73,13 +78,15 @@ def test_launch_reads_ddp():
 def test_launch_reads_fsdp2_wrapping_qwen3_layers():
     env = launch_env("fsdp")
     assert env["ACCELERATE_USE_FSDP"] == "true"
-    assert env["FSDP_VERSION"] == "2"  # LoRA's frozen and trainable parameters share a layer: FSDP2, per parameter
+    # LoRA's frozen and trainable parameters share a layer: FSDP2, per parameter
+    assert env["FSDP_VERSION"] == "2"
     assert env["FSDP_TRANSFORMER_CLS_TO_WRAP"] == "Qwen3DecoderLayer"
     assert env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"
 
 
 def test_fsdp_plugin_wraps_a_qwen3_decoder_layer():
-    """The plugin the trainer builds from that environment finds the named class in a Qwen3 model."""
+    """The plugin the trainer builds from that environment finds the named class in a Qwen3
+    model."""
     from accelerate.utils import FullyShardedDataParallelPlugin
     from transformers import Qwen3Config, Qwen3ForCausalLM
     from transformers.models.qwen3.modeling_qwen3 import Qwen3DecoderLayer
@@ -89,9 +96,19 @@ def test_fsdp_plugin_wraps_a_qwen3_decoder_layer():
     assert layer in Qwen3ForCausalLM._no_split_modules
     with mock.patch.dict(os.environ, launch_env("fsdp")):
         plugin = FullyShardedDataParallelPlugin()
-    assert plugin.fsdp_version == 2 and plugin.use_orig_params is None  # FSDP2 always uses the original params
-    model = Qwen3ForCausalLM(Qwen3Config(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                         num_key_value_heads=1, head_dim=16, intermediate_size=64))
+    # FSDP2 always uses the original params
+    assert plugin.fsdp_version == 2 and plugin.use_orig_params is None
+    model = Qwen3ForCausalLM(
+        Qwen3Config(
+            vocab_size=64,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            intermediate_size=64,
+        )
+    )
     plugin.set_auto_wrap_policy(model)
     assert plugin.auto_wrap_policy.keywords["transformer_layer_cls"] == {Qwen3DecoderLayer}
 
@@ -109,7 +126,8 @@ def test_train_stages_use_the_launcher():
 
 
 def test_only_train_stages_use_the_launcher():
-    """The micro-runs and the selection runs train in-process (a loaded model, many adapters): plain python."""
+    """The micro-runs and the selection runs train in-process (a loaded model, many adapters): plain
+    python."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     others = {name for name, s in stages.items() if "${train.launcher}" in s["cmd"]}
     assert others == set(train_stages())
@@ -120,7 +138,9 @@ def test_default_launcher_keeps_the_pilot_commands():
     launcher = params["train"]["launcher"]
     assert TrainParams.defaults(launcher=launcher).launcher == "python"
     for stage in train_stages().values():
-        assert re.fullmatch(r"python stages/train\.py \S+", stage["cmd"].replace("${train.launcher}", launcher))
+        assert re.fullmatch(
+            r"python stages/train\.py \S+", stage["cmd"].replace("${train.launcher}", launcher)
+        )
 
 
 @pytest.mark.parametrize("name", sorted(DISTRIBUTED))
@@ -131,8 +151,8 @@ def test_launcher_naming_a_config_is_valid(name):
 
 
 def test_the_batch_is_global_whatever_the_processes():
-    """`train.batch_size` is the global batch: one GPU or eight take the same steps; a batch the processes cannot
-    share evenly is an error, not a silently different recipe."""
+    """`train.batch_size` is the global batch: one GPU or eight take the same steps; a batch the
+    processes cannot share evenly is an error, not a silently different recipe."""
     from teachable.training.lora import per_device_batch
 
     assert [per_device_batch(16, n) for n in (1, 2, 4, 8)] == [16, 8, 4, 2]
@@ -141,8 +161,8 @@ def test_the_batch_is_global_whatever_the_processes():
 
 
 def test_gpus_pins_every_stage_before_cuda_starts(tmp_path, monkeypatch):
-    """`gpus` (e.g. `dvc exp run --queue -S gpus=1`) becomes CUDA_VISIBLE_DEVICES before the stage's work; YAML's
-    integer 1 is accepted as "1"; anything but a list of indices is a params error."""
+    """`gpus` (e.g. `dvc exp run --queue -S gpus=1`) becomes CUDA_VISIBLE_DEVICES before the stage's
+    work; YAML's integer 1 is accepted as "1"; anything but a list of indices is a params error."""
     import os
 
     from teachable import stage
@@ -161,8 +181,8 @@ def test_gpus_pins_every_stage_before_cuda_starts(tmp_path, monkeypatch):
 
 
 def test_threads_sets_torchs_cpu_threads_in_every_stage(tmp_path, monkeypatch):
-    """`threads: 1` reaches torch before the stage's work (a loaded 2-core machine ran 2.7x slower at 2 threads);
-    null leaves torch's own count; 0 is a params error naming the key."""
+    """`threads: 1` reaches torch before the stage's work (a loaded 2-core machine ran 2.7x slower
+    at 2 threads); null leaves torch's own count; 0 is a params error naming the key."""
     import torch
 
     from teachable import stage

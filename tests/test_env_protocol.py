@@ -1,11 +1,12 @@
 """The `TextEnv` protocol (teachable/envs/base.py), checked over every registered environment.
 
 Every name `env_names()` lists is a case here: an environment whose module does not import fails
-(`test_every_registered_environment_imports`, and every other case of it errors at setup with the same message),
-it is never skipped. Each environment plays a few of its levels over dozens of seeds, as the pipeline does: walks
-that mix the expert's actions with random valid ones (so that states off the expert's path occur too) and pure
-expert episodes. What one environment needs beyond the protocol's own checks (its messages, its pages, its
-expert's quality bar) stays in its own test file.
+(`test_every_registered_environment_imports`, and every other case of it errors at setup with the
+same message), it is never skipped. Each environment plays a few of its levels over dozens of seeds,
+as the pipeline does: walks that mix the expert's actions with random valid ones (so that states off
+the expert's path occur too) and pure expert episodes. What one environment needs beyond the
+protocol's own checks (its messages, its pages, its expert's quality bar) stays in its own test
+file.
 """
 
 from __future__ import annotations
@@ -21,21 +22,31 @@ from teachable.policy.candidates import fits_open, is_open
 
 NAMES = env_names()
 
-# A few levels per environment and a horizon: BabyAI the pipeline's `env.max_steps` (32), the shop its own (15).
-# Any other environment (retail) plays its first two levels and "all" (else its third) at its own horizon.
+# A few levels per environment and a horizon: BabyAI the pipeline's `env.max_steps` (32), the shop
+# its own (15). Any other environment (retail) plays its first two levels and "all" (else its third)
+# at its own horizon.
 LEVELS = {"babyai": ["GoToLocal", "PickupDist", "GoToObj"], "shop": ["all", "fashion", "food"]}
 MAX_STEPS = {"babyai": 32, "shop": 15}
-# Whether the expert at a restored state acts as the live environment's expert did there. BabyAI's does not always:
-# minigrid's bot is kept in step from reset in a live episode but plans afresh at a restored state, from the
-# cells seen so far (`plan_from_here`; tests/test_babyai_expert.py holds it to at least the in-step bot's success).
-# Everywhere its action at a restored state is valid and the same on every restore of that state.
+# Whether the expert at a restored state acts as the live environment's expert did there. BabyAI's
+# does not always: minigrid's bot is kept in step from reset in a live episode but plans afresh at a
+# restored state, from the cells seen so far (`plan_from_here`; tests/test_babyai_expert.py holds it
+# to at least the in-step bot's success). Everywhere its action at a restored state is valid and the
+# same on every restore of that state.
 EXPERT_SAME_AFTER_RESTORE = {"babyai": False}
 N_EXPERT_SEEDS = 30  # pure expert episodes per level
 N_WALK_SEEDS = 12  # mixed expert / random walks per level
 P_EXPERT = 0.6  # a mixed walk's chance of taking the expert's action
 MAX_WALK = 1000  # a walk that has not ended by then means the horizon does not truncate
 MIN_EXPERT_SUCCESS = 0.9
-INVALID = ["fly", "", "   ", "click[no such thing 0xdeadbeef]", "search[...]", "no_such_tool(x=1)", "go forward!"]
+INVALID = [
+    "fly",
+    "",
+    "   ",
+    "click[no such thing 0xdeadbeef]",
+    "search[...]",
+    "no_such_tool(x=1)",
+    "go forward!",
+]
 
 
 def levels_of(name: str) -> list[str]:
@@ -50,14 +61,14 @@ def new_env(name: str, level: str):
 
 
 def is_valid(action: str, valid: list[str]) -> bool:
-    """A concrete action the state accepts: one of its valid actions, or one that fills an open template (the
-    shop's `search[...]`), as the pipeline's candidates allow."""
+    """A concrete action the state accepts: one of its valid actions, or one that fills an open
+    template (the shop's `search[...]`), as the pipeline's candidates allow."""
     return action in valid or fits_open(action, valid)
 
 
 def random_action(env, valid: list[str], rng: random.Random) -> str:
-    """A random valid action; an open template is filled by the environment's own `random_action` if it has one,
-    else by the expert's action."""
+    """A random valid action; an open template is filled by the environment's own `random_action` if
+    it has one, else by the expert's action."""
     action = rng.choice(valid)
     if is_open(action):
         action = env.random_action(rng) if hasattr(env, "random_action") else env.expert_action()
@@ -68,22 +79,30 @@ def end_of(result) -> bool:
     return bool(result[2] or result[3])
 
 
-# -- recorded play -----------------------------------------------------------------------------------------------
+# -- recorded play ---------------------------------------------------------------------------------
 @dataclass
 class Walk:
     level: str
     seed: int
     reset: tuple
-    points: list[dict] = field(default_factory=list)  # every state visited, reset first, the last one final
+    # every state visited, reset first, the last one final
+    points: list[dict] = field(default_factory=list)
     steps: list[tuple] = field(default_factory=list)  # (action, what step returned)
     success: bool = False
 
 
 def snapshot(env, final: bool) -> dict:
-    return {"obs": env.observation, "mission": env.mission, "hash": env.state_hash(), "state": env.state(),
-            "state_json": json.dumps(env.state()), "step_count": env.step_count,
-            "history": [dict(h) for h in env.history], "valid": env.valid_actions(),
-            "expert": None if final else env.expert_action()}
+    return {
+        "obs": env.observation,
+        "mission": env.mission,
+        "hash": env.state_hash(),
+        "state": env.state(),
+        "state_json": json.dumps(env.state()),
+        "step_count": env.step_count,
+        "history": [dict(h) for h in env.history],
+        "valid": env.valid_actions(),
+        "expert": None if final else env.expert_action(),
+    }
 
 
 def play(name: str, level: str, seed: int, p_expert: float, rng: random.Random) -> Walk:
@@ -92,7 +111,9 @@ def play(name: str, level: str, seed: int, p_expert: float, rng: random.Random) 
     while len(walk.steps) < MAX_WALK:
         point = snapshot(env, final=False)
         walk.points.append(point)
-        action = point["expert"] if rng.random() < p_expert else random_action(env, point["valid"], rng)
+        action = (
+            point["expert"] if rng.random() < p_expert else random_action(env, point["valid"], rng)
+        )
         result = env.step(action)
         walk.steps.append((action, result))
         info = result[4]
@@ -118,7 +139,9 @@ def _import_or_fail(name: str) -> list[str]:
     try:
         return known_levels(name)
     except ImportError as err:
-        pytest.fail(f"environment {name!r} is registered (env_names) but its module does not import: {err!r}")
+        pytest.fail(
+            f"environment {name!r} is registered (env_names) but its module does not import: {err!r}"
+        )
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -133,20 +156,28 @@ def name(request) -> str:
 @pytest.fixture(scope="module")
 def walks(name) -> list[Walk]:
     rng = random.Random(f"walks-{name}")
-    return [play(name, level, 1000 + i, P_EXPERT, rng) for level in levels_of(name) for i in range(N_WALK_SEEDS)]
+    return [
+        play(name, level, 1000 + i, P_EXPERT, rng)
+        for level in levels_of(name)
+        for i in range(N_WALK_SEEDS)
+    ]
 
 
 @pytest.fixture(scope="module")
 def expert_walks(name) -> list[Walk]:
     rng = random.Random(f"expert-{name}")
-    return [play(name, level, seed, 1.0, rng) for level in levels_of(name) for seed in range(N_EXPERT_SEEDS)]
+    return [
+        play(name, level, seed, 1.0, rng)
+        for level in levels_of(name)
+        for seed in range(N_EXPERT_SEEDS)
+    ]
 
 
 def all_walks(walks, expert_walks) -> list[Walk]:
     return walks + expert_walks
 
 
-# -- registry ----------------------------------------------------------------------------------------------------
+# -- registry --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("env_name", NAMES)
 def test_every_registered_environment_imports(env_name):
     levels = _import_or_fail(env_name)
@@ -169,7 +200,7 @@ def test_environment_follows_the_protocol_class(name):
     assert callable(getattr(type(env), "restore", None))
 
 
-# -- reset and step ----------------------------------------------------------------------------------------------
+# -- reset and step --------------------------------------------------------------------------------
 @pytest.mark.heavy
 def test_reset_returns_observation_and_info(name, walks, expert_walks):
     for walk in all_walks(walks, expert_walks):
@@ -185,7 +216,12 @@ def test_reset_returns_observation_and_info(name, walks, expert_walks):
 def test_step_returns_the_five_tuple(name, walks, expert_walks):
     for walk in all_walks(walks, expert_walks):
         for i, (action, result) in enumerate(walk.steps):
-            assert isinstance(result, tuple) and len(result) == 5, (walk.level, walk.seed, i, action)
+            assert isinstance(result, tuple) and len(result) == 5, (
+                walk.level,
+                walk.seed,
+                i,
+                action,
+            )
             obs, reward, terminated, truncated, info = result
             assert isinstance(obs, str) and obs == walk.points[i + 1]["obs"]
             assert isinstance(reward, (int, float)) and not isinstance(reward, bool)
@@ -195,7 +231,9 @@ def test_step_returns_the_five_tuple(name, walks, expert_walks):
             assert not (terminated and truncated)
             # only the last step ends the walk
             assert end_of(result) == (i == len(walk.steps) - 1), (walk.level, walk.seed, i)
-        assert len(walk.steps) < MAX_WALK, f"{walk.level} seed {walk.seed}: no end after {MAX_WALK} steps"
+        assert len(walk.steps) < MAX_WALK, (
+            f"{walk.level} seed {walk.seed}: no end after {MAX_WALK} steps"
+        )
 
 
 @pytest.mark.heavy
@@ -215,8 +253,13 @@ def test_expert_action_is_valid(name, walks, expert_walks):
         for point in walk.points[:-1]:
             expert = point["expert"]
             assert isinstance(expert, str) and not is_open(expert), (walk.level, walk.seed, expert)
-            assert is_valid(expert, point["valid"]), (walk.level, walk.seed, point["step_count"], expert,
-                                                      point["valid"])
+            assert is_valid(expert, point["valid"]), (
+                walk.level,
+                walk.seed,
+                point["step_count"],
+                expert,
+                point["valid"],
+            )
 
 
 @pytest.mark.heavy
@@ -224,15 +267,23 @@ def test_following_the_expert_succeeds_on_most_tasks(name, expert_walks):
     for level in levels_of(name):
         solved = [w.success for w in expert_walks if w.level == level]
         rate = sum(solved) / len(solved)
-        assert rate >= MIN_EXPERT_SUCCESS, f"{name} {level}: expert success {rate:.2f} over {len(solved)} tasks"
+        assert rate >= MIN_EXPERT_SUCCESS, (
+            f"{name} {level}: expert success {rate:.2f} over {len(solved)} tasks"
+        )
 
 
 @pytest.mark.heavy
 def test_history_has_one_entry_per_step_and_step_count_counts_steps(name, walks, expert_walks):
     for walk in all_walks(walks, expert_walks):
         for i, point in enumerate(walk.points):
-            assert point["step_count"] == i and len(point["history"]) == i, (walk.level, walk.seed, i)
-            expected = [{"obs": walk.points[j]["obs"], "action": walk.steps[j][0]} for j in range(i)]
+            assert point["step_count"] == i and len(point["history"]) == i, (
+                walk.level,
+                walk.seed,
+                i,
+            )
+            expected = [
+                {"obs": walk.points[j]["obs"], "action": walk.steps[j][0]} for j in range(i)
+            ]
             assert point["history"] == expected, (walk.level, walk.seed, i)
 
 
@@ -245,12 +296,13 @@ def test_state_is_json_serialisable(name, walks, expert_walks):
             assert isinstance(point["hash"], str) and point["hash"]
 
 
-# -- restore, fork, determinism ----------------------------------------------------------------------------------
+# -- restore, fork, determinism --------------------------------------------------------------------
 @pytest.mark.heavy
 def test_restore_by_replay_reproduces_every_state(name, walks):
-    """Every state of the mixed walks (reset, mid-episode and final), from its JSON form, as the pipeline stores
-    it: the same hash, observation, history, step count and valid actions; an expert action that is valid, the same
-    on another restore of the state, and (see EXPERT_SAME_AFTER_RESTORE) the live episode's."""
+    """Every state of the mixed walks (reset, mid-episode and final), from its JSON form, as the
+    pipeline stores it: the same hash, observation, history, step count and valid actions; an expert
+    action that is valid, the same on another restore of the state, and (see
+    EXPERT_SAME_AFTER_RESTORE) the live episode's."""
     restored_n = 0
     for walk in walks:
         for i, point in enumerate(walk.points):
@@ -289,7 +341,8 @@ def test_restore_with_a_wrong_hash_raises(name, walks):
             if other is not None:
                 with pytest.raises(RestoreError):
                     restore_env(name, state, other, max_steps=MAX_STEPS.get(name))
-            if i and hashes[i - 1] != point["hash"]:  # a state with its last action lost, checked against the hash
+            # a state with its last action lost, checked against the hash
+            if i and hashes[i - 1] != point["hash"]:
                 previous = json.loads(walk.points[i - 1]["state_json"])
                 with pytest.raises(RestoreError):
                     restore_env(name, previous, point["hash"], max_steps=MAX_STEPS.get(name))
@@ -316,13 +369,22 @@ def test_fork_is_equal_at_fork_time_and_independent(name):
                     if end_of(twin.step(random_action(twin, twin.valid_actions(), rng))):
                         break
                 else:  # the fork's own expert keeps up with it
-                    assert is_valid(twin.expert_action(), twin.valid_actions()), (level, seed, twin.step_count)
+                    assert is_valid(twin.expert_action(), twin.valid_actions()), (
+                        level,
+                        seed,
+                        twin.step_count,
+                    )
                 assert snapshot(env, final=False) == before, (level, seed, env.step_count)
                 forks += 1
                 # stepping the original leaves the last fork as it was
                 fork_after = snapshot(twin, final=True)
-                done = end_of(env.step(before["expert"] if rng.random() < P_EXPERT
-                                       else random_action(env, before["valid"], rng)))
+                done = end_of(
+                    env.step(
+                        before["expert"]
+                        if rng.random() < P_EXPERT
+                        else random_action(env, before["valid"], rng)
+                    )
+                )
                 assert snapshot(twin, final=True) == fork_after, (level, seed, env.step_count)
                 if previous_fork is not None:
                     assert snapshot(previous_fork[0], final=True) == previous_fork[1]
@@ -334,8 +396,9 @@ def test_fork_is_equal_at_fork_time_and_independent(name):
 
 @pytest.mark.heavy
 def test_same_level_seed_and_actions_give_the_same_episode(name, walks):
-    """Two environments replaying a walk's actions (one of them reused across episodes, neither asking for the
-    expert) see the same observations, rewards, ends, infos and hashes as each other and as the walk."""
+    """Two environments replaying a walk's actions (one of them reused across episodes, neither
+    asking for the expert) see the same observations, rewards, ends, infos and hashes as each other
+    and as the walk."""
     reused = {}
     for walk in walks:
         fresh = new_env(name, walk.level)
@@ -351,10 +414,10 @@ def test_same_level_seed_and_actions_give_the_same_episode(name, walks):
 
 @pytest.mark.heavy
 def test_an_invalid_action_changes_nothing_and_does_not_crash(name):
-    """An action that is not valid (nonsense, an open template itself, a click on nothing) either is refused with
-    a ValueError, leaving everything as it was, or is a step that changes no state: the same hash, valid actions
-    and expert action; before the end, no end and (unless it truncates the episode) no reward. Either way the
-    episode carries on and its state still restores."""
+    """An action that is not valid (nonsense, an open template itself, a click on nothing) either is
+    refused with a ValueError, leaving everything as it was, or is a step that changes no state: the
+    same hash, valid actions and expert action; before the end, no end and (unless it truncates the
+    episode) no reward. Either way the episode carries on and its state still restores."""
     rng = random.Random(f"invalid-{name}")
     tried = 0
     for level in levels_of(name):
@@ -375,14 +438,20 @@ def test_an_invalid_action_changes_nothing_and_does_not_crash(name):
                         assert snapshot(env, final=done) == before, where
                     else:
                         assert len(result) == 5, where
-                        if not done:  # a step after the end is the caller's mistake: only "nothing changed" holds
+                        # a step after the end is the caller's mistake: only "nothing changed" holds
+                        if not done:
                             assert not result[2], where
-                            if not result[3]:  # the step that truncates earns the episode's reward (retail's)
-                                assert result[1] == 0 and result[4].get("success", False) is False, where
+                            # the step that truncates earns the episode's reward (retail's)
+                            if not result[3]:
+                                assert (
+                                    result[1] == 0 and result[4].get("success", False) is False
+                                ), where
                         assert env.state_hash() == before["hash"], where
                         assert env.valid_actions() == before["valid"], where
-                        assert env.step_count == n_steps + 1 and env.history[-1] == {"obs": before["obs"],
-                                                                                     "action": action}, where
+                        assert env.step_count == n_steps + 1 and env.history[-1] == {
+                            "obs": before["obs"],
+                            "action": action,
+                        }, where
                         if not done:
                             assert env.expert_action() == before["expert"], where
                         done = done or end_of(result)
@@ -390,9 +459,17 @@ def test_an_invalid_action_changes_nothing_and_does_not_crash(name):
                     tried += 1
                 if done or env.step_count >= MAX_WALK:
                     break
-                action = before["expert"] if rng.random() < P_EXPERT else random_action(env, before["valid"], rng)
+                action = (
+                    before["expert"]
+                    if rng.random() < P_EXPERT
+                    else random_action(env, before["valid"], rng)
+                )
                 done = end_of(env.step(action))
-            restored = restore_env(name, json.loads(json.dumps(env.state())), env.state_hash(),
-                                   max_steps=MAX_STEPS.get(name))
+            restored = restore_env(
+                name,
+                json.loads(json.dumps(env.state())),
+                env.state_hash(),
+                max_steps=MAX_STEPS.get(name),
+            )
             assert restored.observation == env.observation and restored.history == env.history
     assert tried >= 50

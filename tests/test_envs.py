@@ -22,7 +22,9 @@ def test_render_names_objects_with_positions_sorted_by_distance():
     put(image, 3, 5, "key", "yellow")  # 1 forward
     put(image, 5, 6, "box", "grey")  # 2 right
     text = render_view(image, None)
-    assert text.startswith("You see: yellow key 1 forward, grey box 2 right, purple ball 2 forward 2 left.")
+    assert text.startswith(
+        "You see: yellow key 1 forward, grey box 2 right, purple ball 2 forward 2 left."
+    )
     assert text.endswith("You carry nothing.")
 
 
@@ -40,8 +42,8 @@ def test_render_doors_walls_and_carrying():
 
 
 def test_render_matches_the_live_environment():
-    """The text is minigrid's own egocentric view rendered, and names the mission's target exactly when that
-    object is in view (over many seeds, so both cases occur)."""
+    """The text is minigrid's own egocentric view rendered, and names the mission's target exactly
+    when that object is in view (over many seeds, so both cases occur)."""
     seen = set()
     for seed in range(30):
         env = make_env("babyai", "GoToObj")
@@ -49,7 +51,9 @@ def test_render_matches_the_live_environment():
         image = env._env.gen_obs()["image"]
         assert env.observation == render_view(image, None)
         color, kind = env.mission.removeprefix("go to the ").removeprefix("go to a ").split()
-        visible = bool(((image[..., 0] == OBJECT_TO_IDX[kind]) & (image[..., 1] == COLOR_TO_IDX[color])).any())
+        visible = bool(
+            ((image[..., 0] == OBJECT_TO_IDX[kind]) & (image[..., 1] == COLOR_TO_IDX[color])).any()
+        )
         assert (f"{color} {kind}" in env.observation) == visible, (seed, env.observation)
         seen.add(visible)
         assert env.valid_actions() == ACTIONS

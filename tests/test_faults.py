@@ -1,6 +1,7 @@
-"""What a fault probe found, each now failing clearly: MLflow runs of killed stages left RUNNING, and inputs that
-were accepted silently or crashed late (a labeled record without a needed field, duplicate snapshot ids, an empty
-snapshots file) — each now one line naming the file and line, and exit code 2."""
+"""What a fault probe found, each now failing clearly: MLflow runs of killed stages left RUNNING,
+and inputs that were accepted silently or crashed late (a labeled record without a needed field,
+duplicate snapshot ids, an empty snapshots file) — each now one line naming the file and line, and
+exit code 2."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ with stage_run(sys.argv[1], {"a": 1}) as mlflow:
 
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory):
-    """One MLflow database and experiment for the module, created here (creating one takes seconds)."""
+    """One MLflow database and experiment for the module, created here (creating one takes
+    seconds)."""
     from mlflow.tracking import MlflowClient
 
     from teachable.core.tracking import EXPERIMENT
@@ -40,12 +42,21 @@ def tracking_uri(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def holders(tracking_uri, tmp_path_factory):
-    """Two processes, started together, each holding a run of its stage open: {stage: (process, run id)}."""
+    """Two processes, started together, each holding a run of its stage open: {stage: (process, run
+    id)}."""
     cwd = tmp_path_factory.mktemp("holders")
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": str(ROOT)}
-    procs = {stage: subprocess.Popen([sys.executable, "-c", HOLD, stage], cwd=cwd, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for stage in ("probe-term", "probe-kill")}
+    procs = {
+        stage: subprocess.Popen(
+            [sys.executable, "-c", HOLD, stage],
+            cwd=cwd,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for stage in ("probe-term", "probe-kill")
+    }
     out = {}
     for stage, proc in procs.items():
         run_id = proc.stdout.readline().strip()
@@ -83,20 +94,28 @@ def test_the_next_start_marks_the_runs_of_dead_processes_killed(holders, client)
     proc.wait(timeout=60)
     assert client.get_run(dead).info.status == "RUNNING"
     experiment = client.get_run(dead).info.experiment_id
-    dead_tags = {k: v for k, v in client.get_run(dead).data.tags.items() if k.startswith("process.")}
+    dead_tags = {
+        k: v for k, v in client.get_run(dead).data.tags.items() if k.startswith("process.")
+    }
     other_stage = client.create_run(experiment, tags={"stage": "other", **dead_tags}).info.run_id
-    alive = client.create_run(experiment, tags={"stage": "probe-kill", **process_tags()}).info.run_id  # this process
-    elsewhere = client.create_run(experiment, tags={"stage": "probe-kill", **dead_tags,
-                                                                  "process.host": "elsewhere"})
+    # this process
+    alive = client.create_run(
+        experiment, tags={"stage": "probe-kill", **process_tags()}
+    ).info.run_id
+    elsewhere = client.create_run(
+        experiment, tags={"stage": "probe-kill", **dead_tags, "process.host": "elsewhere"}
+    )
 
-    from teachable.core.tracking import process_gone, tracking_uri
     with stage_run("probe-kill", {"a": 1}) as mlflow:
         this = mlflow.active_run().info.run_id
     status = lambda run_id: client.get_run(run_id).info.status  # noqa: E731
-    assert status(dead) == "KILLED" and "process was gone" in client.get_run(dead).data.tags["ended_by"]
+    assert (
+        status(dead) == "KILLED"
+        and "process was gone" in client.get_run(dead).data.tags["ended_by"]
+    )
     assert status(this) == "FINISHED"
-    assert status(other_stage) == status(alive) == status(elsewhere.info.run_id) == "RUNNING"  # not this stage's,
-    # or its process lives, or it is on another host: cannot be told dead
+    # not this stage's, or its process lives, or it is on another host: cannot be told dead
+    assert status(other_stage) == status(alive) == status(elsewhere.info.run_id) == "RUNNING"
 
 
 def test_a_reused_pid_is_told_from_the_process_that_held_the_run():
@@ -104,7 +123,8 @@ def test_a_reused_pid_is_told_from_the_process_that_held_the_run():
 
     tags = process_tags()
     assert not process_gone(tags)
-    assert process_gone({**tags, "process.start": "1"})  # this pid, but a process started at another time
+    # this pid, but a process started at another time
+    assert process_gone({**tags, "process.start": "1"})
     assert not process_gone({**tags, "process.host": "elsewhere", "process.pid": "999999999"})
     assert not process_gone({})  # a run from before the process tags: cannot be told
 
@@ -113,8 +133,17 @@ def test_a_reused_pid_is_told_from_the_process_that_held_the_run():
 
 
 def labeled(i: int, **drop) -> dict:
-    record = {"snapshot_id": f"s{i}", "seed": i, "step_idx": 1 + i, "U": 0.2 * i,
-              "leverage": {"L_local": 0.1 * i, "L_upper": 0.5, "decision_ci": [0.1 * i - 0.05, 0.1 * i + 0.05]}}
+    record = {
+        "snapshot_id": f"s{i}",
+        "seed": i,
+        "step_idx": 1 + i,
+        "U": 0.2 * i,
+        "leverage": {
+            "L_local": 0.1 * i,
+            "L_upper": 0.5,
+            "decision_ci": [0.1 * i - 0.05, 0.1 * i + 0.05],
+        },
+    }
     for key in drop:
         if "." in key:
             outer, inner = key.split(".")
@@ -125,7 +154,8 @@ def labeled(i: int, **drop) -> dict:
 
 
 def run_stage(name: str, capsys) -> str:
-    """`stage.run(main)` as `python stages/<name>.py` does it: the stderr line of a stage that exits with 2."""
+    """`stage.run(main)` as `python stages/<name>.py` does it: the stderr line of a stage that exits
+    with 2."""
     from teachable import stage
 
     with pytest.raises(SystemExit) as exit_:
@@ -136,29 +166,51 @@ def run_stage(name: str, capsys) -> str:
     return err
 
 
-@pytest.mark.parametrize("lines, expected", [
-    ([labeled(0), "", labeled(1, U=None)], ["data/labeled_snapshots.jsonl:3:", "no field 'U'"]),
-    ([labeled(0), labeled(1, **{"leverage.decision_ci": None})],
-     ["data/labeled_snapshots.jsonl:2:", "no field 'leverage.decision_ci'"]),
-    ([labeled(0), {**labeled(1), "U": None}], ["data/labeled_snapshots.jsonl:2:", "null for field 'U'"]),
-    ([labeled(0), labeled(1), labeled(0)],
-     ["data/labeled_snapshots.jsonl:3:", "duplicate snapshot_id 's0'", "first on line 1"]),
-    ([labeled(0), {**labeled(1), "U": float("nan")}, labeled(2)],  # once put all snapshots in Q3/Q4, rc 0
-     ["data/labeled_snapshots.jsonl:2:", "field 'U' is NaN, not a finite number"]),
-])
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        ([labeled(0), "", labeled(1, U=None)], ["data/labeled_snapshots.jsonl:3:", "no field 'U'"]),
+        (
+            [labeled(0), labeled(1, **{"leverage.decision_ci": None})],
+            ["data/labeled_snapshots.jsonl:2:", "no field 'leverage.decision_ci'"],
+        ),
+        (
+            [labeled(0), {**labeled(1), "U": None}],
+            ["data/labeled_snapshots.jsonl:2:", "null for field 'U'"],
+        ),
+        (
+            [labeled(0), labeled(1), labeled(0)],
+            ["data/labeled_snapshots.jsonl:3:", "duplicate snapshot_id 's0'", "first on line 1"],
+        ),
+        # once put all snapshots in Q3/Q4, rc 0
+        (
+            [labeled(0), {**labeled(1), "U": float("nan")}, labeled(2)],
+            ["data/labeled_snapshots.jsonl:2:", "field 'U' is NaN, not a finite number"],
+        ),
+    ],
+)
 def test_quadrants_names_a_bad_labeled_record(lines, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "data/labeled_snapshots.jsonl").write_text(
-        "".join((json.dumps(r) if r else "") + "\n" for r in lines))
+        "".join((json.dumps(r) if r else "") + "\n" for r in lines)
+    )
     err = run_stage("quadrants", capsys)
     assert all(part in err for part in expected), err
     assert not (tmp_path / "data/quadrant_snapshots.jsonl").exists()
 
 
 def episode(i: int) -> Episode:
-    return Episode(episode_id=f"ep{i:06d}", env="babyai", task_id=f"GoToLocal-{i}", seed=i, policy="student",
-                   success=False, reward=0.0, n_steps=0)
+    return Episode(
+        episode_id=f"ep{i:06d}",
+        env="babyai",
+        task_id=f"GoToLocal-{i}",
+        seed=i,
+        policy="student",
+        success=False,
+        reward=0.0,
+        n_steps=0,
+    )
 
 
 def test_snapshots_names_duplicate_episode_ids_in_its_input(tmp_path, monkeypatch, capsys):
@@ -173,16 +225,30 @@ def test_snapshots_never_writes_duplicate_snapshot_ids(tmp_path, monkeypatch, cl
 
     monkeypatch.chdir(tmp_path)
     write_jsonl("data/rollouts/student.jsonl", [episode(0)])
-    snap = Snapshot(snapshot_id="ep000000-s1", env="babyai", task_id="GoToLocal-0", seed=0, step_idx=1,
-                    source="student_failure", mission="", history=[], obs="", valid_actions=["go forward"],
-                    student_action="go forward", state={"level": "GoToLocal", "seed": 0, "actions": ["go forward"]},
-                    state_hash="h")
+    snap = Snapshot(
+        snapshot_id="ep000000-s1",
+        env="babyai",
+        task_id="GoToLocal-0",
+        seed=0,
+        step_idx=1,
+        source="student_failure",
+        mission="",
+        history=[],
+        obs="",
+        valid_actions=["go forward"],
+        student_action="go forward",
+        state={"level": "GoToLocal", "seed": 0, "actions": ["go forward"]},
+        state_hash="h",
+    )
     stage = load_stage("snapshots")
     twice = [snap, snap.model_copy(update={"snapshot_id": "ep000000-s2"}), snap]
     monkeypatch.setattr(stage, "failure_snapshots", lambda *a: twice)
     monkeypatch.setattr(stage, "verify_restorable", lambda *a: None)
-    with pytest.raises(InputError, match=r"data/snapshots\.jsonl:3: duplicate snapshot_id 'ep000000-s1' "
-                                         r"\(first on line 1\)"):
+    with pytest.raises(
+        InputError,
+        match=r"data/snapshots\.jsonl:3: duplicate snapshot_id 'ep000000-s1' "
+        r"\(first on line 1\)",
+    ):
         stage.main(Params.defaults(env={"levels": ["GoToLocal"]}, snapshots={"expert_tasks": 0}))
     assert not (tmp_path / "data/snapshots.jsonl").exists()
 
@@ -195,8 +261,9 @@ def test_label_on_an_empty_snapshots_file_exits_2_with_one_line(tmp_path):
     (work / "data/snapshots.jsonl").write_text("")
     result = run(sys.executable, "stages/label.py")
     assert result.returncode == 2, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines()[-1] == ("error: data/snapshots.jsonl holds no snapshots: "
-                                                      "nothing to label")
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: data/snapshots.jsonl holds no snapshots: nothing to label"
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -229,13 +296,22 @@ stage.run(main, sys.argv[2])
 
 @pytest.mark.heavy
 def test_a_stage_that_outlived_its_dvc_repro_is_never_run_beside(tmp_path):
-    """SIGTERM to `dvc repro` alone orphans the running stage; the next `dvc repro` once ran beside it on the same
-    resume log. The second process stops with one line naming the first's pid; once the first is gone (even by
-    SIGKILL), the resume log is free again."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    start = lambda hold_s: subprocess.Popen([sys.executable, "-c", LOCKER, str(hold_s), str(ROOT / "params.yaml")],  # noqa: E731
-                                            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE)
+    """SIGTERM to `dvc repro` alone orphans the running stage; the next `dvc repro` once ran beside
+    it on the same resume log. The second process stops with one line naming the first's pid; once
+    the first is gone (even by SIGKILL), the resume log is free again."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    start = lambda hold_s: subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(hold_s), str(ROOT / "params.yaml")],  # noqa: E731
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     first = start(120)
     try:
         line = first.stdout.readline()
@@ -243,9 +319,14 @@ def test_a_stage_that_outlived_its_dvc_repro_is_never_run_beside(tmp_path):
         second = start(0)
         out, err = second.communicate(timeout=120)
         assert second.returncode == 2 and "holding" not in out, err[-3000:]
-        assert err.strip().splitlines()[-1].startswith(
-            f"error: {line.split()[1]} is in use by process {first.pid} (a run of this stage that outlived its "
-            f"`dvc repro`?): wait for it to end or stop it (kill {first.pid}), then rerun"), err[-3000:]
+        assert (
+            err.strip()
+            .splitlines()[-1]
+            .startswith(
+                f"error: {line.split()[1]} is in use by process {first.pid} (a run of this stage that outlived its "
+                f"`dvc repro`?): wait for it to end or stop it (kill {first.pid}), then rerun"
+            )
+        ), err[-3000:]
         assert "Traceback" not in err
     finally:
         first.kill()
@@ -264,17 +345,29 @@ def quadrants_input(tmp_path, monkeypatch):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("error, expected", [
-    (PermissionError(13, "Permission denied", "reports/phase1/.quantiles.json.x.tmp"),
-     "error: permission denied (reports/phase1/.quantiles.json.x.tmp): make reports/phase1/ writable for this user "
-     "(chmod -R u+w reports/phase1) and rerun"),
-    (OSError(30, "Read-only file system", "reports/phase1/.quantiles.json.x.tmp"),
-     "error: read-only file system (reports/phase1/.quantiles.json.x.tmp): run the stage from a writable checkout"),
-    (OSError(28, "No space left on device"),
-     "error: no space left on the device: free space there (old .scratch/ folders, `dvc gc`) and rerun; finished "
-     "work in .scratch/ is kept"),
-], ids=["read-only folder", "read-only file system", "full disk"])
-def test_a_disk_that_cannot_be_written_is_one_line(error, expected, quadrants_input, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (
+            PermissionError(13, "Permission denied", "reports/phase1/.quantiles.json.x.tmp"),
+            "error: permission denied (reports/phase1/.quantiles.json.x.tmp): make reports/phase1/ writable for this user "
+            "(chmod -R u+w reports/phase1) and rerun",
+        ),
+        (
+            OSError(30, "Read-only file system", "reports/phase1/.quantiles.json.x.tmp"),
+            "error: read-only file system (reports/phase1/.quantiles.json.x.tmp): run the stage from a writable checkout",
+        ),
+        (
+            OSError(28, "No space left on device"),
+            "error: no space left on the device: free space there (old .scratch/ folders, `dvc gc`) and rerun; finished "
+            "work in .scratch/ is kept",
+        ),
+    ],
+    ids=["read-only folder", "read-only file system", "full disk"],
+)
+def test_a_disk_that_cannot_be_written_is_one_line(
+    error, expected, quadrants_input, monkeypatch, capsys
+):
     def write_json(path, obj):
         raise error
 
@@ -291,8 +384,10 @@ def test_a_corrupt_mlflow_database_is_one_line(quadrants_input, tmp_path, capsys
     (tmp_path / "mlflow.db").write_bytes(os.urandom(4096))
     err = run_stage("quadrants", capsys)
     db = tmp_path / "mlflow.db"
-    assert err == (f"error: the MLflow database {db} cannot be read (file is not a database): move it aside "
-                   f"(mv {db} {db}.bad) to start a new one, or set MLFLOW_TRACKING_URI to another, and rerun")
+    assert err == (
+        f"error: the MLflow database {db} cannot be read (file is not a database): move it aside "
+        f"(mv {db} {db}.bad) to start a new one, or set MLFLOW_TRACKING_URI to another, and rerun"
+    )
 
 
 @pytest.mark.heavy
@@ -300,16 +395,22 @@ def test_a_yaml_syntax_error_in_params_is_one_line_when_a_stage_runs_directly(tm
     work = tmp_path / "project"
     run = copy_project(work, {})
     params = (work / "params.yaml").read_text().splitlines()
-    (work / "params.yaml").write_text("\n".join(params[:3] + ["  bad: [unclosed", *params[3:]]) + "\n")
+    (work / "params.yaml").write_text(
+        "\n".join(params[:3] + ["  bad: [unclosed", *params[3:]]) + "\n"
+    )
     result = run(sys.executable, "stages/label.py")
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: params.yaml is not valid YAML at line ") and last.endswith("fix its syntax"), last
+    assert last.startswith("error: params.yaml is not valid YAML at line ") and last.endswith(
+        "fix its syntax"
+    ), last
 
 
 @pytest.mark.heavy
-def test_a_damaged_resume_log_says_what_to_delete_and_ends_the_killed_run(tmp_path, monkeypatch, capsys):
+def test_a_damaged_resume_log_says_what_to_delete_and_ends_the_killed_run(
+    tmp_path, monkeypatch, capsys
+):
     from mlflow.tracking import MlflowClient
 
     from teachable import stage
@@ -320,18 +421,27 @@ def test_a_damaged_resume_log_says_what_to_delete_and_ends_the_killed_run(tmp_pa
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = MlflowClient(uri)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    killed = client.create_run(client.create_experiment(EXPERIMENT), tags={
-        "stage": "label", **process_tags(), "process.pid": dead.stdout.strip()}).info.run_id  # a SIGKILLed run
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    # a SIGKILLed run
+    killed = client.create_run(
+        client.create_experiment(EXPERIMENT),
+        tags={"stage": "label", **process_tags(), "process.pid": dead.stdout.strip()},
+    ).info.run_id
 
     log = ScratchLog("label", {"k": 1})
-    log.path.write_text('{"snapshot_id": "a"}\n{"snapshot_id": "b", "U": 0.\n{"snapshot_id": "c"}\n')
+    log.path.write_text(
+        '{"snapshot_id": "a"}\n{"snapshot_id": "b", "U": 0.\n{"snapshot_id": "c"}\n'
+    )
     with pytest.raises(SystemExit) as exit_:
         stage.run(lambda params: ScratchLog("label", {"k": 1}).load(), str(ROOT / "params.yaml"))
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after MLflow's own INFO lines
     assert exit_.value.code == 2 and err.startswith(f"error: {log.path}:2: malformed JSON")
-    assert err.endswith(f"this resume log of a killed run is damaged: delete it (rm {log.path}) to start the stage "
-                        "afresh (its finished work is redone)")
+    assert err.endswith(
+        f"this resume log of a killed run is damaged: delete it (rm {log.path}) to start the stage "
+        "afresh (its finished work is redone)"
+    )
     assert client.get_run(killed).info.status == "KILLED"  # not left RUNNING
 
 
@@ -346,11 +456,16 @@ def test_a_dvc_lock_that_lost_stages_stops_make_pilot_with_one_line(tmp_path, ca
 
     from teachable.__main__ import main
 
-    git = lambda *args: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,  # noqa: E731
-                                       check=True, capture_output=True)
+    git = lambda *args: subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=tmp_path,  # noqa: E731
+        check=True,
+        capture_output=True,
+    )
     for name in ("dvc.yaml", "dvc.lock"):
         shutil.copy2(ROOT / name, tmp_path / name)
-    assert main(["check-lock", "--root", str(tmp_path)]) == 0  # not a git repository: nothing to compare with
+    # not a git repository: nothing to compare with
+    assert main(["check-lock", "--root", str(tmp_path)]) == 0
     git("init", "-q")
     git("add", "dvc.yaml")
     git("commit", "-qm", "a first run has no dvc.lock in git")
@@ -360,11 +475,13 @@ def test_a_dvc_lock_that_lost_stages_stops_make_pilot_with_one_line(tmp_path, ca
     lock = tmp_path / "dvc.lock"
     full = lock.read_text()
     assert main(["check-lock", "--root", str(tmp_path)]) == 0  # HEAD's
-    lock.write_text(full.replace("md5: ", "md5: 0", 1))  # a stage run again: another lock, every stage still in it
+    # a stage run again: another lock, every stage still in it
+    lock.write_text(full.replace("md5: ", "md5: 0", 1))
     assert main(["check-lock", "--root", str(tmp_path)]) == 0
 
     lines = full.splitlines(keepends=True)
-    lock.write_text("".join(lines[: len(lines) // 2]))  # cut in half, still valid YAML: DVC says nothing
+    # cut in half, still valid YAML: DVC says nothing
+    lock.write_text("".join(lines[: len(lines) // 2]))
     stages = list(yaml.safe_load(full)["stages"])
     kept = list(yaml.safe_load(lock.read_text())["stages"])
     lost = [s for s in stages if s not in kept]
@@ -372,18 +489,24 @@ def test_a_dvc_lock_that_lost_stages_stops_make_pilot_with_one_line(tmp_path, ca
     capsys.readouterr()
     assert main(["check-lock", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: dvc.lock lacks {len(lost)} stage(s) that the committed dvc.lock records "
-                   f"({', '.join(lost)}): `dvc repro` would run them again; restore them with `git checkout dvc.lock` "
-                   "(or run `dvc repro` yourself to re-run them)"]
+    assert err == [
+        f"error: dvc.lock lacks {len(lost)} stage(s) that the committed dvc.lock records "
+        f"({', '.join(lost)}): `dvc repro` would run them again; restore them with `git checkout dvc.lock` "
+        "(or run `dvc repro` yourself to re-run them)"
+    ]
     lock.unlink()
     assert main(["check-lock", "--root", str(tmp_path)]) == 2
     assert f"lacks {len(stages)} stage(s)" in capsys.readouterr().err
 
-    gone = next(s for s in reversed(stages) if "@" not in s)  # a stage removed from dvc.yaml is not lost
+    # a stage removed from dvc.yaml is not lost
+    gone = next(s for s in reversed(stages) if "@" not in s)
     without = yaml.safe_load(full)
     del without["stages"][gone]
     lock.write_text(yaml.safe_dump(without, sort_keys=False))
-    assert main(["check-lock", "--root", str(tmp_path)]) == 2 and f"({gone})" in capsys.readouterr().err
+    assert (
+        main(["check-lock", "--root", str(tmp_path)]) == 2
+        and f"({gone})" in capsys.readouterr().err
+    )
     dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     del dvc_yaml["stages"][gone]
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))

@@ -1,5 +1,6 @@
-"""The package's folders are its architecture: each part imports only the parts below it (a test, so a new import
-that goes upward fails here instead of growing a cycle). Imports inside functions count too."""
+"""The package's folders are its architecture: each part imports only the parts below it (a test, so
+a new import that goes upward fails here instead of growing a cycle). Imports inside functions count
+too."""
 
 import ast
 from pathlib import Path
@@ -18,8 +19,10 @@ BELOW = {  # part -> the parts it may import (besides itself)
     "training": {"core", "envs", "policy", "teacher", "rollout", "labeling", "gates"},
     "evaluation": {"core", "envs", "policy", "teacher", "rollout", "labeling", "gates", "training"},
     "report": {"core", "labeling", "gates", "training", "evaluation"},
-    "plan": {"core", "labeling", "gates"},  # the planner: params, counts and gate power; it reads no report
-    "__main__": {"core", "policy", "plan", "report", "training"},  # commands: plan, show (report), pin (the student)
+    # the planner: params, counts and gate power; it reads no report
+    "plan": {"core", "labeling", "gates"},
+    # commands: plan, show (report), pin (the student)
+    "__main__": {"core", "policy", "plan", "report", "training"},
 }
 
 
@@ -40,7 +43,8 @@ def test_every_part_imports_only_the_parts_below_it():
     wrong = {}
     for path in ROOT.rglob("*.py"):
         part = path.relative_to(ROOT).parts[0].removesuffix(".py")
-        if part in ("__init__", "stage"):  # the package marker and the stage runner (used by stages/ only)
+        # the package marker and the stage runner (used by stages/ only)
+        if part in ("__init__", "stage"):
             continue
         assert part in BELOW, f"{path}: a new part; add it to BELOW with the parts it may import"
         upward = imported_parts(path) - BELOW[part] - {part}

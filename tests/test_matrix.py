@@ -11,14 +11,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def records():
-    quadrants = ["Q1_highU_highL"] * 3 + ["Q2_highU_lowL"] * 2 + ["Q3_lowU_lowL"] * 4 + ["Q4_lowU_highL"] * 3
+    quadrants = (
+        ["Q1_highU_highL"] * 3
+        + ["Q2_highU_lowL"] * 2
+        + ["Q3_lowU_lowL"] * 4
+        + ["Q4_lowU_highL"] * 3
+    )
     return [{**LABELED, "snapshot_id": f"s{i}", "quadrant": q} for i, q in enumerate(quadrants)]
 
 
 @pytest.mark.heavy
 def test_the_matrix_expands_to_exactly_14_training_runs_plus_recovery():
-    listed = subprocess.run([str(Path(sys.executable).parent / "dvc"), "stage", "list", "--name-only"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), "stage", "list", "--name-only"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     cells = [name for name in listed if name.startswith(("train@", "train_baseline@"))]
     assert len(cells) == 14 and "train@Q1-demo" in cells and "train_baseline@random" in cells
     assert "train_recovery" in listed
@@ -33,14 +43,23 @@ def test_cells_hold_their_quadrant_in_their_format():
 def test_size_matched_cells_share_their_subsample_across_formats_and_differ_by_seed():
     recs = records()  # Q1 3, Q2 2, Q3 4, Q4 3
     size = cell_size(recs, ["Q1", "Q2", "Q3", "Q4"], "min")
-    assert size == 2 and cell_size(recs, ["Q1", "Q3"], "min") == 3 and cell_size(recs, ["Q1"], None) is None
+    assert (
+        size == 2
+        and cell_size(recs, ["Q1", "Q3"], "min") == 3
+        and cell_size(recs, ["Q1"], None) is None
+    )
     ids = lambda rs: sorted(r["snapshot_id"] for r in rs)  # noqa: E731
     by_seed = [ids(cell_records(recs, "Q3", "demo", size=size, seed=k)) for k in range(8)]
-    assert all(len(c) == 2 for c in by_seed) and len({tuple(c) for c in by_seed}) > 1  # seeds draw their own
-    assert ids(cell_records(recs, "Q3", "hint", size=size, seed=3)) == by_seed[3]  # formats share the draw
-    assert len(cell_records(recs, "Q2", "demo", size=5, seed=0)) == 2  # a small quadrant keeps what it has
+    # seeds draw their own
+    assert all(len(c) == 2 for c in by_seed) and len({tuple(c) for c in by_seed}) > 1
+    # formats share the draw
+    assert ids(cell_records(recs, "Q3", "hint", size=size, seed=3)) == by_seed[3]
+    # a small quadrant keeps what it has
+    assert len(cell_records(recs, "Q2", "demo", size=5, seed=0)) == 2
     assert len(baseline_records(recs, "random", seed=0, size=size)) == size
-    assert len({training_seed(0, k) for k in range(16)}) == 16 and training_seed(0, 1) != training_seed(1, 1)
+    assert len({training_seed(0, k) for k in range(16)}) == 16 and training_seed(
+        0, 1
+    ) != training_seed(1, 1)
 
 
 def test_baselines_come_from_the_pool_of_all_cells():
@@ -61,8 +80,15 @@ def test_recovery_records_follow_the_expert_with_the_students_history():
     env.reset(4)
     for action in ["turn left", "turn left"]:
         env.step(action)
-    snapshot = {**LABELED, "snapshot_id": "r", "seed": 4, "state": env.state(), "state_hash": env.state_hash(),
-                "history": env.history[-2:], "mission": env.mission}
+    snapshot = {
+        **LABELED,
+        "snapshot_id": "r",
+        "seed": 4,
+        "state": env.state(),
+        "state_hash": env.state_hash(),
+        "history": env.history[-2:],
+        "mission": env.mission,
+    }
     (episode,) = expert_recoveries([snapshot], RolloutEngine(None, max_steps=32))
     assert episode.success and episode.policy == "expert"
     out = recovery_records(snapshot, episode, history_len=2)

@@ -1,6 +1,6 @@
-"""A workspace copied or moved to another directory uses its own files: its adapters load its own student, its
-MLflow runs write their artifacts under its own `mlruns/`, the original hidden while it does. And parallel
-workers opening a fresh MLflow database all get the one experiment."""
+"""A workspace copied or moved to another directory uses its own files: its adapters load its own
+student, its MLflow runs write their artifacts under its own `mlruns/`, the original hidden while it
+does. And parallel workers opening a fresh MLflow database all get the one experiment."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from teachable.core.params import TrainParams
 from tests.project_copy import ROOT
 from tests.test_training import LABELED
 
-# every test here trains an adapter or starts processes on a fresh MLflow database: make test, not test-fast
+# every test here trains an adapter or starts processes on a fresh MLflow database: make test, not
+# test-fast
 pytestmark = pytest.mark.heavy
 
 ADAPTER = "models/phase2/Q1-demo/seed-0"
@@ -27,22 +28,30 @@ ADAPTER = "models/phase2/Q1-demo/seed-0"
 
 @pytest.fixture(scope="module")
 def workspace(tiny_student_dir, tmp_path_factory):
-    """A workspace with the tiny student at `models/student` and an adapter trained on it (one step), trained the
-    way the stages train: from the workspace root, the base named as the params name it."""
+    """A workspace with the tiny student at `models/student` and an adapter trained on it (one
+    step), trained the way the stages train: from the workspace root, the base named as the params
+    name it."""
     from teachable.training.lora import train_lora
     from teachable.training.supervision import supervision_record
 
     root = tmp_path_factory.mktemp("workspace") / "original"
     shutil.copytree(tiny_student_dir, root / "models/student")
     with contextlib.chdir(root):
-        train_lora("models/student", [supervision_record(LABELED, "demo")], TrainParams.defaults(max_steps=1, batch_size=1),
-                   ADAPTER, report=False, checkpoint_dir=root / ".scratch/ckpt")
+        train_lora(
+            "models/student",
+            [supervision_record(LABELED, "demo")],
+            TrainParams.defaults(max_steps=1, batch_size=1),
+            ADAPTER,
+            report=False,
+            checkpoint_dir=root / ".scratch/ckpt",
+        )
     return root
 
 
 @pytest.fixture
 def moved(workspace, tmp_path):
-    """A copy of the workspace in another directory; the original is hidden (renamed) while the test runs."""
+    """A copy of the workspace in another directory; the original is hidden (renamed) while the test
+    runs."""
     copy = tmp_path / "copy"
     shutil.copytree(workspace, copy)
     hidden = workspace.with_name("hidden")
@@ -52,10 +61,13 @@ def moved(workspace, tmp_path):
 
 
 def base_weights(model) -> dict:
-    """The base model's weights of a peft model, by the names they have in the student's own file."""
+    """The base model's weights of a peft model, by the names they have in the student's own
+    file."""
     base = model.get_base_model()
     weights = base.state_dict().items()
-    return {name.replace(".base_layer", ""): tensor for name, tensor in weights if "lora_" not in name}
+    return {
+        name.replace(".base_layer", ""): tensor for name, tensor in weights if "lora_" not in name
+    }
 
 
 def assert_on_student(model, student_dir) -> None:
@@ -70,14 +82,18 @@ def test_a_copied_workspace_loads_its_own_student_with_peft_from_its_root(moved,
 
     monkeypatch.chdir(moved)
     with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=".*Unexpected keyword")  # no unknown key in adapter_config
+        # no unknown key in adapter_config
+        warnings.filterwarnings("error", message=".*Unexpected keyword")
         model = AutoPeftModelForCausalLM.from_pretrained(ADAPTER)
     assert_on_student(model, moved / "models/student")
     config = json.loads((moved / ADAPTER / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == "models/student"  # peft resolves it against the working directory
+    # peft resolves it against the working directory
+    assert config["base_model_name_or_path"] == "models/student"
 
 
-def test_the_projects_loader_finds_the_copys_student_from_any_working_directory(moved, tmp_path, monkeypatch):
+def test_the_projects_loader_finds_the_copys_student_from_any_working_directory(
+    moved, tmp_path, monkeypatch
+):
     from teachable.training.lora import base_model_path, load_adapted_model
 
     elsewhere = tmp_path / "elsewhere"
@@ -87,16 +103,21 @@ def test_the_projects_loader_finds_the_copys_student_from_any_working_directory(
     assert_on_student(load_adapted_model(moved / ADAPTER), moved / "models/student")
 
 
-def test_an_adapter_naming_the_absolute_path_of_a_gone_checkout_loads_the_workspaces_student(moved, monkeypatch):
-    """Adapters written before (the DVC outputs in `models/phase2`) name the base by the absolute path of the
-    checkout that trained them; `base_model.json` kept the path relative to its root."""
+def test_an_adapter_naming_the_absolute_path_of_a_gone_checkout_loads_the_workspaces_student(
+    moved, monkeypatch
+):
+    """Adapters written before (the DVC outputs in `models/phase2`) name the base by the absolute
+    path of the checkout that trained them; `base_model.json` kept the path relative to its root."""
     from teachable.training.lora import base_model_path, load_adapted_model
 
     gone = str(moved.with_name("original") / "models/student")
     config = json.loads((moved / ADAPTER / "adapter_config.json").read_text())
-    (moved / ADAPTER / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": gone}))
-    (moved / ADAPTER / "base_model.json").write_text(json.dumps({"base_model_name_or_path": "models/student",
-                                                                 "resolved": gone}))
+    (moved / ADAPTER / "adapter_config.json").write_text(
+        json.dumps({**config, "base_model_name_or_path": gone})
+    )
+    (moved / ADAPTER / "base_model.json").write_text(
+        json.dumps({"base_model_name_or_path": "models/student", "resolved": gone})
+    )
     monkeypatch.chdir(moved)
     assert base_model_path(ADAPTER) == "models/student"
     assert_on_student(load_adapted_model(ADAPTER), moved / "models/student")
@@ -107,10 +128,14 @@ def test_a_base_model_outside_the_workspace_stays_absolute(tiny_student_dir, tmp
 
     adapter = tmp_path / "workspace" / ADAPTER
     adapter.mkdir(parents=True)
-    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_student_dir)}))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(tiny_student_dir)})
+    )
     monkeypatch.chdir(tmp_path / "workspace")
     anchor_base_model(adapter)
-    assert json.loads((adapter / "base_model.json").read_text()) == {"base_model_name_or_path": str(tiny_student_dir)}
+    assert json.loads((adapter / "base_model.json").read_text()) == {
+        "base_model_name_or_path": str(tiny_student_dir)
+    }
     assert base_model_path(adapter) == str(tiny_student_dir)
 
 
@@ -147,7 +172,9 @@ def test_a_copied_workspace_writes_its_mlflow_artifacts_under_its_own_mlruns(tmp
     for run_id, name in ((first, "first.txt"), (second, "second.txt")):  # the copied run's too
         artifacts = client.get_run(run_id).info.artifact_uri
         assert artifacts == str(copy / "mlruns" / experiment.experiment_id / run_id / "artifacts")
-        assert (copy / "mlruns" / experiment.experiment_id / run_id / "artifacts" / name).read_text() == name
+        assert (
+            copy / "mlruns" / experiment.experiment_id / run_id / "artifacts" / name
+        ).read_text() == name
 
 
 WORKER = """
@@ -171,8 +198,17 @@ def test_parallel_workers_on_a_fresh_database_all_open_the_one_experiment(tmp_pa
     n, ready, uri = 4, tmp_path / "ready", f"sqlite:///{tmp_path / 'mlflow.db'}"
     ready.mkdir()
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)}
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(ready), str(n)], cwd=tmp_path, env=env,
-                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(n)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(ready), str(n)],
+            cwd=tmp_path,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(n)
+    ]
     results = [worker.communicate(timeout=300) for worker in workers]
     assert [worker.returncode for worker in workers] == [0] * n, [err[-600:] for _, err in results]
     experiments = [e for e in MlflowClient(uri).search_experiments() if e.name == EXPERIMENT]

@@ -23,12 +23,18 @@ def test_student_dir_loads_with_auto_classes(tiny_student_dir):
 
 
 def test_the_saved_student_reloads_the_tokenizer_it_was_trained_with(tmp_path):
-    """transformers may rebuild a known model type's tokenizer from its own recipe instead of tokenizer.json; the
-    student's later stages must see the very tokens it was trained on."""
+    """transformers may rebuild a known model type's tokenizer from its own recipe instead of
+    tokenizer.json; the student's later stages must see the very tokens it was trained on."""
     from teachable.training.student.build import build_model, train_tokenizer
 
-    params = Params.defaults(student={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64})
-    texts = ["You see: red ball 12 forward, grey key 2 left.", "i need a walnut chair", "click[walnut]"] * 20
+    params = Params.defaults(
+        student={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
+    )
+    texts = [
+        "You see: red ball 12 forward, grey key 2 left.",
+        "i need a walnut chair",
+        "click[walnut]",
+    ] * 20
     trained = train_tokenizer(texts, 300)
     build_model(params.student, trained, seed=0).save_pretrained(tmp_path)
     trained.save_pretrained(tmp_path)
@@ -38,7 +44,8 @@ def test_the_saved_student_reloads_the_tokenizer_it_was_trained_with(tmp_path):
 
 
 def test_batched_cached_scores_equal_naive_scores(tiny_policy):
-    states = [messages(i) for i in range(11)]  # different lengths -> left padding; 11 > batch_size 8 -> chunks
+    # different lengths -> left padding; 11 > batch_size 8 -> chunks
+    states = [messages(i) for i in range(11)]
     candidates = [ACTIONS[: 2 + i % 5] for i in range(11)]  # different candidate counts per state
     batched = tiny_policy.score(states, candidates)
     for state, cands, scores in zip(states, candidates, batched):
@@ -69,5 +76,7 @@ def test_parse_plain_bracketed_and_tool_calls():
     assert parse_action("click[Buy Now]", ["click[buy now]", "click[back]"]) == "click[buy now]"
     assert parse_action("search[red shoes]", ["search[...]"]) == "search[red shoes]"
     assert parse_action("fly away", ACTIONS) is None
-    assert parse_action('{"tool_calls": [{"function": {"arguments": "{bad json"}}]}', ACTIONS) is None
+    assert (
+        parse_action('{"tool_calls": [{"function": {"arguments": "{bad json"}}]}', ACTIONS) is None
+    )
     assert parse_action("", ACTIONS) is None

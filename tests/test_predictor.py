@@ -9,8 +9,17 @@ import yaml
 
 from teachable.core.params import Params, PredictorParams
 from teachable.gates import STATUSES
-from teachable.evaluation.predictor import (EmbedderError, Predictor, feature_matrix, grouped_folds,
-                                 level_of, ndcg_at_k, precision_at_k, ranking_curves, state_text)
+from teachable.evaluation.predictor import (
+    EmbedderError,
+    Predictor,
+    feature_matrix,
+    grouped_folds,
+    level_of,
+    ndcg_at_k,
+    precision_at_k,
+    ranking_curves,
+    state_text,
+)
 from teachable.core.tasks import training_snapshots
 from teachable.evaluation.predictor.features import make_spec
 from teachable.evaluation.predictor.model import FOREST
@@ -43,27 +52,45 @@ def snapshots(n_tasks: int = 12, per_task: int = 4, seed: int = 0) -> list[dict]
         for s in range(per_task):
             u = float(rng.uniform(0.5, 1.4))
             lev, elp = float(rng.choice([0.0, 0.14, 0.5])), float(rng.choice([0.0, 0.0, 0.5, 1.0]))
-            out.append({
-                "snapshot_id": f"ep{t:04d}-s{s}", "env": "babyai", "task_id": f"{level}-{t}", "seed": t,
-                "step_idx": s + 1, "source": "student_failure", "mission": f"go to the {target}",
-                "history": [{"obs": "You see: nothing.", "action": ("turn left", "go forward")[s % 2]}],
-                "obs": f"You see: {target} {s + 1} forward {t % 3} left. You carry nothing.",
-                "valid_actions": ["turn left", "turn right", "go forward"], "student_action": "turn right",
-                "U": u, "uncertainty": {"entropy": u, "margin": 1.4 - u, "top_prob": 1 - u / 2},
-                "leverage": {"L_local": lev, "L_upper": 1.0, "p_student": 0.0},
-                "cpt": {"ELP_net": elp, "p_placebo": 0.0, "route_net": "demo"},
-                "teacher": {"suggested_action": "turn left", "hint": "left"},
-                "quadrant": quadrant_of(u, lev),
-                "split": "eval" if t % 4 == 3 else "train"})
+            out.append(
+                {
+                    "snapshot_id": f"ep{t:04d}-s{s}",
+                    "env": "babyai",
+                    "task_id": f"{level}-{t}",
+                    "seed": t,
+                    "step_idx": s + 1,
+                    "source": "student_failure",
+                    "mission": f"go to the {target}",
+                    "history": [
+                        {"obs": "You see: nothing.", "action": ("turn left", "go forward")[s % 2]}
+                    ],
+                    "obs": f"You see: {target} {s + 1} forward {t % 3} left. You carry nothing.",
+                    "valid_actions": ["turn left", "turn right", "go forward"],
+                    "student_action": "turn right",
+                    "U": u,
+                    "uncertainty": {"entropy": u, "margin": 1.4 - u, "top_prob": 1 - u / 2},
+                    "leverage": {"L_local": lev, "L_upper": 1.0, "p_student": 0.0},
+                    "cpt": {"ELP_net": elp, "p_placebo": 0.0, "route_net": "demo"},
+                    "teacher": {"suggested_action": "turn left", "hint": "left"},
+                    "quadrant": quadrant_of(u, lev),
+                    "split": "eval" if t % 4 == 3 else "train",
+                }
+            )
     return out
 
 
 def test_precision_at_k_by_hand():
     relevant, scores = np.array([1, 0, 1, 0]), np.array([4.0, 3.0, 2.0, 1.0])
-    assert [precision_at_k(relevant, scores, k) for k in (1, 2, 3)] == [1.0, 0.5, pytest.approx(2 / 3)]
+    assert [precision_at_k(relevant, scores, k) for k in (1, 2, 3)] == [
+        1.0,
+        0.5,
+        pytest.approx(2 / 3),
+    ]
     # ties at the K-th score count pro rata: the top 1 is either of two tied items, one relevant
     assert precision_at_k(np.array([1, 0, 0, 1]), np.array([1.0, 1.0, 0.0, 0.0]), 1) == 0.5
-    assert precision_at_k(np.array([1, 0, 0, 1]), np.array([1.0, 1.0, 0.0, 0.0]), 3) == pytest.approx(1.5 / 3)
+    assert precision_at_k(
+        np.array([1, 0, 0, 1]), np.array([1.0, 1.0, 0.0, 0.0]), 3
+    ) == pytest.approx(1.5 / 3)
 
 
 def test_ndcg_at_k_by_hand():
@@ -77,13 +104,20 @@ def test_ndcg_at_k_by_hand():
 
 def test_ranking_curves_skip_large_k_and_bound_the_methods():
     elp = np.array([0.5, -0.5, 0.0, 1.0, 0.0, 0.5])
-    rows = ranking_curves(elp, predicted=elp, uncertainty=np.zeros(6), ks=[2, 4, 50], seed=0, n_random=50)
+    rows = ranking_curves(
+        elp, predicted=elp, uncertainty=np.zeros(6), ks=[2, 4, 50], seed=0, n_random=50
+    )
     assert sorted({r["k"] for r in rows}) == [2, 4]
     by = {(r["k"], r["method"]): r for r in rows}
-    assert by[(2, "oracle")]["ndcg"] == pytest.approx(1.0) and by[(2, "predictor")]["precision"] == 1.0
-    # constant entropy scores: every order equally likely, so precision is the base rate (3 of 6 relevant)
+    assert (
+        by[(2, "oracle")]["ndcg"] == pytest.approx(1.0) and by[(2, "predictor")]["precision"] == 1.0
+    )
+    # constant entropy scores: every order equally likely, so precision is the base rate (3 of 6
+    # relevant)
     assert by[(4, "entropy")]["precision"] == pytest.approx(0.5)
-    assert 0.0 < by[(4, "random")]["ndcg"] < 1.0 and rows == ranking_curves(elp, elp, np.zeros(6), [2, 4, 50], 0, 50)
+    assert 0.0 < by[(4, "random")]["ndcg"] < 1.0 and rows == ranking_curves(
+        elp, elp, np.zeros(6), [2, 4, 50], 0, 50
+    )
 
 
 def test_grouped_folds_never_split_a_task():
@@ -102,15 +136,29 @@ def test_grouped_folds_never_split_a_task():
 def test_features_read_no_rollout_label():
     records = snapshots(n_tasks=4, per_task=2)
     spec = make_spec(records, "hashing", 32, None)
-    relabeled = [{**r, "leverage": {"L_local": -1.0, "L_upper": 0.0}, "cpt": {"ELP_net": 9.0},
-                  "quadrant": "Q3_lowU_lowL", "teacher": {"hint": "something else"}, "patches": {"demo": "x"},
-                  "split": "eval"} for r in records]
+    relabeled = [
+        {
+            **r,
+            "leverage": {"L_local": -1.0, "L_upper": 0.0},
+            "cpt": {"ELP_net": 9.0},
+            "quadrant": "Q3_lowU_lowL",
+            "teacher": {"hint": "something else"},
+            "patches": {"demo": "x"},
+            "split": "eval",
+        }
+        for r in records
+    ]
     x = feature_matrix(records, spec)
     assert x.shape == (8, len(spec.names())) and np.array_equal(x, feature_matrix(relabeled, spec))
     # U's own model sees no uncertainty column
-    shifted = [{**r, "U": 0.0, "uncertainty": {"entropy": 0.0, "margin": 0.0, "top_prob": 1.0}} for r in records]
+    shifted = [
+        {**r, "U": 0.0, "uncertainty": {"entropy": 0.0, "margin": 0.0, "top_prob": 1.0}}
+        for r in records
+    ]
     assert not np.array_equal(x, feature_matrix(shifted, spec))
-    assert np.array_equal(feature_matrix(records, spec, text_only=True), feature_matrix(shifted, spec, text_only=True))
+    assert np.array_equal(
+        feature_matrix(records, spec, text_only=True), feature_matrix(shifted, spec, text_only=True)
+    )
 
 
 def test_level_and_state_text():
@@ -133,8 +181,13 @@ def test_save_load_gives_identical_predictions(tmp_path, small_forest):
         assert elp.shape == (len(new),) and elp.dtype == np.float64
         assert np.array_equal(elp, predictor.predict_elp(new))
         before, after = predictor.predict(new), loaded.predict(new)
-        assert all(np.array_equal(before[t], after[t]) for t in ("U", "L_local", "ELP_net", "quadrant"))
-    assert json.loads((tmp_path / "forest" / "features.json").read_text())["levels"] == ["GoToLocal", "PickupDist"]
+        assert all(
+            np.array_equal(before[t], after[t]) for t in ("U", "L_local", "ELP_net", "quadrant")
+        )
+    assert json.loads((tmp_path / "forest" / "features.json").read_text())["levels"] == [
+        "GoToLocal",
+        "PickupDist",
+    ]
     assert loaded.predict_elp([]).shape == (0,)
 
 
@@ -188,9 +241,21 @@ def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest
     stage.main(Params.defaults(predictor={"embedding_dim": 32, "n_folds": 3, "ks": [5, 10, 1000]}))
 
     result = json.loads(Path("reports/phase4/training_result.json").read_text())
-    assert set(result) == {"n_snapshots", "n_folds", "embedder", "regression", "quadrant", "ranking", "gates"}
+    assert set(result) == {
+        "n_snapshots",
+        "n_folds",
+        "embedder",
+        "regression",
+        "quadrant",
+        "ranking",
+        "gates",
+    }
     n_train = sum(r["split"] == "train" for r in records)
-    assert result["n_snapshots"] == n_train and result["n_folds"] == 3 and result["embedder"] == "hashing"
+    assert (
+        result["n_snapshots"] == n_train
+        and result["n_folds"] == 3
+        and result["embedder"] == "hashing"
+    )
     assert set(result["regression"]["U"]) == {"r2"} == set(result["regression"]["L_local"])
     assert set(result["regression"]["ELP_net"]) == {"r2"}
     assert set(result["quadrant"]) == {"accuracy", "majority_baseline", "U_threshold_baseline"}
@@ -198,12 +263,23 @@ def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest
     assert set(result["ranking"]["5"]) == {"predictor", "entropy", "random"}
     assert set(result["ranking"]["5"]["predictor"]) == {"precision", "ndcg"}
 
-    # the phase 4 gates, decided here: pass | fail | inconclusive with an interval, a p-value and the n
+    # the phase 4 gates, decided here: pass | fail | inconclusive with an interval, a p-value and
+    # the n
     gates = result["gates"]
     assert set(gates) == {"r2_U", "r2_L", "accuracy_lift", "beats_entropy"}
     for gate in gates.values():
-        assert {"statistic", "value", "ci", "p_value", "alpha", "status", "n", "threshold", "min_detectable",
-                "n_needed"} <= set(gate)
+        assert {
+            "statistic",
+            "value",
+            "ci",
+            "p_value",
+            "alpha",
+            "status",
+            "n",
+            "threshold",
+            "min_detectable",
+            "n_needed",
+        } <= set(gate)
         assert gate["status"] in STATUSES and gate["alpha"] == 0.05 and gate["n"] == n_train
         assert gate["status"] == "not_applicable" or gate["ci"][0] <= gate["ci"][1]
     assert gates["r2_U"]["value"] == pytest.approx(result["regression"]["U"]["r2"], abs=1e-6)
@@ -211,31 +287,45 @@ def test_the_stage_writes_the_contract_files(tmp_path, monkeypatch, small_forest
     assert gates["r2_L"]["value"] == pytest.approx(result["regression"]["L_local"]["r2"], abs=1e-6)
     lift = gates["accuracy_lift"]
     assert lift["accuracy"] == pytest.approx(result["quadrant"]["accuracy"], abs=1e-6)
-    assert lift["baseline_majority"] == pytest.approx(result["quadrant"]["majority_baseline"], abs=1e-6)
+    assert lift["baseline_majority"] == pytest.approx(
+        result["quadrant"]["majority_baseline"], abs=1e-6
+    )
     assert lift["target_accuracy"] == 0.7 and len(lift["accuracy_ci"]) == 2
-    assert lift["value"] == pytest.approx(lift["accuracy"] - max(lift["baseline_majority"],
-                                                                 lift["baseline_U_threshold"]), abs=1e-5)
+    assert lift["value"] == pytest.approx(
+        lift["accuracy"] - max(lift["baseline_majority"], lift["baseline_U_threshold"]), abs=1e-5
+    )
     ranking = gates["beats_entropy"]
     assert ranking["k"] == 10  # the largest of 5, 10, 1000 at or below the training snapshots
-    assert ranking["ndcg_predictor"] == pytest.approx(result["ranking"]["10"]["predictor"]["ndcg"], abs=1e-6)
-    assert ranking["ndcg_entropy"] == pytest.approx(result["ranking"]["10"]["entropy"]["ndcg"], abs=1e-6)
+    assert ranking["ndcg_predictor"] == pytest.approx(
+        result["ranking"]["10"]["predictor"]["ndcg"], abs=1e-6
+    )
+    assert ranking["ndcg_entropy"] == pytest.approx(
+        result["ranking"]["10"]["entropy"]["ndcg"], abs=1e-6
+    )
 
     with open("reports/phase4/ranking_curves.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["k", "method", "precision", "ndcg"]
-    assert {(r["k"], r["method"]) for r in rows} == {(k, m) for k in ("5", "10")
-                                                     for m in ("predictor", "entropy", "random", "oracle")}
+    assert {(r["k"], r["method"]) for r in rows} == {
+        (k, m) for k in ("5", "10") for m in ("predictor", "entropy", "random", "oracle")
+    }
     with open("reports/phase4/oof_predictions.csv") as fh:
         oof = list(csv.DictReader(fh))
-    assert {r["snapshot_id"] for r in oof} == {r["snapshot_id"] for r in records if r["split"] == "train"}
-    elp = Predictor.load("models/predictor").predict_elp([r for r in records if r["split"] == "eval"])
+    assert {r["snapshot_id"] for r in oof} == {
+        r["snapshot_id"] for r in records if r["split"] == "train"
+    }
+    elp = Predictor.load("models/predictor").predict_elp(
+        [r for r in records if r["split"] == "eval"]
+    )
     assert elp.shape == (len(records) - n_train,) and np.isfinite(elp).all()
     assert PredictorParams.defaults().model == "forest"
 
 
 def test_the_stage_stops_on_an_unusable_embedder_before_any_work(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    params = Params.defaults(predictor={"embedder": "sentence-transformers", "sentence_model": None})
+    params = Params.defaults(
+        predictor={"embedder": "sentence-transformers", "sentence_model": None}
+    )
     Path("params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     stage = load_stage("predictor")
     with pytest.raises(SystemExit) as exit_info:

@@ -1,5 +1,5 @@
-"""The README stays a newcomer's page: at most 15,000 bytes, no dates and no commit hashes (measurements, with
-their dates and commits, belong in docs/RESULTS.md)."""
+"""The README stays a newcomer's page: at most 15,000 bytes, no dates and no commit hashes
+(measurements, with their dates and commits, belong in docs/RESULTS.md)."""
 
 import re
 from pathlib import Path
@@ -11,7 +11,9 @@ HASH = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b")
 
 
 def test_readme_size():
-    assert README.stat().st_size <= MAX_BYTES, f"README.md is {README.stat().st_size} bytes (> {MAX_BYTES})"
+    assert README.stat().st_size <= MAX_BYTES, (
+        f"README.md is {README.stat().st_size} bytes (> {MAX_BYTES})"
+    )
 
 
 def test_readme_has_no_dates_or_commit_hashes():

@@ -1,6 +1,6 @@
-"""Free-text replies in the retail domain (issue 31 item 3): `respond` with any text (an open action), required
-outputs checked as tau-bench checks them, the expert saying them, both tool-call reply forms, and
-`retail.parse_failure`."""
+"""Free-text replies in the retail domain (issue 31 item 3): `respond` with any text (an open
+action), required outputs checked as tau-bench checks them, the expert saying them, both tool-call
+reply forms, and `retail.parse_failure`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from teachable.envs.retail import RetailEnv, configure_retail
 from teachable.envs.retail.env import SAY, answer_text
 from teachable.envs.retail.tasks import outputs_said
 from teachable.envs.retail.user import ASK_MORE, UNCLEAR
-from teachable.envs.toolcall import fills_open_call, format_call, is_open_call, qwen_tool_call, tool_call_json
+from teachable.envs.toolcall import (
+    fills_open_call,
+    format_call,
+    is_open_call,
+    qwen_tool_call,
+    tool_call_json,
+)
 from teachable.policy.candidates import expand_candidates, fits_open, has_open, is_open
 from teachable.policy.parsing import parse_action, without_control_tokens
 
@@ -39,7 +45,8 @@ def test_outputs_said_as_tau_bench_checks_them():
     # tau-bench's calculate_reward: output.lower() in content.lower().replace(",", "")
     assert outputs_said(("1093.34", "Glass"), ["The total is $1,093.34.", "It is made of GLASS"])
     assert not outputs_said(("1093.34",), ["The total is $1093.3"])
-    assert not outputs_said(("a,b",), ["a,b"])  # the content loses its commas, the output keeps them
+    # the content loses its commas, the output keeps them
+    assert not outputs_said(("a,b",), ["a,b"])
 
 
 def _with_outputs(env: RetailEnv, outputs: tuple[str, ...]) -> None:
@@ -92,10 +99,15 @@ def test_both_reply_forms_parse_to_the_same_free_text_action():
     bare = '{"name": "respond", "arguments": {"content": "Your tracking id is \\"123\\", price $1,093.34."}}'
     assert parse_action(bare, valid) == action  # tau-bench's chat-react form
     listed = say(ASK_MORE)  # a listed message is itself, in both forms
-    assert parse_action(tool_call_json(listed), valid) == parse_action(qwen_tool_call(listed), valid) == listed
+    assert (
+        parse_action(tool_call_json(listed), valid)
+        == parse_action(qwen_tool_call(listed), valid)
+        == listed
+    )
     for unfilled in (say("..."), say("  "), format_call("respond", {"content": "hi", "to": "x"})):
         assert parse_action(tool_call_json(unfilled), valid) is None
-    assert parse_action("Sure, I can help with that.", valid) is None  # no action form: a parse failure
+    # no action form: a parse failure
+    assert parse_action("Sure, I can help with that.", valid) is None
 
 
 def test_open_call_helpers_and_candidates():
@@ -105,8 +117,9 @@ def test_open_call_helpers_and_candidates():
     valid = [say(ASK_MORE), SAY, format_call("get_user_details", {"user_id": "u"})]
     assert fits_open(say("hello"), valid) and not fits_open(say("hello"), valid[:1])
     assert not fits_open(format_call("get_user_details", {"user_id": "v"}), valid)
-    assert expand_candidates(valid, [say("hello"), None, say(ASK_MORE), say("hello"), "search[x]"]) == \
-        [say(ASK_MORE), valid[2], say("hello")]
+    assert expand_candidates(
+        valid, [say("hello"), None, say(ASK_MORE), say("hello"), "search[x]"]
+    ) == [say(ASK_MORE), valid[2], say("hello")]
 
 
 def test_openai_teacher_schema_accepts_free_messages():
@@ -122,9 +135,13 @@ def test_openai_teacher_schema_accepts_free_messages():
             model(suggested_action=bad, diagnosis="", hint="", contrast="")
 
 
-# -- retail.parse_failure ----------------------------------------------------------------------------------------
+# -- retail.parse_failure --------------------------------------------------------------------------
 def test_parse_failure_param_default_and_validation():
-    assert RetailParams.defaults().parse_failure == "count" == load_params("params.yaml").retail.parse_failure
+    assert (
+        RetailParams.defaults().parse_failure
+        == "count"
+        == load_params("params.yaml").retail.parse_failure
+    )
     assert Params.defaults().retail.parse_failure == "count"
     with pytest.raises(ValueError):
         RetailParams.defaults(parse_failure="ignore")
@@ -162,8 +179,9 @@ def test_engine_records_the_failure_and_respond_sends_the_text(mode):
 
     configure_retail(parse_failure=mode)
     try:
-        engine = RolloutEngine(_Talker(), env_name="retail", max_steps=3, temperature=0.0,
-                               action_mode="generate")
+        engine = RolloutEngine(
+            _Talker(), env_name="retail", max_steps=3, temperature=0.0, action_mode="generate"
+        )
         spec = RolloutSpec(episode_id="e0", level="cancel", seed=0)
         episode = engine.run([spec])[0]
     finally:
@@ -178,8 +196,8 @@ def test_engine_records_the_failure_and_respond_sends_the_text(mode):
 
 
 class _Scorer(_Talker):
-    """A score-mode double: its sampled message is a free-text respond; it scores every candidate equally but puts
-    most mass on free text."""
+    """A score-mode double: its sampled message is a free-text respond; it scores every candidate
+    equally but puts most mass on free text."""
 
     seen: list[list[str]] = []
 
@@ -190,40 +208,52 @@ class _Scorer(_Talker):
         from teachable.policy.hf import Scores
 
         self.seen.extend(candidates)
-        return [Scores(list(c), np.array([0.0 if a == say("One moment please.") else -5.0 for a in c]))
-                for c in candidates]
+        return [
+            Scores(list(c), np.array([0.0 if a == say("One moment please.") else -5.0 for a in c]))
+            for c in candidates
+        ]
 
 
 def test_score_mode_candidates_are_the_listed_calls_plus_sampled_messages():
     from teachable.rollout.engine import RolloutEngine, RolloutSpec
 
     policy = _Scorer()
-    engine = RolloutEngine(policy, env_name="retail", max_steps=2, temperature=0.0, action_mode="score")
+    engine = RolloutEngine(
+        policy, env_name="retail", max_steps=2, temperature=0.0, action_mode="score"
+    )
     episode = engine.run([RolloutSpec(episode_id="e0", level="cancel", seed=0)])[0]
     first = policy.seen[0]
     env = RetailEnv("cancel")
     env.reset(0)
     listed = [a for a in env.valid_actions() if a != SAY]
-    assert SAY not in first and first[:len(listed)] == listed and say("One moment please.") in first
+    assert (
+        SAY not in first and first[: len(listed)] == listed and say("One moment please.") in first
+    )
     assert episode.steps[0].action == say("One moment please.") and episode.steps[0].parse_ok
     assert set(episode.steps[0].action_probs) == set(first)
 
 
 class _Miscopier(_Talker):
-    """A generate-mode double whose reply is a well-formed tool call with a miscopied email (names no valid action)."""
+    """A generate-mode double whose reply is a well-formed tool call with a miscopied email (names
+    no valid action)."""
 
     def generate(self, messages, max_new_tokens, temperature, seed):
-        return [tool_call_json(format_call("find_user_id_by_email", {"email": "nobody@example.com"}))] * len(messages)
+        return [
+            tool_call_json(format_call("find_user_id_by_email", {"email": "nobody@example.com"}))
+        ] * len(messages)
 
 
 def test_respond_sends_only_malformed_replies_to_the_user():
-    """As tau-bench: only a reply with no tool call goes to the user as a message; a well-formed call that names no
-    valid action (its JSON) is a parse failure under either rule, never a message (it once was, under respond)."""
+    """As tau-bench: only a reply with no tool call goes to the user as a message; a well-formed
+    call that names no valid action (its JSON) is a parse failure under either rule, never a message
+    (it once was, under respond)."""
     from teachable.rollout.engine import RolloutEngine, RolloutSpec
 
     configure_retail(parse_failure="respond")
     try:
-        engine = RolloutEngine(_Miscopier(), env_name="retail", max_steps=3, temperature=0.0, action_mode="generate")
+        engine = RolloutEngine(
+            _Miscopier(), env_name="retail", max_steps=3, temperature=0.0, action_mode="generate"
+        )
         episode = engine.run([RolloutSpec(episode_id="e0", level="cancel", seed=0)])[0]
     finally:
         configure_retail(parse_failure="count")

@@ -23,7 +23,10 @@ class RecordingPolicy:
     def score(self, messages, candidates):
         self.calls += 1
         self.prompts += [m[-1]["content"] for m in messages]
-        return [Scores(c, np.array([0.0 if a == self.favourite else -1.0 for a in c])) for c in candidates]
+        return [
+            Scores(c, np.array([0.0 if a == self.favourite else -1.0 for a in c]))
+            for c in candidates
+        ]
 
 
 def specs(n, **kw):
@@ -50,7 +53,9 @@ def test_one_policy_call_per_step_for_all_live_episodes():
 
 @pytest.mark.heavy
 def test_same_seeds_give_identical_records_whatever_the_batch_size(tiny_policy):
-    run = lambda batch: RolloutEngine(tiny_policy, max_steps=6, temperature=1.0, batch_size=batch).run(specs(6))
+    run = lambda batch: RolloutEngine(
+        tiny_policy, max_steps=6, temperature=1.0, batch_size=batch
+    ).run(specs(6))
     a, b, c = run(6), run(6), run(2)
     assert [e.model_dump() for e in a] == [e.model_dump() for e in b]
     assert [[s.action for s in e.steps] for e in a] == [[s.action for s in e.steps] for e in c]
@@ -62,9 +67,15 @@ def test_rollout_from_a_stored_state_continues_from_it():
     for action in ["turn left", "go forward", "turn right"]:
         env.step(action)
     engine = RolloutEngine(RecordingPolicy(), max_steps=6, temperature=0)
-    spec = RolloutSpec("s", "GoToLocal", 100, start_actions=tuple(env.state()["actions"]),
-                       start_hash=env.state_hash())
-    a, b = engine.run([spec, dataclasses.replace(spec, episode_id="s2")])  # the second one is a fork
+    spec = RolloutSpec(
+        "s",
+        "GoToLocal",
+        100,
+        start_actions=tuple(env.state()["actions"]),
+        start_hash=env.state_hash(),
+    )
+    # the second one is a fork
+    a, b = engine.run([spec, dataclasses.replace(spec, episode_id="s2")])
     assert a.steps[0].state_hash == env.state_hash() == b.steps[0].state_hash
     assert a.n_steps == 3  # horizon 6 counts the 3 replayed actions
 
@@ -95,8 +106,14 @@ def test_generate_mode_counts_unparseable_replies_as_wasted_steps():
     assert [s.parse_ok for s in ep.steps] == [True, False, True, False]
     assert [s.action for s in ep.steps] == ["go forward", None, "go forward", None]
     assert ep.n_steps == 4
-    # the unparseable replies are kept, verbatim, on their steps (and survive a JSONL round trip); parsed ones not
-    assert [getattr(s, "reply", None) for s in ep.steps] == [None, "hmm, not sure", None, "hmm, not sure"]
+    # the unparseable replies are kept, verbatim, on their steps (and survive a JSONL round trip);
+    # parsed ones not
+    assert [getattr(s, "reply", None) for s in ep.steps] == [
+        None,
+        "hmm, not sure",
+        None,
+        "hmm, not sure",
+    ]
     back = Episode.model_validate_json(ep.model_dump_json())
     assert back.steps[1].reply == "hmm, not sure" and "reply" not in back.steps[0].model_dump()
 
@@ -107,7 +124,9 @@ def test_generate_mode_with_a_real_model_reports_parse_failures(tiny_policy):
 
 
 def test_a_greedy_loop_is_stopped_as_the_failure_it_would_be():
-    looping = RolloutEngine(RecordingPolicy("turn left"), max_steps=30, temperature=0, stop_cycles=True)
+    looping = RolloutEngine(
+        RecordingPolicy("turn left"), max_steps=30, temperature=0, stop_cycles=True
+    )
     (ep,) = looping.run(specs(1))
     # four left turns face the start again; with the same last actions shown, the prompt repeats too
     assert ep.cycled and not ep.success and ep.n_steps < 10
@@ -117,7 +136,9 @@ def test_a_greedy_loop_is_stopped_as_the_failure_it_would_be():
 
 @pytest.mark.heavy
 def test_stopping_cycles_changes_no_outcome(tiny_policy):
-    run = lambda stop: RolloutEngine(tiny_policy, max_steps=20, temperature=0, stop_cycles=stop).run(specs(12))
+    run = lambda stop: RolloutEngine(
+        tiny_policy, max_steps=20, temperature=0, stop_cycles=stop
+    ).run(specs(12))
     stopped, full = run(True), run(False)
     assert [e.success for e in stopped] == [e.success for e in full]
     assert sum(e.n_steps for e in stopped) < sum(e.n_steps for e in full)
@@ -132,27 +153,44 @@ def test_stopping_cycles_needs_greedy_decoding():
 
 @pytest.mark.heavy
 def test_shared_runs_equal_separate_runs_for_arms_on_the_same_seeds(tiny_policy):
-    """Arms from one stored state on shared sample seeds (student, forced, patched, expert), 12 seeds each: running
-    each distinct episode once gives exactly the outcomes of running every spec, in far fewer episodes."""
+    """Arms from one stored state on shared sample seeds (student, forced, patched, expert), 12
+    seeds each: running each distinct episode once gives exactly the outcomes of running every spec,
+    in far fewer episodes."""
     env = make_env("babyai", "GoToLocal")
     env.reset(101)
     for action in ["turn left", "go forward"]:
         env.step(action)
-    base = dict(level="GoToLocal", seed=101, start_actions=tuple(env.state()["actions"]),
-                start_hash=env.state_hash(), horizon=6)
-    arms = {"student": {}, "force": {"forced_action": "turn right"}, "demo": {"patch": "Teacher: do 'go forward'."},
-            "placebo": {"patch": "Teacher: stay calm."}, "expert": {"control": "expert"}}
-    specs = [RolloutSpec(f"{arm}|{i}", sample_seed=1000 + i, **base, **extra) for arm, extra in arms.items()
-             for i in range(12)]
-    engine = RolloutEngine(tiny_policy, max_steps=32, temperature=1.0, batch_size=16, record_steps=False)
+    base = dict(
+        level="GoToLocal",
+        seed=101,
+        start_actions=tuple(env.state()["actions"]),
+        start_hash=env.state_hash(),
+        horizon=6,
+    )
+    arms = {
+        "student": {},
+        "force": {"forced_action": "turn right"},
+        "demo": {"patch": "Teacher: do 'go forward'."},
+        "placebo": {"patch": "Teacher: stay calm."},
+        "expert": {"control": "expert"},
+    }
+    specs = [
+        RolloutSpec(f"{arm}|{i}", sample_seed=1000 + i, **base, **extra)
+        for arm, extra in arms.items()
+        for i in range(12)
+    ]
+    engine = RolloutEngine(
+        tiny_policy, max_steps=32, temperature=1.0, batch_size=16, record_steps=False
+    )
     separate, shared = engine.run(specs), engine.run_shared(specs)
     assert [e.model_dump() for e in shared] == [e.model_dump() for e in separate]
-    assert {e.n_steps for e in separate} <= set(range(1, 7))  # the horizon counts from the stored state
+    # the horizon counts from the stored state
+    assert {e.n_steps for e in separate} <= set(range(1, 7))
 
 
 class CopyingPolicy:
-    """A test double for generate mode: copies the longest listed tool call as `tool_calls` JSON, cut at the
-    engine's token budget as a model's `generate` would cut it."""
+    """A test double for generate mode: copies the longest listed tool call as `tool_calls` JSON,
+    cut at the engine's token budget as a model's `generate` would cut it."""
 
     name = "copying"
 
@@ -165,13 +203,17 @@ class CopyingPolicy:
         for m in messages:
             listed = [line for line in m[-1]["content"].splitlines() if line.startswith('{"name"')]
             reply = '{"tool_calls": [{"function": ' + max(listed, key=len) + "}]}"
-            replies.append(self.tokenizer.decode(self.tokenizer(reply, add_special_tokens=False).input_ids[:max_new_tokens]))
+            replies.append(
+                self.tokenizer.decode(
+                    self.tokenizer(reply, add_special_tokens=False).input_ids[:max_new_tokens]
+                )
+            )
         return replies
 
 
 def test_generate_mode_gives_long_tool_calls_room(tiny_student_dir):
-    """Retail's longest calls (a confirmation, an address change) take more tokens than the old fixed budget of
-    32; cut short, each counted as a parse failure."""
+    """Retail's longest calls (a confirmation, an address change) take more tokens than the old
+    fixed budget of 32; cut short, each counted as a parse failure."""
     from transformers import AutoTokenizer
 
     policy = CopyingPolicy(AutoTokenizer.from_pretrained(tiny_student_dir))

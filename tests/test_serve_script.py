@@ -1,6 +1,7 @@
-"""scripts/serve.sh (`make server`) in its dry run: the engine's own venv, and the flags each engine is started with
-(names as in SGLang's server_args.py and vLLM's arg_utils.py; no engine is installed or started here), the LoRA rank
-and target modules from params.yaml, and the student.* params it prints."""
+"""scripts/serve.sh (`make server`) in its dry run: the engine's own venv, and the flags each engine
+is started with (names as in SGLang's server_args.py and vLLM's arg_utils.py; no engine is installed
+or started here), the LoRA rank and target modules from params.yaml, and the student.* params it
+prints."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ SCRIPT = ROOT / "scripts" / "serve.sh"
 
 
 def dry_run(*args: str, make: bool = False, **env: str) -> tuple[int, dict, str]:
-    command = (["make", "-s", "server", *args] if make else ["bash", str(SCRIPT), "--dry-run", *args])
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+    command = ["make", "-s", "server", *args] if make else ["bash", str(SCRIPT), "--dry-run", *args]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+    )
     lines = {}
     for line in done.stdout.splitlines():
         key, _, value = line.partition(": ")
@@ -59,37 +61,61 @@ def test_sglang_flags(train):
     words = launch(lines)
     assert words[:3] == [f"{ROOT}/.venv-sglang/bin/python", "-m", "sglang.launch_server"]
     assert flag(words, "--model-path") == ["models/Qwen3-8B"] and flag(words, "--port") == ["30000"]
-    assert flag(words, "--dtype") == ["bfloat16"] and flag(words, "--mem-fraction-static") == ["0.85"]
-    assert flag(words, "--enable-lora") == [] and flag(words, "--max-lora-rank") == [str(train.lora_r)]
+    assert flag(words, "--dtype") == ["bfloat16"] and flag(words, "--mem-fraction-static") == [
+        "0.85"
+    ]
+    assert flag(words, "--enable-lora") == [] and flag(words, "--max-lora-rank") == [
+        str(train.lora_r)
+    ]
     assert flag(words, "--lora-target-modules") == list(train.target_modules)
     assert flag(words, "--max-loras-per-batch") == ["4"]
-    assert "--disable-radix-cache" not in words  # SGLang's prefix cache, on by default, serves the candidates
+    # SGLang's prefix cache, on by default, serves the candidates
+    assert "--disable-radix-cache" not in words
     assert not any(w.startswith("VLLM_") for w in words)
     assert lines["wait"].startswith("GET http://127.0.0.1:30000/health")
-    assert (lines["student.backend"], lines["student.url"], lines["student.base_model"]) == \
-        ("sglang", "http://127.0.0.1:30000", "models/Qwen3-8B")
+    assert (lines["student.backend"], lines["student.url"], lines["student.base_model"]) == (
+        "sglang",
+        "http://127.0.0.1:30000",
+        "models/Qwen3-8B",
+    )
 
 
 @pytest.mark.heavy
 def test_vllm_flags(train):
-    rc, lines, out = dry_run("--engine", "vllm", "--model", "models/Qwen3-8B", "--mem", "0.45", "--gpus", "1",
-                             "--max-loras", "8")
+    rc, lines, out = dry_run(
+        "--engine",
+        "vllm",
+        "--model",
+        "models/Qwen3-8B",
+        "--mem",
+        "0.45",
+        "--gpus",
+        "1",
+        "--max-loras",
+        "8",
+    )
     assert rc == 0, out
     assert lines["install"] == f"{ROOT}/.venv-vllm/bin/python -m pip install vllm"
     words = launch(lines)
     assert words[:2] == ["VLLM_ALLOW_RUNTIME_LORA_UPDATING=True", "CUDA_VISIBLE_DEVICES=1"]
     assert words[2:5] == [f"{ROOT}/.venv-vllm/bin/vllm", "serve", "models/Qwen3-8B"]
     assert flag(words, "--port") == ["8000"] and flag(words, "--dtype") == ["bfloat16"]
-    assert flag(words, "--gpu-memory-utilization") == ["0.45"] and flag(words, "--enable-prefix-caching") == []
+    assert (
+        flag(words, "--gpu-memory-utilization") == ["0.45"]
+        and flag(words, "--enable-prefix-caching") == []
+    )
     assert flag(words, "--enable-lora") == [] and flag(words, "--max-loras") == ["8"]
     rank = int(flag(words, "--max-lora-rank")[0])
-    assert rank in (1, 8, 16, 32, 64, 128, 256, 320, 512) and rank >= train.lora_r  # vLLM's MaxLoRARanks
+    # vLLM's MaxLoRARanks
+    assert rank in (1, 8, 16, 32, 64, 128, 256, 320, 512) and rank >= train.lora_r
     assert "--mem-fraction-static" not in words and "--lora-target-modules" not in words
     assert lines["student.url"] == "http://127.0.0.1:8000" and lines["student.backend"] == "vllm"
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("rank, sglang, vllm", [(8, 8, 8), (24, 24, 32), (64, 64, 64), (300, 300, 320)])
+@pytest.mark.parametrize(
+    "rank, sglang, vllm", [(8, 8, 8), (24, 24, 32), (64, 64, 64), (300, 300, 320)]
+)
 def test_rank_covers_lora_r(rank, sglang, vllm):
     """SGLang takes any rank; vLLM only its listed ones, so the rank is rounded up to the next."""
     for engine, expected in (("sglang", sglang), ("vllm", vllm)):
@@ -102,8 +128,15 @@ def test_rank_covers_lora_r(rank, sglang, vllm):
 
 @pytest.mark.heavy
 def test_make_server_passes_its_variables():
-    rc, lines, out = dry_run("ENGINE=vllm", "MODEL=models/Qwen3-8B", "PORT=8100", "LORA_RANK=16", "MEM=0.5",
-                             "DRY_RUN=1", make=True)
+    rc, lines, out = dry_run(
+        "ENGINE=vllm",
+        "MODEL=models/Qwen3-8B",
+        "PORT=8100",
+        "LORA_RANK=16",
+        "MEM=0.5",
+        "DRY_RUN=1",
+        make=True,
+    )
     assert rc == 0, out
     words = launch(lines)
     assert flag(words, "--port") == ["8100"] and flag(words, "--max-lora-rank") == ["16"]
@@ -111,9 +144,14 @@ def test_make_server_passes_its_variables():
     assert lines["student.url"] == "http://127.0.0.1:8100"
 
 
-@pytest.mark.parametrize("args, message", [(["--engine", "tgi", "--model", "m"], "sglang or vllm"),
-                                           (["--engine", "sglang"], "--model PATH"),
-                                           (["--engine", "sglang", "--model", "m", "--rank", "x"], "whole number")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--engine", "tgi", "--model", "m"], "sglang or vllm"),
+        (["--engine", "sglang"], "--model PATH"),
+        (["--engine", "sglang", "--model", "m", "--rank", "x"], "whole number"),
+    ],
+)
 def test_refuses_bad_arguments(args, message):
     rc, _, out = dry_run(*args)
     assert rc == 2 and message in out

@@ -1,4 +1,5 @@
-"""The WebShop-style shop: catalogue, reward, pyserini BM25 search, pages, expert, restore, open-action scoring."""
+"""The WebShop-style shop: catalogue, reward, pyserini BM25 search, pages, expert, restore,
+open-action scoring."""
 
 import json
 
@@ -35,13 +36,26 @@ def play_expert(env):
     return info
 
 
-# -- reward ------------------------------------------------------------------------------------------------------
-SHIRT = Product(asin="b1", category="fashion", product_type="t-shirt", title="norvik cotton slim fit t-shirt",
-                attributes=["cotton", "slim fit", "machine wash", "casual"],
-                options={"size": ["small", "medium"], "color": ["navy", "black"]}, price=20.0)
-GOAL = Goal(instruction="i need a cotton slim fit t-shirt with size medium, navy, and price lower than 30.00 dollars",
-            category="fashion", product_type="t-shirt", attributes=["cotton", "slim fit"],
-            options={"size": "medium", "color": "navy"}, price_upper=30.0, target="b1", query="cotton slim fit t-shirt")
+# -- reward ----------------------------------------------------------------------------------------
+SHIRT = Product(
+    asin="b1",
+    category="fashion",
+    product_type="t-shirt",
+    title="norvik cotton slim fit t-shirt",
+    attributes=["cotton", "slim fit", "machine wash", "casual"],
+    options={"size": ["small", "medium"], "color": ["navy", "black"]},
+    price=20.0,
+)
+GOAL = Goal(
+    instruction="i need a cotton slim fit t-shirt with size medium, navy, and price lower than 30.00 dollars",
+    category="fashion",
+    product_type="t-shirt",
+    attributes=["cotton", "slim fit"],
+    options={"size": "medium", "color": "navy"},
+    price_upper=30.0,
+    target="b1",
+    query="cotton slim fit t-shirt",
+)
 
 
 def test_reward_full_match_is_one():
@@ -49,12 +63,18 @@ def test_reward_full_match_is_one():
 
 
 def test_reward_missing_attribute():
-    wool = SHIRT.model_copy(update={"attributes": ["wool", "slim fit", "machine wash"], "title": "norvik t-shirt"})
-    assert shop_reward(GOAL, wool, {"size": "medium", "color": "navy"})["reward"] == pytest.approx(4 / 5)
+    wool = SHIRT.model_copy(
+        update={"attributes": ["wool", "slim fit", "machine wash"], "title": "norvik t-shirt"}
+    )
+    assert shop_reward(GOAL, wool, {"size": "medium", "color": "navy"})["reward"] == pytest.approx(
+        4 / 5
+    )
 
 
 def test_reward_wrong_option():
-    assert shop_reward(GOAL, SHIRT, {"size": "small", "color": "navy"})["reward"] == pytest.approx(4 / 5)
+    assert shop_reward(GOAL, SHIRT, {"size": "small", "color": "navy"})["reward"] == pytest.approx(
+        4 / 5
+    )
     assert shop_reward(GOAL, SHIRT, {})["reward"] == pytest.approx(3 / 5)
 
 
@@ -65,8 +85,8 @@ def test_reward_over_price():
 
 
 def test_reward_wrong_type_simple_rule():
-    """The earlier exact-match rule (shop.reward: simple) by its own type/category table; WebShop's title-noun
-    rule is tested in test_shop_reward.py."""
+    """The earlier exact-match rule (shop.reward: simple) by its own type/category table; WebShop's
+    title-noun rule is tested in test_shop_reward.py."""
     hoodie = SHIRT.model_copy(update={"product_type": "hoodie"})
     mug = SHIRT.model_copy(update={"product_type": "mug", "category": "furniture"})
     options = {"size": "medium", "color": "navy"}
@@ -74,7 +94,7 @@ def test_reward_wrong_type_simple_rule():
     assert shop_reward(GOAL, mug, options, rule="simple")["reward"] == pytest.approx(0.1)
 
 
-# -- catalogue ---------------------------------------------------------------------------------------------------
+# -- catalogue -------------------------------------------------------------------------------------
 def test_catalogue_and_goals_are_deterministic():
     assert generate_catalog(200, 3) == generate_catalog(200, 3)
     assert generate_catalog(200, 3) != generate_catalog(200, 4)
@@ -85,28 +105,53 @@ def test_catalogue_and_goals_are_deterministic():
     assert goal == make_goal(products, 17)
     target = next(p for p in products if p.asin == goal.target)
     assert shop_reward(goal, target, goal.options)["reward"] == 1.0
-    assert f"{goal.price_upper:.2f} dollars" in goal.instruction and goal.product_type in goal.instruction
+    assert (
+        f"{goal.price_upper:.2f} dollars" in goal.instruction
+        and goal.product_type in goal.instruction
+    )
 
 
 def test_webshop_loader_reads_webshop_schema(tmp_path):
-    items = [{"asin": "B0TEST0001", "category": "fashion", "name": "Men's Cotton Crew T-Shirt",
-              "product_category": "Clothing › Men › Shirts › T-Shirts", "pricing": "$12.99 to $15.99",
-              "customization_options": {"size": [{"value": "Small"}, {"value": "Large"}],
-                                        "color": [{"value": "Navy"}]}, "Attributes": ["cotton"]}]
-    ins = {"B0TEST0001": [{"instruction": "I need a cotton t-shirt, large, navy", "instruction_attributes":
-                           ["cotton"], "instruction_options": ["large", "navy"], "price_upper": 20.0}]}
+    items = [
+        {
+            "asin": "B0TEST0001",
+            "category": "fashion",
+            "name": "Men's Cotton Crew T-Shirt",
+            "product_category": "Clothing › Men › Shirts › T-Shirts",
+            "pricing": "$12.99 to $15.99",
+            "customization_options": {
+                "size": [{"value": "Small"}, {"value": "Large"}],
+                "color": [{"value": "Navy"}],
+            },
+            "Attributes": ["cotton"],
+        }
+    ]
+    ins = {
+        "B0TEST0001": [
+            {
+                "instruction": "I need a cotton t-shirt, large, navy",
+                "instruction_attributes": ["cotton"],
+                "instruction_options": ["large", "navy"],
+                "price_upper": 20.0,
+            }
+        ]
+    }
     (tmp_path / "items.json").write_text(json.dumps(items))
     (tmp_path / "ins.json").write_text(json.dumps(ins))
     products, goals = load_webshop(tmp_path / "items.json", tmp_path / "ins.json")
     (product,) = products
-    assert product.asin == "b0test0001" and product.price == 12.99 and product.product_type == "t-shirts"
+    assert (
+        product.asin == "b0test0001"
+        and product.price == 12.99
+        and product.product_type == "t-shirts"
+    )
     assert product.options == {"size": ["small", "large"], "color": ["navy"]}
     (goal,) = goals
     assert goal.options == {"size": "large", "color": "navy"} and goal.price_upper == 20.0
     assert shop_reward(goal, product, goal.options)["reward"] == 1.0
 
 
-# -- search --------------------------------------------------------------------------------------------------------
+# -- search ----------------------------------------------------------------------------------------
 @pytest.mark.heavy
 def test_index_is_rebuilt_only_when_the_catalogue_changes(tmp_path):
     docs = [p.document() for p in generate_catalog(60, 0)]
@@ -137,7 +182,7 @@ def test_searcher_is_shared_and_memoised(world):
     assert first == again and world.searcher.n_lucene_calls <= calls + 1
 
 
-# -- environment -----------------------------------------------------------------------------------------------------
+# -- environment -----------------------------------------------------------------------------------
 @pytest.mark.heavy
 def test_expert_succeeds_on_at_least_95_percent(world):
     solved = 0
@@ -160,7 +205,8 @@ def test_expert_goes_for_the_first_listed_product_that_meets_the_goal(world):
         click = env.expert_action()
         if click.startswith("click[b"):
             assert click == f"click[{meeting[0]}]"
-            first += click == env.valid_actions()[2]  # the top result on the page (after back and next)
+            # the top result on the page (after back and next)
+            first += click == env.valid_actions()[2]
     assert first / N_TASKS >= 0.7  # ranking order makes the choice mostly "the first match listed"
 
 
@@ -178,10 +224,13 @@ def test_the_students_tokenizer_keeps_product_ids_whole(world):
 def test_a_word_after_a_bracket_is_the_same_token_as_in_the_mission():
     from teachable.training.student.build import train_tokenizer
 
-    tok = train_tokenizer(["i need a walnut chair, size large", "click[walnut]", "search[walnut chair]"] * 20, 300)
+    tok = train_tokenizer(
+        ["i need a walnut chair, size large", "click[walnut]", "search[walnut chair]"] * 20, 300
+    )
     mission = tok.tokenize("i need a walnut chair")
     for action in ("click[walnut]", "search[walnut chair]"):
-        assert tok.tokenize(action)[2] == mission[3]  # [..., "[", "Ġwalnut", ...]: the mission's own token
+        # [..., "[", "Ġwalnut", ...]: the mission's own token
+        assert tok.tokenize(action)[2] == mission[3]
         assert tok.decode(tok(action, add_special_tokens=False).input_ids) == action
     assert tok.decode(tok("a [ b]", add_special_tokens=False).input_ids) == "a [ b]"
 
@@ -215,7 +264,9 @@ def test_buying_ends_the_episode_with_the_reward(world):
     assert terminated and reward == 1.0 and info["success"] and env.valid_actions() == []
 
 
-@pytest.mark.parametrize("action", ["click[b99999]", "search[...]", "click[buy now]", "fly", "search[]"])
+@pytest.mark.parametrize(
+    "action", ["click[b99999]", "search[...]", "click[buy now]", "fly", "search[]"]
+)
 def test_an_invalid_action_changes_nothing_and_says_so(world, action):
     env = ShopEnv("all", world=world)
     env.reset(8)
@@ -258,15 +309,19 @@ def test_shop_levels_are_validated_with_the_env_name():
 
 
 def test_webshop_rules_param_picks_how_a_purchase_is_scored(world):
-    """shop.webshop_rules reaches the environment: the expert's product bought with a size one fuzzy step off the
-    goal's ("x-small" for "small") is a success under WebShop master's rules, not under v2's (exact sizes)."""
+    """shop.webshop_rules reaches the environment: the expert's product bought with a size one fuzzy
+    step off the goal's ("x-small" for "small") is a success under WebShop master's rules, not under
+    v2's (exact sizes)."""
     near = {"small": "x-small", "x-small": "small", "large": "x-large", "x-large": "large"}
     defaults = ShopEnv.reward_rule, ShopEnv.webshop_rules, ShopEnv.n_open_samples
     outcomes = {}
     try:
         for rules in ("master", "v2"):
-            configure_envs(Params.defaults(env={"name": "shop", "levels": ["fashion"]},
-                                           shop={"webshop_rules": rules}))
+            configure_envs(
+                Params.defaults(
+                    env={"name": "shop", "levels": ["fashion"]}, shop={"webshop_rules": rules}
+                )
+            )
             assert ShopEnv.webshop_rules == rules
             for seed in range(100):
                 env = ShopEnv("fashion", world=world)
@@ -282,21 +337,30 @@ def test_webshop_rules_param_picks_how_a_purchase_is_scored(world):
     finally:
         ShopEnv.reward_rule, ShopEnv.webshop_rules, ShopEnv.n_open_samples = defaults
     assert outcomes["master"][0] == outcomes["v2"][0]  # the same episode
-    assert outcomes["master"][1:] == (1.0, True) and outcomes["v2"][2] is False and outcomes["v2"][1] < 1.0
+    assert (
+        outcomes["master"][1:] == (1.0, True)
+        and outcomes["v2"][2] is False
+        and outcomes["v2"][1] < 1.0
+    )
 
 
-# -- open actions: the student's sampled queries plus the expert's -----------------------------------------------
+# -- open actions: the student's sampled queries plus the expert's ---------------------------------
 def test_open_action_candidates():
     assert is_open(SEARCH) and not is_open("click[next >]")
     assert fits_open("search[red shirt]", [SEARCH]) and not fits_open("search[...]", [SEARCH])
     assert not fits_open("click[x]", [SEARCH])
-    assert expand_candidates([SEARCH], ["search[a]", None, "search[a]", "click[x]", "search[b]"]) == \
-        ["search[a]", "search[b]"]
-    assert expand_candidates(["turn left", "go forward"], ["search[a]"]) == ["turn left", "go forward"]
+    assert expand_candidates(
+        [SEARCH], ["search[a]", None, "search[a]", "click[x]", "search[b]"]
+    ) == ["search[a]", "search[b]"]
+    assert expand_candidates(["turn left", "go forward"], ["search[a]"]) == [
+        "turn left",
+        "go forward",
+    ]
 
 
 class QueryPolicy:
-    """A test double: generates fixed replies; scores prefer the first candidate that is a search."""
+    """A test double: generates fixed replies; scores prefer the first candidate that is a
+    search."""
 
     name = "query-double"
 
@@ -309,7 +373,10 @@ class QueryPolicy:
 
     def score(self, messages, candidates):
         self.scored += [list(c) for c in candidates]
-        return [Scores(list(c), np.array([0.0 if i == 0 else -2.0 for i in range(len(c))])) for c in candidates]
+        return [
+            Scores(list(c), np.array([0.0 if i == 0 else -2.0 for i in range(len(c))]))
+            for c in candidates
+        ]
 
 
 def test_rollouts_score_sampled_queries_plus_the_experts(world):
@@ -335,7 +402,10 @@ def test_openai_teacher_schema_takes_a_query_where_search_is_open():
 
     fields = {"diagnosis": "d", "hint": "h", "contrast": "c"}
     schema = reply_model([SEARCH])
-    assert schema(suggested_action="search[cotton t-shirt]", **fields).suggested_action == "search[cotton t-shirt]"
+    assert (
+        schema(suggested_action="search[cotton t-shirt]", **fields).suggested_action
+        == "search[cotton t-shirt]"
+    )
     for bad in ("search[...]x", "click[b1]", "search[]"):
         with pytest.raises(ValidationError):
             schema(suggested_action=bad, **fields)
@@ -355,15 +425,31 @@ def test_labeling_scores_sampled_queries_plus_the_teachers(world):
     configure_shop(n_open_samples=2)
     env = ShopEnv("food", world=world)
     env.reset(9)
-    snap = Snapshot(snapshot_id="s0", env="shop", task_id="food-9", seed=9, step_idx=0, source="student_failure",
-                    mission=env.mission, history=[], obs=env.observation, valid_actions=env.valid_actions(),
-                    student_action="search[tea]", state=env.state(), state_hash=env.state_hash())
+    snap = Snapshot(
+        snapshot_id="s0",
+        env="shop",
+        task_id="food-9",
+        seed=9,
+        step_idx=0,
+        source="student_failure",
+        mission=env.mission,
+        history=[],
+        obs=env.observation,
+        valid_actions=env.valid_actions(),
+        student_action="search[tea]",
+        state=env.state(),
+        state_hash=env.state_hash(),
+    )
     policy = QueryPolicy(["search[honey granola]"])
     engine = RolloutEngine(policy, "shop", max_steps=8, temperature=1.0)
     p = LabelParams.defaults(round_size=2, max_rollouts=2, cpt_rollouts=2)
     (record,) = label_chunk([snap], policy, OracleTeacher(), engine, p, 0, 0.1)
     assert record["teacher"]["suggested_action"] == env.expert_action()
-    assert set(record["student_probs"]) == {"search[honey granola]", "search[tea]", env.expert_action()}
+    assert set(record["student_probs"]) == {
+        "search[honey granola]",
+        "search[tea]",
+        env.expert_action(),
+    }
     assert record["contrast_action"] == "search[tea]" and record["leverage"]["p_expert"] == 1.0
     assert 0 < record["U"] <= np.log(3) + 1e-9
 
@@ -374,5 +460,8 @@ def test_shop_prompts_say_web_shop_and_babyai_prompts_are_unchanged():
 
     assert build_messages("m", "o", [SEARCH])[0]["content"] == WEB_SYSTEM
     assert build_messages("m", "o", [BACK, BUY])[0]["content"] == WEB_SYSTEM
-    assert build_messages("m", "o", ACTIONS)[0]["content"] == SYSTEM == (
-        "You are an agent in a grid world. Reply with one valid action.")
+    assert (
+        build_messages("m", "o", ACTIONS)[0]["content"]
+        == SYSTEM
+        == ("You are an agent in a grid world. Reply with one valid action.")
+    )

@@ -1,5 +1,6 @@
-"""End to end on the shop: `dvc exp run -S env.name=shop ...` (the user's command) through the index, the shop
-student, rollouts, snapshots, labels and quadrants, in a temporary copy of the project at a tiny scale."""
+"""End to end on the shop: `dvc exp run -S env.name=shop ...` (the user's command) through the
+index, the shop student, rollouts, snapshots, labels and quadrants, in a temporary copy of the
+project at a tiny scale."""
 
 import json
 
@@ -8,10 +9,24 @@ import pytest
 from teachable.core.records import Episode, Snapshot, read_jsonl
 from tests.project_copy import copy_project
 
-SHOP = ["env.name=shop", "env.levels=[all]", "env.max_steps=8", "shop.n_products=150", "shop.n_query_samples=2"]
+SHOP = [
+    "env.name=shop",
+    "env.levels=[all]",
+    "env.max_steps=8",
+    "shop.n_products=150",
+    "shop.n_query_samples=2",
+]
 TINY = {
-    "student": {"n_train_tasks": 40, "max_train_steps": 6, "eval_every": 3, "n_eval_tasks": 4,
-                "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
+    "student": {
+        "n_train_tasks": 40,
+        "max_train_steps": 6,
+        "eval_every": 3,
+        "n_eval_tasks": 4,
+        "hidden_size": 32,
+        "num_layers": 1,
+        "num_heads": 2,
+        "intermediate_size": 64,
+    },
     "rollouts": {"n_tasks": 8, "batch_size": 8},
     "snapshots": {"max_snapshots": 8, "expert_tasks": 2, "expert_sample_rate": 0.5},
     "label": {"round_size": 2, "max_rollouts": 2, "cpt_rollouts": 2},
@@ -24,7 +39,8 @@ pytestmark = pytest.mark.domains  # `make test-all` only (each test is slow too)
 @pytest.fixture(scope="module")
 def shop_project(tmp_path_factory):
     work = tmp_path_factory.mktemp("shop-clone") / "project"
-    run = copy_project(work, TINY, {"PYTHONPATH": str(work)})  # the copy's code, not an installed one
+    # the copy's code, not an installed one
+    run = copy_project(work, TINY, {"PYTHONPATH": str(work)})
     result = run("dvc", "exp", "run", *[arg for kv in SHOP for arg in ("-S", kv)], *STAGES)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work, run
@@ -34,13 +50,19 @@ def shop_project(tmp_path_factory):
 def test_shop_repro_runs_through_quadrants(shop_project):
     work, _ = shop_project
     meta = json.loads((work / "data/shop/meta.json").read_text())
-    assert meta["built"] and meta["n_products"] == 150 and (work / "data/shop/index/fingerprint.json").exists()
+    assert (
+        meta["built"]
+        and meta["n_products"] == 150
+        and (work / "data/shop/index/fingerprint.json").exists()
+    )
     card = json.loads((work / "models/student/card.json").read_text())
     assert card["levels"] == ["all"] and (work / "models/student/model.safetensors").exists()
     episodes = read_jsonl(work / "data/rollouts/student.jsonl", Episode)
     assert len(episodes) == 8 and all(ep.env == "shop" for ep in episodes)
     first = episodes[0].steps[0]
-    assert first.valid_actions == ["search[...]"] and all(a.startswith("search[") for a in first.action_probs)
+    assert first.valid_actions == ["search[...]"] and all(
+        a.startswith("search[") for a in first.action_probs
+    )
     snaps = read_jsonl(work / "data/snapshots.jsonl", Snapshot)
     assert snaps and all(s.env == "shop" for s in snaps)
     labeled = read_jsonl(work / "data/quadrant_snapshots.jsonl")

@@ -20,10 +20,21 @@ def test_show_prints_state_distribution_advice_outcomes_and_training(repo, capsy
     q1 = next(r for r in records if r["quadrant"] == "Q1_highU_highL")
     assert main(["show", q1["snapshot_id"], "--root", str(root)]) == 0
     out = capsys.readouterr().out
-    for text in (q1["mission"], q1["obs"], f"p({q1['student_action']})", q1["teacher"]["hint"],
-                 "p_force (expert action forced, then student)", "over 14 rollouts", "p_placebo", "L_local = p_force - p_student",
-                 "(paired)", "ELP_net (route chosen on even rollouts, scored on odd)",
-                 "Q1_highU_highL", "Q1-contrast, Q1-demo, Q1-hint", "phase 5 selection"):
+    for text in (
+        q1["mission"],
+        q1["obs"],
+        f"p({q1['student_action']})",
+        q1["teacher"]["hint"],
+        "p_force (expert action forced, then student)",
+        "over 14 rollouts",
+        "p_placebo",
+        "L_local = p_force - p_student",
+        "(paired)",
+        "ELP_net (route chosen on even rollouts, scored on odd)",
+        "Q1_highU_highL",
+        "Q1-contrast, Q1-demo, Q1-hint",
+        "phase 5 selection",
+    ):
         assert text in out, text
     lines = [line for line in out.splitlines() if line.strip().startswith("p(")]
     probs = [float(line.split(")")[1].split()[0]) for line in lines]
@@ -32,7 +43,8 @@ def test_show_prints_state_distribution_advice_outcomes_and_training(repo, capsy
 
 def test_show_lists_micro_training_and_selection(repo, capsys):
     root, records = repo
-    first = records[0]  # micro-trained (records[:20]) and picked by the random selection method (records[0::4])
+    # micro-trained (records[:20]) and picked by the random selection method (records[0::4])
+    first = records[0]
     assert main(["show", first["snapshot_id"], "--root", str(root), "--json"]) == 0
     view = json.loads(capsys.readouterr().out)
     assert view["training"]["micro_training"]["snapshot_id"] == first["snapshot_id"]
@@ -45,7 +57,11 @@ def test_unknown_id_exits_2_and_says_how_to_find_ids(repo, capsys):
     root, _ = repo
     assert main(["show", "no-such-id", "--root", str(root)]) == 2
     err = capsys.readouterr().err
-    assert "unknown snapshot id 'no-such-id'" in err and "snap-" in err and "quadrant_snapshots.jsonl" in err
+    assert (
+        "unknown snapshot id 'no-such-id'" in err
+        and "snap-" in err
+        and "quadrant_snapshots.jsonl" in err
+    )
 
 
 def test_missing_data_exits_2(tmp_path, capsys):
@@ -62,22 +78,27 @@ def test_html_view_is_anchored_and_escaped(repo):
 
 
 def test_list_filters_sorts_and_counts(repo, capsys):
-    """`teachable list`: every snapshot of the quadrant file, one row each; --quadrant and --split filter,
-    --sort L_local puts the largest first, --limit cuts; --json gives the rows."""
+    """`teachable list`: every snapshot of the quadrant file, one row each; --quadrant and --split
+    filter, --sort L_local puts the largest first, --limit cuts; --json gives the rows."""
     root, records = repo
     assert main(["list", "--root", str(root)]) == 0
     assert capsys.readouterr().out.strip().endswith(f"{len(records)} snapshots")
-    assert main(["list", "--root", str(root), "--quadrant", "Q1", "--sort", "L_local", "--json"]) == 0
+    assert (
+        main(["list", "--root", str(root), "--quadrant", "Q1", "--sort", "L_local", "--json"]) == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     q1 = [r for r in records if r["quadrant"].startswith("Q1")]
     assert len(rows) == len(q1) > 1 and {r["quadrant"] for r in rows} == {"Q1"}
-    assert [r["L_local"] for r in rows] == sorted((r["leverage"]["L_local"] for r in q1), reverse=True)
+    assert [r["L_local"] for r in rows] == sorted(
+        (r["leverage"]["L_local"] for r in q1), reverse=True
+    )
     assert main(["list", "--root", str(root), "--split", "eval", "--limit", "1", "--json"]) == 0
     assert [r["split"] for r in json.loads(capsys.readouterr().out)] == ["eval"]
 
 
 def test_teachable_is_a_console_script():
-    """pyproject.toml installs `teachable` (not only `python -m teachable`), and its help names every command."""
+    """pyproject.toml installs `teachable` (not only `python -m teachable`), and its help names
+    every command."""
     import tomllib
     from pathlib import Path
 

@@ -3,7 +3,12 @@ import pytest
 from teachable.core.params import SnapshotParams
 from teachable.envs import RestoreError
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
-from teachable.rollout.snapshots import failure_snapshots, qualifying_steps, retention_panel, verify_restorable
+from teachable.rollout.snapshots import (
+    failure_snapshots,
+    qualifying_steps,
+    retention_panel,
+    verify_restorable,
+)
 from teachable.core.resume import ScratchLog
 from tests.test_rollout import RecordingPolicy
 
@@ -12,7 +17,9 @@ from tests.test_rollout import RecordingPolicy
 def episodes():
     engine = RolloutEngine(RecordingPolicy("go forward"), max_steps=8, history_len=2, temperature=0)
     failing = engine.run([RolloutSpec(f"f{i}", "GoToLocal", i) for i in range(4)])
-    solved = RolloutEngine(None, max_steps=64).run([RolloutSpec("x", "GoToObj", 1, control="expert")])
+    solved = RolloutEngine(None, max_steps=64).run(
+        [RolloutSpec("x", "GoToObj", 1, control="expert")]
+    )
     return failing + solved
 
 
@@ -39,8 +46,12 @@ def test_a_corrupted_snapshot_fails_verification(episodes):
 def test_last_k_steps_only(episodes):
     longest = max(episodes, key=lambda ep: len(ep.steps))
     assert len(longest.steps) == 8
-    assert qualifying_steps(longest, SnapshotParams.defaults(steps="last_k", last_k=3, min_step=0)) == [5, 6, 7]
-    assert qualifying_steps(longest, SnapshotParams.defaults(steps="all", min_step=2)) == list(range(2, 8))
+    assert qualifying_steps(
+        longest, SnapshotParams.defaults(steps="last_k", last_k=3, min_step=0)
+    ) == [5, 6, 7]
+    assert qualifying_steps(longest, SnapshotParams.defaults(steps="all", min_step=2)) == list(
+        range(2, 8)
+    )
 
 
 def test_retention_panel_holds_solved_tasks(episodes):

@@ -1,5 +1,5 @@
-"""The pinned offline student: every machine labels the same student, checked by SHA-256, rebuilt only on request
-or when the params it was built with are not the current ones."""
+"""The pinned offline student: every machine labels the same student, checked by SHA-256, rebuilt
+only on request or when the params it was built with are not the current ones."""
 
 from __future__ import annotations
 
@@ -19,12 +19,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_committed_pin_is_intact_and_built_with_the_default_params():
-    """If this fails after a change to params.yaml's student, env or seed, the pilot would build another student on
-    every machine: rebuild (`-S student.rebuild=true`), then `python -m teachable pin` and commit the pin."""
+    """If this fails after a change to params.yaml's student, env or seed, the pilot would build
+    another student on every machine: rebuild (`-S student.rebuild=true`), then `python -m teachable
+    pin` and commit the pin."""
     params = load_params(ROOT / "params.yaml")
     record = pin.verify(ROOT / params.student.pinned)
     assert pin.key_differences(record["build_key"], pin.build_key(params)) == []
-    assert set(record["files"]) >= {"model.safetensors", "tokenizer.json", "config.json", "card.json"}
+    assert set(record["files"]) >= {
+        "model.safetensors",
+        "tokenizer.json",
+        "config.json",
+        "card.json",
+    }
 
 
 def test_a_pin_verifies_and_any_changed_or_missing_file_is_named(tiny_student_dir, tmp_path):
@@ -44,7 +50,9 @@ def test_a_pin_verifies_and_any_changed_or_missing_file_is_named(tiny_student_di
 
 def test_the_build_key_ignores_where_the_student_runs_but_not_what_is_built():
     base = pin.build_key(Params.defaults())
-    served = pin.build_key(Params.defaults(student={"device": "cpu", "score_batch_size": 8, "rebuild": True}))
+    served = pin.build_key(
+        Params.defaults(student={"device": "cpu", "score_batch_size": 8, "rebuild": True})
+    )
     assert pin.key_differences(base, served) == []
     other = pin.build_key(Params.defaults(student={"hidden_size": 64}, env={"levels": ["GoToObj"]}))
     assert pin.key_differences(base, other) == ["env.levels", "student.hidden_size"]
@@ -53,7 +61,9 @@ def test_the_build_key_ignores_where_the_student_runs_but_not_what_is_built():
 @pytest.fixture
 def stage_dir(tiny_student_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    pin.write_pin(tiny_student_dir, tmp_path / "models/pinned-student", pin.build_key(Params.defaults()))
+    pin.write_pin(
+        tiny_student_dir, tmp_path / "models/pinned-student", pin.build_key(Params.defaults())
+    )
     return tmp_path
 
 
@@ -68,9 +78,14 @@ def test_the_stage_copies_a_matching_pin_byte_for_byte(stage_dir):
 
 def test_the_stage_builds_when_asked_or_when_the_pin_is_for_other_params(stage_dir, caplog):
     student = load_stage("student")
-    assert student.pinned_card(Params.defaults(student={"rebuild": True}), stage_dir / "out") is None
+    assert (
+        student.pinned_card(Params.defaults(student={"rebuild": True}), stage_dir / "out") is None
+    )
     with caplog.at_level(logging.WARNING):
-        assert student.pinned_card(Params.defaults(student={"max_train_steps": 7}), stage_dir / "out") is None
+        assert (
+            student.pinned_card(Params.defaults(student={"max_train_steps": 7}), stage_dir / "out")
+            is None
+        )
     assert "student.max_train_steps" in caplog.text
     assert not (stage_dir / "out").exists()  # nothing copied
 

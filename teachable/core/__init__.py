@@ -1,1 +1,2 @@
-"""The core: params, records, tracking, resume logs, task seeds. Imports nothing else of the project."""
+"""The core: params, records, tracking, resume logs, task seeds. Imports nothing else of the
+project."""

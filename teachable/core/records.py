@@ -1,7 +1,8 @@
 """Data contracts between stages and their JSONL storage.
 
-Records are pydantic models so a stage reading another stage's output checks its shape; field names follow the
-seeds. Files are plain JSON lines (no pickles). A malformed line is reported with the file name and line number.
+Records are pydantic models so a stage reading another stage's output checks its shape; field names
+follow the seeds. Files are plain JSON lines (no pickles). A malformed line is reported with the
+file name and line number.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class InputError(ValueError):
-    """An input the stage cannot use (empty, inconsistent, a model directory that does not load): a stage ends
-    with its one-line message and exit code 2 (`teachable.stage.run`)."""
+    """An input the stage cannot use (empty, inconsistent, a model directory that does not load): a
+    stage ends with its one-line message and exit code 2 (`teachable.stage.run`)."""
 
 
 class RecordError(InputError):
@@ -39,8 +40,9 @@ class Step(Record):
     action_probs: dict[str, float] = {}
     parse_ok: bool = True
     state_hash: str = ""
-    # On a parse failure (generate mode) the step also carries `reply`, the raw text that named no valid action; it
-    # is an extra field, absent from parsed steps, so score-mode records are byte-for-byte what they were.
+    # On a parse failure (generate mode) the step also carries `reply`, the raw text that named no
+    # valid action; it is an extra field, absent from parsed steps, so score-mode records are
+    # byte-for-byte what they were.
 
 
 class Episode(Record):
@@ -54,8 +56,10 @@ class Episode(Record):
     reward: float
     n_steps: int
     steps: list[Step] = []
-    cycled: bool = False  # ended early in a greedy loop it could never leave (RolloutEngine.stop_cycles)
-    first_action: str | None = None  # the action taken at the start state (forced, chosen or the expert's)
+    # ended early in a greedy loop it could never leave (RolloutEngine.stop_cycles)
+    cycled: bool = False
+    # the action taken at the start state (forced, chosen or the expert's)
+    first_action: str | None = None
 
 
 class EnvState(Record):
@@ -95,11 +99,13 @@ _HUGE = re.compile(r"\d[eE]\+?\d{3}")  # a literal such as 1e999 that parses to 
 
 
 def non_finite_field(obj, where: str = "") -> tuple[str, float] | None:
-    """The dotted name (list items by index) and value of the first NaN or infinite number in `obj`; None if all
-    are finite."""
+    """The dotted name (list items by index) and value of the first NaN or infinite number in `obj`;
+    None if all are finite."""
     if isinstance(obj, float):
         return None if math.isfinite(obj) else (where, obj)
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    items = (
+        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    )
     for key, value in items:
         found = non_finite_field(value, f"{where}.{key}" if where else str(key))
         if found:
@@ -112,10 +118,12 @@ def _json_token(value: float) -> str:
 
 
 def iter_jsonl(path: str | Path, model: type[R] | None = None) -> Iterator[R | dict]:
-    """Yield each record of a JSONL file; blank lines are skipped, bad lines raise RecordError naming file:line.
+    """Yield each record of a JSONL file; blank lines are skipped, bad lines raise RecordError
+    naming file:line.
 
-    NaN and infinite numbers (which Python's json reads and writes) are refused, naming the field: one NaN U once
-    made the U threshold NaN and put every snapshot in Q3/Q4 without a word (issue 33)."""
+    NaN and infinite numbers (which Python's json reads and writes) are refused, naming the field:
+    one NaN U once made the U threshold NaN and put every snapshot in Q3/Q4 without a word
+    (issue 33)."""
     path = Path(path)
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -123,12 +131,18 @@ def iter_jsonl(path: str | Path, model: type[R] | None = None) -> Iterator[R | d
                 continue
             constants = []
             try:
-                obj = json.loads(line, parse_constant=lambda name: constants.append(name) or float(name))
+                obj = json.loads(
+                    line, parse_constant=lambda name: constants.append(name) or float(name)
+                )
             except json.JSONDecodeError as err:
-                raise RecordError(f"{path}:{lineno}: malformed JSON ({err.msg} at column {err.colno})") from None
+                raise RecordError(
+                    f"{path}:{lineno}: malformed JSON ({err.msg} at column {err.colno})"
+                ) from None
             if (constants or _HUGE.search(line)) and (bad := non_finite_field(obj)):
-                raise RecordError(f"{path}:{lineno}: field '{bad[0]}' is {_json_token(bad[1])}, not a finite number "
-                                  "(records must hold finite numbers: fix or regenerate it)")
+                raise RecordError(
+                    f"{path}:{lineno}: field '{bad[0]}' is {_json_token(bad[1])}, not a finite number "
+                    "(records must hold finite numbers: fix or regenerate it)"
+                )
             if model is None:
                 yield obj
                 continue
@@ -137,7 +151,9 @@ def iter_jsonl(path: str | Path, model: type[R] | None = None) -> Iterator[R | d
             except ValidationError as err:
                 first = err.errors()[0]
                 where = ".".join(str(p) for p in first["loc"])
-                raise RecordError(f"{path}:{lineno}: not a valid {model.__name__}: {where}: {first['msg']}") from None
+                raise RecordError(
+                    f"{path}:{lineno}: not a valid {model.__name__}: {where}: {first['msg']}"
+                ) from None
 
 
 def read_jsonl(path: str | Path, model: type[R] | None = None) -> list:
@@ -150,7 +166,8 @@ def _line(record: BaseModel | dict) -> str:
 
 
 def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict]) -> int:
-    """Write atomically (temp file + rename) so a killed stage never leaves a half-written output."""
+    """Write atomically (temp file + rename) so a killed stage never leaves a half-written
+    output."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -210,8 +227,9 @@ def _field(record: BaseModel | dict, name: str):
     """The value at a dotted field name (`leverage.L_local`); KeyError where any part is missing."""
     value = record
     for part in name.split("."):
-        if isinstance(value, BaseModel) and part in (value.model_fields_set | set(type(value).model_fields)
-                                                     | set(value.model_extra or {})):
+        if isinstance(value, BaseModel) and part in (
+            value.model_fields_set | set(type(value).model_fields) | set(value.model_extra or {})
+        ):
             value = getattr(value, part)
         elif isinstance(value, dict) and part in value:
             value = value[part]
@@ -220,11 +238,13 @@ def _field(record: BaseModel | dict, name: str):
     return value
 
 
-def require_fields(records: list, fields: Iterable[str], path: str | Path,
-                   lines: Iterable[int] | None = None) -> list:
-    """`records` as read from `path` (in order, as `read_jsonl` gives them), checked to hold every one of `fields`
-    (dotted names reach into nested objects) with a value other than null; else a MissingFieldError naming file,
-    line and field. `lines`: each record's line number, where not those of `path` as it is now."""
+def require_fields(
+    records: list, fields: Iterable[str], path: str | Path, lines: Iterable[int] | None = None
+) -> list:
+    """`records` as read from `path` (in order, as `read_jsonl` gives them), checked to hold every
+    one of `fields` (dotted names reach into nested objects) with a value other than null; else a
+    MissingFieldError naming file, line and field. `lines`: each record's line number, where not
+    those of `path` as it is now."""
     fields = list(fields)
     for index, record in enumerate(records):
         for name in fields:
@@ -235,26 +255,38 @@ def require_fields(records: list, fields: Iterable[str], path: str | Path,
             else:
                 problem = "has null for field"
             if value is None:
-                raise MissingFieldError(f"{_at(path, _line_numbers(path, lines), index)}: the record {problem} "
-                                        f"'{name}' (every record needs {', '.join(fields)})")
+                raise MissingFieldError(
+                    f"{_at(path, _line_numbers(path, lines), index)}: the record {problem} "
+                    f"'{name}' (every record needs {', '.join(fields)})"
+                )
     return records
 
 
-def require_unique(records: list, field: str, path: str | Path, lines: Iterable[int] | None = None) -> list:
-    """`records` as read from (or about to be written to) `path`, checked to hold each value of `field` once; else a
-    DuplicateIdError naming the value and both lines. `lines`: each record's line number, where not those of
-    `path` as it is now (for records about to be written: `range(1, len(records) + 1)`)."""
+def require_unique(
+    records: list, field: str, path: str | Path, lines: Iterable[int] | None = None
+) -> list:
+    """`records` as read from (or about to be written to) `path`, checked to hold each value of
+    `field` once; else a DuplicateIdError naming the value and both lines. `lines`: each record's
+    line number, where not those of `path` as it is now (for records about to be written: `range(1,
+    len(records) + 1)`)."""
     seen: dict = {}
     for index, record in enumerate(records):
         try:
             value = _field(record, field)
         except KeyError:
-            raise MissingFieldError(f"{_at(path, _line_numbers(path, lines), index)}: the record has no field "
-                                    f"'{field}'") from None
+            raise MissingFieldError(
+                f"{_at(path, _line_numbers(path, lines), index)}: the record has no field '{field}'"
+            ) from None
         if value in seen:
             numbers = _line_numbers(path, lines)
-            first = f"line {numbers[seen[value]]}" if seen[value] < len(numbers) else f"record {seen[value] + 1}"
-            raise DuplicateIdError(f"{_at(path, numbers, index)}: duplicate {field} {value!r} (first on {first}): "
-                                   f"each {field} must appear once")
+            first = (
+                f"line {numbers[seen[value]]}"
+                if seen[value] < len(numbers)
+                else f"record {seen[value] + 1}"
+            )
+            raise DuplicateIdError(
+                f"{_at(path, numbers, index)}: duplicate {field} {value!r} (first on {first}): "
+                f"each {field} must appear once"
+            )
         seen[value] = index
     return records

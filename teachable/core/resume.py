@@ -1,12 +1,14 @@
 """Resume logs for killed stages: scratch logs and checkpoint folders under `.scratch/`.
 
-A scratch log (or checkpoint folder) is keyed by the params the caller passes AND by the content of what the
-running stage depends on (`dependency_fingerprint`): its code, input data and models as `dvc.yaml` lists them. A
-killed run restarted after any of them changed starts afresh instead of mixing old results with new ones.
+A scratch log (or checkpoint folder) is keyed by the params the caller passes AND by the content of
+what the running stage depends on (`dependency_fingerprint`): its code, input data and models as
+`dvc.yaml` lists them. A killed run restarted after any of them changed starts afresh instead of
+mixing old results with new ones.
 
-A process holds an exclusive lock on each scratch log or folder it uses (`hold`), until it removes it or exits: a
-stage that outlived its `dvc repro` (SIGTERM to DVC alone orphans it) and the next `dvc repro` never work on one
-resume log at once; the second stops with one line naming the first's pid (`ScratchInUse`).
+A process holds an exclusive lock on each scratch log or folder it uses (`hold`), until it removes
+it or exits: a stage that outlived its `dvc repro` (SIGTERM to DVC alone orphans it) and the next
+`dvc repro` never work on one resume log at once; the second stops with one line naming the first's
+pid (`ScratchInUse`).
 """
 
 from __future__ import annotations
@@ -52,13 +54,17 @@ def _files(path: Path) -> Iterable[Path]:
     elif path.is_dir():
         for child in sorted(path.rglob("*")):
             rel = child.relative_to(path)
-            if child.is_file() and not SKIPPED_PARTS & set(rel.parts) and child.suffix not in SKIPPED_SUFFIXES:
+            if (
+                child.is_file()
+                and not SKIPPED_PARTS & set(rel.parts)
+                and child.suffix not in SKIPPED_SUFFIXES
+            ):
                 yield child
 
 
 def hash_paths(root: Path, paths: Iterable[str]) -> tuple[str, int]:
-    """sha256 over every named file's or folder's files (path and full content; byte caches skipped; a missing
-    path counts as missing): the digest and the bytes read."""
+    """sha256 over every named file's or folder's files (path and full content; byte caches skipped;
+    a missing path counts as missing): the digest and the bytes read."""
     h, size = hashlib.sha256(), 0
     for name in sorted(set(paths)):
         path = root / name
@@ -73,7 +79,8 @@ def hash_paths(root: Path, paths: Iterable[str]) -> tuple[str, int]:
 
 
 def _scripts(cmd) -> set[Path]:
-    """The .py files a dvc.yaml `cmd` (a string or a list of them) runs, relative to the dvc.yaml folder."""
+    """The .py files a dvc.yaml `cmd` (a string or a list of them) runs, relative to the dvc.yaml
+    folder."""
     out = set()
     for line in cmd if isinstance(cmd, list) else [cmd]:
         try:
@@ -85,8 +92,9 @@ def _scripts(cmd) -> set[Path]:
 
 
 def stage_deps(root: Path, script: Path) -> tuple[list[str], list[str]] | None:
-    """The stages of `root/dvc.yaml` whose cmd runs `script`, and the union of their deps (a script shared by
-    several stages, such as a matrix's cells, gets all of theirs); None when no stage runs it."""
+    """The stages of `root/dvc.yaml` whose cmd runs `script`, and the union of their deps (a script
+    shared by several stages, such as a matrix's cells, gets all of theirs); None when no stage runs
+    it."""
     try:
         spec = yaml.safe_load((root / DVC_FILE).read_text()) or {}
     except (OSError, yaml.YAMLError):
@@ -94,12 +102,16 @@ def stage_deps(root: Path, script: Path) -> tuple[list[str], list[str]] | None:
     script = script.resolve()
     names, deps = [], set()
     for name, stage in (spec.get("stages") or {}).items():
-        runs = isinstance(stage, dict) and any((root / s).resolve() == script for s in _scripts(stage.get("cmd", "")))
+        runs = isinstance(stage, dict) and any(
+            (root / s).resolve() == script for s in _scripts(stage.get("cmd", ""))
+        )
         if not runs:
             continue
         names.append(name)
         for dep in stage.get("deps") or []:
-            deps |= {str(d) for d in (dep if isinstance(dep, dict) else [dep]) if "${" not in str(d)}
+            deps |= {
+                str(d) for d in (dep if isinstance(dep, dict) else [dep]) if "${" not in str(d)
+            }
     return (names, sorted(deps)) if names else None
 
 
@@ -108,9 +120,10 @@ def _project_root(script: Path) -> Path | None:
 
 
 def dependency_fingerprint(script: str | Path | None = None) -> str:
-    """What a stage's output depends on besides its params: the content of the deps `dvc.yaml` lists for the
-    stage(s) whose cmd runs `script` (the running one, `sys.argv[0]`, by default). Without a dvc.yaml above the
-    script or a stage running it (a stage's `main` called from a test), the `teachable` package's source."""
+    """What a stage's output depends on besides its params: the content of the deps `dvc.yaml` lists
+    for the stage(s) whose cmd runs `script` (the running one, `sys.argv[0]`, by default). Without a
+    dvc.yaml above the script or a stage running it (a stage's `main` called from a test), the
+    `teachable` package's source."""
     started = time.perf_counter()
     script = Path(script if script is not None else (sys.argv[0] or "-"))
     root = _project_root(script) if script.suffix == ".py" else None
@@ -123,19 +136,25 @@ def dependency_fingerprint(script: str | Path | None = None) -> str:
         package = Path(__file__).resolve().parents[1]  # teachable/
         digest, size = hash_paths(package.parent, [package.name])
         what = f"the {package.name} package source (no {DVC_FILE} stage runs {script})"
-    log.info("resume logs keyed by %s: %.1f MB hashed in %.2f s", what, size / 1e6, time.perf_counter() - started)
+    log.info(
+        "resume logs keyed by %s: %.1f MB hashed in %.2f s",
+        what,
+        size / 1e6,
+        time.perf_counter() - started,
+    )
     return f"{'dvc' if found else 'package'}:{digest}"
 
 
 @functools.cache
 def current_fingerprint() -> str:
-    """`dependency_fingerprint()` of this process, computed once: a stage's resume logs all use the deps as they
-    were when it first asked (`current_fingerprint.cache_clear()` to recompute)."""
+    """`dependency_fingerprint()` of this process, computed once: a stage's resume logs all use the
+    deps as they were when it first asked (`current_fingerprint.cache_clear()` to recompute)."""
     return dependency_fingerprint()
 
 
 class ScratchInUse(RuntimeError):
-    """Another live process holds the scratch log or folder (`hold`): `teachable.stage.run` says so in one line."""
+    """Another live process holds the scratch log or folder (`hold`): `teachable.stage.run` says so
+    in one line."""
 
 
 LOCK_NAME = ".lock"
@@ -143,22 +162,23 @@ _held: dict[Path, int] = {}  # absolute scratch path -> the open lock file this 
 
 
 def lock_path(path: Path) -> Path:
-    """Where `path`'s lock lives: inside a folder (a checkpoint folder: nothing else to list beside it), beside a
-    file (`<log>.lock`)."""
+    """Where `path`'s lock lives: inside a folder (a checkpoint folder: nothing else to list beside
+    it), beside a file (`<log>.lock`)."""
     return path / LOCK_NAME if not path.suffix else path.with_name(f"{path.name}{LOCK_NAME}")
 
 
 def _secondary_rank() -> bool:
-    """A process of `accelerate launch` / torchrun other than rank 0: it shares rank 0's checkpoint folder, whose
-    lock rank 0 holds for the group."""
+    """A process of `accelerate launch` / torchrun other than rank 0: it shares rank 0's checkpoint
+    folder, whose lock rank 0 holds for the group."""
     return os.environ.get("RANK", "0") not in ("", "0")
 
 
 def hold(path: Path) -> None:
-    """Lock `path` (a scratch log or folder) for this process until `release` or exit (`fcntl.flock` on its lock
-    file: the kernel drops it when the process dies, SIGKILL included). Re-entrant. Held by another live process:
-    `ScratchInUse` naming its pid. Why: SIGTERM to `dvc repro` alone exits DVC and orphans the running stage, and
-    the next `dvc repro` once ran beside it on the same resume log, labeling snapshots twice at once."""
+    """Lock `path` (a scratch log or folder) for this process until `release` or exit (`fcntl.flock`
+    on its lock file: the kernel drops it when the process dies, SIGKILL included). Re-entrant. Held
+    by another live process: `ScratchInUse` naming its pid. Why: SIGTERM to `dvc repro` alone exits
+    DVC and orphans the running stage, and the next `dvc repro` once ran beside it on the same
+    resume log, labeling snapshots twice at once."""
     if _secondary_rank():
         return
     lock = lock_path(path)
@@ -179,9 +199,11 @@ def hold(path: Path) -> None:
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             who = f"process {other}" if other.isdigit() else "another process"
-            raise ScratchInUse(f"{path} is in use by {who} (a run of this stage that outlived its `dvc repro`?): "
-                               f"wait for it to end or stop it{f' (kill {other})' if other.isdigit() else ''}, "
-                               "then rerun") from None
+            raise ScratchInUse(
+                f"{path} is in use by {who} (a run of this stage that outlived its `dvc repro`?): "
+                f"wait for it to end or stop it{f' (kill {other})' if other.isdigit() else ''}, "
+                "then rerun"
+            ) from None
         with contextlib.suppress(OSError):
             if os.fstat(fd).st_ino == os.stat(lock).st_ino:
                 break  # else the holder removed the file between our open and our lock: try again
@@ -199,8 +221,8 @@ def release(path: Path) -> None:
 
 
 def remove_scratch(path: Path) -> None:
-    """Delete a scratch log or folder and its lock, then release the lock (in this order: nobody takes a lock on
-    what is being deleted)."""
+    """Delete a scratch log or folder and its lock, then release the lock (in this order: nobody
+    takes a lock on what is being deleted)."""
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -210,11 +232,13 @@ def remove_scratch(path: Path) -> None:
 
 
 def scratch_path(name: str, key: dict, suffix: str = "") -> Path:
-    """A path under .scratch/ unique to `name`, the JSON of `key` (params, data) and the running stage's deps
-    (`current_fingerprint`): other params, code, data or models never mix in. No `suffix`: a folder (checkpoints),
-    created. Locked for this process (`hold`)."""
+    """A path under .scratch/ unique to `name`, the JSON of `key` (params, data) and the running
+    stage's deps (`current_fingerprint`): other params, code, data or models never mix in. No
+    `suffix`: a folder (checkpoints), created. Locked for this process (`hold`)."""
     keyed = {"key": key, "deps": current_fingerprint()}
-    digest = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
     SCRATCH_DIR.mkdir(parents=True, exist_ok=True)
     path = SCRATCH_DIR / f"{name}-{digest}{suffix}"
     if not suffix:
@@ -224,9 +248,9 @@ def scratch_path(name: str, key: dict, suffix: str = "") -> Path:
 
 
 class ScratchLog:
-    """Finished units of a long stage, appended one JSON line at a time under a name keyed by the stage's params and
-    deps (`scratch_path`), so a killed run restarted with the same params, code, data and models skips what is done
-    (and a change to any of them starts afresh)."""
+    """Finished units of a long stage, appended one JSON line at a time under a name keyed by the
+    stage's params and deps (`scratch_path`), so a killed run restarted with the same params, code,
+    data and models skips what is done (and a change to any of them starts afresh)."""
 
     def __init__(self, stage: str, key: dict):
         self.stage = stage
@@ -240,12 +264,15 @@ class ScratchLog:
             return list(iter_jsonl(self.path, model))
         except RecordError as err:
             self._end_dead_runs()
-            raise RecordError(f"{err}; this resume log of a killed run is damaged: delete it (rm {self.path}) to "
-                              "start the stage afresh (its finished work is redone)") from None
+            raise RecordError(
+                f"{err}; this resume log of a killed run is damaged: delete it (rm {self.path}) to "
+                "start the stage afresh (its finished work is redone)"
+            ) from None
 
     def _end_dead_runs(self) -> None:
-        """The damaged log stops the stage before it opens its MLflow run, which is where runs of this stage left
-        RUNNING by a dead process are ended (KILLED): end them here, so the killed run is not left RUNNING."""
+        """The damaged log stops the stage before it opens its MLflow run, which is where runs of
+        this stage left RUNNING by a dead process are ended (KILLED): end them here, so the killed
+        run is not left RUNNING."""
         from teachable.core.tracking import end_stale_runs_of
 
         end_stale_runs_of(self.stage)
@@ -257,7 +284,9 @@ class ScratchLog:
             self.path.write_bytes(data[: data.rfind(b"\n") + 1])
 
     def append(self, record) -> None:
-        line = record.model_dump_json() if hasattr(record, "model_dump_json") else json.dumps(record)
+        line = (
+            record.model_dump_json() if hasattr(record, "model_dump_json") else json.dumps(record)
+        )
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()

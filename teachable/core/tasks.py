@@ -1,6 +1,7 @@
 """Task seeds, kept in disjoint ranges per purpose so no task is both trained on and evaluated on.
 
-A task is (level, seed); task i of a split uses level `levels[i % len(levels)]` and seed `offset + base + i`.
+A task is (level, seed); task i of a split uses level `levels[i % len(levels)]` and seed `offset +
+base + i`.
 """
 
 from __future__ import annotations
@@ -38,19 +39,22 @@ def make_tasks(levels: list[str], n: int, split: str, base_seed: int = 0) -> lis
 
 
 def is_heldout(seed: int, fraction: float) -> bool:
-    """Whether a snapshot task is held out of all training (phase 3 evaluates on it). Decided by the task seed
-    alone (a stable hash, not Python's salted `hash`), so every snapshot of one task lands on the same side."""
+    """Whether a snapshot task is held out of all training (phase 3 evaluates on it). Decided by the
+    task seed alone (a stable hash, not Python's salted `hash`), so every snapshot of one task lands
+    on the same side."""
     digest = hashlib.sha256(str(seed).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 def training_snapshots(records: list[dict]) -> list[dict]:
-    """The snapshots training may use: those the `quadrants` stage put on the train side of the split."""
+    """The snapshots training may use: those the `quadrants` stage put on the train side of the
+    split."""
     return [r for r in records if r.get("split", "train") == "train"]
 
 
 def rollout_sample_seed(seed: int, i: int) -> int:
-    """The student's sampling stream for phase 0 rollout `i` (`stages/rollouts.py`, task i of `make_tasks(...,
-    "pipeline")`) under the run's `seed`. Evaluation must not reuse it (`evaluation.panel_sample_seed`): a
-    retention task is a phase 0 task the base solved, and this stream would replay that very success."""
+    """The student's sampling stream for phase 0 rollout `i` (`stages/rollouts.py`, task i of
+    `make_tasks(..., "pipeline")`) under the run's `seed`. Evaluation must not reuse it
+    (`evaluation.panel_sample_seed`): a retention task is a phase 0 task the base solved, and this
+    stream would replay that very success."""
     return seed * 1_000_003 + i

@@ -1,5 +1,5 @@
-"""Text environments: the `TextEnv` protocol and a registry by name (BabyAI and the shop built in; others
-register)."""
+"""Text environments: the `TextEnv` protocol and a registry by name (BabyAI and the shop built in;
+others register)."""
 
 from teachable.envs.base import RestoreError, TextEnv
 
@@ -7,7 +7,8 @@ _REGISTRY: dict[str, type] = {}
 
 
 def register_env(name: str, cls: type) -> None:
-    """Make an environment class available by name; it takes (level, max_steps) and has `restore`."""
+    """Make an environment class available by name; it takes (level, max_steps) and has
+    `restore`."""
     _REGISTRY[name] = cls
 
 
@@ -41,14 +42,17 @@ def make_env(name: str, level: str, max_steps: int | None = None) -> TextEnv:
     return _env_class(name)(level, max_steps=max_steps)
 
 
-def restore_env(name: str, state: dict, expected_hash: str | None = None, max_steps: int | None = None) -> TextEnv:
+def restore_env(
+    name: str, state: dict, expected_hash: str | None = None, max_steps: int | None = None
+) -> TextEnv:
     """Rebuild a stored state by deterministic replay, verified against its hash."""
     return _env_class(name).restore(state, expected_hash, max_steps=max_steps)
 
 
 def tokenizer_words(name: str) -> list[str]:
-    """Strings an offline student's tokenizer keeps whole (the shop's product ids, so that picking a result is
-    one token); none for BabyAI. An environment class offers them as a `tokenizer_words()` classmethod."""
+    """Strings an offline student's tokenizer keeps whole (the shop's product ids, so that picking a
+    result is one token); none for BabyAI. An environment class offers them as a `tokenizer_words()`
+    classmethod."""
     words = getattr(_env_class(name), "tokenizer_words", None)
     return list(words()) if words else []
 
@@ -59,31 +63,58 @@ def known_levels(name: str) -> list[str]:
 
 
 def configure_envs(params) -> None:
-    """Check `env.levels` against the environment (here, not in the params model, so that reading params imports
-    no environment) and apply the params environments made by name need (the shop: its query sampling and
-    reward rule; retail: its database). Every stage calls it before any work."""
+    """Check `env.levels` against the environment (here, not in the params model, so that reading
+    params imports no environment) and apply the params environments made by name need (the shop:
+    its query sampling and reward rule; retail: its database). Every stage calls it before any
+    work."""
     from teachable.core.params import ParamsError
 
     known = known_levels(params.env.name)
     unknown = [lvl for lvl in params.env.levels if lvl not in known]
     if unknown:
-        hint = f" (e.g. dvc exp run -S env.name={params.env.name} -S 'env.levels=[all]')" \
-            if params.env.name in ("shop", "retail") else ""
-        raise ParamsError(f"invalid parameters: env.levels: unknown {params.env.name} level(s) {unknown}; "
-                          f"known: {sorted(known)}{hint}")
+        hint = (
+            f" (e.g. dvc exp run -S env.name={params.env.name} -S 'env.levels=[all]')"
+            if params.env.name in ("shop", "retail")
+            else ""
+        )
+        raise ParamsError(
+            f"invalid parameters: env.levels: unknown {params.env.name} level(s) {unknown}; "
+            f"known: {sorted(known)}{hint}"
+        )
     if params.env.name == "shop":
         from teachable.envs.shop import configure_shop
 
-        configure_shop(n_open_samples=params.shop.n_query_samples, reward_rule=params.shop.reward,
-                       webshop_rules=params.shop.webshop_rules)
+        configure_shop(
+            n_open_samples=params.shop.n_query_samples,
+            reward_rule=params.shop.reward,
+            webshop_rules=params.shop.webshop_rules,
+        )
     if params.env.name == "retail":
         from teachable.envs.retail import configure_retail
 
         r = params.retail
-        configure_retail(n_users=r.n_users, orders_per_user=r.orders_per_user, n_products=r.n_products,
-                         db_seed=r.db_seed, taubench_dir=r.taubench_dir if r.source == "taubench" else "",
-                         task_split=r.task_split, parse_failure=r.parse_failure, unplayable=r.unplayable,
-                         user=r.user, user_llm=r.user_llm)
+        configure_retail(
+            n_users=r.n_users,
+            orders_per_user=r.orders_per_user,
+            n_products=r.n_products,
+            db_seed=r.db_seed,
+            taubench_dir=r.taubench_dir if r.source == "taubench" else "",
+            task_split=r.task_split,
+            parse_failure=r.parse_failure,
+            unplayable=r.unplayable,
+            user=r.user,
+            user_llm=r.user_llm,
+        )
 
 
-__all__ = ["RestoreError", "TextEnv", "configure_envs", "env_names", "known_levels", "make_env", "register_env", "restore_env", "tokenizer_words"]
+__all__ = [
+    "RestoreError",
+    "TextEnv",
+    "configure_envs",
+    "env_names",
+    "known_levels",
+    "make_env",
+    "register_env",
+    "restore_env",
+    "tokenizer_words",
+]

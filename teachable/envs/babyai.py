@@ -1,7 +1,8 @@
 """BabyAI levels (minigrid) as a text environment, with minigrid's BabyAIBot as the expert.
 
-The observation is the agent's 7x7 egocentric view rendered as words: every visible object with its colour, type
-and position in steps forward/left/right, doors with their state, the nearest walls, and what the agent carries.
+The observation is the agent's 7x7 egocentric view rendered as words: every visible object with its
+colour, type and position in steps forward/left/right, doors with their state, the nearest walls,
+and what the agent carries.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import minigrid  # noqa: F401  (registers the BabyAI environments)
 import numpy as np
 from minigrid.core.constants import DIR_TO_VEC, IDX_TO_COLOR, IDX_TO_OBJECT
 from minigrid.envs.babyai.core.verifier import ObjDesc
-from minigrid.utils.baby_ai_bot import BabyAIBot, DisappearedBoxError, DropSubgoal, GoNextToSubgoal, PickupSubgoal
+from minigrid.utils.baby_ai_bot import (
+    BabyAIBot,
+    DisappearedBoxError,
+    DropSubgoal,
+    GoNextToSubgoal,
+    PickupSubgoal,
+)
 
 from teachable.envs.base import replay
 
@@ -31,7 +38,8 @@ BABYAI_LEVELS: dict[str, str] = {
 }
 
 DOOR_STATES = {0: "open", 1: "closed", 2: "locked"}
-AGENT_COL, AGENT_ROW = 3, 6  # the agent's cell in the egocentric view; row 6 - j is the distance forward
+# the agent's cell in the egocentric view; row 6 - j is the distance forward
+AGENT_COL, AGENT_ROW = 3, 6
 OBJECT_TYPES = {"key", "ball", "box", "door", "goal", "lava"}
 
 
@@ -45,7 +53,8 @@ def _offset(forward: int, right: int) -> str:
 
 
 def render_view(image: np.ndarray, carrying: str | None) -> str:
-    """Words for one egocentric view. `image[i, j]` = (type, colour, state); i is the column, j the row."""
+    """Words for one egocentric view. `image[i, j]` = (type, colour, state); i is the column, j the
+    row."""
     seen = []
     for i in range(image.shape[0]):
         for j in range(image.shape[1]):
@@ -55,7 +64,11 @@ def render_view(image: np.ndarray, carrying: str | None) -> str:
             if kind not in OBJECT_TYPES:
                 continue
             color = IDX_TO_COLOR[int(image[i, j, 1])]
-            name = f"{DOOR_STATES[int(image[i, j, 2])]} {color} door" if kind == "door" else f"{color} {kind}"
+            name = (
+                f"{DOOR_STATES[int(image[i, j, 2])]} {color} door"
+                if kind == "door"
+                else f"{color} {kind}"
+            )
             forward, right = AGENT_ROW - j, i - AGENT_COL
             seen.append((forward + abs(right), forward, right, f"{name} {_offset(forward, right)}"))
     seen.sort()
@@ -78,8 +91,8 @@ def render_view(image: np.ndarray, carrying: str | None) -> str:
 
 
 class BabyAITextEnv:
-    """One BabyAI level as a `TextEnv`. The expert bot is created on first use (planning from the state at hand,
-    see `plan_from_here`) and then kept in step."""
+    """One BabyAI level as a `TextEnv`. The expert bot is created on first use (planning from the
+    state at hand, see `plan_from_here`) and then kept in step."""
 
     LEVELS = tuple(BABYAI_LEVELS)
 
@@ -97,13 +110,15 @@ class BabyAITextEnv:
         self.mission = ""
         self.observation = ""
 
-    # -- gymnasium-style API -------------------------------------------------------------------------------------
+    # -- gymnasium-style API -----------------------------------------------------------------------
     def reset(self, seed: int) -> tuple[str, dict]:
-        with contextlib.redirect_stdout(io.StringIO()):  # GoToLocal prints "Sampling rejected..." while placing
+        # GoToLocal prints "Sampling rejected..." while placing
+        with contextlib.redirect_stdout(io.StringIO()):
             obs, _ = self._env.reset(seed=int(seed))
         self.seed = int(seed)
-        # An explicit horizon wins over the level's own (a rollout from a late snapshot gets its full
-        # `label.horizon`); minigrid's own limit is raised to match so it does not truncate first.
+        # An explicit horizon wins over the level's own (a rollout from a late snapshot gets its
+        # full `label.horizon`); minigrid's own limit is raised to match so it does not truncate
+        # first.
         self.max_steps = self._max_steps or self._env.max_steps
         self._env.max_steps = max(self._env.max_steps, self.max_steps)
         self.actions = []
@@ -111,8 +126,10 @@ class BabyAITextEnv:
         self._bot: BabyAIBot | None = None
         self._suggestion: int | None = None
         self._last_action: int | None = None
-        self._seen = np.zeros((self._env.width, self._env.height), dtype=bool)  # cells seen, up to `_views`
-        self._views = [(self._env.agent_pos, self._env.agent_dir, obs["image"])]  # views not yet in `_seen`
+        # cells seen, up to `_views`
+        self._seen = np.zeros((self._env.width, self._env.height), dtype=bool)
+        # views not yet in `_seen`
+        self._views = [(self._env.agent_pos, self._env.agent_dir, obs["image"])]
         self.mission = obs["mission"]
         self.observation = render_view(obs["image"], self._carrying())
         return self.observation, {"mission": self.mission}
@@ -128,12 +145,13 @@ class BabyAITextEnv:
         self.history.append({"obs": self.observation, "action": action})
         self._last_action, self._suggestion = idx, None
         truncated = bool(truncated or self.step_count >= self.max_steps) and not terminated
-        self._views.append((self._env.agent_pos, self._env.agent_dir, obs["image"]))  # folded in when needed
+        # folded in when needed
+        self._views.append((self._env.agent_pos, self._env.agent_dir, obs["image"]))
         self.observation = render_view(obs["image"], self._carrying())
         success = bool(terminated and reward > 0)
         return self.observation, float(reward), bool(terminated), truncated, {"success": success}
 
-    # -- what the pipeline needs on top --------------------------------------------------------------------------
+    # -- what the pipeline needs on top ------------------------------------------------------------
     @property
     def step_count(self) -> int:
         return len(self.actions)
@@ -142,11 +160,12 @@ class BabyAITextEnv:
         return list(ACTIONS)
 
     def _seen_cells(self) -> np.ndarray:
-        """Every cell seen so far in the episode (world coordinates), as a bot kept in step from reset would have
-        marked them in its `vis_mask` (`BabyAIBot._process_obs`). Views are folded in only when asked for, so
-        steps taken without the expert cost nothing more."""
+        """Every cell seen so far in the episode (world coordinates), as a bot kept in step from
+        reset would have marked them in its `vis_mask` (`BabyAIBot._process_obs`). Views are folded
+        in only when asked for, so steps taken without the expert cost nothing more."""
         for agent_pos, agent_dir, image in self._views:
-            vis_i, vis_j = np.nonzero(image[:, :, 0])  # cells out of view are encoded as `unseen`, index 0
+            # cells out of view are encoded as `unseen`, index 0
+            vis_i, vis_j = np.nonzero(image[:, :, 0])
             view = image.shape[0]
             fwd = DIR_TO_VEC[agent_dir]
             right = np.array((-fwd[1], fwd[0]))
@@ -165,18 +184,20 @@ class BabyAITextEnv:
             try:
                 self._suggestion = int(self._bot.replan(self._last_action))
             except (DisappearedBoxError, AssertionError):
-                # Off-plan actions (a box toggled open, an object dropped or picked up) can break the bot's plan:
-                # plan afresh from the current state.
+                # Off-plan actions (a box toggled open, an object dropped or picked up) can break
+                # the bot's plan: plan afresh from the current state.
                 self._bot = plan_from_here(self._env, self._seen_cells())
                 try:
                     self._suggestion = int(self._bot.replan(None))
                 except AssertionError:
-                    # Last resort (the fresh plan fails too, e.g. no known free cell to put a carried object on): put
-                    # it down ahead if that cell is free, else turn, then plan afresh at the next state.
+                    # Last resort (the fresh plan fails too, e.g. no known free cell to put a
+                    # carried object on): put it down ahead if that cell is free, else turn, then
+                    # plan afresh at the next state.
                     self._bot = None
                     front_free = self._env.grid.get(*self._env.front_pos) is None
                     return "drop" if front_free and self._env.carrying is not None else "turn left"
-        # The bot says `done` only once the mission is complete; in the levels used here the episode has ended.
+        # The bot says `done` only once the mission is complete; in the levels used here the episode
+        # has ended.
         return ACTIONS[self._suggestion] if self._suggestion != DONE else "go forward"
 
     def state(self) -> dict:
@@ -186,20 +207,25 @@ class BabyAITextEnv:
         return self._env.hash()
 
     def fork(self) -> BabyAITextEnv:
-        return copy.deepcopy(self)  # env and bot together, so the copy's bot plans on the copy's grid
+        # env and bot together, so the copy's bot plans on the copy's grid
+        return copy.deepcopy(self)
 
     @classmethod
-    def restore(cls, state: dict, expected_hash: str | None = None, max_steps: int | None = None) -> BabyAITextEnv:
-        """Rebuild a state by replaying (level, seed, actions); verify it against the stored hash."""
+    def restore(
+        cls, state: dict, expected_hash: str | None = None, max_steps: int | None = None
+    ) -> BabyAITextEnv:
+        """Rebuild a state by replaying (level, seed, actions); verify it against the stored
+        hash."""
         return replay(cls(state["level"], max_steps=max_steps), state, expected_hash)
 
-    # -- facts for the oracle teacher ----------------------------------------------------------------------------
+    # -- facts for the oracle teacher --------------------------------------------------------------
     def _carrying(self) -> str | None:
         item = self._env.carrying
         return f"a {item.color} {item.type}" if item is not None else None
 
     def target_hint(self) -> str:
-        """Where the mission's object is, relative to the agent (the oracle's hint: no action named)."""
+        """Where the mission's object is, relative to the agent (the oracle's hint: no action
+        named)."""
         desc = _mission_object(self._env.instrs)
         if desc is None or not desc.obj_poss:
             return "Look around: the object of the mission is not located yet."
@@ -213,7 +239,8 @@ class BabyAITextEnv:
 
 
 class _BoundedStack(list):
-    """The bot's subgoal stack, refusing more than `limit` pushes within one `replan` (see `_Bot`)."""
+    """The bot's subgoal stack, refusing more than `limit` pushes within one `replan` (see
+    `_Bot`)."""
 
     limit = 200
 
@@ -231,9 +258,10 @@ class _BoundedStack(list):
 class _Bot(BabyAIBot):
     """minigrid's BabyAIBot whose `replan` gives up (AssertionError) instead of looping forever.
 
-    Some states make the bot's subgoals push each other without end: carrying an object, with the only known way
-    forward through another object, `GoNextToSubgoal` plans to put the load down at a cell that is itself reached
-    only through that object, and so on. The expert then plans afresh or falls back (see `expert_action`).
+    Some states make the bot's subgoals push each other without end: carrying an object, with the
+    only known way forward through another object, `GoNextToSubgoal` plans to put the load down at a
+    cell that is itself reached only through that object, and so on. The expert then plans afresh or
+    falls back (see `expert_action`).
     """
 
     def __init__(self, env):
@@ -246,16 +274,17 @@ class _Bot(BabyAIBot):
 
 
 def plan_from_here(env, seen: np.ndarray) -> BabyAIBot:
-    """A BabyAIBot that plans from the current state, whatever the agent already carries, knowing the cells `seen`
-    so far in the episode (as much as a bot kept in step from reset would know).
+    """A BabyAIBot that plans from the current state, whatever the agent already carries, knowing
+    the cells `seen` so far in the episode (as much as a bot kept in step from reset would know).
 
-    The bot's plan is made from the instruction alone and assumes empty hands: a `PickupSubgoal` asserts that
-    nothing is carried. A bot kept in step from reset never meets that case (it answers every pickup it sees with
-    a plan to drop the object again), but one created at a restored state where the agent already holds an object
-    walks to face the target, fails, and every fresh plan does the same again. So when the plan will need empty
-    hands, put the carried object down first, somewhere harmless (`harmless_drop_cell`: a free cell ahead, else
-    beside or behind the agent; else the bot's own `_find_drop_pos`; else any free cell around), then follow the
-    plan; when the plan needs the very object held (put X next to Y), skip fetching it. A pure function of the
+    The bot's plan is made from the instruction alone and assumes empty hands: a `PickupSubgoal`
+    asserts that nothing is carried. A bot kept in step from reset never meets that case (it answers
+    every pickup it sees with a plan to drop the object again), but one created at a restored state
+    where the agent already holds an object walks to face the target, fails, and every fresh plan
+    does the same again. So when the plan will need empty hands, put the carried object down first,
+    somewhere harmless (`harmless_drop_cell`: a free cell ahead, else beside or behind the agent;
+    else the bot's own `_find_drop_pos`; else any free cell around), then follow the plan; when the
+    plan needs the very object held (put X next to Y), skip fetching it. A pure function of the
     current state and the cells seen.
     """
     bot = _Bot(env)
@@ -281,12 +310,20 @@ def plan_from_here(env, seen: np.ndarray) -> BabyAIBot:
         else set()
     )
     drop_pos = harmless_drop_cell(env, bot.vis_mask, needed)
-    if drop_pos is None:  # farther away: the bot's own choice, if the agent can walk there without moving objects
+    # farther away: the bot's own choice, if the agent can walk there without moving objects
+    if drop_pos is None:
         drop_pos = bot._find_drop_pos()
-        if drop_pos is not None and tuple(int(v) for v in drop_pos) not in _region(env, bot.vis_mask)[0]:
+        if (
+            drop_pos is not None
+            and tuple(int(v) for v in drop_pos) not in _region(env, bot.vis_mask)[0]
+        ):
             drop_pos = None
-    if drop_pos is None:  # better a drop in the way than none: the bot can move it later, with empty hands
-        drop_pos = next((pos for pos in _cells_around(env) if bot.vis_mask[pos] and env.grid.get(*pos) is None), None)
+    # better a drop in the way than none: the bot can move it later, with empty hands
+    if drop_pos is None:
+        drop_pos = next(
+            (pos for pos in _cells_around(env) if bot.vis_mask[pos] and env.grid.get(*pos) is None),
+            None,
+        )
     if drop_pos is not None:
         stack.append(DropSubgoal(bot))
         stack.append(GoNextToSubgoal(bot, drop_pos))
@@ -294,8 +331,9 @@ def plan_from_here(env, seen: np.ndarray) -> BabyAIBot:
 
 
 def _region(env, seen: np.ndarray, blocked: tuple[int, int] | None = None) -> tuple[dict, dict]:
-    """The free cells (empty or an open door) the agent can reach over cells seen, avoiding `blocked`, and the other
-    non-wall cells next to them (objects, closed doors, cells not seen), each with its distance from the agent."""
+    """The free cells (empty or an open door) the agent can reach over cells seen, avoiding
+    `blocked`, and the other non-wall cells next to them (objects, closed doors, cells not seen),
+    each with its distance from the agent."""
     grid, (width, height) = env.grid, seen.shape
     start = tuple(int(v) for v in env.agent_pos)
     free, touched, queue = {start: 0}, {}, deque([start])
@@ -317,20 +355,28 @@ def _region(env, seen: np.ndarray, blocked: tuple[int, int] | None = None) -> tu
 
 def _cells_around(env) -> list[tuple[int, int]]:
     """The agent's four neighbours: ahead, right, left, behind (fewest turns first)."""
-    start, dir_vec, right_vec = np.asarray(env.agent_pos), np.asarray(env.dir_vec), np.asarray(env.right_vec)
-    return [tuple(int(v) for v in start + vec) for vec in (dir_vec, right_vec, -right_vec, -dir_vec)]
+    start, dir_vec, right_vec = (
+        np.asarray(env.agent_pos),
+        np.asarray(env.dir_vec),
+        np.asarray(env.right_vec),
+    )
+    return [
+        tuple(int(v) for v in start + vec) for vec in (dir_vec, right_vec, -right_vec, -dir_vec)
+    ]
 
 
 def harmless_drop_cell(env, seen: np.ndarray, needed: set = frozenset()) -> tuple[int, int] | None:
-    """The cell next to the agent where the carried object is best put down, or None if there is no good one.
+    """The cell next to the agent where the carried object is best put down, or None if there is no
+    good one.
 
-    A cell will do if dropping there cuts nothing off: every free cell the agent can reach now (over cells seen)
-    stays reachable, and so does every object, door or unseen cell next to that region. One that cuts some of that
-    off still does when the plan has one destination, `needed` (the positions of the objects it may go to), and the
-    nearest needed object within reach stays within reach, no farther than before (the agent walls itself in next
-    to its target, which it is about to pick up). Of the cells that will do, the one that costs fewest steps: the
-    turns to face it, plus, when a needed object is within reach, the way to it once the cell is taken; ties go
-    ahead, right, left, behind.
+    A cell will do if dropping there cuts nothing off: every free cell the agent can reach now (over
+    cells seen) stays reachable, and so does every object, door or unseen cell next to that region.
+    One that cuts some of that off still does when the plan has one destination, `needed` (the
+    positions of the objects it may go to), and the nearest needed object within reach stays within
+    reach, no farther than before (the agent walls itself in next to its target, which it is about
+    to pick up). Of the cells that will do, the one that costs fewest steps: the turns to face it,
+    plus, when a needed object is within reach, the way to it once the cell is taken; ties go ahead,
+    right, left, behind.
     """
     free, touched = _region(env, seen)
     in_reach = {pos: dist for pos, dist in touched.items() if pos in needed}
@@ -340,8 +386,12 @@ def harmless_drop_cell(env, seen: np.ndarray, needed: set = frozenset()) -> tupl
         if not seen[pos] or env.grid.get(*pos) is not None:
             continue
         free_after, touched_after = _region(env, seen, blocked=pos)
-        cuts_nothing = free_after.keys() == free.keys() - {pos} and touched.keys() <= touched_after.keys()
-        if not cuts_nothing and not any(touched_after.get(t, np.inf) <= in_reach[t] for t in nearest):
+        cuts_nothing = (
+            free_after.keys() == free.keys() - {pos} and touched.keys() <= touched_after.keys()
+        )
+        if not cuts_nothing and not any(
+            touched_after.get(t, np.inf) <= in_reach[t] for t in nearest
+        ):
             continue
         way = min((touched_after.get(t, np.inf) for t in in_reach), default=0)
         if turns + way < best_cost:

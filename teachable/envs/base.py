@@ -1,8 +1,9 @@
 """The protocol every text environment implements (BabyAI, the shop, retail).
 
-Gymnasium-style `reset(seed)` / `step(action)` over text, plus what the pipeline needs on top: the valid actions,
-the expert's action, and a JSON-serialisable state that restores by deterministic replay and is checked against a
-state hash. `fork()` copies a live environment in-process (many rollouts from one state).
+Gymnasium-style `reset(seed)` / `step(action)` over text, plus what the pipeline needs on top: the
+valid actions, the expert's action, and a JSON-serialisable state that restores by deterministic
+replay and is checked against a state hash. `fork()` copies a live environment in-process (many
+rollouts from one state).
 """
 
 from __future__ import annotations
@@ -38,13 +39,15 @@ class TextEnv(Protocol):
 
 
 def replay(env: TextEnv, state: dict, expected_hash: str | None) -> TextEnv:
-    """Bring a fresh `env` to a stored state by replaying (seed, actions), then check the state hash: the one way
-    every environment restores, so a replay that drifts (a changed environment, another library version) fails
-    loudly instead of labelling a different state."""
+    """Bring a fresh `env` to a stored state by replaying (seed, actions), then check the state
+    hash: the one way every environment restores, so a replay that drifts (a changed environment,
+    another library version) fails loudly instead of labelling a different state."""
     env.reset(state["seed"])
     for action in state["actions"]:
         env.step(action)
     if expected_hash is not None and env.state_hash() != expected_hash:
-        raise RestoreError(f"replay of {env.env_name} {state['level']} seed {state['seed']} "
-                           f"({len(state['actions'])} actions) gave hash {env.state_hash()}, expected {expected_hash}")
+        raise RestoreError(
+            f"replay of {env.env_name} {state['level']} seed {state['seed']} "
+            f"({len(state['actions'])} actions) gave hash {env.state_hash()}, expected {expected_hash}"
+        )
     return env

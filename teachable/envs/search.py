@@ -1,10 +1,12 @@
-"""Lucene BM25 search over the shop's catalogue with pyserini (Anserini), as WebShop's search engine.
+"""Lucene BM25 search over the shop's catalogue with pyserini (Anserini), as WebShop's search
+engine.
 
-`build_index` writes the products as a pyserini JsonCollection and runs `python -m pyserini.index.lucene` (raw
-documents stored); a fingerprint of the documents is kept beside the index, so building again with the same
-documents does nothing. `Searcher` wraps one `LuceneSearcher` per index directory, shared by every environment
-in the process (forks never copy it), and memoises query -> ranked ids: a search is deterministic, so replaying
-a stored state or forking rollouts repeats no Lucene work. pyserini 0.21 needs Java 17 (`make setup`).
+`build_index` writes the products as a pyserini JsonCollection and runs `python -m
+pyserini.index.lucene` (raw documents stored); a fingerprint of the documents is kept beside the
+index, so building again with the same documents does nothing. `Searcher` wraps one `LuceneSearcher`
+per index directory, shared by every environment in the process (forks never copy it), and memoises
+query -> ranked ids: a search is deterministic, so replaying a stored state or forking rollouts
+repeats no Lucene work. pyserini 0.21 needs Java 17 (`make setup`).
 """
 
 from __future__ import annotations
@@ -33,18 +35,23 @@ def documents_fingerprint(documents: list[dict]) -> str:
 
 def index_is_current(index_dir: str | Path, documents: list[dict]) -> bool:
     stamp = Path(index_dir) / FINGERPRINT
-    return stamp.exists() and json.loads(stamp.read_text()).get("sha256") == documents_fingerprint(documents)
+    return stamp.exists() and json.loads(stamp.read_text()).get("sha256") == documents_fingerprint(
+        documents
+    )
 
 
 def build_index(documents: list[dict], index_dir: str | Path, threads: int = 1) -> bool:
-    """Build a BM25 index of `documents` ({"id", "contents"}) in `index_dir`; False when it was already current."""
+    """Build a BM25 index of `documents` ({"id", "contents"}) in `index_dir`; False when it was
+    already current."""
     index_dir = Path(index_dir)
     if index_is_current(index_dir, documents):
         log.info("index %s is current (%d documents): not rebuilt", index_dir, len(documents))
         return False
     if shutil.which("java") is None:
-        raise RuntimeError("pyserini needs a Java 17 runtime: run `make setup` "
-                           "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
+        raise RuntimeError(
+            "pyserini needs a Java 17 runtime: run `make setup` "
+            "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless)"
+        )
     with tempfile.TemporaryDirectory() as scratch:
         collection = Path(scratch) / "collection"
         collection.mkdir()
@@ -52,14 +59,30 @@ def build_index(documents: list[dict], index_dir: str | Path, threads: int = 1) 
             for doc in documents:
                 fh.write(json.dumps(doc) + "\n")
         staged = Path(scratch) / "index"
-        cmd = [sys.executable, "-m", "pyserini.index.lucene", "--collection", "JsonCollection",
-               "--input", str(collection), "--index", str(staged), "--generator", "DefaultLuceneDocumentGenerator",
-               "--threads", str(threads), "--storeRaw"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pyserini.index.lucene",
+            "--collection",
+            "JsonCollection",
+            "--input",
+            str(collection),
+            "--index",
+            str(staged),
+            "--generator",
+            "DefaultLuceneDocumentGenerator",
+            "--threads",
+            str(threads),
+            "--storeRaw",
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"pyserini index build failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-        (staged / FINGERPRINT).write_text(json.dumps({"sha256": documents_fingerprint(documents),
-                                                      "n_documents": len(documents)}))
+            raise RuntimeError(
+                f"pyserini index build failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+            )
+        (staged / FINGERPRINT).write_text(
+            json.dumps({"sha256": documents_fingerprint(documents), "n_documents": len(documents)})
+        )
         if index_dir.exists():
             shutil.rmtree(index_dir)
         index_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -69,17 +92,22 @@ def build_index(documents: list[dict], index_dir: str | Path, threads: int = 1) 
 
 
 class Searcher:
-    """BM25 over one index: `search(query, k)` -> ranked document ids, memoised (LRU of `cache_size` queries)."""
+    """BM25 over one index: `search(query, k)` -> ranked document ids, memoised (LRU of `cache_size`
+    queries)."""
 
     _open: dict[str, Searcher] = {}  # noqa: RUF012 (process-wide on purpose)
 
     def __init__(self, index_dir: str | Path, cache_size: int = 100_000):
-        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # pyserini imports faiss; its probing is noise
-        from pyserini.search.lucene import LuceneSearcher  # starts the JVM: only when a shop is used
+        # pyserini imports faiss; its probing is noise
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+        # starts the JVM: only when a shop is used
+        from pyserini.search.lucene import LuceneSearcher
 
         self.index_dir = str(Path(index_dir).resolve())
         if not (Path(self.index_dir) / FINGERPRINT).exists():
-            raise FileNotFoundError(f"no search index at {index_dir}: run `dvc repro index` (env.name: shop)")
+            raise FileNotFoundError(
+                f"no search index at {index_dir}: run `dvc repro index` (env.name: shop)"
+            )
         self.lucene = LuceneSearcher(self.index_dir)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, int], tuple[str, ...]] = OrderedDict()

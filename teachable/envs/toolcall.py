@@ -1,15 +1,17 @@
 """The action notation of tool-calling environments, and the two reply forms a model writes for it.
 
 An action is one tool call written `name(key=<json value>, ...)`, e.g.
-`cancel_pending_order(order_id="#W2001", reason="no longer needed")`: short in a prompt's list of valid actions,
-and parsed back with Python's literal parser (`ast`, nothing is executed). The student replies with the call as
-OpenAI-style `tool_calls` JSON (`tool_call_json`), and a prompt lists the valid calls as that JSON's `function`
-objects (`function_json`), so a reply copies one listed line; Qwen3's native `<tool_call>{...}</tool_call>` form is read too.
-Two calls are the same action when their names and argument dicts are equal (argument order does not matter).
+`cancel_pending_order(order_id="#W2001", reason="no longer needed")`: short in a prompt's list of
+valid actions, and parsed back with Python's literal parser (`ast`, nothing is executed). The
+student replies with the call as OpenAI-style `tool_calls` JSON (`tool_call_json`), and a prompt
+lists the valid calls as that JSON's `function` objects (`function_json`), so a reply copies one
+listed line; Qwen3's native `<tool_call>{...}</tool_call>` form is read too. Two calls are the same
+action when their names and argument dicts are equal (argument order does not matter).
 
-An open call (`is_open_call`) holds the placeholder "..." for an argument: it stands for that call with any text
-there (retail's free-text `respond(content="...")`, as the shop's `search[...]` stands for any query); a call
-`fills_open_call` when it has the template's name and arguments, the placeholders filled with non-empty text.
+An open call (`is_open_call`) holds the placeholder "..." for an argument: it stands for that call
+with any text there (retail's free-text `respond(content="...")`, as the shop's `search[...]` stands
+for any query); a call `fills_open_call` when it has the template's name and arguments, the
+placeholders filled with non-empty text.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ Call = tuple[str, dict]
 
 def format_call(name: str, arguments: dict) -> str:
     """`name(key=<json>, ...)` in the arguments' own order (the tool's signature order)."""
-    args = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in arguments.items())
+    args = ", ".join(
+        f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in arguments.items()
+    )
     return f"{name}({args})"
 
 
@@ -62,9 +66,9 @@ def is_open_call(action: str) -> bool:
 
 
 def fills_open_call(call: Call, template: str) -> str | None:
-    """The call (name, arguments) in call notation, in the template's argument order, when it fills the open call
-    `template` (same name and argument names, each placeholder filled with text that is neither empty nor "...",
-    the other arguments equal); else None."""
+    """The call (name, arguments) in call notation, in the template's argument order, when it fills
+    the open call `template` (same name and argument names, each placeholder filled with text that
+    is neither empty nor "...", the other arguments equal); else None."""
     name, arguments = call
     open_name, open_args = parse_call(template) or ("", {})
     if name != open_name or set(arguments) != set(open_args):
@@ -80,16 +84,19 @@ def fills_open_call(call: Call, template: str) -> str | None:
 
 
 def function_json(action: str) -> str:
-    """The call as an OpenAI `function` object, `{"name": ..., "arguments": "<json>"}`: how a prompt lists a valid
-    tool call, so that a reply is the listed line copied verbatim inside the `tool_calls` wrapper."""
+    """The call as an OpenAI `function` object, `{"name": ..., "arguments": "<json>"}`: how a prompt
+    lists a valid tool call, so that a reply is the listed line copied verbatim inside the
+    `tool_calls` wrapper."""
     name, arguments = parse_call(action)
-    return json.dumps({"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}, ensure_ascii=False)
+    return json.dumps(
+        {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}, ensure_ascii=False
+    )
 
 
 def tool_call_json(action: str) -> str:
-    """The OpenAI-style reply for an action: `{"tool_calls": [{"function": {"name", "arguments": "<json>"}}]}`."""
+    """The OpenAI-style reply for an action: `{"tool_calls": [{"function": {"name", "arguments":
+    "<json>"}}]}`."""
     return f'{{"tool_calls": [{{"function": {function_json(action)}}}]}}'
-
 
 
 def qwen_tool_call(action: str) -> str:
@@ -115,8 +122,9 @@ def _as_call(obj) -> Call | None:
 
 
 def calls_in_reply(text: str) -> list[Call]:
-    """Every tool call a reply makes, in either form: Qwen3's `<tool_call>` blocks, else the first JSON object's
-    `tool_calls` list (OpenAI's form) or the object itself when it is a bare {"name", "arguments"} call."""
+    """Every tool call a reply makes, in either form: Qwen3's `<tool_call>` blocks, else the first
+    JSON object's `tool_calls` list (OpenAI's form) or the object itself when it is a bare {"name",
+    "arguments"} call."""
     blocks = _QWEN.findall(text)
     if blocks:
         calls = []

@@ -1,7 +1,8 @@
-"""In-context patches: the one-step supervision the Contextual Patch Test puts in the student's prompt.
+"""In-context patches: the one-step supervision the Contextual Patch Test puts in the student's
+prompt.
 
-The same wording is used to teach the offline student to read patches, by the teacher, and by the training
-formats, so what the student saw in training is what it is tested with.
+The same wording is used to teach the offline student to read patches, by the teacher, and by the
+training formats, so what the student saw in training is what it is tested with.
 """
 
 from __future__ import annotations

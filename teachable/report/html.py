@@ -1,14 +1,15 @@
-"""Two self-contained pages (images as base64 data URIs, inline CSS, no external requests), each linking to the
-other:
+"""Two self-contained pages (images as base64 data URIs, inline CSS, no external requests), each
+linking to the other:
 
-- `reports/index.html`, the first page, read in five minutes: the run in one line, what this run can detect (per
-  gate and headline number its estimate with interval, n, the minimum detectable effect, the status and the n an
-  inconclusive gate needs) and the key figures, each with its intervals;
-- `reports/detail.html`: the run's metadata and params, the decision gates with their conditions and details,
-  every figure and table per hypothesis, and the per-snapshot sections (folded).
+- `reports/index.html`, the first page, read in five minutes: the run in one line, what this run can
+  detect (per gate and headline number its estimate with interval, n, the minimum detectable effect,
+  the status and the n an inconclusive gate needs) and the key figures, each with its intervals;
+- `reports/detail.html`: the run's metadata and params, the decision gates with their conditions and
+  details, every figure and table per hypothesis, and the per-snapshot sections (folded).
 
-A small inline script records script errors, the page's height and, once the page has loaded, whether every image
-decoded, into `<pre id="page-check">` (read back by `teachable.report.browser` in headless Chromium).
+A small inline script records script errors, the page's height and, once the page has loaded,
+whether every image decoded, into `<pre id="page-check">` (read back by `teachable.report.browser`
+in headless Chromium).
 """
 
 from __future__ import annotations
@@ -71,13 +72,18 @@ window.addEventListener('load', function () {
 });
 """
 
-STATUS_MARK = {"pass": "✓ pass", "fail": "✗ fail", "inconclusive": "? inconclusive",
-               "not_applicable": "– not applicable"}
+STATUS_MARK = {
+    "pass": "✓ pass",
+    "fail": "✗ fail",
+    "inconclusive": "? inconclusive",
+    "not_applicable": "– not applicable",
+}
 
 
 @dataclass
 class Section:
-    """One hypothesis: its figures (caption, PNG path), tables (caption, frame, files) or why it is not run."""
+    """One hypothesis: its figures (caption, PNG path), tables (caption, frame, files) or why it is
+    not run."""
 
     key: str
     title: str
@@ -92,12 +98,18 @@ def data_uri(png: Path) -> str:
 
 
 def table_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, na_rep="–", escape=True,
-                         float_format=lambda v: f"{v:.3f}", classes="data")
+    return frame.to_html(
+        index=False,
+        border=0,
+        na_rep="–",
+        escape=True,
+        float_format=lambda v: f"{v:.3f}",
+        classes="data",
+    )
 
 
 def _value_ci(value, ci) -> str:
-    """"0.123 [0.050, 0.200]": the value with its 95% interval when there is one."""
+    """ "0.123 [0.050, 0.200]": the value with its 95% interval when there is one."""
     low, high = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
     text = _fmt(value)
     return text + (f" [{_fmt(low)}, {_fmt(high)}]" if low is not None and high is not None else "")
@@ -110,16 +122,21 @@ def _status(status: str | None) -> str:
 
 
 def detect_html(notes: list[str], rows: list[dict], gate_href: str = "", tally: str = "") -> str:
-    """The "What this run can detect" section: the design notes, then per headline and gate its estimate with
-    interval and n, the minimum detectable effect at this n, the status and, when inconclusive, the n needed."""
-    out = ['<section id="detect"><h2>What this run can detect</h2>', tally, *(f"<p>{esc(n)}</p>" for n in notes),
-           "<p><small>Interval: as the stage computed it (the phase 3-5 gates' intervals are two-sided at "
-           "1 - 2&alpha;, so each bound is the one-sided test at &alpha;). Minimum detectable: the smallest true "
-           "effect the pre-specified test detects with power 0.8 at this n (one-sided, at the gate's &alpha;). "
-           "n needed: the n at which an inconclusive gate would be decided (\"not given\" where the stage could "
-           "not give one, e.g. an observed effect on the wrong side).</small></p>",
-           '<table class="detect"><tr><th>quantity</th><th>estimate [interval]</th><th>n</th>'
-           "<th>minimum detectable effect</th><th>status</th><th>n needed</th></tr>"]
+    """The "What this run can detect" section: the design notes, then per headline and gate its
+    estimate with interval and n, the minimum detectable effect at this n, the status and, when
+    inconclusive, the n needed."""
+    out = [
+        '<section id="detect"><h2>What this run can detect</h2>',
+        tally,
+        *(f"<p>{esc(n)}</p>" for n in notes),
+        "<p><small>Interval: as the stage computed it (the phase 3-5 gates' intervals are two-sided at "
+        "1 - 2&alpha;, so each bound is the one-sided test at &alpha;). Minimum detectable: the smallest true "
+        "effect the pre-specified test detects with power 0.8 at this n (one-sided, at the gate's &alpha;). "
+        'n needed: the n at which an inconclusive gate would be decided ("not given" where the stage could '
+        "not give one, e.g. an observed effect on the wrong side).</small></p>",
+        '<table class="detect"><tr><th>quantity</th><th>estimate [interval]</th><th>n</th>'
+        "<th>minimum detectable effect</th><th>status</th><th>n needed</th></tr>",
+    ]
     for r in rows:
         name = esc(r["what"])
         if r["kind"] == "gate":
@@ -127,14 +144,19 @@ def detect_html(notes: list[str], rows: list[dict], gate_href: str = "", tally: 
         sub = " · ".join(esc(x) for x in (r.get("statistic"), r.get("note")) if x)
         needed = "–"
         if r["status"] == "inconclusive":
-            needed = esc(_with_unit(r["n_needed"], r.get("n_needed_unit"))) if r["n_needed"] is not None else \
-                "not given"
+            needed = (
+                esc(_with_unit(r["n_needed"], r.get("n_needed_unit")))
+                if r["n_needed"] is not None
+                else "not given"
+            )
         cls = f' class="{esc(r["status"])}-row"' if r["status"] else ""
-        out.append(f'<tr{cls}><td>{name}{"<br><small>" + sub + "</small>" if sub else ""}</td>'
-                   f'<td class="num">{esc(_value_ci(r["value"], r["ci"]))}</td>'
-                   f'<td class="num">{esc(_with_unit(r["n"], r.get("n_unit")))}</td>'
-                   f'<td class="num">{esc(_fmt(r["min_detectable"]))}</td><td>{_status(r["status"])}</td>'
-                   f'<td class="num">{needed}</td></tr>')
+        out.append(
+            f"<tr{cls}><td>{name}{'<br><small>' + sub + '</small>' if sub else ''}</td>"
+            f'<td class="num">{esc(_value_ci(r["value"], r["ci"]))}</td>'
+            f'<td class="num">{esc(_with_unit(r["n"], r.get("n_unit")))}</td>'
+            f'<td class="num">{esc(_fmt(r["min_detectable"]))}</td><td>{_status(r["status"])}</td>'
+            f'<td class="num">{needed}</td></tr>'
+        )
     out.append("</table></section>")
     return "\n".join(out)
 
@@ -143,31 +165,50 @@ def _with_unit(n, unit: str | None) -> str:
     return _fmt(n) + (f" {unit}" if unit and n is not None else "")
 
 
-GATE_HEADER = ("gate (phase: name; condition; source)", "statistic", "value", "interval", "p", "α", "threshold", "n",
-               "status", "min detectable", "n needed", "fail action (seeds)")
+GATE_HEADER = (
+    "gate (phase: name; condition; source)",
+    "statistic",
+    "value",
+    "interval",
+    "p",
+    "α",
+    "threshold",
+    "n",
+    "status",
+    "min detectable",
+    "n needed",
+    "fail action (seeds)",
+)
 
 
 def gates_html(gates: list[dict]) -> str:
-    rows = ['<div class="scroll"><table class="gates"><tr>' + "".join(f"<th>{esc(h)}</th>" for h in GATE_HEADER)
-            + "</tr>"]
+    rows = [
+        '<div class="scroll"><table class="gates"><tr>'
+        + "".join(f"<th>{esc(h)}</th>" for h in GATE_HEADER)
+        + "</tr>"
+    ]
     for g in gates:
         detail = {k: v for k, v in g["detail"].items() if v is not None and k != "why"}
         why = g["detail"].get("why")
         ci = g["ci"] if g["ci"] and g["ci"][0] is not None and g["ci"][1] is not None else None
         rows.append(
             f'<tr id="gate-{esc(g["id"])}" class="{esc(g["status"])}-row">'
-            f'<td><b>{esc(g["phase"])}: {esc(g["name"])}</b>'
-            f'<br><small>{esc(g["condition"])}; <code>{esc(g["source"])}</code></small>'
-            f'{"<br><small><i>" + esc(why) + "</i></small>" if why else ""}'
-            + (f"<details><summary>details</summary><small>{esc(_fmt_detail(detail))}</small></details>"
-               if detail else "") +
-            f'</td><td><code>{_breakable(g["statistic"] or "–")}</code></td>'
+            f"<td><b>{esc(g['phase'])}: {esc(g['name'])}</b>"
+            f"<br><small>{esc(g['condition'])}; <code>{esc(g['source'])}</code></small>"
+            f"{'<br><small><i>' + esc(why) + '</i></small>' if why else ''}"
+            + (
+                f"<details><summary>details</summary><small>{esc(_fmt_detail(detail))}</small></details>"
+                if detail
+                else ""
+            )
+            + f"</td><td><code>{_breakable(g['statistic'] or '–')}</code></td>"
             f'<td class="num">{esc(_fmt(g["value"]))}</td>'
             f'<td class="num ci">{esc(f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "–")}</td>'
             f'<td class="num">{esc(_fmt_p(g["p_value"]))}</td><td class="num">{esc(_fmt(g["alpha"]))}</td>'
             f'<td class="num">{esc(_fmt(g["threshold"]))}</td><td class="num">{esc(_fmt(g["n"]))}</td>'
             f'<td>{_status(g["status"])}</td><td class="num">{esc(_fmt(g["min_detectable"]))}</td>'
-            f'<td class="num">{_needed(g)}</td><td>{esc(g["fail_action"])}</td></tr>')
+            f'<td class="num">{_needed(g)}</td><td>{esc(g["fail_action"])}</td></tr>'
+        )
     return "\n".join(rows) + "</table></div>"
 
 
@@ -177,13 +218,12 @@ def _breakable(name: str) -> str:
 
 
 def _needed(g: dict) -> str:
-    """The n that would decide the gate: shown plainly for an inconclusive gate, aside for a decided one (where the
-    stage gives it, e.g. the n for power 0.8 at the target)."""
+    """The n that would decide the gate: shown plainly for an inconclusive gate, aside for a decided
+    one (where the stage gives it, e.g. the n for power 0.8 at the target)."""
     if g["n_needed"] is None:
         return "–"
     text = esc(_fmt(g["n_needed"]))
     return text if g["status"] == "inconclusive" else f'<small class="aside">({text})</small>'
-
 
 
 def _fmt_p(value) -> str:
@@ -195,8 +235,10 @@ def _fmt_p(value) -> str:
 def _fmt_detail(value) -> str:
     """A verdict's details in one line: nested dicts in parentheses, lists in brackets."""
     if isinstance(value, dict):
-        return "; ".join(f"{k}: {_fmt_detail(v)}" if not isinstance(v, dict) else f"{k} ({_fmt_detail(v)})"
-                         for k, v in value.items())
+        return "; ".join(
+            f"{k}: {_fmt_detail(v)}" if not isinstance(v, dict) else f"{k} ({_fmt_detail(v)})"
+            for k, v in value.items()
+        )
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_fmt_detail(v) for v in value) + "]"
     return _fmt(value)
@@ -217,9 +259,13 @@ def _section_html(section: Section, out_dir: Path) -> str:
     for caption, png in section.figures:
         parts.append(_figure_html(caption, png, out_dir))
     for caption, frame, files in section.tables:
-        links = ", ".join(f'<a href="{esc(_rel(p, out_dir))}">{esc(p.suffix[1:])}</a>' for p in files)
-        parts.append(f'<h3>{esc(caption)}</h3><div class="scroll">{table_html(frame)}</div>'
-                     f'<p class="files">files: {links}</p>')
+        links = ", ".join(
+            f'<a href="{esc(_rel(p, out_dir))}">{esc(p.suffix[1:])}</a>' for p in files
+        )
+        parts.append(
+            f'<h3>{esc(caption)}</h3><div class="scroll">{table_html(frame)}</div>'
+            f'<p class="files">files: {links}</p>'
+        )
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -232,18 +278,30 @@ def _rel(path: Path, out_dir: Path) -> str:
 
 
 def _head(title: str) -> list[str]:
-    return ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", f"<script>{CHECK_SCRIPT}</script>",
-            "</head><body>"]
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title>",
+        f"<style>{CSS}</style>",
+        f"<script>{CHECK_SCRIPT}</script>",
+        "</head><body>",
+    ]
 
 
 TAIL = ['<pre id="page-check" hidden></pre>', "</body></html>"]
-RUN_LINE = ("generated (UTC)", "git revision", "environment", "labeled snapshots", "evaluated models (3)")
+RUN_LINE = (
+    "generated (UTC)",
+    "git revision",
+    "environment",
+    "labeled snapshots",
+    "evaluated models (3)",
+)
 
 
 def tally_html(gates: list[dict]) -> str:
-    """"13 gates: ✓ pass 4 ✗ fail 4 ? inconclusive 5": the count per status, statuses with none left out."""
+    """ "13 gates: ✓ pass 4 ✗ fail 4 ? inconclusive 5": the count per status, statuses with none
+    left out."""
     counts = {s: sum(g["status"] == s for g in gates) for s in STATUS_MARK}
     parts = "".join(f"{_status(s)}{n} " for s, n in counts.items() if n)
     return f'<p class="tally"><b>{len(gates)} gates:</b> {parts}</p>'
@@ -252,55 +310,89 @@ def tally_html(gates: list[dict]) -> str:
 def _figure_html(caption: str, png: Path, out_dir: Path, link: str = "") -> str:
     pdf = png.with_suffix(".pdf")
     more = f' <a href="{esc(link)}">details</a>' if link else ""
-    return (f'<figure><img src="{data_uri(png)}" alt="{esc(png.stem)}">'
-            f'<figcaption>{esc(caption)} <span class="files">({esc(_rel(png, out_dir))}, '
-            f'{esc(_rel(pdf, out_dir))})</span>{more}</figcaption></figure>')
+    return (
+        f'<figure><img src="{data_uri(png)}" alt="{esc(png.stem)}">'
+        f'<figcaption>{esc(caption)} <span class="files">({esc(_rel(png, out_dir))}, '
+        f"{esc(_rel(pdf, out_dir))})</span>{more}</figcaption></figure>"
+    )
 
 
-def render_first_page(meta: list[tuple[str, str]], gates: list[dict], key_figures: list[tuple[str, str, Path]],
-                      out_dir: Path, detect: tuple[list[str], list[dict]] = ([], [])) -> str:
-    """`index.html`: the run in one line, what the run can detect (every gate and headline with its interval; a
-    gate's name links to its row in the detail page) and the key figures (`key_figures`: the section key, the
-    caption and the PNG of each); everything else is one link away in `detail.html`."""
+def render_first_page(
+    meta: list[tuple[str, str]],
+    gates: list[dict],
+    key_figures: list[tuple[str, str, Path]],
+    out_dir: Path,
+    detect: tuple[list[str], list[dict]] = ([], []),
+) -> str:
+    """`index.html`: the run in one line, what the run can detect (every gate and headline with its
+    interval; a gate's name links to its row in the detail page) and the key figures (`key_figures`:
+    the section key, the caption and the PNG of each); everything else is one link away in
+    `detail.html`."""
     run = " · ".join(f"{esc(k)}: {esc(v)}" for k, v in meta if k in RUN_LINE)
-    body = [*_head("Teachable moments: report"), "<h1>Teachable moments: report</h1>",
-            f'<p class="run">{run}</p>',
-            f'<nav><a href="#detect">What this run can detect</a> <a href="#figures">Key figures</a> '
-            f'<a href="{DETAIL_PAGE}">Detail: the run and params, each gate\'s condition and details, every figure '
-            f"and table, the snapshots &rarr;</a></nav>",
-            detect_html(*detect, gate_href=DETAIL_PAGE, tally=tally_html(gates)),
-            '<section id="figures"><h2>Key figures</h2><div class="keyfigs">',
-            *(_figure_html(caption, png, out_dir, f"{DETAIL_PAGE}#{key}") for key, caption, png in key_figures),
-            f'</div><p>Every other figure and table: <a href="{DETAIL_PAGE}">{DETAIL_PAGE}</a>.</p></section>',
-            *TAIL]
+    body = [
+        *_head("Teachable moments: report"),
+        "<h1>Teachable moments: report</h1>",
+        f'<p class="run">{run}</p>',
+        f'<nav><a href="#detect">What this run can detect</a> <a href="#figures">Key figures</a> '
+        f'<a href="{DETAIL_PAGE}">Detail: the run and params, each gate\'s condition and details, every figure '
+        f"and table, the snapshots &rarr;</a></nav>",
+        detect_html(*detect, gate_href=DETAIL_PAGE, tally=tally_html(gates)),
+        '<section id="figures"><h2>Key figures</h2><div class="keyfigs">',
+        *(
+            _figure_html(caption, png, out_dir, f"{DETAIL_PAGE}#{key}")
+            for key, caption, png in key_figures
+        ),
+        f'</div><p>Every other figure and table: <a href="{DETAIL_PAGE}">{DETAIL_PAGE}</a>.</p></section>',
+        *TAIL,
+    ]
     return "\n".join(body) + "\n"
 
 
-def render_page(meta: list[tuple[str, str]], params_yaml: str, gates: list[dict], sections: list[Section],
-                snapshots: list[tuple[dict, str]], problems: list[str], out_dir: Path) -> str:
-    """`detail.html`: the run and its params, the gates with their conditions and details, the hypotheses'
-    figures and tables, and the snapshots (each folded). `snapshots` is (index row, section HTML from
-    snapshot_view.to_html) per shown snapshot."""
+def render_page(
+    meta: list[tuple[str, str]],
+    params_yaml: str,
+    gates: list[dict],
+    sections: list[Section],
+    snapshots: list[tuple[dict, str]],
+    problems: list[str],
+    out_dir: Path,
+) -> str:
+    """`detail.html`: the run and its params, the gates with their conditions and details, the
+    hypotheses' figures and tables, and the snapshots (each folded). `snapshots` is (index row,
+    section HTML from snapshot_view.to_html) per shown snapshot."""
     nav = " ".join(f'<a href="#{esc(s.key)}">{esc(s.title.split(":")[0])}</a>' for s in sections)
     meta_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta)
     index = _snapshot_index([row for row, _ in snapshots]) if snapshots else ""
-    problems_html = ("<details><summary>Inputs not found or unreadable ({})</summary><ul>{}</ul></details>".format(
-        len(problems), "".join(f"<li><code>{esc(p)}</code></li>" for p in problems)) if problems else "")
-    folded = (f'<details><summary>{esc(row["snapshot_id"])} ({esc(str(row.get("quadrant")))}, '
-              f'{esc(str(row.get("shown because")))})</summary>{h}</details>' for row, h in snapshots)
+    problems_html = (
+        "<details><summary>Inputs not found or unreadable ({})</summary><ul>{}</ul></details>".format(
+            len(problems), "".join(f"<li><code>{esc(p)}</code></li>" for p in problems)
+        )
+        if problems
+        else ""
+    )
+    folded = (
+        f"<details><summary>{esc(row['snapshot_id'])} ({esc(str(row.get('quadrant')))}, "
+        f"{esc(str(row.get('shown because')))})</summary>{h}</details>"
+        for row, h in snapshots
+    )
     body = [
-        *_head("Teachable moments: report (detail)"), "<h1>Teachable moments: report (detail)</h1>",
+        *_head("Teachable moments: report (detail)"),
+        "<h1>Teachable moments: report (detail)</h1>",
         f'<nav><a href="{FIRST_PAGE}">&larr; First page</a> <a href="#run">Run</a> <a href="#gates">Gates</a> '
         f'{nav} <a href="#snapshots">Snapshots</a></nav>',
         f'<section id="run"><h2>Run</h2><table class="kv">{meta_rows}</table>',
         f"<details><summary>params.yaml (as validated)</summary><pre>{esc(params_yaml)}</pre></details>",
-        problems_html, "</section>",
+        problems_html,
+        "</section>",
         f'<section id="gates"><h2>Decision gates</h2>{tally_html(gates)}{gates_html(gates)}</section>',
         *(_section_html(s, out_dir) for s in sections),
         '<section id="snapshots"><h2>Snapshots</h2><p>The highest-ELP_net snapshots of each quadrant and the '
         "micro-trained ones, each folded (open one from the table or its line). The same view prints in a terminal "
         "with <code>python -m teachable show ID</code>.</p>",
-        index, *folded, "</section>", *TAIL,
+        index,
+        *folded,
+        "</section>",
+        *TAIL,
     ]
     return "\n".join(body) + "\n"
 
@@ -311,7 +403,9 @@ def _snapshot_index(rows: list[dict]) -> str:
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = []
     for row in rows:
-        cells = [f'<td><a href="#{esc(anchor(row["snapshot_id"]))}">{esc(row["snapshot_id"])}</a></td>']
+        cells = [
+            f'<td><a href="#{esc(anchor(row["snapshot_id"]))}">{esc(row["snapshot_id"])}</a></td>'
+        ]
         cells += [f"<td>{esc(_fmt(row[c]))}</td>" for c in columns[1:]]
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"

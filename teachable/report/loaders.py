@@ -1,5 +1,6 @@
-"""Read every upstream output the report uses. A file that is missing (its phase not run) or unreadable is `None`
-plus a line in `Inputs.problems`, so the report shows "not run" for that section instead of failing."""
+"""Read every upstream output the report uses. A file that is missing (its phase not run) or
+unreadable is `None` plus a line in `Inputs.problems`, so the report shows "not run" for that
+section instead of failing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from teachable.core.records import RecordError, read_jsonl
 
 log = logging.getLogger(__name__)
 
-# Every path the report reads, relative to the repository root (these are the `report` stage's deps).
+# Every path the report reads, relative to the repository root (these are the `report` stage's
+# deps).
 PATHS = {
     "snapshots": "data/quadrant_snapshots.jsonl",
     "thresholds": "reports/phase1/quadrant_thresholds.json",
@@ -24,7 +26,8 @@ PATHS = {
     "training_summary": "reports/phase2/training_summary.json",
     "cells": "models/phase2",  # <model>/metrics.json: snapshot_ids per trained model
     "student_card": "models/student/card.json",
-    "phase0_metrics": "reports/phase0/metrics.json",  # the rollouts stage: success and parse-failure rate
+    # the rollouts stage: success and parse-failure rate
+    "phase0_metrics": "reports/phase0/metrics.json",
     "phase0_failures": "reports/phase0/parse_failures.json",  # and its first unparseable replies
     "overall": "reports/phase3/overall_task_results.csv",
     "per_quadrant": "reports/phase3/per_quadrant_results.csv",
@@ -35,7 +38,8 @@ PATHS = {
     "pass_k": "reports/phase3/pass_k.csv",
     "predictor": "reports/phase4/training_result.json",
     "ranking": "reports/phase4/ranking_curves.csv",
-    "oof": "reports/phase4/oof_predictions.csv",  # out-of-fold predicted ELP_net: Fig H6.1's intervals
+    # out-of-fold predicted ELP_net: Fig H6.1's intervals
+    "oof": "reports/phase4/oof_predictions.csv",
     "selection": "reports/phase5/selection_summary.json",
     "selection_results": "reports/phase5/selection_results.csv",
 }
@@ -78,7 +82,8 @@ def _json(path: Path):
 
 def _micro(path: Path) -> list[dict]:
     data = _json(path)
-    return data["results"] if isinstance(data, dict) else data  # {"results": [...]} today; a bare list also works
+    # {"results": [...]} today; a bare list also works
+    return data["results"] if isinstance(data, dict) else data
 
 
 def _cells(path: Path) -> dict[str, dict]:
@@ -92,7 +97,8 @@ READERS = {"snapshots": read_jsonl, "micro": _micro, "cells": _cells}
 
 
 def load_inputs(root: str | Path = ".") -> Inputs:
-    """Everything under `root` that the report can use; absent or broken files become None (see `problems`)."""
+    """Everything under `root` that the report can use; absent or broken files become None (see
+    `problems`)."""
     root = Path(root)
     inputs = Inputs()
     for name, rel in PATHS.items():
@@ -103,15 +109,23 @@ def load_inputs(root: str | Path = ".") -> Inputs:
         reader = READERS.get(name) or (pd.read_csv if rel.endswith(".csv") else _json)
         try:
             setattr(inputs, name, reader(path))
-        except (OSError, ValueError, KeyError, TypeError, RecordError, pd.errors.ParserError) as err:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            RecordError,
+            pd.errors.ParserError,
+        ) as err:
             log.warning("%s unreadable: %s", rel, err)
             inputs.problems.append(f"{rel}: unreadable ({err})")
     return inputs
 
 
 def gate_verdict(document: dict | None, key: str) -> dict | None:
-    """The verdict `gates[key]` a stage wrote into its metrics file (`teachable.gates.core.verdict`), or None when
-    the file, its `gates` or that verdict is absent (an older file, or the phase not run)."""
+    """The verdict `gates[key]` a stage wrote into its metrics file
+    (`teachable.gates.core.verdict`), or None when the file, its `gates` or that verdict is absent
+    (an older file, or the phase not run)."""
     gates = document.get("gates") if isinstance(document, dict) else None
     verdict = gates.get(key) if isinstance(gates, dict) else None
     return verdict if isinstance(verdict, dict) else None
@@ -122,9 +136,32 @@ def snapshot_frame(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
         lev, cpt = r.get("leverage") or {}, r.get("cpt") or {}
-        rows.append({"snapshot_id": r["snapshot_id"], "quadrant": r.get("quadrant"), "split": r.get("split"),
-                     "task_id": r.get("task_id"), "U": r.get("U"), "L_local": lev.get("L_local"),
-                     "L_upper": lev.get("L_upper"), "p_student": lev.get("p_student"),
-                     "ELP_net": cpt.get("ELP_net"), "route_net": cpt.get("route_net")})
-    return pd.DataFrame(rows, columns=["snapshot_id", "quadrant", "split", "task_id", "U", "L_local", "L_upper",
-                                       "p_student", "ELP_net", "route_net"])
+        rows.append(
+            {
+                "snapshot_id": r["snapshot_id"],
+                "quadrant": r.get("quadrant"),
+                "split": r.get("split"),
+                "task_id": r.get("task_id"),
+                "U": r.get("U"),
+                "L_local": lev.get("L_local"),
+                "L_upper": lev.get("L_upper"),
+                "p_student": lev.get("p_student"),
+                "ELP_net": cpt.get("ELP_net"),
+                "route_net": cpt.get("route_net"),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "snapshot_id",
+            "quadrant",
+            "split",
+            "task_id",
+            "U",
+            "L_local",
+            "L_upper",
+            "p_student",
+            "ELP_net",
+            "route_net",
+        ],
+    )

@@ -1,10 +1,11 @@
 """A guard run before `dvc repro` by `make pilot`: a dvc.lock that lost stages.
 
-A dvc.lock cut short (a crash or a full disk while it was written, a bad merge) can still be valid YAML, and
-`dvc repro` then runs again every stage it no longer records, without a word: hours of the pilot. `lost_stages`
-compares it with the committed one. Only a dvc.lock that git has in HEAD and that differs from it is checked: a
-first run has none, and a pipeline committed part-way is what its user meant. A stage counts as lost only while
-dvc.yaml still defines it, so removing a stage from dvc.yaml is not a loss.
+A dvc.lock cut short (a crash or a full disk while it was written, a bad merge) can still be valid
+YAML, and `dvc repro` then runs again every stage it no longer records, without a word: hours of the
+pilot. `lost_stages` compares it with the committed one. Only a dvc.lock that git has in HEAD and
+that differs from it is checked: a first run has none, and a pipeline committed part-way is what its
+user meant. A stage counts as lost only while dvc.yaml still defines it, so removing a stage from
+dvc.yaml is not a loss.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ LOCK, DVC_FILE = "dvc.lock", "dvc.yaml"
 
 
 def _stage_names(text: str) -> list[str]:
-    """The stage names of a dvc.yaml or dvc.lock text (a matrix cell as `train@Q1-demo`); none when it is not
-    YAML, or not a mapping (DVC itself stops on such a file)."""
+    """The stage names of a dvc.yaml or dvc.lock text (a matrix cell as `train@Q1-demo`); none when
+    it is not YAML, or not a mapping (DVC itself stops on such a file)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -29,8 +30,8 @@ def _stage_names(text: str) -> list[str]:
 
 
 def lost_stages(root: str | Path = ".") -> list[str]:
-    """The stages HEAD's dvc.lock records that the working dvc.lock lacks (a deleted dvc.lock lacks them all) and
-    dvc.yaml still defines; none when dvc.lock is not in HEAD or equals HEAD's."""
+    """The stages HEAD's dvc.lock records that the working dvc.lock lacks (a deleted dvc.lock lacks
+    them all) and dvc.yaml still defines; none when dvc.lock is not in HEAD or equals HEAD's."""
     root = Path(root)
     head = subprocess.run(["git", "show", f"HEAD:./{LOCK}"], cwd=root, capture_output=True)
     if head.returncode != 0:  # not committed, no commit yet, or not a git repository
@@ -40,12 +41,19 @@ def lost_stages(root: str | Path = ".") -> list[str]:
     if current == head.stdout:
         return []
     kept = set(_stage_names(current.decode(errors="replace")))
-    defined = set(_stage_names((root / DVC_FILE).read_text())) if (root / DVC_FILE).exists() else set()
-    return [name for name in _stage_names(head.stdout.decode(errors="replace"))
-            if name not in kept and name.split("@")[0] in defined]
+    defined = (
+        set(_stage_names((root / DVC_FILE).read_text())) if (root / DVC_FILE).exists() else set()
+    )
+    return [
+        name
+        for name in _stage_names(head.stdout.decode(errors="replace"))
+        if name not in kept and name.split("@")[0] in defined
+    ]
 
 
 def lost_stages_message(lost: list[str]) -> str:
-    return (f"dvc.lock lacks {len(lost)} stage(s) that the committed dvc.lock records ({', '.join(lost)}): "
-            "`dvc repro` would run them again; restore them with `git checkout dvc.lock` (or run `dvc repro` "
-            "yourself to re-run them)")
+    return (
+        f"dvc.lock lacks {len(lost)} stage(s) that the committed dvc.lock records ({', '.join(lost)}): "
+        "`dvc repro` would run them again; restore them with `git checkout dvc.lock` (or run `dvc repro` "
+        "yourself to re-run them)"
+    )

@@ -1,14 +1,17 @@
-"""The batched rollout engine: many episodes in lock-step, one policy call per step for all live episodes.
+"""The batched rollout engine: many episodes in lock-step, one policy call per step for all live
+episodes.
 
-An episode starts from `reset(seed)` or from a stored state (replayed once, verified by hash, then forked by
-deepcopy for every further rollout from the same state). Its first step can be forced to a given action or carry
-a patch in the prompt; the whole episode can be under expert control. Student sampling uses one random generator
-per episode, seeded from the spec, so an episode's actions do not depend on which others share its batch.
+An episode starts from `reset(seed)` or from a stored state (replayed once, verified by hash, then
+forked by deepcopy for every further rollout from the same state). Its first step can be forced to a
+given action or carry a patch in the prompt; the whole episode can be under expert control. Student
+sampling uses one random generator per episode, seeded from the spec, so an episode's actions do not
+depend on which others share its batch.
 
-Common random numbers: every step of every episode takes the same two draws from its generator (a seed for
-sampling open-action candidates, a uniform for the choice by inverse CDF), whether the policy, a forced action or
-the expert acts. Two arms that share a sample seed therefore stay in step after a forced or patched first step:
-where they take the same first action they are the same episode, so their difference is measured without noise.
+Common random numbers: every step of every episode takes the same two draws from its generator (a
+seed for sampling open-action candidates, a uniform for the choice by inverse CDF), whether the
+policy, a forced action or the expert acts. Two arms that share a sample seed therefore stay in step
+after a forced or patched first step: where they take the same first action they are the same
+episode, so their difference is measured without noise.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ class RolloutSpec:
     forced_action: str | None = None  # taken at the first step instead of the policy's choice
     patch: str | None = None  # in the prompt at the first step only
     control: str = "student"  # or "expert"
-    horizon: int | None = None  # steps allowed from the start state (None: up to the engine's max_steps)
+    # steps allowed from the start state (None: up to the engine's max_steps)
+    horizon: int | None = None
 
     @property
     def task_id(self) -> str:
@@ -66,12 +70,14 @@ class _Live:
     pending: tuple[str | None, dict[str, float], bool] | None = None
     limit: int = 0  # the step count at which the episode is cut off
     first_action: str | None = None
-    draws: tuple[int, float] = (0, 0.0)  # this step's (open-sampling seed, uniform), drawn for every step
+    # this step's (open-sampling seed, uniform), drawn for every step
+    draws: tuple[int, float] = (0, 0.0)
     reply: str = ""  # this step's generated reply, kept on its Step when it names no valid action
 
 
 def inverse_cdf(probs: np.ndarray, u: float) -> int:
-    """The index a uniform draw `u` picks from a distribution (the first whose cumulative mass exceeds u)."""
+    """The index a uniform draw `u` picks from a distribution (the first whose cumulative mass
+    exceeds u)."""
     return min(int(np.searchsorted(np.cumsum(probs), u, side="right")), len(probs) - 1)
 
 
@@ -92,7 +98,9 @@ class RolloutEngine:
         if action_mode not in ("score", "generate"):
             raise ValueError(f"action_mode must be 'score' or 'generate', got {action_mode!r}")
         if stop_cycles and temperature != 0:
-            raise ValueError("stop_cycles needs greedy decoding (temperature 0): only then does a cycle repeat forever")
+            raise ValueError(
+                "stop_cycles needs greedy decoding (temperature 0): only then does a cycle repeat forever"
+            )
         self.policy = policy
         self.env_name = env_name
         self.max_steps = max_steps
@@ -104,19 +112,27 @@ class RolloutEngine:
         self.progress = progress
         self.stop_cycles = stop_cycles
 
-    # -- starting episodes ---------------------------------------------------------------------------------------
+    # -- starting episodes -------------------------------------------------------------------------
     def _start(self, spec: RolloutSpec, templates: dict) -> _Live:
-        limit = len(spec.start_actions) + spec.horizon if spec.horizon is not None else self.max_steps
+        limit = (
+            len(spec.start_actions) + spec.horizon if spec.horizon is not None else self.max_steps
+        )
         if spec.start_actions:
             key = (spec.level, spec.seed, spec.start_actions, limit)
             if key not in templates:
-                state = {"level": spec.level, "seed": spec.seed, "actions": list(spec.start_actions)}
+                state = {
+                    "level": spec.level,
+                    "seed": spec.seed,
+                    "actions": list(spec.start_actions),
+                }
                 templates[key] = restore_env(self.env_name, state, spec.start_hash, limit)
             env = templates[key].fork()
         else:
             env = make_env(self.env_name, spec.level, limit)
             env.reset(spec.seed)
-        return _Live(spec, env, np.random.default_rng(spec.sample_seed), n_steps=env.step_count, limit=limit)
+        return _Live(
+            spec, env, np.random.default_rng(spec.sample_seed), n_steps=env.step_count, limit=limit
+        )
 
     def messages(self, live: _Live) -> list[dict]:
         first = live.n_steps == len(live.spec.start_actions)
@@ -129,36 +145,59 @@ class RolloutEngine:
             live.spec.patch if first else None,
         )
 
-    # -- choosing actions ----------------------------------------------------------------------------------------
+    # -- choosing actions --------------------------------------------------------------------------
     def candidates(self, lv: _Live) -> list[str]:
-        """The valid actions; an open one (`search[...]`) becomes the student's sampled fillings plus the
-        expert's (see `teachable.policy.candidates`), sampled with the episode's own generator."""
+        """The valid actions; an open one (`search[...]`) becomes the student's sampled fillings
+        plus the expert's (see `teachable.policy.candidates`), sampled with the episode's own
+        generator."""
         valid = lv.env.valid_actions()
         if not has_open(valid):
             return valid
         n = getattr(lv.env, "n_open_samples", 1)
-        sampled = sample_open_actions(self.policy, self.messages(lv), valid, n, self.temperature, lv.draws[0])
+        sampled = sample_open_actions(
+            self.policy, self.messages(lv), valid, n, self.temperature, lv.draws[0]
+        )
         return expand_candidates(valid, [*sampled, lv.env.expert_action()])
 
     def _choose_scored(self, lives: Sequence[_Live]) -> None:
-        scores = self.policy.score([self.messages(lv) for lv in lives], [self.candidates(lv) for lv in lives])
+        scores = self.policy.score(
+            [self.messages(lv) for lv in lives], [self.candidates(lv) for lv in lives]
+        )
         for lv, sc in zip(lives, scores):
             probs = to_distribution(sc.logliks)
             sampling = to_distribution(sc.logliks, self.temperature)
-            idx = int(np.argmax(sampling)) if self.temperature == 0 else inverse_cdf(sampling, lv.draws[1])
-            lv.pending = (sc.candidates[idx], dict(zip(sc.candidates, np.round(probs, 6).tolist())), True)
+            idx = (
+                int(np.argmax(sampling))
+                if self.temperature == 0
+                else inverse_cdf(sampling, lv.draws[1])
+            )
+            lv.pending = (
+                sc.candidates[idx],
+                dict(zip(sc.candidates, np.round(probs, 6).tolist())),
+                True,
+            )
 
     def _choose_generated(self, lives: Sequence[_Live]) -> None:
-        seed = lives[0].draws[0] if lives else 0  # one generator for the batch: HF generate takes one seed
+        # one generator for the batch: HF generate takes one seed
+        seed = lives[0].draws[0] if lives else 0
         tokenizer = getattr(self.policy, "tokenizer", None)  # test doubles have none
-        budget = reply_budget(tokenizer, [lv.env.valid_actions() for lv in lives]) if tokenizer else MIN_REPLY_TOKENS
-        replies = self.policy.generate([self.messages(lv) for lv in lives], max_new_tokens=budget,
-                                       temperature=self.temperature, seed=seed)
+        budget = (
+            reply_budget(tokenizer, [lv.env.valid_actions() for lv in lives])
+            if tokenizer
+            else MIN_REPLY_TOKENS
+        )
+        replies = self.policy.generate(
+            [self.messages(lv) for lv in lives],
+            max_new_tokens=budget,
+            temperature=self.temperature,
+            seed=seed,
+        )
         for lv, reply in zip(lives, replies):
             action = parse_action(reply, lv.env.valid_actions())
             parsed = action is not None
-            # retail's parse_failure: respond (tau-bench): only a reply with no tool call goes to the user as text;
-            # a well-formed call that names no valid action stays a parse failure, its JSON is no message
+            # retail's parse_failure: respond (tau-bench): only a reply with no tool call goes to
+            # the user as text; a well-formed call that names no valid action stays a parse failure,
+            # its JSON is no message
             if not parsed and is_malformed(reply) and hasattr(lv.env, "unparsed_action"):
                 action = lv.env.unparsed_action(without_control_tokens(reply))
             lv.pending, lv.reply = (action, {}, parsed), reply
@@ -166,7 +205,8 @@ class RolloutEngine:
     def _choose(self, lives: list[_Live]) -> None:
         ask = []
         for lv in lives:
-            lv.draws = (int(lv.rng.integers(2**31)), float(lv.rng.random()))  # taken whoever acts (see above)
+            # taken whoever acts (see above)
+            lv.draws = (int(lv.rng.integers(2**31)), float(lv.rng.random()))
             first = lv.n_steps == len(lv.spec.start_actions)
             if first and lv.spec.forced_action is not None:
                 lv.pending = (lv.spec.forced_action, {}, True)
@@ -177,19 +217,29 @@ class RolloutEngine:
         if ask:
             (self._choose_scored if self.action_mode == "score" else self._choose_generated)(ask)
 
-    # -- stepping ------------------------------------------------------------------------------------------------
+    # -- stepping ----------------------------------------------------------------------------------
     def _advance(self, lv: _Live) -> None:
         action, probs, parse_ok = lv.pending
         if lv.n_steps == len(lv.spec.start_actions):
             lv.first_action = action
-        if self.record_steps:  # a failed parse is recorded even where its text went to the user (parse_ok false)
-            unparsed = {} if parse_ok else {"reply": lv.reply}  # what the student said, to read its failures
+        # a failed parse is recorded even where its text went to the user (parse_ok false)
+        if self.record_steps:
+            # what the student said, to read its failures
+            unparsed = {} if parse_ok else {"reply": lv.reply}
             lv.steps.append(
-                Step(obs=lv.env.observation, valid_actions=lv.env.valid_actions(), action=action,
-                     action_probs=probs, parse_ok=parse_ok, state_hash=lv.env.state_hash(), **unparsed)
+                Step(
+                    obs=lv.env.observation,
+                    valid_actions=lv.env.valid_actions(),
+                    action=action,
+                    action_probs=probs,
+                    parse_ok=parse_ok,
+                    state_hash=lv.env.state_hash(),
+                    **unparsed,
+                )
             )
         lv.n_steps += 1
-        if action is not None:  # an unparseable reply (parse_failure count) wastes the step and changes nothing
+        # an unparseable reply (parse_failure count) wastes the step and changes nothing
+        if action is not None:
             _, reward, terminated, truncated, info = lv.env.step(action)
             lv.reward += reward
             lv.success = lv.success or info.get("success", False)
@@ -199,9 +249,10 @@ class RolloutEngine:
             self._check_cycle(lv)
 
     def _check_cycle(self, lv: _Live) -> None:
-        """Greedy decoding is a function of the prompt, and the next state a function of the state and action: a
-        (state, prompt) pair seen before means the episode repeats that loop until it runs out of steps. End it now
-        as the failure it will be (`cycled`), saving the rest of the horizon."""
+        """Greedy decoding is a function of the prompt, and the next state a function of the state
+        and action: a (state, prompt) pair seen before means the episode repeats that loop until it
+        runs out of steps. End it now as the failure it will be (`cycled`), saving the rest of the
+        horizon."""
         key = (lv.env.state_hash(), repr(self.messages(lv)))
         lv.cycled = key in lv.seen
         lv.done = lv.cycled
@@ -210,18 +261,27 @@ class RolloutEngine:
     def _finish(self, lv: _Live) -> Episode:
         spec = lv.spec
         return Episode(
-            episode_id=spec.episode_id, env=self.env_name, task_id=spec.task_id, seed=spec.seed,
-            policy="expert" if spec.control == "expert" else self.policy_name, mission=lv.env.mission,
+            episode_id=spec.episode_id,
+            env=self.env_name,
+            task_id=spec.task_id,
+            seed=spec.seed,
+            policy="expert" if spec.control == "expert" else self.policy_name,
+            mission=lv.env.mission,
             success=lv.success,
-            reward=round(lv.reward, 6), n_steps=lv.n_steps - len(spec.start_actions), steps=lv.steps,
-            cycled=lv.cycled, first_action=lv.first_action,
+            reward=round(lv.reward, 6),
+            n_steps=lv.n_steps - len(spec.start_actions),
+            steps=lv.steps,
+            cycled=lv.cycled,
+            first_action=lv.first_action,
         )
 
     @property
     def policy_name(self) -> str:
         return getattr(self.policy, "name", type(self.policy).__name__)
 
-    def run(self, specs: Sequence[RolloutSpec], on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
+    def run(
+        self, specs: Sequence[RolloutSpec], on_episode: Callable[[Episode], None] | None = None
+    ) -> list[Episode]:
         """Run every spec to the end; results come back in the order of `specs`."""
         order = {spec.episode_id: i for i, spec in enumerate(specs)}
         if len(order) != len(specs):
@@ -246,20 +306,26 @@ class RolloutEngine:
         return results
 
     def first_actions(self, specs: Sequence[RolloutSpec]) -> list[str | None]:
-        """The action each spec takes at its first step, exactly as a full run takes it (one batched step each)."""
+        """The action each spec takes at its first step, exactly as a full run takes it (one batched
+        step each)."""
         probe = copy.copy(self)
         probe.record_steps, probe.progress, probe.stop_cycles = True, False, False
-        return [ep.steps[0].action for ep in probe.run([dataclasses.replace(s, horizon=1) for s in specs])]
+        return [
+            ep.steps[0].action
+            for ep in probe.run([dataclasses.replace(s, horizon=1) for s in specs])
+        ]
 
     def run_shared(self, specs: Sequence[RolloutSpec]) -> list[Episode]:
-        """`run(specs)` for arms that share start states and sample seeds, each distinct episode run once.
+        """`run(specs)` for arms that share start states and sample seeds, each distinct episode run
+        once.
 
-        A forced first step takes the same draws as a sampled one, and a patch is in the first prompt only, so two
-        specs with the same start state, sample seed and horizon that take the same first action are the same
-        episode from then on. Each spec's first action is found in one batched step; each distinct (start, seed,
-        first action) then runs once as a forced spec, and every spec gets its outcome under its own id. With
-        `action_mode="generate"` (one seed per batch) or step records (a shared episode's first prompt is only one
-        of its specs') every spec runs as it is."""
+        A forced first step takes the same draws as a sampled one, and a patch is in the first
+        prompt only, so two specs with the same start state, sample seed and horizon that take the
+        same first action are the same episode from then on. Each spec's first action is found in
+        one batched step; each distinct (start, seed, first action) then runs once as a forced spec,
+        and every spec gets its outcome under its own id. With `action_mode="generate"` (one seed
+        per batch) or step records (a shared episode's first prompt is only one of its specs') every
+        spec runs as it is."""
         if self.action_mode != "score" or self.record_steps:
             return self.run(specs)
         asked = [s for s in specs if s.control == "student" and s.forced_action is None]
@@ -268,10 +334,22 @@ class RolloutEngine:
         key_of = {}
         for spec in specs:
             first = chosen.get(spec.episode_id, spec.forced_action)
-            key = (spec.level, spec.seed, spec.start_actions, spec.sample_seed, spec.horizon, spec.control, first)
+            key = (
+                spec.level,
+                spec.seed,
+                spec.start_actions,
+                spec.sample_seed,
+                spec.horizon,
+                spec.control,
+                first,
+            )
             if key not in shared:
-                shared[key] = dataclasses.replace(spec, episode_id=f"shared|{len(shared)}", forced_action=first,
-                                                  patch=None)
+                shared[key] = dataclasses.replace(
+                    spec, episode_id=f"shared|{len(shared)}", forced_action=first, patch=None
+                )
             key_of[spec.episode_id] = key
         episodes = dict(zip(shared, self.run(list(shared.values()))))
-        return [episodes[key_of[s.episode_id]].model_copy(update={"episode_id": s.episode_id}) for s in specs]
+        return [
+            episodes[key_of[s.episode_id]].model_copy(update={"episode_id": s.episode_id})
+            for s in specs
+        ]

@@ -1,21 +1,30 @@
-"""Teachers: advice at a state (suggested action, diagnosis, hint, contrast). `oracle` is offline."""
+"""Teachers: advice at a state (suggested action, diagnosis, hint, contrast). `oracle` is
+offline."""
 
 from __future__ import annotations
 
 from teachable.teacher.base import Advice, Teacher, TooManyFallbacks, UnusableAnswer
 from teachable.teacher.oracle import OracleTeacher
 
-MIN_ANSWERS = 10  # fresh answers before `max_fallback_fraction` is enforced: one early failure never stops a run
+# fresh answers before `max_fallback_fraction` is enforced: one early failure never stops a run
+MIN_ANSWERS = 10
 
 
 class FallbackTeacher:
-    """Asks the primary teacher; an unusable answer becomes oracle advice marked `valid: false`, or None (drop).
+    """Asks the primary teacher; an unusable answer becomes oracle advice marked `valid: false`, or
+    None (drop).
 
-    Fallbacks are capped: once more than `max_fallback_fraction` of the primary's fresh answers so far (cached ones
-    left out, at least `min_answers` of them) were unusable, `TooManyFallbacks` stops the stage, so that a paid run
-    never silently becomes an oracle run."""
+    Fallbacks are capped: once more than `max_fallback_fraction` of the primary's fresh answers so
+    far (cached ones left out, at least `min_answers` of them) were unusable, `TooManyFallbacks`
+    stops the stage, so that a paid run never silently becomes an oracle run."""
 
-    def __init__(self, primary, on_invalid: str, max_fallback_fraction: float = 1.0, min_answers: int = MIN_ANSWERS):
+    def __init__(
+        self,
+        primary,
+        on_invalid: str,
+        max_fallback_fraction: float = 1.0,
+        min_answers: int = MIN_ANSWERS,
+    ):
         self.primary, self.on_invalid, self.name = primary, on_invalid, primary.name
         self.max_fallback_fraction, self.min_answers = max_fallback_fraction, min_answers
         self.oracle = OracleTeacher()
@@ -30,8 +39,10 @@ class FallbackTeacher:
             raise TooManyFallbacks(
                 f"teacher: {bad} of the {n} answers so far from {self.name} ({bad / n:.0%}) were unusable (an action "
                 f"outside the valid ones, malformed JSON, a refusal), more than teacher.max_fallback_fraction="
-                f"{self.max_fallback_fraction:g}" + (f"; the last: {last[:120]}" if last else "")
-                + "; check the model and its server, or raise teacher.max_fallback_fraction")
+                f"{self.max_fallback_fraction:g}"
+                + (f"; the last: {last[:120]}" if last else "")
+                + "; check the model and its server, or raise teacher.max_fallback_fraction"
+            )
 
     def advise(self, env, student_action):
         try:
@@ -47,8 +58,8 @@ class FallbackTeacher:
 
 
 def make_teacher(params) -> Teacher:
-    """The teacher named by `teacher.name`. The OpenAI one checks its key, the server and the model here (a
-    pre-flight request), before any work: a `TeacherConfigError` names the cause."""
+    """The teacher named by `teacher.name`. The OpenAI one checks its key, the server and the model
+    here (a pre-flight request), before any work: a `TeacherConfigError` names the cause."""
     if params.name == "oracle":
         return OracleTeacher()
     from teachable.teacher.openai_teacher import OpenAITeacher

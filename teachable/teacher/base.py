@@ -1,4 +1,5 @@
-"""What a teacher returns at a state, the protocol every teacher implements, and how a teacher fails."""
+"""What a teacher returns at a state, the protocol every teacher implements, and how a teacher
+fails."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-# the paid-model errors live with the client the teacher and the retail LLM user share (re-exported here)
+# the paid-model errors live with the client the teacher and the retail LLM user share (re-exported
+# here)
 from teachable.core.openai_client import (  # noqa: F401
     BudgetExceeded,
     TeacherConfigError,
@@ -31,7 +33,8 @@ class Teacher(Protocol):
 
 
 class TooManyFallbacks(TeacherStopped):
-    """More than `max_fallback_fraction` of the answers so far were unusable (after a minimum number of answers)."""
+    """More than `max_fallback_fraction` of the answers so far were unusable (after a minimum number
+    of answers)."""
 
 
 class UnusableAnswer(RuntimeError):

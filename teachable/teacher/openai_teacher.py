@@ -1,24 +1,25 @@
 """A teacher behind the OpenAI API (or any OpenAI-compatible server, via `base_url`).
 
-Structured outputs: the reply schema restricts `suggested_action` to the state's valid actions. Replies are cached
-on disk by a hash of the request, so a rerun costs nothing.
+Structured outputs: the reply schema restricts `suggested_action` to the state's valid actions.
+Replies are cached on disk by a hash of the request, so a rerun costs nothing.
 
 What can go wrong, and what happens:
-- Errors that asking again will not cure (a wrong key: 401/403, an unknown model or a wrong base_url: 404, an
-  exhausted quota, a server that cannot be reached) stop the stage: found by a pre-flight check when the teacher is
-  made, before any work, and raised (never a fallback) if they happen mid-run.
-- A call that gets no answer (timeout, connection or server error, rate limit, after the client's own retries) is
-  asked again; `max_consecutive_failures` of them in a row stop the stage. Never a fallback: it says nothing
-  about the state.
-- An answer that is unusable (an action outside the valid ones, malformed JSON, a refusal, a request the server
-  rejects) is asked again up to `retries` times, then raises `UnusableAnswer`: the caller falls back (counted,
-  capped by `max_fallback_fraction`, see `teachable.teacher.FallbackTeacher`).
-- A ledger on disk beside the cache (calls, tokens, dollars; per model and server, over every run) is counted
-  against `max_calls` / `max_usd`, a hard budget. Every paid call is charged the usage its reply reports, an
-  unusable answer too.
+- Errors that asking again will not cure (a wrong key: 401/403, an unknown model or a wrong
+  base_url: 404, an exhausted quota, a server that cannot be reached) stop the stage: found by a
+  pre-flight check when the teacher is made, before any work, and raised (never a fallback) if they
+  happen mid-run.
+- A call that gets no answer (timeout, connection or server error, rate limit, after the client's
+  own retries) is asked again; `max_consecutive_failures` of them in a row stop the stage. Never a
+  fallback: it says nothing about the state.
+- An answer that is unusable (an action outside the valid ones, malformed JSON, a refusal, a request
+  the server rejects) is asked again up to `retries` times, then raises `UnusableAnswer`: the caller
+  falls back (counted, capped by `max_fallback_fraction`, see `teachable.teacher.FallbackTeacher`).
+- A ledger on disk beside the cache (calls, tokens, dollars; per model and server, over every run)
+  is counted against `max_calls` / `max_usd`, a hard budget. Every paid call is charged the usage
+  its reply reports, an unusable answer too.
 
-The API key is read from OPENAI_API_KEY and never written anywhere: not in the cache, the ledger, logs or messages
-(server text quoted in a message is scrubbed of it).
+The API key is read from OPENAI_API_KEY and never written anywhere: not in the cache, the ledger,
+logs or messages (server text quoted in a message is scrubbed of it).
 """
 
 from __future__ import annotations
@@ -62,14 +63,19 @@ SYSTEM = (
     "situation, a hint that helps without naming the action, and a one-sentence contrast between the agent's action "
     "and yours. No step-by-step reasoning."
 )
+
+
 def action_type(valid_actions: list[str]):
-    """The valid actions as a schema type: an enum, and for an open action (`search[...]`, or a call template such
-    as `respond(content="...")`) a string pattern."""
+    """The valid actions as a schema type: an enum, and for an open action (`search[...]`, or a call
+    template such as `respond(content="...")`) a string pattern."""
     concrete = [a for a in valid_actions if not is_open(a)]
     kinds = sorted({a.split("[", 1)[0] for a in valid_actions if is_open(a) and not is_call(a)})
     patterns = [rf"({'|'.join(kinds)})\[[^\]]+\]"] if kinds else []
-    patterns += [re.escape(a).replace(re.escape('"..."'), '".*\\S.*"') for a in valid_actions
-                 if is_open(a) and is_call(a)]
+    patterns += [
+        re.escape(a).replace(re.escape('"..."'), '".*\\S.*"')
+        for a in valid_actions
+        if is_open(a) and is_call(a)
+    ]
     if not patterns:
         return Literal[tuple(valid_actions)]
     filled = Annotated[str, StringConstraints(pattern=rf"^({'|'.join(patterns)})$")]
@@ -90,20 +96,29 @@ class OpenAITeacher(OpenAIClient):
     role, section = "teacher", "teacher"
     missing_key = "teacher.name is 'openai' but OPENAI_API_KEY is not set; export it (or choose teacher.name: oracle)"
 
-    # --- advice --------------------------------------------------------------------------------------------------
+    # --- advice -----------------------------------------------------------------------------------
 
     def _request(self, env, student_action: str | None) -> dict:
-        user = (f"Mission: {env.mission}\nThe agent sees: {env.observation}\n"
-                f"Valid actions: {', '.join(env.valid_actions())}\nThe agent chose: {student_action or 'nothing yet'}")
-        return {"model": self.params.model, "temperature": self.params.temperature,
-                "max_tokens": self.params.max_tokens,
-                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]}
+        user = (
+            f"Mission: {env.mission}\nThe agent sees: {env.observation}\n"
+            f"Valid actions: {', '.join(env.valid_actions())}\nThe agent chose: {student_action or 'nothing yet'}"
+        )
+        return {
+            "model": self.params.model,
+            "temperature": self.params.temperature,
+            "max_tokens": self.params.max_tokens,
+            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}],
+        }
 
     def _call(self, request: dict, schema: type[BaseModel]) -> dict:
-        """One paid call. The raw reply is metered before it is parsed: parsing an unusable answer (garbage,
-        malformed JSON, an action outside the valid ones) raises, and it was once charged nothing (issue 33)."""
-        raw = self._metered(lambda: self.client.chat.completions.with_raw_response.parse(response_format=schema,
-                                                                                         **request))
+        """One paid call. The raw reply is metered before it is parsed: parsing an unusable answer
+        (garbage, malformed JSON, an action outside the valid ones) raises, and it was once charged
+        nothing (issue 33)."""
+        raw = self._metered(
+            lambda: self.client.chat.completions.with_raw_response.parse(
+                response_format=schema, **request
+            )
+        )
         completion = raw.parse()
         message = completion.choices[0].message
         if message.refusal or message.parsed is None:
@@ -125,14 +140,18 @@ class OpenAITeacher(OpenAIClient):
             except (ValidationError, ValueError, UnusableAnswer, openai.OpenAIError) as err:
                 if permanent(err):
                     raise TeacherUnavailable(self._stop_message(err)) from None
-                if no_answer(err):  # asked again, without using up a re-ask: it said nothing about the state
+                # asked again, without using up a re-ask: it said nothing about the state
+                if no_answer(err):
                     self._count_no_answer(err)
                     self.counts["retries"] += 1
                     continue
                 self.failures_in_a_row = 0  # an answer came, if not a usable one
                 error, asks_left = err, asks_left - 1
-                log.warning("teacher answer unusable (%s: %s)", type(err).__name__, redact(str(err))[:120])
-                if isinstance(err, openai.APIStatusError):  # the server rejects the request: the same again
+                log.warning(
+                    "teacher answer unusable (%s: %s)", type(err).__name__, redact(str(err))[:120]
+                )
+                # the server rejects the request: the same again
+                if isinstance(err, openai.APIStatusError):
                     break
                 self.counts["retries"] += asks_left > 0
                 continue

@@ -1,4 +1,5 @@
-"""The offline, deterministic teacher: the environment's expert action, with text written from the true state."""
+"""The offline, deterministic teacher: the environment's expert action, with text written from the
+true state."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ class OracleTeacher:
         action = env.expert_action()
         where = env.target_hint()
         if student_action and student_action != action:
-            contrast = f"'{student_action}' does not bring you closer to the mission; '{action}' does."
+            contrast = (
+                f"'{student_action}' does not bring you closer to the mission; '{action}' does."
+            )
             diagnosis = f"{where} Choosing '{student_action}' here delays the mission."
         else:
             contrast = f"'{action}' is the step that brings you closer to the mission."
             diagnosis = where
-        return Advice(suggested_action=action, diagnosis=diagnosis, hint=where, contrast=contrast, source="oracle")
+        return Advice(
+            suggested_action=action,
+            diagnosis=diagnosis,
+            hint=where,
+            contrast=contrast,
+            source="oracle",
+        )

@@ -1,1 +1,2 @@
-"""Training: supervision formats, LoRA through TRL, micro-training (phase 1B), the matrix, recovery."""
+"""Training: supervision formats, LoRA through TRL, micro-training (phase 1B), the matrix,
+recovery."""

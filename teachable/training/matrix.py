@@ -1,10 +1,12 @@
-"""Phase 2 training data: one cell per quadrant x supervision format, plus two baselines drawn from the same pool.
+"""Phase 2 training data: one cell per quadrant x supervision format, plus two baselines drawn from
+the same pool.
 
-Cells are size-matched by default (`train.records_per_cell`): each cell trains on a seeded subsample of its
-quadrant of the same size, so a difference between cells is not a difference in the amount of training. Every
-cell is trained `train.n_seeds` times; training seed k draws its own subsample (shared by the formats of a
-quadrant, so formats compare on the same snapshots) and its own initialisation. `random` is a uniform sample of
-the cell size from the pool of every (snapshot, format) record; `all` is the whole pool.
+Cells are size-matched by default (`train.records_per_cell`): each cell trains on a seeded subsample
+of its quadrant of the same size, so a difference between cells is not a difference in the amount of
+training. Every cell is trained `train.n_seeds` times; training seed k draws its own subsample
+(shared by the formats of a quadrant, so formats compare on the same snapshots) and its own
+initialisation. `random` is a uniform sample of the cell size from the pool of every (snapshot,
+format) record; `all` is the whole pool.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ def training_seed(seed: int, k: int) -> int:
     return random.Random(f"train|{seed}|{k}").getrandbits(31)
 
 
-def cell_size(records: list[dict], quadrants: list[str], records_per_cell: int | str | None) -> int | None:
-    """Records per cell: a fixed number, or `min` = the smallest non-empty quadrant among those trained (every
-    cell can then be filled); None = no size matching."""
+def cell_size(
+    records: list[dict], quadrants: list[str], records_per_cell: int | str | None
+) -> int | None:
+    """Records per cell: a fixed number, or `min` = the smallest non-empty quadrant among those
+    trained (every cell can then be filled); None = no size matching."""
     if records_per_cell != "min":
         return records_per_cell
     counts = [sum(r["quadrant"] == QUADRANT_BY_SHORT[q] for r in records) for q in quadrants]
@@ -48,17 +52,26 @@ def _subsample(items: list, size: int | None, key: str) -> list:
     return random.Random(key).sample(items, size)
 
 
-def cell_records(records: list[dict], quadrant: str, fmt: str, method: str = "sft", size: int | None = None,
-                 seed: int = 0) -> list[dict]:
-    """The quadrant's snapshots in format `fmt`; with `size`, a subsample keyed by (quadrant, seed) only, so every
-    format of a quadrant trains on the same snapshots."""
+def cell_records(
+    records: list[dict],
+    quadrant: str,
+    fmt: str,
+    method: str = "sft",
+    size: int | None = None,
+    seed: int = 0,
+) -> list[dict]:
+    """The quadrant's snapshots in format `fmt`; with `size`, a subsample keyed by (quadrant, seed)
+    only, so every format of a quadrant trains on the same snapshots."""
     full = QUADRANT_BY_SHORT[quadrant]
-    chosen = _subsample([r for r in records if r["quadrant"] == full], size, f"cell|{quadrant}|{seed}")
+    chosen = _subsample(
+        [r for r in records if r["quadrant"] == full], size, f"cell|{quadrant}|{seed}"
+    )
     return training_records(chosen, fmt, method)
 
 
-def baseline_records(records: list[dict], name: str, seed: int, method: str = "sft",
-                     size: int | None = None) -> list[dict]:
+def baseline_records(
+    records: list[dict], name: str, seed: int, method: str = "sft", size: int | None = None
+) -> list[dict]:
     pool = [rec for r in records for fmt in FORMATS for rec in training_records([r], fmt, method)]
     if name == "all":
         return pool
@@ -69,10 +82,15 @@ def baseline_records(records: list[dict], name: str, seed: int, method: str = "s
 
 
 def phase2_cells(train) -> list[str]:
-    """The phase 2 models the current params (`train`, a TrainParams) define, as dvc.yaml trains them: every
-    `train.quadrants` x `train.formats` cell (stage `train`), the `train.baselines` (`train_baseline`) and
-    `recovery` (`train_recovery`). A directory under models/phase2 that is none of these is from earlier params."""
-    return [f"{q}-{f}" for q in train.quadrants for f in train.formats] + list(train.baselines) + ["recovery"]
+    """The phase 2 models the current params (`train`, a TrainParams) define, as dvc.yaml trains
+    them: every `train.quadrants` x `train.formats` cell (stage `train`), the `train.baselines`
+    (`train_baseline`) and `recovery` (`train_recovery`). A directory under models/phase2 that is
+    none of these is from earlier params."""
+    return (
+        [f"{q}-{f}" for q in train.quadrants for f in train.formats]
+        + list(train.baselines)
+        + ["recovery"]
+    )
 
 
 def cell_stage(cell: str) -> str:
@@ -83,14 +101,18 @@ def cell_stage(cell: str) -> str:
 
 
 def cell_metrics(phase2: str | Path, cell: str) -> dict:
-    """A defined cell's `metrics.json`; an InputError naming the cell and the stage to run when it was not trained
-    (no metrics.json) or the file is malformed."""
+    """A defined cell's `metrics.json`; an InputError naming the cell and the stage to run when it
+    was not trained (no metrics.json) or the file is malformed."""
     path = Path(phase2) / cell / "metrics.json"
     if not path.is_file():
         what = "has no metrics.json" if path.parent.is_dir() else "does not exist"
-        raise InputError(f"{path.parent} {what}: the params define model {cell} but it has not been trained; "
-                         f"run `dvc repro {cell_stage(cell)}`")
+        raise InputError(
+            f"{path.parent} {what}: the params define model {cell} but it has not been trained; "
+            f"run `dvc repro {cell_stage(cell)}`"
+        )
     try:
         return json.loads(path.read_text())
     except ValueError as err:
-        raise InputError(f"{path}: malformed JSON ({err}); run `dvc repro {cell_stage(cell)}`") from None
+        raise InputError(
+            f"{path}: malformed JSON ({err}); run `dvc repro {cell_stage(cell)}`"
+        ) from None

@@ -1,7 +1,9 @@
-"""Supervision formats: training records whose prompt is exactly what the student sees at a labeled state.
+"""Supervision formats: training records whose prompt is exactly what the student sees at a labeled
+state.
 
-Records are tokenizer-agnostic (chat messages + the target action); `training.to_text` renders them with the
-student's own chat template, the same way the policy scores actions, so training and scoring agree.
+Records are tokenizer-agnostic (chat messages + the target action); `training.to_text` renders them
+with the student's own chat template, the same way the policy scores actions, so training and
+scoring agree.
 - demo: the plain prompt; target = the teacher's action.
 - hint: the teacher's hint added to the prompt; target = the action.
 - contrast: the student's wrong action vs the teacher's added to the prompt; target = the action.
@@ -22,15 +24,30 @@ def supervision_record(record: dict, fmt: str) -> dict:
         raise ValueError(f"unknown supervision format {fmt!r}; known: {FORMATS}")
     teacher = record["teacher"]
     action = teacher["suggested_action"]
-    patch = {"demo": None, "hint": hint_patch(teacher["hint"]),
-             "contrast": contrast_patch(record["contrast_action"], action)}[fmt]
-    messages = build_messages(record["mission"], record["obs"], record["valid_actions"], record["history"], patch)
-    return {"snapshot_id": record["snapshot_id"], "format": fmt, "messages": messages, "action": action}
+    patch = {
+        "demo": None,
+        "hint": hint_patch(teacher["hint"]),
+        "contrast": contrast_patch(record["contrast_action"], action),
+    }[fmt]
+    messages = build_messages(
+        record["mission"], record["obs"], record["valid_actions"], record["history"], patch
+    )
+    return {
+        "snapshot_id": record["snapshot_id"],
+        "format": fmt,
+        "messages": messages,
+        "action": action,
+    }
 
 
 def preference_pair(record: dict, fmt: str = "demo") -> dict:
-    """Chosen = the teacher's action, rejected = the student's wrong one (never the same: see labeling), on the
-    prompt of format `fmt` (so DPO trains the same matrix cells as SFT)."""
+    """Chosen = the teacher's action, rejected = the student's wrong one (never the same: see
+    labeling), on the prompt of format `fmt` (so DPO trains the same matrix cells as SFT)."""
     sft = supervision_record(record, fmt)
-    return {"snapshot_id": record["snapshot_id"], "format": fmt, "messages": sft["messages"],
-            "chosen": sft["action"], "rejected": record["contrast_action"]}
+    return {
+        "snapshot_id": record["snapshot_id"],
+        "format": fmt,
+        "messages": sft["messages"],
+        "chosen": sft["action"],
+        "rejected": record["contrast_action"],
+    }

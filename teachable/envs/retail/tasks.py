@@ -1,12 +1,14 @@
-"""Retail tasks: a user, how they identify themselves, the writes they want (the ground truth) and what they say.
+"""Retail tasks: a user, how they identify themselves, the writes they want (the ground truth) and
+what they say.
 
-`make_task(db, level, seed)` draws one deterministically from a database: a user with an order that suits the
-family (pending for cancel / modify, delivered for return / exchange, another available variant for exchange /
-modify_items), one ground-truth write per wanted change (single-item lists, paid or refunded with the order's
-original payment method), the opening request (seeded templates; no ids), the outputs the agent must say (a
-return's refund amount) and the target database hash (the ground-truth writes replayed on a fresh view). A
-generated user knows its orders' ids (`known_orders`: it says one when asked which order); a loaded tau-bench user
-knows only those its instruction names.
+`make_task(db, level, seed)` draws one deterministically from a database: a user with an order that
+suits the family (pending for cancel / modify, delivered for return / exchange, another available
+variant for exchange / modify_items), one ground-truth write per wanted change (single-item lists,
+paid or refunded with the order's original payment method), the opening request (seeded templates;
+no ids), the outputs the agent must say (a return's refund amount) and the target database hash (the
+ground-truth writes replayed on a fresh view). A generated user knows its orders' ids
+(`known_orders`: it says one when asked which order); a loaded tau-bench user knows only those its
+instruction names.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import random
 from dataclasses import dataclass, field
 
 from teachable.envs.retail.database import DBView, random_address
-from teachable.envs.retail.tools import CANCEL_REASONS, KIND_TOOLS, TOOLS, WRITE_KINDS, address_text, call_tool
+from teachable.envs.retail.tools import (
+    CANCEL_REASONS,
+    KIND_TOOLS,
+    TOOLS,
+    WRITE_KINDS,
+    address_text,
+    call_tool,
+)
 from teachable.envs.toolcall import format_call
 
 KINDS = ("cancel", "return", "exchange", "modify_items", "modify_address")
@@ -23,9 +32,17 @@ FAMILIES = (*KINDS, "two_writes")
 LEVELS = (*FAMILIES, "all")
 IDENTITY_MODES = ("email", "name_zip")
 
-OPENINGS = ("I'd like to {want}.", "Could you help me {want}?", "Hi! I want to {want}.", "I need to {want}.")
+OPENINGS = (
+    "I'd like to {want}.",
+    "Could you help me {want}?",
+    "Hi! I want to {want}.",
+    "I need to {want}.",
+)
 ALSO = ("I'd also like to {want}.", "And I also want to {want}.", "Also, I need to {want}.")
-REASON_TEXT = {"no longer needed": "I no longer need it", "ordered by mistake": "I ordered it by mistake"}
+REASON_TEXT = {
+    "no longer needed": "I no longer need it",
+    "ordered by mistake": "I ordered it by mistake",
+}
 
 
 @dataclass(frozen=True)
@@ -37,8 +54,10 @@ class Goal:
     action: str  # the ground-truth call, in call notation (tool-signature argument order)
     name: str  # the tool
     args: dict
-    item_names: tuple[str, ...]  # the items the user talks about (the named item of a cancel / address change)
-    changes: tuple[dict, ...] = ()  # per item: the options the new variant changes {option: new value}
+    # the items the user talks about (the named item of a cancel / address change)
+    item_names: tuple[str, ...]
+    # per item: the options the new variant changes {option: new value}
+    changes: tuple[dict, ...] = ()
     reason: str = ""
     address: dict = field(default_factory=dict)
     outputs: tuple[str, ...] = ()  # what the agent must say for it (a return's refund amount)
@@ -55,8 +74,10 @@ class Task:
     outputs: tuple[str, ...]
     target_hash: str
     instruction: str = ""  # tau-bench's instruction, for loaded tasks
-    known_orders: tuple[str, ...] = ()  # the order ids the user may say (loaded: those its instruction names)
-    unplayable: str = ""  # loaded: the word of its instruction the scripted user cannot play ("" = playable)
+    # the order ids the user may say (loaded: those its instruction names)
+    known_orders: tuple[str, ...] = ()
+    # loaded: the word of its instruction the scripted user cannot play ("" = playable)
+    unplayable: str = ""
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -95,8 +116,11 @@ def opening_request(goals: tuple[Goal, ...], rng: random.Random) -> str:
     return text
 
 
-def goal_from_write(db: DBView, name: str, args: dict, named_item: str | None = None, outputs=None) -> Goal:
-    """The user's side of a ground-truth write: which items (by name), which new options, reason, address."""
+def goal_from_write(
+    db: DBView, name: str, args: dict, named_item: str | None = None, outputs=None
+) -> Goal:
+    """The user's side of a ground-truth write: which items (by name), which new options, reason,
+    address."""
     order = db.get("orders", args["order_id"])
     by_id = {item["item_id"]: item for item in order["items"]}
     kind = WRITE_KINDS[name]
@@ -109,24 +133,37 @@ def goal_from_write(db: DBView, name: str, args: dict, named_item: str | None = 
         product = db.get("products", by_id[old]["product_id"])
         new_options = product["variants"][new]["options"]
         changes.append({k: v for k, v in new_options.items() if by_id[old]["options"].get(k) != v})
-    address = {k: args[k] for k in ("address1", "address2", "city", "state", "country", "zip")} \
-        if kind == "modify_address" else {}
+    address = (
+        {k: args[k] for k in ("address1", "address2", "city", "state", "country", "zip")}
+        if kind == "modify_address"
+        else {}
+    )
     if outputs is None:
         outputs = (f"{sum(by_id[i]['price'] for i in item_ids):.2f}",) if kind == "return" else ()
-    return Goal(kind=kind, order_id=args["order_id"], action=format_call(name, args), name=name, args=dict(args),
-                item_names=names, changes=tuple(changes), reason=args.get("reason", ""), address=address,
-                outputs=tuple(outputs))
+    return Goal(
+        kind=kind,
+        order_id=args["order_id"],
+        action=format_call(name, args),
+        name=name,
+        args=dict(args),
+        item_names=names,
+        changes=tuple(changes),
+        reason=args.get("reason", ""),
+        address=address,
+        outputs=tuple(outputs),
+    )
 
 
 def outputs_said(outputs, said) -> bool:
-    """tau-bench's output check: every required output, lower-cased, is inside some message the agent said,
-    lower-cased with its commas removed."""
+    """tau-bench's output check: every required output, lower-cased, is inside some message the
+    agent said, lower-cased with its commas removed."""
     texts = [s.lower().replace(",", "") for s in said]
     return all(any(o.lower() in t for t in texts) for o in outputs)
 
 
 def replay_hash(base: dict, actions) -> str | None:
-    """The database hash after running the writes on a fresh view, or None when one of them fails."""
+    """The database hash after running the writes on a fresh view, or None when one of them
+    fails."""
     from teachable.envs.toolcall import parse_call
 
     view = DBView(base)
@@ -137,13 +174,14 @@ def replay_hash(base: dict, actions) -> str | None:
     return view.hash()
 
 
-# -- drawing a task --------------------------------------------------------------------------------------------------
+# -- drawing a task --------------------------------------------------------------------------------
 def _original_pm(order: dict) -> str:
     return order["payment_history"][0]["payment_method_id"]
 
 
 def _writes(db: DBView, user: dict, kind: str) -> list[tuple[dict, dict]]:
-    """Every suitable (order, write args) of this kind for a user, in database order (single-item writes)."""
+    """Every suitable (order, write args) of this kind for a user, in database order (single-item
+    writes)."""
     out = []
     for order_id in user["orders"]:
         order = db.get("orders", order_id)
@@ -160,14 +198,32 @@ def _writes(db: DBView, user: dict, kind: str) -> list[tuple[dict, dict]]:
             out.append((order, {"order_id": order_id, "address": None}))
         elif kind == "return":
             for item in order["items"]:
-                out.append((order, {"order_id": order_id, "item_ids": [item["item_id"]], "payment_method_id": pm}))
+                out.append(
+                    (
+                        order,
+                        {
+                            "order_id": order_id,
+                            "item_ids": [item["item_id"]],
+                            "payment_method_id": pm,
+                        },
+                    )
+                )
         else:
             for item in order["items"]:
                 variants = db.get("products", item["product_id"])["variants"]
                 for new_id, variant in variants.items():
                     if new_id != item["item_id"] and variant["available"]:
-                        out.append((order, {"order_id": order_id, "item_ids": [item["item_id"]],
-                                            "new_item_ids": [new_id], "payment_method_id": pm}))
+                        out.append(
+                            (
+                                order,
+                                {
+                                    "order_id": order_id,
+                                    "item_ids": [item["item_id"]],
+                                    "new_item_ids": [new_id],
+                                    "payment_method_id": pm,
+                                },
+                            )
+                        )
     return out
 
 
@@ -213,7 +269,8 @@ def _draw_goals(db: DBView, user: dict, family: str, rng: random.Random) -> list
 
 
 def make_task(db: dict, level: str, seed: int) -> Task:
-    """A task of this level (task family; "all": a family drawn by seed), a pure function of (db, level, seed)."""
+    """A task of this level (task family; "all": a family drawn by seed), a pure function of (db,
+    level, seed)."""
     if level not in LEVELS:
         raise ValueError(f"unknown retail level {level!r}; known: {list(LEVELS)}")
     rng = random.Random(f"retail-task:{level}:{seed}")
@@ -232,7 +289,15 @@ def make_task(db: dict, level: str, seed: int) -> Task:
         identity = rng.choice(IDENTITY_MODES)
         request = opening_request(tuple(goals), rng)
         outputs = tuple(o for g in goals for o in g.outputs)
-        return Task(key=f"{level}:{seed}", family=family, user_id=user_id, identity=identity, goals=tuple(goals),
-                    request=request, outputs=outputs, target_hash=target,
-                    known_orders=tuple(dict.fromkeys(g.order_id for g in goals)))
+        return Task(
+            key=f"{level}:{seed}",
+            family=family,
+            user_id=user_id,
+            identity=identity,
+            goals=tuple(goals),
+            request=request,
+            outputs=outputs,
+            target_hash=target,
+            known_orders=tuple(dict.fromkeys(g.order_id for g in goals)),
+        )
     raise ValueError(f"the retail database has no user suited to a {family!r} task")

@@ -1,16 +1,18 @@
-"""The retail tools: all 16 of tau-bench retail's, with its names, arguments, outputs, error strings and database
-effects, over a copy-on-write `DBView`.
+"""The retail tools: all 16 of tau-bench retail's, with its names, arguments, outputs, error strings
+and database effects, over a copy-on-write `DBView`.
 
-Each tool takes (db view, its arguments) and returns a string (JSON, an id, a number, or an error starting
-"Error:"). Checks run in tau-bench's order, and a write replaces the records it changes in the view's overlay (copies,
-never the shared records) only once every check passed, so a failing call changes nothing, as in tau-bench. Amounts
-are computed as tau-bench computes them: an item change's price difference is not rounded, an exchange's is.
-`call_tool` runs a tool the way tau-bench's environment does: an exception (e.g. an argument of the wrong type)
-becomes "Error: <message>", a wrong argument set Python's own message for tau-bench's tool class, an unknown name
-"Unknown action <name>". `TOOLS` maps a name to (function, parameter names in signature order, is_write); the
-environment lists the agent only the `LISTED` ones, and the scripted user asks only for the `WRITE_KINDS` writes.
-`respond(content)`, the agent's message to the user, is handled by the environment, not here. `describe_write`
-words a write, by its ids, for the agent's confirmation message.
+Each tool takes (db view, its arguments) and returns a string (JSON, an id, a number, or an error
+starting "Error:"). Checks run in tau-bench's order, and a write replaces the records it changes in
+the view's overlay (copies, never the shared records) only once every check passed, so a failing
+call changes nothing, as in tau-bench. Amounts are computed as tau-bench computes them: an item
+change's price difference is not rounded, an exchange's is. `call_tool` runs a tool the way
+tau-bench's environment does: an exception (e.g. an argument of the wrong type) becomes "Error:
+<message>", a wrong argument set Python's own message for tau-bench's tool class, an unknown name
+"Unknown action <name>". `TOOLS` maps a name to (function, parameter names in signature order,
+is_write); the environment lists the agent only the `LISTED` ones, and the scripted user asks only
+for the `WRITE_KINDS` writes. `respond(content)`, the agent's message to the user, is handled by the
+environment, not here. `describe_write` words a write, by its ids, for the agent's confirmation
+message.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Callable, NamedTuple
 from teachable.envs.retail.database import DBView
 
 CANCEL_REASONS = ("no longer needed", "ordered by mistake")
-WRITE_STATUSES = ("pending (item modified)", "return requested", "exchange requested")  # statuses writes set
+# statuses writes set
+WRITE_STATUSES = ("pending (item modified)", "return requested", "exchange requested")
 RESPOND = "respond"
 CALCULATOR_CHARS = "0123456789+-*/(). "
 
@@ -42,7 +45,8 @@ def _dump(record: dict) -> str:
 
 
 def _record(db: DBView, table: str, key) -> dict:
-    """`data[table][key]` as tau-bench reads it: a missing key raises KeyError, an unhashable one TypeError."""
+    """`data[table][key]` as tau-bench reads it: a missing key raises KeyError, an unhashable one
+    TypeError."""
     record = db.get(table, key)
     if record is None:
         raise KeyError(key)
@@ -54,12 +58,13 @@ def _id_list(value) -> bool:
 
 
 def _missing_item(item_ids, order: dict):
-    """The first requested item id the order does not hold often enough (duplicates count), or None."""
+    """The first requested item id the order does not hold often enough (duplicates count), or
+    None."""
     held = [item["item_id"] for item in order["items"]]
     return next((i for i in item_ids if item_ids.count(i) > held.count(i)), None)
 
 
-# -- reads ---------------------------------------------------------------------------------------------------------
+# -- reads -----------------------------------------------------------------------------------------
 def find_user_id_by_email(db: DBView, email: str) -> str:
     for user_id, user in db.items("users"):
         if user["email"].lower() == email.lower():
@@ -69,8 +74,11 @@ def find_user_id_by_email(db: DBView, email: str) -> str:
 
 def find_user_id_by_name_zip(db: DBView, first_name: str, last_name: str, zip: str) -> str:  # noqa: A002
     for user_id, user in db.items("users"):
-        if (user["name"]["first_name"].lower() == first_name.lower()
-                and user["name"]["last_name"].lower() == last_name.lower() and user["address"]["zip"] == zip):
+        if (
+            user["name"]["first_name"].lower() == first_name.lower()
+            and user["name"]["last_name"].lower() == last_name.lower()
+            and user["address"]["zip"] == zip
+        ):
             return user_id
     return "Error: user not found"
 
@@ -80,27 +88,46 @@ def get_user_details(db: DBView, user_id: str) -> str:
 
 
 def get_order_details(db: DBView, order_id: str) -> str:
-    return _dump(db.get("orders", order_id)) if db.has("orders", order_id) else "Error: order not found"
+    return (
+        _dump(db.get("orders", order_id))
+        if db.has("orders", order_id)
+        else "Error: order not found"
+    )
 
 
 def get_product_details(db: DBView, product_id: str) -> str:
-    return _dump(db.get("products", product_id)) if db.has("products", product_id) else "Error: product not found"
+    return (
+        _dump(db.get("products", product_id))
+        if db.has("products", product_id)
+        else "Error: product not found"
+    )
 
 
 def list_all_product_types(db: DBView) -> str:
-    """{product name: product id}, sorted by name (a later product of the same name wins, as in tau-bench)."""
+    """{product name: product id}, sorted by name (a later product of the same name wins, as in
+    tau-bench)."""
     names = {product["name"]: product["product_id"] for _, product in db.items("products")}
     return json.dumps(dict(sorted(names.items())))
 
 
-_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-              ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.UAdd: operator.pos, ast.USub: operator.neg}
-MAX_EXPONENT = 100_000  # an integer power past this (|base| > 1) is past a float's range: refused, not computed
+_OPERATORS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Pow: operator.pow,
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+}
+# an integer power past this (|base| > 1) is past a float's range: refused, not computed
+MAX_EXPONENT = 100_000
 
 
 def _evaluate(node: ast.AST):
-    """What Python's `eval` gives for an expression over the calculator's characters, without running it:
-    numbers, + - * / // **, signs and parentheses; a call such as "(2)(3)" fails as it would."""
+    """What Python's `eval` gives for an expression over the calculator's characters, without
+    running it: numbers, + - * / // **, signs and parentheses; a call such as "(2)(3)" fails as it
+    would."""
     if isinstance(node, ast.Expression):
         return _evaluate(node.body)
     if isinstance(node, ast.Constant):
@@ -109,8 +136,13 @@ def _evaluate(node: ast.AST):
         return _OPERATORS[type(node.op)](_evaluate(node.operand))
     if isinstance(node, ast.BinOp):
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if (isinstance(node.op, ast.Pow) and isinstance(left, int) and isinstance(right, int) and abs(left) > 1
-                and right > MAX_EXPONENT):
+        if (
+            isinstance(node.op, ast.Pow)
+            and isinstance(left, int)
+            and isinstance(right, int)
+            and abs(left) > 1
+            and right > MAX_EXPONENT
+        ):
             raise OverflowError("int too large to convert to float")
         return _OPERATORS[type(node.op)](left, right)
     if isinstance(node, ast.Tuple):
@@ -125,13 +157,16 @@ def calculate(db: DBView, expression: str) -> str:
     if not all(char in CALCULATOR_CHARS for char in expression):
         return "Error: invalid characters in expression"
     try:
-        if not isinstance(expression, str):  # e.g. a list of digit strings passes the character check
+        # e.g. a list of digit strings passes the character check
+        if not isinstance(expression, str):
             raise TypeError("eval() arg 1 must be a string, bytes or code object")
         with warnings.catch_warnings():  # "(2)(3)": Python warns of the missing comma while parsing
             warnings.simplefilter("ignore", SyntaxWarning)
-            tree = ast.parse(expression.lstrip(" "), "<string>", "eval")  # eval drops leading spaces
+            # eval drops leading spaces
+            tree = ast.parse(expression.lstrip(" "), "<string>", "eval")
         return str(round(float(_evaluate(tree)), 2))
-    except Exception as error:  # noqa: BLE001 - tau-bench reports any failure of the expression as its message
+    # tau-bench reports any failure of the expression as its message
+    except Exception as error:  # noqa: BLE001
         return f"Error: {error}"
 
 
@@ -140,7 +175,7 @@ def think(db: DBView, thought: str) -> str:
     return ""
 
 
-# -- writes --------------------------------------------------------------------------------------------------------
+# -- writes ----------------------------------------------------------------------------------------
 def cancel_pending_order(db: DBView, order_id: str, reason: str) -> str:
     if not db.has("orders", order_id):
         return "Error: order not found"
@@ -153,7 +188,9 @@ def cancel_pending_order(db: DBView, order_id: str, reason: str) -> str:
     refunds = []
     for payment in order["payment_history"]:
         pm_id = payment["payment_method_id"]
-        refunds.append({"transaction_type": "refund", "amount": payment["amount"], "payment_method_id": pm_id})
+        refunds.append(
+            {"transaction_type": "refund", "amount": payment["amount"], "payment_method_id": pm_id}
+        )
         if "gift_card" in pm_id:  # a gift card is refunded at once
             user = user or copy.deepcopy(_record(db, "users", order["user_id"]))
             method = user["payment_methods"][pm_id]
@@ -167,10 +204,12 @@ def cancel_pending_order(db: DBView, order_id: str, reason: str) -> str:
     return _dump(order)
 
 
-def _check_swap(db: DBView, order_id, item_ids, new_item_ids, payment_method_id, status: str, verb: str):
-    """The checks modify_pending_order_items and exchange_delivered_order_items share, in tau-bench's order:
-    (order, price difference new - old, error). The difference is summed item by item from an integer 0, as
-    tau-bench sums it; the caller rounds it or not."""
+def _check_swap(
+    db: DBView, order_id, item_ids, new_item_ids, payment_method_id, status: str, verb: str
+):
+    """The checks modify_pending_order_items and exchange_delivered_order_items share, in
+    tau-bench's order: (order, price difference new - old, error). The difference is summed item by
+    item from an integer 0, as tau-bench sums it; the caller rounds it or not."""
     if not db.has("orders", order_id):
         return None, 0, "Error: order not found"
     order = db.get("orders", order_id)
@@ -192,7 +231,8 @@ def _check_swap(db: DBView, order_id, item_ids, new_item_ids, payment_method_id,
 
 
 def _payment_check(db: DBView, order: dict, payment_method_id, amount, what: str) -> str:
-    """"" when the user holds the payment method and, for a gift card, its balance covers the amount."""
+    """ "" when the user holds the payment method and, for a gift card, its balance covers the
+    amount."""
     methods = _record(db, "users", order["user_id"])["payment_methods"]
     if payment_method_id not in methods:
         return "Error: payment method not found"
@@ -203,50 +243,79 @@ def _payment_check(db: DBView, order: dict, payment_method_id, amount, what: str
 
 
 def _charge_gift_card(db: DBView, user_id: str, pm_id: str, amount) -> None:
-    """Take an amount off a gift card (a negative one adds), rounding the balance to cents as tau-bench does."""
+    """Take an amount off a gift card (a negative one adds), rounding the balance to cents as
+    tau-bench does."""
     user = copy.deepcopy(_record(db, "users", user_id))
     method = user["payment_methods"][pm_id]
     method["balance"] = round(method["balance"] - amount, 2)
     db.put("users", user_id, user)
 
 
-def modify_pending_order_items(db: DBView, order_id: str, item_ids: list, new_item_ids: list,
-                               payment_method_id: str) -> str:
-    order, difference, error = _check_swap(db, order_id, item_ids, new_item_ids, payment_method_id, "pending",
-                                           "modified")
+def modify_pending_order_items(
+    db: DBView, order_id: str, item_ids: list, new_item_ids: list, payment_method_id: str
+) -> str:
+    order, difference, error = _check_swap(
+        db, order_id, item_ids, new_item_ids, payment_method_id, "pending", "modified"
+    )
     error = error or _payment_check(db, order, payment_method_id, difference, "the new item")
     if error:
         return error
     order = copy.deepcopy(order)
-    order["payment_history"].append({"transaction_type": "payment" if difference > 0 else "refund",
-                                     "amount": abs(difference), "payment_method_id": payment_method_id})
-    if _record(db, "users", order["user_id"])["payment_methods"][payment_method_id]["source"] == "gift_card":
+    order["payment_history"].append(
+        {
+            "transaction_type": "payment" if difference > 0 else "refund",
+            "amount": abs(difference),
+            "payment_method_id": payment_method_id,
+        }
+    )
+    if (
+        _record(db, "users", order["user_id"])["payment_methods"][payment_method_id]["source"]
+        == "gift_card"
+    ):
         _charge_gift_card(db, order["user_id"], payment_method_id, difference)
     for item_id, new_item_id in zip(item_ids, new_item_ids):
         item = next(i for i in order["items"] if i["item_id"] == item_id)
         variant = _record(db, "products", item["product_id"])["variants"][new_item_id]
-        item["item_id"], item["price"], item["options"] = new_item_id, variant["price"], dict(variant["options"])
+        item["item_id"], item["price"], item["options"] = (
+            new_item_id,
+            variant["price"],
+            dict(variant["options"]),
+        )
     order["status"] = WRITE_STATUSES[0]
     db.put("orders", order_id, order)
     return _dump(order)
 
 
-def modify_pending_order_address(db: DBView, order_id: str, address1: str, address2: str, city: str, state: str,
-                                 country: str, zip: str) -> str:  # noqa: A002
+def modify_pending_order_address(
+    db: DBView,
+    order_id: str,
+    address1: str,
+    address2: str,
+    city: str,
+    state: str,
+    country: str,
+    zip: str,
+) -> str:  # noqa: A002
     if not db.has("orders", order_id):
         return "Error: order not found"
     if db.get("orders", order_id)["status"] != "pending":
         return "Error: non-pending order cannot be modified"
     order = copy.deepcopy(db.get("orders", order_id))
-    order["address"] = {"address1": address1, "address2": address2, "city": city, "state": state, "country": country,
-                        "zip": zip}
+    order["address"] = {
+        "address1": address1,
+        "address2": address2,
+        "city": city,
+        "state": state,
+        "country": country,
+        "zip": zip,
+    }
     db.put("orders", order_id, order)
     return _dump(order)
 
 
 def modify_pending_order_payment(db: DBView, order_id: str, payment_method_id: str) -> str:
-    """Pay a pending order with another of the user's methods: the new one is charged the order's one payment and
-    the old one refunded it (a gift card's balance moves at once)."""
+    """Pay a pending order with another of the user's methods: the new one is charged the order's
+    one payment and the old one refunded it (a gift card's balance moves at once)."""
     if not db.has("orders", order_id):
         return "Error: order not found"
     order = db.get("orders", order_id)
@@ -265,9 +334,16 @@ def modify_pending_order_payment(db: DBView, order_id: str, payment_method_id: s
     if new_method["source"] == "gift_card" and new_method["balance"] < amount:
         return "Error: insufficient gift card balance to pay for the order"
     order = copy.deepcopy(order)
-    order["payment_history"].extend([
-        {"transaction_type": "payment", "amount": amount, "payment_method_id": payment_method_id},
-        {"transaction_type": "refund", "amount": amount, "payment_method_id": original}])
+    order["payment_history"].extend(
+        [
+            {
+                "transaction_type": "payment",
+                "amount": amount,
+                "payment_method_id": payment_method_id,
+            },
+            {"transaction_type": "refund", "amount": amount, "payment_method_id": original},
+        ]
+    )
     if new_method["source"] == "gift_card":
         _charge_gift_card(db, order["user_id"], payment_method_id, amount)
     if "gift_card" in original:
@@ -276,18 +352,34 @@ def modify_pending_order_payment(db: DBView, order_id: str, payment_method_id: s
     return _dump(order)
 
 
-def modify_user_address(db: DBView, user_id: str, address1: str, address2: str, city: str, state: str, country: str,
-                        zip: str) -> str:  # noqa: A002
+def modify_user_address(
+    db: DBView,
+    user_id: str,
+    address1: str,
+    address2: str,
+    city: str,
+    state: str,
+    country: str,
+    zip: str,
+) -> str:  # noqa: A002
     if not db.has("users", user_id):
         return "Error: user not found"
     user = copy.deepcopy(db.get("users", user_id))
-    user["address"] = {"address1": address1, "address2": address2, "city": city, "state": state, "country": country,
-                       "zip": zip}
+    user["address"] = {
+        "address1": address1,
+        "address2": address2,
+        "city": city,
+        "state": state,
+        "country": country,
+        "zip": zip,
+    }
     db.put("users", user_id, user)
     return _dump(user)
 
 
-def return_delivered_order_items(db: DBView, order_id: str, item_ids: list, payment_method_id: str) -> str:
+def return_delivered_order_items(
+    db: DBView, order_id: str, item_ids: list, payment_method_id: str
+) -> str:
     if not db.has("orders", order_id):
         return "Error: order not found"
     order = db.get("orders", order_id)
@@ -295,7 +387,10 @@ def return_delivered_order_items(db: DBView, order_id: str, item_ids: list, paym
         return "Error: non-delivered order cannot be returned"
     if payment_method_id not in _record(db, "users", order["user_id"])["payment_methods"]:
         return "Error: payment method not found"
-    if "gift_card" not in payment_method_id and payment_method_id != order["payment_history"][0]["payment_method_id"]:
+    if (
+        "gift_card" not in payment_method_id
+        and payment_method_id != order["payment_history"][0]["payment_method_id"]
+    ):
         return "Error: payment method should be either the original payment method or a gift card"
     if _missing_item(item_ids, order) is not None:
         return "Error: some item not found"
@@ -307,12 +402,17 @@ def return_delivered_order_items(db: DBView, order_id: str, item_ids: list, paym
     return _dump(order)
 
 
-def exchange_delivered_order_items(db: DBView, order_id: str, item_ids: list, new_item_ids: list,
-                                   payment_method_id: str) -> str:
-    order, difference, error = _check_swap(db, order_id, item_ids, new_item_ids, payment_method_id, "delivered",
-                                           "exchanged")
-    difference = round(difference, 2)  # tau-bench rounds an exchange's difference (not an item change's)
-    error = error or _payment_check(db, order, payment_method_id, difference, "the price difference")
+def exchange_delivered_order_items(
+    db: DBView, order_id: str, item_ids: list, new_item_ids: list, payment_method_id: str
+) -> str:
+    order, difference, error = _check_swap(
+        db, order_id, item_ids, new_item_ids, payment_method_id, "delivered", "exchanged"
+    )
+    # tau-bench rounds an exchange's difference (not an item change's)
+    difference = round(difference, 2)
+    error = error or _payment_check(
+        db, order, payment_method_id, difference, "the price difference"
+    )
     if error:
         return error
     order = copy.deepcopy(order)
@@ -339,43 +439,74 @@ ADDRESS = ("address1", "address2", "city", "state", "country", "zip")
 TOOLS: dict[str, Tool] = {
     "calculate": Tool(calculate, ("expression",), False),
     "cancel_pending_order": Tool(cancel_pending_order, ("order_id", "reason"), True),
-    "exchange_delivered_order_items": Tool(exchange_delivered_order_items,
-                                           ("order_id", "item_ids", "new_item_ids", "payment_method_id"), True),
+    "exchange_delivered_order_items": Tool(
+        exchange_delivered_order_items,
+        ("order_id", "item_ids", "new_item_ids", "payment_method_id"),
+        True,
+    ),
     "find_user_id_by_email": Tool(find_user_id_by_email, ("email",), False),
-    "find_user_id_by_name_zip": Tool(find_user_id_by_name_zip, ("first_name", "last_name", "zip"), False),
+    "find_user_id_by_name_zip": Tool(
+        find_user_id_by_name_zip, ("first_name", "last_name", "zip"), False
+    ),
     "get_order_details": Tool(get_order_details, ("order_id",), False),
     "get_product_details": Tool(get_product_details, ("product_id",), False),
     "get_user_details": Tool(get_user_details, ("user_id",), False),
     "list_all_product_types": Tool(list_all_product_types, (), False),
-    "modify_pending_order_address": Tool(modify_pending_order_address, ("order_id", *ADDRESS), True),
-    "modify_pending_order_items": Tool(modify_pending_order_items,
-                                       ("order_id", "item_ids", "new_item_ids", "payment_method_id"), True),
-    "modify_pending_order_payment": Tool(modify_pending_order_payment, ("order_id", "payment_method_id"), True),
+    "modify_pending_order_address": Tool(
+        modify_pending_order_address, ("order_id", *ADDRESS), True
+    ),
+    "modify_pending_order_items": Tool(
+        modify_pending_order_items,
+        ("order_id", "item_ids", "new_item_ids", "payment_method_id"),
+        True,
+    ),
+    "modify_pending_order_payment": Tool(
+        modify_pending_order_payment, ("order_id", "payment_method_id"), True
+    ),
     "modify_user_address": Tool(modify_user_address, ("user_id", *ADDRESS), True),
-    "return_delivered_order_items": Tool(return_delivered_order_items, ("order_id", "item_ids", "payment_method_id"),
-                                         True),
+    "return_delivered_order_items": Tool(
+        return_delivered_order_items, ("order_id", "item_ids", "payment_method_id"), True
+    ),
     "think": Tool(think, ("thought",), False),
     "transfer_to_human_agents": Tool(transfer_to_human_agents, ("summary",), False),
 }
-# the writes the scripted user asks for (task families), and the tools the environment lists the agent
-WRITE_KINDS = {"cancel_pending_order": "cancel", "return_delivered_order_items": "return",
-               "exchange_delivered_order_items": "exchange", "modify_pending_order_items": "modify_items",
-               "modify_pending_order_address": "modify_address"}
+# the writes the scripted user asks for (task families), and the tools the environment lists the
+# agent
+WRITE_KINDS = {
+    "cancel_pending_order": "cancel",
+    "return_delivered_order_items": "return",
+    "exchange_delivered_order_items": "exchange",
+    "modify_pending_order_items": "modify_items",
+    "modify_pending_order_address": "modify_address",
+}
 KIND_TOOLS = {kind: name for name, kind in WRITE_KINDS.items()}
-LISTED = ("find_user_id_by_email", "find_user_id_by_name_zip", "get_user_details", "get_order_details",
-          "get_product_details", "cancel_pending_order", "modify_pending_order_items", "modify_pending_order_address",
-          "return_delivered_order_items", "exchange_delivered_order_items", "transfer_to_human_agents")
+LISTED = (
+    "find_user_id_by_email",
+    "find_user_id_by_name_zip",
+    "get_user_details",
+    "get_order_details",
+    "get_product_details",
+    "cancel_pending_order",
+    "modify_pending_order_items",
+    "modify_pending_order_address",
+    "return_delivered_order_items",
+    "exchange_delivered_order_items",
+    "transfer_to_human_agents",
+)
 
 
 def ordered_args(name: str, args: dict) -> dict:
     """The arguments in the tool's signature order (unknown keys last, as given)."""
     params = TOOLS[name].params if name in TOOLS else (("content",) if name == RESPOND else ())
-    return {**{p: args[p] for p in params if p in args}, **{k: v for k, v in args.items() if k not in params}}
+    return {
+        **{p: args[p] for p in params if p in args},
+        **{k: v for k, v in args.items() if k not in params},
+    }
 
 
 def _argument_error(name: str, params: tuple[str, ...], args: dict) -> str:
-    """Python's TypeError for a wrong argument set, as tau-bench's `<Class>.invoke(data=..., **kwargs)` raises it
-    ("" when the set is right)."""
+    """Python's TypeError for a wrong argument set, as tau-bench's
+    `<Class>.invoke(data=..., **kwargs)` raises it ("" when the set is right)."""
     owner = "".join(word.capitalize() for word in name.split("_")) + ".invoke()"
     extra = [key for key in args if key not in params]
     if extra:
@@ -383,15 +514,22 @@ def _argument_error(name: str, params: tuple[str, ...], args: dict) -> str:
     missing = [f"'{p}'" for p in params if p not in args]
     if not missing:
         return ""
-    listed = missing[0] if len(missing) == 1 else (
-        f"{missing[0]} and {missing[1]}" if len(missing) == 2 else ", ".join(missing[:-1]) + f", and {missing[-1]}")
+    listed = (
+        missing[0]
+        if len(missing) == 1
+        else (
+            f"{missing[0]} and {missing[1]}"
+            if len(missing) == 2
+            else ", ".join(missing[:-1]) + f", and {missing[-1]}"
+        )
+    )
     plural = "s" if len(missing) > 1 else ""
     return f"{owner} missing {len(missing)} required positional argument{plural}: {listed}"
 
 
 def call_tool(db: DBView, name: str, args: dict) -> str:
-    """Run a tool on the view as tau-bench's environment does: an unknown name is "Unknown action <name>", a wrong
-    argument set or any exception "Error: <message>" (and changes nothing)."""
+    """Run a tool on the view as tau-bench's environment does: an unknown name is "Unknown action
+    <name>", a wrong argument set or any exception "Error: <message>" (and changes nothing)."""
     tool = TOOLS.get(name)
     if tool is None:
         return f"Unknown action {name}"
@@ -400,24 +538,30 @@ def call_tool(db: DBView, name: str, args: dict) -> str:
         return f"Error: {wrong}"
     try:
         return tool.function(db, **args)
-    except Exception as error:  # noqa: BLE001 - tau-bench's environment reports any tool exception as its message
+    # tau-bench's environment reports any tool exception as its message
+    except Exception as error:  # noqa: BLE001
         return f"Error: {error}"
 
 
-# -- words for the confirmation message and the view --------------------------------------------------------------
+# -- words for the confirmation message and the view -----------------------------------------------
 def option_text(options: dict) -> str:
     return ", ".join(str(v) for v in options.values())
 
 
 def address_text(address: dict) -> str:
-    parts = [address.get("address1", ""), address.get("address2", ""), address.get("city", ""),
-             f"{address.get('state', '')} {address.get('zip', '')}".strip(), address.get("country", "")]
+    parts = [
+        address.get("address1", ""),
+        address.get("address2", ""),
+        address.get("city", ""),
+        f"{address.get('state', '')} {address.get('zip', '')}".strip(),
+        address.get("country", ""),
+    ]
     return ", ".join(p for p in parts if p)
 
 
 def describe_write(name: str, args: dict) -> str:
-    """A short phrase naming exactly what a write does: its kind, order, item ids, new item ids and payment method
-    (the item ids' names and options are in the agent's view)."""
+    """A short phrase naming exactly what a write does: its kind, order, item ids, new item ids and
+    payment method (the item ids' names and options are in the agent's view)."""
     order_id = args.get("order_id")
 
     def ids(key: str) -> str:
@@ -430,8 +574,10 @@ def describe_write(name: str, args: dict) -> str:
         return f"return {ids('item_ids')} from {order_id}, refund to {args['payment_method_id']}"
     if name in ("exchange_delivered_order_items", "modify_pending_order_items"):
         verb = "exchange" if name == "exchange_delivered_order_items" else "change"
-        return (f"{verb} {ids('item_ids')} -> {ids('new_item_ids')} in {order_id}, difference via "
-                f"{args['payment_method_id']}")
+        return (
+            f"{verb} {ids('item_ids')} -> {ids('new_item_ids')} in {order_id}, difference via "
+            f"{args['payment_method_id']}"
+        )
     if name == "modify_pending_order_address":
         return f"ship {order_id} to {address_text(args)}"
     return f"{name} {json.dumps(args)}"

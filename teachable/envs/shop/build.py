@@ -1,7 +1,9 @@
-"""Build the shop the environment runs on: the catalogue (generated, or WebShop's files) and its BM25 index.
+"""Build the shop the environment runs on: the catalogue (generated, or WebShop's files) and its
+BM25 index.
 
-Writes `products.jsonl`, `goals.jsonl` (WebShop's instructions only; generated goals are drawn per task seed),
-`index/` (Lucene, raw documents stored) and `meta.json`. The index is rebuilt only when the documents change.
+Writes `products.jsonl`, `goals.jsonl` (WebShop's instructions only; generated goals are drawn per
+task seed), `index/` (Lucene, raw documents stored) and `meta.json`. The index is rebuilt only when
+the documents change.
 """
 
 from __future__ import annotations
@@ -29,14 +31,20 @@ def build_shop(params, out_dir: str | Path) -> dict:
     else:
         goals_path.unlink(missing_ok=True)
     rebuilt = build_index(documents, out / "index")
-    meta = {"built": True, "source": params.source, "n_products": len(products), "n_goals": len(goals),
-            "documents_sha256": documents_fingerprint(documents)}
+    meta = {
+        "built": True,
+        "source": params.source,
+        "n_products": len(products),
+        "n_goals": len(goals),
+        "documents_sha256": documents_fingerprint(documents),
+    }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return {**meta, "index_rebuilt": rebuilt}
 
 
 def write_unused(out_dir: str | Path, env_name: str) -> dict:
-    """For another environment: a marker only (no catalogue, no Java needed), so the DAG stays cheap."""
+    """For another environment: a marker only (no catalogue, no Java needed), so the DAG stays
+    cheap."""
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)  # a shop built before must not be mistaken for this run's

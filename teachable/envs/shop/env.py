@@ -1,11 +1,13 @@
-"""The WebShop-style shop as a `TextEnv`: search -> results (10 a page, next/prev) -> item (options) -> buy.
+"""The WebShop-style shop as a `TextEnv`: search -> results (10 a page, next/prev) -> item
+(options) -> buy.
 
-Actions are WebShop's: `search[query]` on the search page (an open action: `valid_actions()` offers the template
-`search[...]`, see `teachable.policy.candidates`) and `click[label]` for everything clickable. Observations are
-compact text like WebShop's simple mode. An invalid action changes nothing and says so. Buying ends the episode
-with WebShop's reward (`reward.py`); success is reward 1.0. The expert searches the goal's query, pages to its
-target (or searches the target's title when the query does not find it), chooses the goal's options and buys.
-A state is (level, seed, actions), restored by replay and checked against `state_hash()`.
+Actions are WebShop's: `search[query]` on the search page (an open action: `valid_actions()` offers
+the template `search[...]`, see `teachable.policy.candidates`) and `click[label]` for everything
+clickable. Observations are compact text like WebShop's simple mode. An invalid action changes
+nothing and says so. Buying ends the episode with WebShop's reward (`reward.py`); success is
+reward 1.0. The expert searches the goal's query, pages to its target (or searches the target's
+title when the query does not find it), chooses the goal's options and buys. A state is (level,
+seed, actions), restored by replay and checked against `state_hash()`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from pathlib import Path
 
 from teachable.envs.base import replay
 from teachable.envs.search import Searcher
-from teachable.envs.shop.catalog import SHOP_LEVELS, Goal, Product, make_goal, products_of, read_catalog
+from teachable.envs.shop.catalog import (
+    SHOP_LEVELS,
+    Goal,
+    Product,
+    make_goal,
+    products_of,
+    read_catalog,
+)
 from teachable.envs.shop.reward import is_success, shop_reward
 
 PAGE_SIZE, MAX_RESULTS = 10, 50  # WebShop's
@@ -29,8 +38,9 @@ _ACTION = re.compile(r"^(search|click)\[(.*)\]$", re.DOTALL)
 
 
 class ShopWorld:
-    """A built shop: the catalogue, its goals (WebShop's instruction list, or none: drawn per seed) and the search
-    engine. Loaded once per directory and shared by every environment in the process."""
+    """A built shop: the catalogue, its goals (WebShop's instruction list, or none: drawn per seed)
+    and the search engine. Loaded once per directory and shared by every environment in the
+    process."""
 
     _loaded: dict[str, ShopWorld] = {}  # noqa: RUF012
 
@@ -39,7 +49,9 @@ class ShopWorld:
         self.goals = goals
         self.searcher = searcher
         self._by_level = {lvl: products_of(products, lvl) for lvl in SHOP_LEVELS}
-        self._goals_by_level = {lvl: [g for g in goals if lvl == "all" or g.category == lvl] for lvl in SHOP_LEVELS}
+        self._goals_by_level = {
+            lvl: [g for g in goals if lvl == "all" or g.category == lvl] for lvl in SHOP_LEVELS
+        }
         self._goal_cache: dict[tuple[str, int], Goal] = {}
 
     @classmethod
@@ -47,7 +59,9 @@ class ShopWorld:
         directory = Path(directory)
         meta_path = directory / "meta.json"
         if not meta_path.exists() or not json.loads(meta_path.read_text()).get("built"):
-            raise FileNotFoundError(f"no shop built in {directory}: run `dvc repro index` with env.name: shop")
+            raise FileNotFoundError(
+                f"no shop built in {directory}: run `dvc repro index` with env.name: shop"
+            )
         key = f"{directory.resolve()}:{meta_path.read_text()}"
         if key not in cls._loaded:
             products = read_catalog(directory / "products.jsonl", Product)
@@ -77,8 +91,10 @@ class ShopEnv:
     LEVELS = tuple(SHOP_LEVELS)
     world_dir: str = "data/shop"  # the `index` stage's output
     n_open_samples: int = 4  # the student's sampled queries per search page (shop.n_query_samples)
-    reward_rule: str = "webshop"  # shop.reward: WebShop's rules, or "simple" (the earlier exact match)
-    webshop_rules: str = "v2"  # shop.webshop_rules: under "webshop", WebShop's "master" or "v2" option rules
+    # shop.reward: WebShop's rules, or "simple" (the earlier exact match)
+    reward_rule: str = "webshop"
+    # shop.webshop_rules: under "webshop", WebShop's "master" or "v2" option rules
+    webshop_rules: str = "v2"
 
     def __init__(self, level: str, max_steps: int | None = None, world: ShopWorld | None = None):
         if level not in SHOP_LEVELS:
@@ -91,7 +107,7 @@ class ShopEnv:
         self.history: list[dict] = []
         self.mission = self.observation = ""
 
-    # -- gymnasium-style API -------------------------------------------------------------------------------------
+    # -- gymnasium-style API -----------------------------------------------------------------------
     def reset(self, seed: int) -> tuple[str, dict]:
         self.seed = int(seed)
         self.goal = self.world.goal(self.level, self.seed)
@@ -111,10 +127,19 @@ class ShopEnv:
         ok = self._apply(action)
         terminated = self.page == "done"
         reward = self.reward if terminated and ok else 0.0
-        self.observation = self._render() if ok else f"Invalid action '{action}': nothing changed. {self._render()}"
+        self.observation = (
+            self._render()
+            if ok
+            else f"Invalid action '{action}': nothing changed. {self._render()}"
+        )
         truncated = self.step_count >= self.max_steps and not terminated
-        return self.observation, reward, terminated, truncated, {"success": terminated and is_success(self.reward),
-                                                                 "valid": ok}
+        return (
+            self.observation,
+            reward,
+            terminated,
+            truncated,
+            {"success": terminated and is_success(self.reward), "valid": ok},
+        )
 
     def _apply(self, action: str) -> bool:
         match = _ACTION.match(action.strip())
@@ -139,8 +164,9 @@ class ShopEnv:
             self.page, self.item, self.chosen = "results", None, {}
         elif action == BUY:
             product = self.world.products[self.item]
-            self.reward = shop_reward(self.goal, product, self.chosen, rule=self.reward_rule,
-                                      rules=self.webshop_rules)["reward"]
+            self.reward = shop_reward(
+                self.goal, product, self.chosen, rule=self.reward_rule, rules=self.webshop_rules
+            )["reward"]
             self.page = "done"
         elif self.page == "results":
             self.page, self.item, self.chosen = "item", arg, {}
@@ -150,7 +176,7 @@ class ShopEnv:
             self.chosen[name] = arg
         return True
 
-    # -- pages as text -------------------------------------------------------------------------------------------
+    # -- pages as text -----------------------------------------------------------------------------
     def _shown(self) -> tuple[str, ...]:
         return self.results[self.page_no * PAGE_SIZE : (self.page_no + 1) * PAGE_SIZE]
 
@@ -170,15 +196,19 @@ class ShopEnv:
             return "\n".join(lines)
         product = self.world.products[self.item]
         if self.page == "item":
-            lines = [f"Item [{product.asin}] {product.title}. Price: ${product.price:.2f}. "
-                     f"Features: {', '.join(product.attributes)}."]
+            lines = [
+                f"Item [{product.asin}] {product.title}. Price: ${product.price:.2f}. "
+                f"Features: {', '.join(product.attributes)}."
+            ]
             lines += [f"{name}: {', '.join(values)}" for name, values in product.options.items()]
             picked = ", ".join(f"{n} {v}" for n, v in self.chosen.items()) or "none"
             return "\n".join([*lines, f"Selected: {picked}."])
         picked = ", ".join(f"{n} {v}" for n, v in self.chosen.items()) or "no options"
-        return f"You bought [{product.asin}] {product.title} with {picked}. Reward {self.reward:.2f}."
+        return (
+            f"You bought [{product.asin}] {product.title} with {picked}. Reward {self.reward:.2f}."
+        )
 
-    # -- what the pipeline needs on top --------------------------------------------------------------------------
+    # -- what the pipeline needs on top ------------------------------------------------------------
     @property
     def step_count(self) -> int:
         return len(self.actions)
@@ -187,7 +217,11 @@ class ShopEnv:
         if self.page == "search":
             return [SEARCH]
         if self.page == "results":
-            nav = [BACK] + ([PREV] if self.page_no > 0 else []) + ([NEXT] if self.page_no + 1 < self._n_pages() else [])
+            nav = (
+                [BACK]
+                + ([PREV] if self.page_no > 0 else [])
+                + ([NEXT] if self.page_no + 1 < self._n_pages() else [])
+            )
             return nav + [f"click[{asin}]" for asin in self._shown()]
         if self.page == "item":
             values = [v for vals in self.world.products[self.item].options.values() for v in vals]
@@ -195,23 +229,27 @@ class ShopEnv:
         return []
 
     def expert_query(self) -> str:
-        """The goal's query, or the target's title when the goal's query does not find the target."""
+        """The goal's query, or the target's title when the goal's query does not find the
+        target."""
         if self.goal.target in self.world.search(self.goal.query):
             return self.goal.query
         return self.world.products[self.goal.target].title
 
     def meets_goal(self, asin: str) -> bool:
-        """Whether buying this product (with the goal's options, which it must offer) earns the full reward."""
+        """Whether buying this product (with the goal's options, which it must offer) earns the full
+        reward."""
         product = self.world.products[asin]
         offered = {v for values in product.options.values() for v in values}
         chosen = {n: v for n, v in self.goal.options.items() if v in offered}
-        reward = shop_reward(self.goal, product, chosen, rule=self.reward_rule, rules=self.webshop_rules)["reward"]
+        reward = shop_reward(
+            self.goal, product, chosen, rule=self.reward_rule, rules=self.webshop_rules
+        )["reward"]
         return len(chosen) == len(self.goal.options) and is_success(reward)
 
     def wanted(self) -> str:
-        """The product the expert goes for: the best-ranked result that meets the goal (any such product earns the
-        full reward), else the goal's target. Ranking order makes the choice readable from the results page: the
-        first listed product that matches the instruction."""
+        """The product the expert goes for: the best-ranked result that meets the goal (any such
+        product earns the full reward), else the goal's target. Ranking order makes the choice
+        readable from the results page: the first listed product that matches the instruction."""
         return next((a for a in self.results if self.meets_goal(a)), self.goal.target)
 
     def expert_action(self) -> str:
@@ -234,8 +272,8 @@ class ShopEnv:
         return BACK  # the episode is over; nothing is valid
 
     def random_action(self, rng: random.Random) -> str:
-        """An off-expert action for the student's demonstrations: a query of a few instruction words on the search
-        page, any valid click elsewhere."""
+        """An off-expert action for the student's demonstrations: a query of a few instruction words
+        on the search page, any valid click elsewhere."""
         if self.page == "search":
             words = [w for w in re.findall(r"[a-z][a-z-]*", self.mission) if len(w) > 2]
             return f"search[{' '.join(rng.sample(words, min(len(words), rng.randint(1, 3))))}]"
@@ -245,29 +283,47 @@ class ShopEnv:
         return {"level": self.level, "seed": self.seed, "actions": list(self.actions)}
 
     def state_hash(self) -> str:
-        page = {"level": self.level, "seed": self.seed, "page": self.page, "query": self.query,
-                "page_no": self.page_no, "item": self.item, "chosen": sorted(self.chosen.items()),
-                "reward": self.reward}
+        page = {
+            "level": self.level,
+            "seed": self.seed,
+            "page": self.page,
+            "query": self.query,
+            "page_no": self.page_no,
+            "item": self.item,
+            "chosen": sorted(self.chosen.items()),
+            "reward": self.reward,
+        }
         return hashlib.sha256(json.dumps(page).encode()).hexdigest()[:32]
 
     def fork(self) -> ShopEnv:
         """A copy sharing the world (catalogue, searcher); only the small page state is copied."""
         twin = copy.copy(self)
-        twin.actions, twin.history, twin.chosen = list(self.actions), list(self.history), dict(self.chosen)
+        twin.actions, twin.history, twin.chosen = (
+            list(self.actions),
+            list(self.history),
+            dict(self.chosen),
+        )
         return twin
 
     @classmethod
-    def restore(cls, state: dict, expected_hash: str | None = None, max_steps: int | None = None,
-                world: ShopWorld | None = None) -> ShopEnv:
-        """Rebuild a state by replaying (level, seed, actions); verify it against the stored hash."""
+    def restore(
+        cls,
+        state: dict,
+        expected_hash: str | None = None,
+        max_steps: int | None = None,
+        world: ShopWorld | None = None,
+    ) -> ShopEnv:
+        """Rebuild a state by replaying (level, seed, actions); verify it against the stored
+        hash."""
         return replay(cls(state["level"], max_steps=max_steps, world=world), state, expected_hash)
 
     @classmethod
     def tokenizer_words(cls) -> list[str]:
-        """The catalogue's product ids: an offline student's tokenizer keeps each whole (one token, like a word)."""
+        """The catalogue's product ids: an offline student's tokenizer keeps each whole (one token,
+        like a word)."""
         return list(ShopWorld.load(cls.world_dir).products)
 
-    # -- facts for the oracle teacher ----------------------------------------------------------------------------
+    # -- facts for the oracle teacher --------------------------------------------------------------
     def target_hint(self) -> str:
         """Where the product the goal needs is, from the current page (names no action)."""
         target = self.world.products[self.wanted()]
@@ -289,10 +345,15 @@ class ShopEnv:
         return "The episode is over."
 
 
-def configure_shop(world_dir: str | Path | None = None, n_open_samples: int | None = None,
-                   reward_rule: str | None = None, webshop_rules: str | None = None) -> None:
-    """Where environments made by name find the built shop, how many queries the student samples, and which
-    reward rule (and, under "webshop", which WebShop branch's option rules) a purchase is scored by."""
+def configure_shop(
+    world_dir: str | Path | None = None,
+    n_open_samples: int | None = None,
+    reward_rule: str | None = None,
+    webshop_rules: str | None = None,
+) -> None:
+    """Where environments made by name find the built shop, how many queries the student samples,
+    and which reward rule (and, under "webshop", which WebShop branch's option rules) a purchase is
+    scored by."""
     if world_dir is not None:
         ShopEnv.world_dir = str(world_dir)
     if n_open_samples is not None:

@@ -1,9 +1,11 @@
-"""Behaviour-cloning data for the offline student: expert demonstrations with off-expert detours and patches.
+"""Behaviour-cloning data for the offline student: expert demonstrations with off-expert detours and
+patches.
 
-The expert (BabyAIBot) labels every state; with probability `noise` a random action is taken instead and the bot
-replans from there, so the student also sees states off the expert's path and how to recover (DAgger-style).
-A share of the examples carries an in-context patch, so the student learns to use one like an instruct model;
-placebo lines are included too, or an unseen neutral line would throw the student off and void every CPT.
+The expert (BabyAIBot) labels every state; with probability `noise` a random action is taken instead
+and the bot replans from there, so the student also sees states off the expert's path and how to
+recover (DAgger-style). A share of the examples carries an in-context patch, so the student learns
+to use one like an instruct model; placebo lines are included too, or an unseen neutral line would
+throw the student off and void every CPT.
 """
 
 from __future__ import annotations
@@ -36,14 +38,21 @@ def choose_patch(env, expert: str, rates: PatchRates, rng: random.Random) -> str
 
 
 def off_expert_action(env, rng: random.Random) -> str:
-    """A random detour: the environment's own (the shop types a few instruction words), else any valid action."""
+    """A random detour: the environment's own (the shop types a few instruction words), else any
+    valid action."""
     if hasattr(env, "random_action"):
         return env.random_action(rng)
     return rng.choice(env.valid_actions())
 
 
 def demonstrations(
-    env_name: str, tasks: list[Task], max_steps: int, history_len: int, noise: float, rates: PatchRates, seed: int
+    env_name: str,
+    tasks: list[Task],
+    max_steps: int,
+    history_len: int,
+    noise: float,
+    rates: PatchRates,
+    seed: int,
 ) -> list[dict]:
     """One {"messages", "action"} example per visited state, labelled with the expert's action."""
     rng = random.Random(seed)
@@ -56,7 +65,9 @@ def demonstrations(
             expert = env.expert_action()
             patch = choose_patch(env, expert, rates, rng)
             history = env.history[-history_len:] if history_len else []
-            messages = build_messages(env.mission, env.observation, env.valid_actions(), history, patch)
+            messages = build_messages(
+                env.mission, env.observation, env.valid_actions(), history, patch
+            )
             examples.append({"messages": messages, "action": expert})
             taken = off_expert_action(env, rng) if rng.random() < noise else expert
             _, _, terminated, truncated, _ = env.step(taken)
