@@ -21,7 +21,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lock java chromium pilot test test-fast test-all bench plan server gpu-check ui clean
+.PHONY: setup lock java chromium pilot lint test test-fast test-all bench plan server gpu-check ui clean
 
 setup: $(STAMP) java
 
@@ -95,13 +95,19 @@ chromium:
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
-test: setup chromium
+# ruff's lint and format check at line length 100 (pyproject.toml); `ruff format` and `ruff check --fix` repair.
+LINT_PATHS := teachable stages tests benchmarks scripts
+lint: setup
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+test: setup chromium lint
 	$(PYTEST) -m "not domains"
 
-test-fast: setup
+test-fast: setup lint
 	$(PYTEST) -m "not slow and not heavy"
 
-test-all: setup chromium
+test-all: setup chromium lint
 	$(PYTEST)
 
 bench: setup
