@@ -89,7 +89,7 @@ chromium:
 
 # The tests run on TEST_WORKERS processes (pytest-xdist; TEST_WORKERS=0: one process, no xdist), a test file on one
 # process so that its module fixtures are built once; the end-to-end test goes first (tests/conftest.py).
-# make test:      unit tests + the BabyAI pilot's tiny end-to-end `dvc repro` (marked slow): under 15 min on 2 cores
+# make test:      unit tests + the BabyAI pilot's tiny end-to-end `dvc repro` (marked slow); aimed at 15 min on 2 cores
 # make test-fast: the quick unit tests only, no `dvc repro` and none marked heavy (models, stages, simulations)
 # make test-all:  make test + the shop's and retail's end-to-end `dvc repro` (marked domains)
 TEST_WORKERS ?= 2
