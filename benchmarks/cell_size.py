@@ -33,13 +33,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from teachable.core.params import load_params
 from teachable.core.records import read_jsonl
 from teachable.core.tasks import make_tasks, training_snapshots
 from teachable.evaluation.panels import adapted, panel_sample_seed
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
+from teachable.training.learning import t_interval
 from teachable.training.lora import train_lora
 from teachable.training.matrix import training_records, training_seed
 from teachable.policy.student import load_student, student_path
@@ -75,8 +75,8 @@ def self_labelled(record: dict) -> dict:
 
 
 def interval(diffs: np.ndarray) -> list[float]:
-    half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
-    return [round(float(diffs.mean() - half), 3), round(float(diffs.mean() + half), 3)]
+    """The task-paired mean's 95% t interval (the project's `t_interval`), at 3 decimals."""
+    return [round(bound, 3) for bound in t_interval(diffs)]
 
 
 def main() -> None:
