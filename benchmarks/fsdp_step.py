@@ -21,23 +21,6 @@ from pathlib import Path
 
 import torch
 
-LABELED = {
-    "snapshot_id": "s1",
-    "mission": "go to the red ball",
-    "obs": "You see: red ball 2 forward. You carry nothing.",
-    "valid_actions": ["turn left", "turn right", "go forward", "pick up", "drop", "toggle"],
-    "history": [{"obs": "x", "action": "turn left"}],
-    "student_action": "turn left",
-    "contrast_action": "turn left",
-    "teacher": {
-        "suggested_action": "go forward",
-        "hint": "",
-        "diagnosis": "",
-        "contrast": "",
-        "source": "oracle",
-        "valid": True,
-    },
-}
 # Qwen3-0.6B's config.json, less its vocabulary
 QWEN3_06B_LAYERS = dict(
     hidden_size=1024,
@@ -63,14 +46,15 @@ def make(model_dir: Path, tiny: bool) -> dict:
     from teachable.envs.babyai import ACTIONS
     from teachable.policy.prompts import build_messages
     from teachable.training.student.build import train_tokenizer
+    from teachable.training.supervision import EXAMPLE_LABELED
 
     texts = [
         m["content"]
         for m in build_messages(
-            LABELED["mission"],
-            LABELED["obs"],
+            EXAMPLE_LABELED["mission"],
+            EXAMPLE_LABELED["obs"],
             ACTIONS,
-            LABELED["history"],
+            EXAMPLE_LABELED["history"],
             "Teacher: do 'go forward'.",
         )
     ]
@@ -99,7 +83,7 @@ def run(model_dir: str, out: Path, scratch: Path, steps: int) -> None:
 
     from teachable.core.params import TrainParams, load_params
     from teachable.training.lora import train_lora, training_processes
-    from teachable.training.supervision import supervision_record
+    from teachable.training.supervision import EXAMPLE_LABELED, supervision_record
 
     processes = training_processes()
     recipe = (
@@ -116,7 +100,7 @@ def run(model_dir: str, out: Path, scratch: Path, steps: int) -> None:
             "method": "sft",
         }
     )
-    records = [supervision_record(LABELED, "demo")] * 16
+    records = [supervision_record(EXAMPLE_LABELED, "demo")] * 16
     started = time.perf_counter()
     metrics = train_lora(
         model_dir, records, params, out, report=False, checkpoint_dir=scratch / "checkpoints"

@@ -9,25 +9,8 @@ from pathlib import Path
 
 from teachable.core.params import TrainParams
 from teachable.training.lora import train_lora, training_processes
-from teachable.training.supervision import supervision_record
+from teachable.training.supervision import EXAMPLE_LABELED, supervision_record
 
-LABELED = {
-    "snapshot_id": "s1",
-    "mission": "go to the red ball",
-    "obs": "You see: red ball 2 forward. You carry nothing.",
-    "valid_actions": ["turn left", "turn right", "go forward", "pick up", "drop", "toggle"],
-    "history": [{"obs": "x", "action": "turn left"}],
-    "student_action": "turn left",
-    "contrast_action": "turn left",
-    "teacher": {
-        "suggested_action": "go forward",
-        "hint": "",
-        "diagnosis": "",
-        "contrast": "",
-        "source": "oracle",
-        "valid": True,
-    },
-}
 GLOBAL_BATCH, STEPS = 4, 6
 
 
@@ -36,7 +19,7 @@ def main(base: str, out: Path, scratch: Path) -> None:
     # one record, repeated: every batch has the same gradient however it is split, so the run's
     # adapter must not depend on the number of processes (the gradients of the processes are
     # averaged, not summed)
-    records = [supervision_record(LABELED, "demo")] * 16
+    records = [supervision_record(EXAMPLE_LABELED, "demo")] * 16
     params = TrainParams.defaults(
         max_steps=STEPS, learning_rate=0.03, batch_size=GLOBAL_BATCH, save_steps=STEPS
     )

@@ -341,7 +341,7 @@ class LabelParams(Section):
         "remaining steps, which confounds leverage with time left)",
     )
     temperature: float = Field(ge=0, le=10)
-    chunk_size: int = Field(ge=1, description="snapshots whose rollouts are batched together")
+    chunk_size: int = Field(ge=1, description="snapshots labeled and logged for resume together")
     batch_size: int = Field(ge=1, le=4096, description="concurrent episodes")
     skip_leverage: bool
     skip_cpt: bool

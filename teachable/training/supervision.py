@@ -17,6 +17,27 @@ from teachable.policy.prompts import build_messages
 
 FORMATS = ("demo", "hint", "contrast")
 
+# The fields of a labeled snapshot (a line of data/labels.jsonl) that every format is made from: a
+# fixed BabyAI example for runs that train without a pipeline (tests/ddp_worker.py,
+# benchmarks/fsdp_step.py).
+EXAMPLE_LABELED = {
+    "snapshot_id": "s1",
+    "mission": "go to the red ball",
+    "obs": "You see: red ball 2 forward. You carry nothing.",
+    "valid_actions": ["turn left", "turn right", "go forward", "pick up", "drop", "toggle"],
+    "history": [{"obs": "x", "action": "turn left"}],
+    "student_action": "turn left",
+    "contrast_action": "turn left",
+    "teacher": {
+        "suggested_action": "go forward",
+        "hint": "",
+        "diagnosis": "",
+        "contrast": "",
+        "source": "oracle",
+        "valid": True,
+    },
+}
+
 
 def supervision_record(record: dict, fmt: str) -> dict:
     """One prompt-completion record for a labeled snapshot in format `fmt`."""
