@@ -1,10 +1,15 @@
 """teachable: look into a run and price one.
 
-  teachable list [--quadrant Q1] [--split eval] [--sort U] [--limit N] [--json]   the labeled snapshots
-  teachable show SNAPSHOT_ID [--json] [--root DIR]                                one snapshot, all that is known
-  teachable plan [-S key=value ...] [--preset seeds] [--device h100] [--json]     what params cost, what they decide
-  teachable pin [--params params.yaml]                                            pin the built offline student
-  teachable check-lock [--root DIR]                                               whether dvc.lock lost committed stages
+  teachable list [--quadrant Q1] [--split eval] [--sort U] [--limit N] [--json]
+      the labeled snapshots
+  teachable show SNAPSHOT_ID [--json] [--root DIR]
+      one snapshot, all that is known
+  teachable plan [-S key=value ...] [--preset seeds] [--device h100] [--json]
+      what params cost, what they decide
+  teachable pin [--params params.yaml]
+      pin the built offline student
+  teachable check-lock [--root DIR]
+      whether dvc.lock lost committed stages
 
 show prints the state text, the student's distribution over actions, the teacher's advice, the
 leverage and CPT outcomes with their counts, the quadrant, and the trained models that used the
@@ -46,9 +51,9 @@ def run_plan(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(
-            f"calibrated profile {done['profile']} from {done['source']} ({done['device']}): hf prefill MFU by "
-            f"batch {done['hf_prefill_mfu_by_batch']}, LoRA MFU by batch {done['train_mfu_by_batch']}; written to "
-            f"{args.throughput}",
+            f"calibrated profile {done['profile']} from {done['source']} ({done['device']}): "
+            f"hf prefill MFU by batch {done['hf_prefill_mfu_by_batch']}, LoRA MFU by "
+            f"batch {done['train_mfu_by_batch']}; written to {args.throughput}",
             file=sys.stderr,
         )
         device = args.device or done["profile"]
@@ -73,15 +78,17 @@ def run_pin(args: argparse.Namespace) -> int:
         differ = pin.key_differences(card.get("build_key") or {}, pin.build_key(params))
         if differ:
             raise ParamsError(
-                f"{s.dir} was built with other params than {args.params} ({', '.join(differ[:5])}): "
-                "run `dvc repro student` with student.rebuild: true first"
+                f"{s.dir} was built with other params than {args.params} "
+                f"({', '.join(differ[:5])}): run `dvc repro student` with "
+                "student.rebuild: true first"
             )
         record = pin.write_pin(s.dir, s.pinned, card["build_key"])
     except (ParamsError, StudentDirError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(
-        f"pinned {s.dir} as {s.pinned} ({len(record['files'])} files); commit it: git add {s.pinned}"
+        f"pinned {s.dir} as {s.pinned} ({len(record['files'])} files); "
+        f"commit it: git add {s.pinned}"
     )
     return 0
 
@@ -110,14 +117,14 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     number = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
     print(
-        f"{'snapshot':<16} {'task':<20} {'step':>4} {'quad':<4} {'split':<5} {'U':>6} {'L_local':>7} "
-        f"{'side':<12} student -> teacher"
+        f"{'snapshot':<16} {'task':<20} {'step':>4} {'quad':<4} {'split':<5} "
+        f"{'U':>6} {'L_local':>7} {'side':<12} student -> teacher"
     )
     for r in rows:
         print(
-            f"{r['snapshot_id']:<16} {str(r['task_id']):<20} {str(r['step']):>4} {r['quadrant']:<4} "
-            f"{r['split']:<5} {number(r['U']):>6} {number(r['L_local']):>7} {r['side']:<12} "
-            f"{r['student_action']} -> {r['teacher_action']}"
+            f"{r['snapshot_id']:<16} {str(r['task_id']):<20} {str(r['step']):>4} "
+            f"{r['quadrant']:<4} {r['split']:<5} {number(r['U']):>6} {number(r['L_local']):>7} "
+            f"{r['side']:<12} {r['student_action']} -> {r['teacher_action']}"
         )
     print(f"{len(rows)} snapshots")
     return 0
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="teachable",
         description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:7]),
+        epilog=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)

@@ -77,11 +77,14 @@ def disk_error(err: OSError) -> str | None:
     folder = Path(name).parent if name else Path(".")
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return (
-            f"no space left on the device{where}: free space there (old .scratch/ folders, `dvc gc`) and rerun; "
-            "finished work in .scratch/ is kept"
+            f"no space left on the device{where}: free space there (old .scratch/ "
+            "folders, `dvc gc`) and rerun; finished work in .scratch/ is kept"
         )
     if err.errno == errno.EROFS:
         return f"read-only file system{where}: run the stage from a writable checkout"
     if err.errno in (errno.EACCES, errno.EPERM):
-        return f"permission denied{where}: make {folder}/ writable for this user (chmod -R u+w {folder}) and rerun"
+        return (
+            f"permission denied{where}: make {folder}/ writable for this "
+            f"user (chmod -R u+w {folder}) and rerun"
+        )
     return None

@@ -237,8 +237,8 @@ class OpenAIClient:
         )
         if self.failures_in_a_row >= p.max_consecutive_failures:
             raise TeacherUnavailable(
-                f"{self._stop_message(err)} ({self.failures_in_a_row} calls in a row got no answer: "
-                f"{self.section}.max_consecutive_failures={p.max_consecutive_failures})"
+                f"{self._stop_message(err)} ({self.failures_in_a_row} calls in a row got no "
+                f"answer: {self.section}.max_consecutive_failures={p.max_consecutive_failures})"
             ) from None
 
     def _metered(self, send):
@@ -247,9 +247,11 @@ class OpenAIClient:
         p = self.params
         if self.spent["calls"] >= p.max_calls or self.spent["usd"] >= p.max_usd:
             raise BudgetExceeded(
-                f"{self.role} budget reached: {self.spent['calls']} calls, ${self.spent['usd']:.4f} spent on "
-                f"{p.model} at {self.where} over all runs (max_calls={p.max_calls}, max_usd={p.max_usd}); raise "
-                f"{self.section}.max_calls / {self.section}.max_usd to go on (the ledger is {self.ledger_path}; deleting it resets the count)"
+                f"{self.role} budget reached: {self.spent['calls']} calls, "
+                f"${self.spent['usd']:.4f} spent on {p.model} at {self.where} "
+                f"over all runs (max_calls={p.max_calls}, max_usd={p.max_usd}); "
+                f"raise {self.section}.max_calls / {self.section}.max_usd to go on (the "
+                f"ledger is {self.ledger_path}; deleting it resets the count)"
             )
         self.spent["calls"] += 1
         self.counts["calls"] += 1
@@ -283,16 +285,19 @@ class OpenAIClient:
             return f"{r}: authentication failed at {where} (401): check OPENAI_API_KEY"
         if isinstance(err, openai.PermissionDeniedError):
             return (
-                f"{r}: permission denied at {where} (403) for model '{p.model}': check that OPENAI_API_KEY "
-                f"may use it ({server_says(err)})"
+                f"{r}: permission denied at {where} (403) for model '{p.model}': "
+                f"check that OPENAI_API_KEY may use it ({server_says(err)})"
             )
         if isinstance(err, openai.NotFoundError):
             return (
-                f"{r}: {where} answered 404 for model '{p.model}' ({server_says(err)}): an unknown model, "
-                f"or a base_url without its /v1; check {sec}.model and {sec}.base_url"
+                f"{r}: {where} answered 404 for model '{p.model}' ({server_says(err)}): an unknown "
+                f"model, or a base_url without its /v1; check {sec}.model and {sec}.base_url"
             )
         if quota_exhausted(err):
-            return f"{r}: the quota at {where} is exhausted (429 insufficient_quota): check the account's billing"
+            return (
+                f"{r}: the quota at {where} is exhausted (429 insufficient_quota): "
+                "check the account's billing"
+            )
         if isinstance(err, openai.APITimeoutError):
             return (
                 f"{r}: no answer from {where} within timeout_s={p.timeout_s:g}s "
@@ -354,9 +359,9 @@ class OpenAIClient:
         except openai.NotFoundError as err:
             if available is None:
                 raise TeacherConfigError(
-                    f"{self.role}: {self.where} answered 404 to model '{p.model}', to the model list and to a chat "
-                    f"request ({server_says(err)}): check {self.section}.base_url (does it end in /v1?) and "
-                    f"{self.section}.model"
+                    f"{self.role}: {self.where} answered 404 to model '{p.model}', "
+                    f"to the model list and to a chat request ({server_says(err)}): "
+                    f"check {self.section}.base_url (does it end in /v1?) and {self.section}.model"
                 ) from None
             raise TeacherConfigError(
                 f"{self.role}: unknown model '{p.model}' at {self.where} (404); it serves: "

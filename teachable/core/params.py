@@ -99,8 +99,10 @@ class ShopParams(Section):
         description="WebShop's reward rules, or the earlier exact-match rule (for old runs)"
     )
     webshop_rules: Literal["master", "v2"] = Field(
-        description="with reward webshop: the WebShop branch whose option rules score a purchase (master: "
-        "fuzzy sizes; v2: exact sizes, a goal value in the title counts)"
+        description=(
+            "with reward webshop: the WebShop branch whose option rules score a purchase (master: "
+            "fuzzy sizes; v2: exact sizes, a goal value in the title counts)"
+        )
     )
 
     @model_validator(mode="after")
@@ -251,8 +253,9 @@ class StudentParams(Section):
     def _heads_divide_hidden(self) -> StudentParams:
         if self.backend != "hf" and not (self.url and self.base_model):
             raise ValueError(
-                f"backend {self.backend} needs student.url (the server) and student.base_model (a local "
-                "copy of the served model: its tokenizer, and the weights LoRA training starts from)"
+                f"backend {self.backend} needs student.url (the server) "
+                "and student.base_model (a local copy of the served model: "
+                "its tokenizer, and the weights LoRA training starts from)"
             )
         if self.hidden_size % self.num_heads:
             raise ValueError("hidden_size must be a multiple of num_heads")
@@ -316,8 +319,10 @@ class LabelParams(Section):
     )
     alpha: float = Field(gt=0, lt=1, description="chance of a wrong leverage side over all looks")
     stopping: Literal["interval", "posterior"] = Field(
-        description="when the leverage arms stop: interval (the decision interval clears the threshold) "
-        "| posterior (the empirical-Bayes posterior is sure of the side; rounds of 4 suit it)"
+        description=(
+            "when the leverage arms stop: interval (the decision interval clears the threshold) | "
+            "posterior (the empirical-Bayes posterior is sure of the side; rounds of 4 suit it)"
+        )
     )
     posterior_error: float = Field(
         gt=0,
@@ -326,8 +331,10 @@ class LabelParams(Section):
         "probability of the wrong side is below this",
     )
     posterior_prior: Literal["split", "dirichlet"] = Field(
-        description="posterior rule's prior beside the point mass at no effect: split (discordance and "
-        "direction Betas, concentrations capped) | dirichlet (the earlier single Dirichlet)"
+        description=(
+            "posterior rule's prior beside the point mass at no effect: split (discordance and "
+            "direction Betas, concentrations capped) | dirichlet (the earlier single Dirichlet)"
+        )
     )
     target_width: float | None = Field(
         gt=0,
@@ -371,8 +378,10 @@ class QuadrantParams(Section):
     )
     L_threshold: float = Field(ge=-1, lt=1, description="high leverage: L_local above this")
     undetermined: Literal["exclude", "point"] = Field(
-        description="snapshots whose L side stayed undetermined: left out of the quadrants, or placed by "
-        "their point estimate"
+        description=(
+            "snapshots whose L side stayed undetermined: left out of the "
+            "quadrants, or placed by their point estimate"
+        )
     )
     min_per_quadrant: int = Field(ge=0)
 
@@ -399,8 +408,10 @@ class TrainParams(Section):
         ge=0, description="cells with fewer records are trained and flagged small"
     )
     records_per_cell: int | Literal["min"] | None = Field(
-        description="size-matched cells: every quadrant x format cell and the random baseline subsampled to "
-        "this many records (min: the smallest non-empty quadrant's count; null: no matching)"
+        description=(
+            "size-matched cells: every quadrant x format cell and the random baseline subsampled "
+            "to this many records (min: the smallest non-empty quadrant's count; null: no matching)"
+        )
     )
     n_seeds: int = Field(
         ge=1,
@@ -435,7 +446,9 @@ class MicroTrainParams(Section):
 
     n_per_quadrant: int = Field(ge=1, description="snapshots sampled per quadrant (all when fewer)")
     format: Literal["demo", "hint", "contrast"] = Field(
-        description="the pre-registered supervision: the CPT arm re-measured and the micro-run's record"
+        description=(
+            "the pre-registered supervision: the CPT arm re-measured and the micro-run's record"
+        )
     )
     n_steps: int = Field(ge=1)
     learning_rate: float = Field(gt=0, le=1)
@@ -592,7 +605,10 @@ def _describe(error: ValidationError, source: str) -> str:
     key."""
     missing = [".".join(map(str, err["loc"])) for err in error.errors() if err["type"] == "missing"]
     if missing and len(missing) == error.error_count():
-        return f"{source}: missing {', '.join(missing)} (every key must be set: see the repository's params.yaml)"
+        return (
+            f"{source}: missing {', '.join(missing)} (every key must be set: "
+            "see the repository's params.yaml)"
+        )
     lines = [f"invalid parameters in {source}:"] + (
         [f"  missing {', '.join(missing)}"] if missing else []
     )
@@ -638,8 +654,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 def _repo_values() -> dict:
     if not REPO_PARAMS.is_file():
         raise ParamsError(
-            f"no params.yaml at {REPO_PARAMS}: a section's defaults() are the values of the "
-            "params.yaml in a teachable-moments checkout; outside one, load_params(your params.yaml)"
+            f"no params.yaml at {REPO_PARAMS}: a section's defaults() are "
+            "the values of the params.yaml in a teachable-moments checkout; "
+            "outside one, load_params(your params.yaml)"
         )
     return _read_yaml(REPO_PARAMS)
 

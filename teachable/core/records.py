@@ -140,8 +140,8 @@ def iter_jsonl(path: str | Path, model: type[R] | None = None) -> Iterator[R | d
                 ) from None
             if (constants or _HUGE.search(line)) and (bad := non_finite_field(obj)):
                 raise RecordError(
-                    f"{path}:{lineno}: field '{bad[0]}' is {_json_token(bad[1])}, not a finite number "
-                    "(records must hold finite numbers: fix or regenerate it)"
+                    f"{path}:{lineno}: field '{bad[0]}' is {_json_token(bad[1])}, not a finite "
+                    "number (records must hold finite numbers: fix or regenerate it)"
                 )
             if model is None:
                 yield obj

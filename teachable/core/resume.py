@@ -131,7 +131,10 @@ def dependency_fingerprint(script: str | Path | None = None) -> str:
     if found:
         names, deps = found
         digest, size = hash_paths(root, deps)
-        what = f"the deps of {DVC_FILE} stage{'s' * (len(names) > 1)} {', '.join(names)} ({len(deps)} paths)"
+        what = (
+            f"the deps of {DVC_FILE} stage{'s' * (len(names) > 1)} "
+            f"{', '.join(names)} ({len(deps)} paths)"
+        )
     else:
         package = Path(__file__).resolve().parents[1]  # teachable/
         digest, size = hash_paths(package.parent, [package.name])

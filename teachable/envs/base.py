@@ -48,6 +48,7 @@ def replay(env: TextEnv, state: dict, expected_hash: str | None) -> TextEnv:
     if expected_hash is not None and env.state_hash() != expected_hash:
         raise RestoreError(
             f"replay of {env.env_name} {state['level']} seed {state['seed']} "
-            f"({len(state['actions'])} actions) gave hash {env.state_hash()}, expected {expected_hash}"
+            f"({len(state['actions'])} actions) gave hash {env.state_hash()}, "
+            f"expected {expected_hash}"
         )
     return env

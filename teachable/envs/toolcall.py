@@ -102,7 +102,10 @@ def tool_call_json(action: str) -> str:
 def qwen_tool_call(action: str) -> str:
     """Qwen3's native form of the same call (its chat template's `<tool_call>` block)."""
     name, arguments = parse_call(action)
-    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}\n</tool_call>"
+    return (
+        f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}\n"
+        "</tool_call>"
+    )
 
 
 def _as_call(obj) -> Call | None:

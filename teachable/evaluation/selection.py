@@ -30,8 +30,8 @@ def check_budget(pool_size: int, k: int) -> None:
     nothing."""
     if k > pool_size:
         raise SelectionError(
-            f"select.budget is {k} but the training pool has only {pool_size} snapshots (train side "
-            f"of the split): set select.budget below {pool_size}"
+            f"select.budget is {k} but the training pool has only {pool_size} snapshots "
+            f"(train side of the split): set select.budget below {pool_size}"
         )
     if k == pool_size:
         log.warning(
@@ -49,8 +49,8 @@ def check_predictions(
             f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         )
         raise SelectionError(
-            f"{source} has no predicted ELP for {len(missing)} training snapshot(s): {shown}; it was "
-            f"made from other snapshots: run `dvc repro predictor`"
+            f"{source} has no predicted ELP for {len(missing)} training snapshot(s): "
+            f"{shown}; it was made from other snapshots: run `dvc repro predictor`"
         )
 
 

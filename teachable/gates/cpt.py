@@ -234,8 +234,10 @@ def cpt_validity(
             NOT_APPLICABLE,
             n,
             **detail,
-            why="fewer than 3 informative micro-runs beyond the p_base strata (a stratum informs only "
-            "with 2 or more members whose ELP_net and gain both vary)",
+            why=(
+                "fewer than 3 informative micro-runs beyond the p_base strata (a stratum "
+                "informs only with 2 or more members whose ELP_net and gain both vary)"
+            ),
         )
     rho = fit["rho"]
     p = stratified_permutation_p(elp, gain, fit["groups"], seed, n_resamples)

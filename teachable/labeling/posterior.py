@@ -116,9 +116,11 @@ class Prior:
         """What the stage's metrics show (rounded for reading; the records used the full values)."""
         (a1, a2), (c1, c2) = self.discordance, self.direction
         out = {
-            "model": f"{self.model}: pi0 * point mass at theta_b = theta_c = 0 + (1 - pi0) * delta ~ "
-            "Beta(discordance), rho ~ Beta(direction) on the unmatched pairs (delta = theta_b + theta_c, "
-            "rho = theta_b / delta)",
+            "model": (
+                f"{self.model}: pi0 * point mass at theta_b = theta_c = 0 + (1 - pi0) "
+                "* delta ~ Beta(discordance), rho ~ Beta(direction) on the unmatched "
+                "pairs (delta = theta_b + theta_c, rho = theta_b / delta)"
+            ),
             "pi0": round(self.pi0, 6),
             "discordance": [round(a1, 6), round(a2, 6)],
             "direction": [round(c1, 6), round(c2, 6)],
@@ -215,7 +217,8 @@ def fit_prior(counts: Sequence[Sequence[int]], model: str = "split") -> Prior:
     x = x[x.sum(axis=1) > 0]
     if not len(x):
         log.warning(
-            "posterior prior: no snapshot has an unmatched pair in its first round; using the default"
+            "posterior prior: no snapshot has an unmatched pair in its first round; "
+            "using the default"
         )
         default = Prior.dirichlet(*DEFAULT_PRIOR)
         return (

@@ -31,8 +31,8 @@ def thresholds(records: list[dict], params: QuadrantParams) -> dict:
     for r in records:
         if not math.isfinite(r["U"]):
             raise InputError(
-                f"snapshot {r.get('snapshot_id', '?')} has U = {r['U']}: the U threshold needs finite "
-                "values (fix or relabel it)"
+                f"snapshot {r.get('snapshot_id', '?')} has U = {r['U']}: "
+                "the U threshold needs finite values (fix or relabel it)"
             )
     if params.U_threshold is not None:
         u_cut, source = params.U_threshold, "fixed"

@@ -11,15 +11,17 @@ lm_head), d V = 0.62e9, 4 L H h = 5.9e5.
 
 Scoring a state (a prompt of P tokens, n candidates of c tokens each, end-of-turn included):
 
-  hf      P + n (c - 1) tokens; logits at 1 + n (c - 1) positions. The prompt runs once and its KV cache is shared by
-          the candidates, whose first token the prompt's last position predicts (`HFPolicy.score`; torch's FLOP
-          counter checks this count, tests/test_gpu_benchmark.py).
-  sglang  P + n (c + 1) tokens; logits at 1 + n (c + 1). The client prefills the prompt alone, then sends the n
-          candidates with `logprob_start_len` P - 1; RadixAttention serves at most `logprob_start_len` tokens from
-          its cache (schedule_batch.py `_compute_max_prefix_len`), so each candidate recomputes c + 1 positions.
+  hf      P + n (c - 1) tokens; logits at 1 + n (c - 1) positions. The prompt runs once and its KV
+          cache is shared by the candidates, whose first token the prompt's last position predicts
+          (`HFPolicy.score`; torch's FLOP counter checks this count, tests/test_gpu_benchmark.py).
+  sglang  P + n (c + 1) tokens; logits at 1 + n (c + 1). The client prefills the prompt alone, then
+          sends the n candidates with `logprob_start_len` P - 1; RadixAttention serves at most
+          `logprob_start_len` tokens from its cache (schedule_batch.py `_compute_max_prefix_len`),
+          so each candidate recomputes c + 1 positions.
   vllm    n (P + c) tokens; logits at n (P + c). Prompt log-probs bypass vLLM's prefix cache
-          (v1/core/kv_cache_manager.py `get_computed_blocks`: no cache hit for a request with prompt_logprobs), so
-          every candidate prefills the whole prompt again, and `prompt_logprobs` needs logits at every position.
+          (v1/core/kv_cache_manager.py `get_computed_blocks`: no cache hit for a request with
+          prompt_logprobs), so every candidate prefills the whole prompt again, and
+          `prompt_logprobs` needs logits at every position.
 
 Generating a reply of r tokens: the prompt's prefill (P tokens, one logit), then r decode steps of 2
 N + 2 d V FLOPs each plus attention; a decode step of a batch of b sequences also reads every weight

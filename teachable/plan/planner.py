@@ -110,7 +110,10 @@ SEEDS_BUDGET = {
         "2 training runs": 14,
         "3 evaluation episodes": 40_000,
     },
-    "source": "../shared/seeds/v8-experimental-plan.md (Estimated Total Time); v8-readme.md (Compute Budget)",
+    "source": (
+        "../shared/seeds/v8-experimental-plan.md (Estimated Total Time); "
+        "v8-readme.md (Compute Budget)"
+    ),
 }
 PRESETS = {"seeds": SEEDS}
 
@@ -409,7 +412,8 @@ def student_shape(p: Params, data: dict) -> tuple[Shape, str]:
             qwen.intermediate,
             qwen.tied,
         ),
-        f"assumed: Qwen3-8B's shape with N scaled to {found.group(1)}B in all ({path.name} has no config.json)",
+        f"assumed: Qwen3-8B's shape with N scaled to {found.group(1)}B in "
+        f"all ({path.name} has no config.json)",
     )
 
 
@@ -630,9 +634,11 @@ def calibrate(run_path: str | Path, path: Path = THROUGHPUT) -> dict:
         "train_mfu_by_batch": lora,
         "scoring_check": run.get("scoring_check"),
         "elapsed_s": run.get("elapsed_s"),
-        "_doc": "measured by benchmarks/gpu.py (HFPolicy.score on a Qwen3-8B-shape model; LoRA SFT steps), MFU = "
-        "its TFLOP/s / this profile's peak_tflops; the planner reads the largest batch at or below a "
-        "stage's. sglang / vllm and decode stay assumed.",
+        "_doc": (
+            "measured by benchmarks/gpu.py (HFPolicy.score on a Qwen3-8B-shape model; "
+            "LoRA SFT steps), MFU = its TFLOP/s / this profile's peak_tflops; the planner reads "
+            "the largest batch at or below a stage's. sglang / vllm and decode stay assumed."
+        ),
     }
     data["profiles"][profile]["calibrated"] = cal
     Path(path).write_text(json.dumps(data, indent=1) + "\n")
@@ -828,8 +834,8 @@ def plan(
     warnings = []
     if totals["teacher"] > p.teacher.max_calls:
         warnings.append(
-            f"teacher calls {totals['teacher']:,} exceed teacher.max_calls {p.teacher.max_calls:,}: "
-            f"label stops there"
+            f"teacher calls {totals['teacher']:,} exceed teacher.max_calls "
+            f"{p.teacher.max_calls:,}: label stops there"
         )
     if totals["usd"] > p.teacher.max_usd:
         warnings.append(
@@ -894,13 +900,15 @@ def to_text(out: dict) -> str:
     bases = {r["basis"] for r in rows}
     basis = ESTIMATE if ESTIMATE in bases else PARTLY if PARTLY in bases else next(iter(bases))
     head = [
-        f"Plan for {out['params']['env']}, student {out['params']['student']} ({prof['student_params']:.3g} "
-        f"parameters, N = {prof['student_layer_params']:.3g} in the decoder layers; shape: "
-        f"{prof['student_shape']}), teacher {out['params']['teacher']}",
-        f"Device {prof['device']}: {prof['description']}; engine {prof['backend']}; figures from "
-        f"{prof['source']}{' (calibrated by ' + prof['calibrated'] + ')' if prof['calibrated'] else ''}",
-        "Counts are upper bounds (episodes to the horizon, labeling arms to their cap, balanced quadrants); "
-        "hours scale them by the share a pilot stage ran; [low-high] spans the assumed figures' ranges.",
+        f"Plan for {out['params']['env']}, student {out['params']['student']} "
+        f"({prof['student_params']:.3g} parameters, N = {prof['student_layer_params']:.3g} in the "
+        f"decoder layers; shape: {prof['student_shape']}), teacher {out['params']['teacher']}",
+        f"Device {prof['device']}: {prof['description']}; "
+        f"engine {prof['backend']}; figures from {prof['source']}"
+        f"{' (calibrated by ' + prof['calibrated'] + ')' if prof['calibrated'] else ''}",
+        "Counts are upper bounds (episodes to the horizon, labeling arms to their "
+        "cap, balanced quadrants); hours scale them by the share a pilot stage ran; "
+        "[low-high] spans the assumed figures' ranges.",
     ]
     head += [f"Check: {prof['check']}."] if prof["check"] else []
     col = f"{unit} ({prof['device']})"
@@ -942,18 +950,18 @@ def to_text(out: dict) -> str:
         lo, hi = tot["hours_range"]
         span = f"{lo:,.1f}-{hi:,.1f} over the assumed ranges; " if hi - lo > 0.05 else ""
         parts.append(
-            f"{unit}: {tot['hours']:,.1f} ({span}{basis}): compute "
-            f"{tot['compute_h']:,.1f}, overheads {tot['overhead_h']:,.1f} (model loads, LoRA set-up, env "
-            f"stepping: the device held, idle)"
+            f"{unit}: {tot['hours']:,.1f} ({span}{basis}): "
+            f"compute {tot['compute_h']:,.1f}, overheads {tot['overhead_h']:,.1f} (model "
+            "loads, LoRA set-up, env stepping: the device held, idle)"
             + (f"; {tot['flops']:.3g} FLOPs" if tot["flops"] else "")
         )
     if tot["teacher"]:
         tlo, thi = tot["teacher_h_range"]
         parts.append(
-            f"Teacher: {tot['teacher']:,} calls, ${tot['usd']:.2f} at {TEACHER_IN} + prompt tokens in and "
-            f"{TEACHER_OUT} out a call; at most {sum(r['teacher_worst'] for r in rows):,} calls with every "
-            f"retry. Wall time {tot['teacher_h']:,.1f} h ({tlo:,.1f}-{thi:,.1f}) at "
-            f"{prof['teacher_concurrency']} call(s) in flight (label calls one at a time: "
+            f"Teacher: {tot['teacher']:,} calls, ${tot['usd']:.2f} at {TEACHER_IN} + prompt tokens "
+            f"in and {TEACHER_OUT} out a call; at most {sum(r['teacher_worst'] for r in rows):,} "
+            f"calls with every retry. Wall time {tot['teacher_h']:,.1f} h ({tlo:,.1f}-{thi:,.1f}) "
+            f"at {prof['teacher_concurrency']} call(s) in flight (label calls one at a time: "
             f"--teacher-concurrency prices more), not in the {unit}"
             + (
                 f"; the run's wall clock {tot['wall_h']:,.1f} h if the device waits for it"
@@ -1003,11 +1011,11 @@ def to_text(out: dict) -> str:
             "Against the seeds' budget (" + b["source"] + "):",
             pd.DataFrame(per_phase).to_string(index=False),
             f"this plan: {tot['hours']:,.1f} {unit} ({basis}), {tot['episodes']:,} episodes, "
-            f"${tot['usd']:.2f} teacher\nseeds:     {b['gpu_hours'][0]}-{b['gpu_hours'][1]} GPU-hours "
-            f"(plan table); readme: ~{b['readme']['gpu_hours']} GPU-hours, ~{b['readme']['episodes']:,} "
-            f"episodes, ~${b['readme']['usd']} teacher",
-            "Counts against the seeds' (v8-readme.md Compute Budget; the evaluation's 40,000 names no rollouts "
-            "per item):",
+            f"${tot['usd']:.2f} teacher\nseeds:     {b['gpu_hours'][0]}-{b['gpu_hours'][1]} "
+            f"GPU-hours (plan table); readme: ~{b['readme']['gpu_hours']} GPU-hours, "
+            f"~{b['readme']['episodes']:,} episodes, ~${b['readme']['usd']} teacher",
+            "Counts against the seeds' (v8-readme.md Compute Budget; "
+            "the evaluation's 40,000 names no rollouts per item):",
             counts.to_string(index=False),
         ]
     gates_table = pd.DataFrame(
@@ -1026,11 +1034,11 @@ def to_text(out: dict) -> str:
     )
     a = out["assumptions"]
     parts += [
-        f"Gates (one-sided, power {POWER}; an item's paired variance {a['item_variance']} per seed and rollout, "
-        f"{a['between_share']:.0%} of it the item's):",
+        f"Gates (one-sided, power {POWER}; an item's paired variance {a['item_variance']} "
+        f"per seed and rollout, {a['between_share']:.0%} of it the item's):",
         gates_table.to_string(index=False),
-        "4 predictor gates: not planned (teachable/gates/predictor.py extrapolates no n: cluster bootstrap "
-        "over tasks)",
+        "4 predictor gates: not planned (teachable/gates/predictor.py extrapolates no n: "
+        "cluster bootstrap over tasks)",
         f"Tokens per state ({a['vocabulary']} vocabulary; benchmarks/throughput.json env_tokens): "
         f"{a['env_tokens']}; teacher {a['teacher_tokens_in']} + prompt tokens in, "
         f"{a['teacher_tokens_out']} out per call.",

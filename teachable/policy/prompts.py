@@ -8,9 +8,13 @@ import weakref
 from teachable.envs.toolcall import function_json, is_call, tool_call_json
 
 SYSTEM = "You are an agent in a grid world. Reply with one valid action."
-WEB_SYSTEM = "You are a shopping agent in a web shop. Reply with one valid action: search[query] or click[label]."
+WEB_SYSTEM = (
+    "You are a shopping agent in a web shop. Reply with one valid action: "
+    "search[query] or click[label]."
+)
 TOOL_SYSTEM = (
-    "You are a customer service agent of an online retail store. Reply with exactly one tool call as JSON: "
+    "You are a customer service agent of an online retail store. "
+    "Reply with exactly one tool call as JSON: "
     '{"tool_calls": [{"function": {"name": ..., "arguments": "..."}}]}, one of the valid actions.'
 )
 
@@ -44,7 +48,8 @@ def build_messages(
     lines = [f"Mission: {mission}"]
     if history:
         lines.append(
-            f"Your last actions:{sep if calls else ' '}{sep.join(past['action'] for past in history)}."
+            "Your last actions:"
+            f"{sep if calls else ' '}{sep.join(past['action'] for past in history)}."
         )
     lines.append(f"Now: {obs}")
     listed = [function_json(a) for a in valid_actions] if calls else valid_actions

@@ -16,9 +16,10 @@ message.
 Start a server, then set `student.backend` (sglang | vllm), `student.url` and `student.base_model`
 (its model path):
 
-    python -m sglang.launch_server --model-path MODEL --port 30000 --enable-lora --max-lora-rank 64 \
-        --lora-target-modules all
-    VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve MODEL --port 8000 --enable-lora --max-lora-rank 64
+    python -m sglang.launch_server --model-path MODEL --port 30000 --enable-lora \
+        --max-lora-rank 64 --lora-target-modules all
+    VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve MODEL --port 8000 --enable-lora \
+        --max-lora-rank 64
 
 (`--enable-lora ...` only where LoRA adapters are evaluated, phases 3 and 5; the rank must cover
 `train.lora_r`.) To check a real engine against the in-process model on a few states (GPU machine,
@@ -264,8 +265,8 @@ class ServerPolicy:
         match = next((s for s in served if same_model(s, self.model_path)), None)
         if match is None:
             raise ServerError(
-                f"{self.url} serves {sorted(served)}, not {self.model_path}: start it with that model, "
-                "or set student.base_model to the local copy of the served one"
+                f"{self.url} serves {sorted(served)}, not {self.model_path}: start it with "
+                "that model, or set student.base_model to the local copy of the served one"
             )
         self.served_name = served[match]
         text = self.prompt(PROBE)
@@ -275,7 +276,8 @@ class ServerPolicy:
         )
         if theirs is None:
             log.info(
-                "%s has no tokenize endpoint: tokenisation not compared (token ids are sent anyway)",
+                "%s has no tokenize endpoint: tokenisation not compared "
+                "(token ids are sent anyway)",
                 self.url,
             )
         elif list(theirs) != ours:
@@ -284,8 +286,9 @@ class ServerPolicy:
                 min(len(theirs), len(ours)),
             )
             raise ServerError(
-                f"{self.url} tokenises a prompt unlike {self.model_path}'s tokenizer (from token {at}: "
-                f"server {list(theirs[at : at + 4])}, local {ours[at : at + 4]}): not the served model's copy"
+                f"{self.url} tokenises a prompt unlike {self.model_path}'s tokenizer "
+                f"(from token {at}: server {list(theirs[at : at + 4])}, local "
+                f"{ours[at : at + 4]}): not the served model's copy"
             )
         log.info("%s serves %s (%s)", self.url, match, self.engine)
 
@@ -471,8 +474,8 @@ class VLLMPolicy(ServerPolicy):
 
     def start_hint(self) -> str:
         return (
-            f"[VLLM_ALLOW_RUNTIME_LORA_UPDATING=True] vllm serve {self.model_path} --port {self.port} "
-            "[--enable-lora --max-lora-rank R]"
+            f"[VLLM_ALLOW_RUNTIME_LORA_UPDATING=True] vllm serve {self.model_path} "
+            f"--port {self.port} [--enable-lora --max-lora-rank R]"
         )
 
     def _model(self) -> dict:

@@ -114,7 +114,8 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
     h1 = Section(
         "h1",
         "H1: Teachability heterogeneity",
-        "Snapshots differ in uncertainty U and leverage L_local; the quadrants split them at the thresholds.",
+        "Snapshots differ in uncertainty U and leverage L_local; "
+        "the quadrants split them at the thresholds.",
     )
     b.figure(
         h1,
@@ -174,8 +175,9 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
         "h3_best_supervision",
         ("phase3_metrics",),
         lambda: paper_tables.best_supervision(i.phase3_metrics, i.per_quadrant),
-        "Best supervision format per quadrant, as the supervision_differentiation gate decided it: each format's "
-        "in-quadrant success delta against demo with its interval and Holm-adjusted p.",
+        "Best supervision format per quadrant, as the supervision_differentiation "
+        "gate decided it: each format's in-quadrant success delta against "
+        "demo with its interval and Holm-adjusted p.",
     )
     h4 = Section(
         "h4", "H4: Cross-quadrant transfer", "Does training on one quadrant help the others?"
@@ -215,9 +217,9 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
         "h5_main_results",
         ("overall",),
         lambda: paper_tables.main_results(i.overall, i.retention, i.stuckness),
-        "Main results (every model): held-out tasks and training seeds, success with its 95% CI, the delta "
-        "against the base with its paired interval, Holm-adjusted p and the minimum detectable delta, "
-        "retention likewise, and loop rate.",
+        "Main results (every model): held-out tasks and training seeds, success with its "
+        "95% CI, the delta against the base with its paired interval, Holm-adjusted p "
+        "and the minimum detectable delta, retention likewise, and loop rate.",
     )
     b.table(
         h5,
@@ -238,8 +240,9 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
         lambda d: figures.ranking_curves(
             i.ranking, d, intervals, gate_verdict(i.predictor, "beats_entropy")
         ),
-        "NDCG@K and precision@K: predictor vs entropy vs random (and the oracle), with the predictor's and "
-        "entropy's 95% task-bootstrap intervals when the out-of-fold predictions are there.",
+        "NDCG@K and precision@K: predictor vs entropy vs random (and the "
+        "oracle), with the predictor's and entropy's 95% task-bootstrap intervals "
+        "when the out-of-fold predictions are there.",
     )
     b.table(
         h6,
@@ -263,8 +266,8 @@ def _sections(b: _Builder, params: Params) -> list[Section]:
         "h6_ranking_intervals",
         ("oof", "snapshots"),
         lambda: intervals,
-        "NDCG@K and precision@K of the predictor's and entropy's rankings with 95% percentile intervals over "
-        "a cluster bootstrap of tasks (1000 draws; the shaded bands of Fig H6.1).",
+        "NDCG@K and precision@K of the predictor's and entropy's rankings with 95% percentile "
+        "intervals over a cluster bootstrap of tasks (1000 draws; the shaded bands of Fig H6.1).",
     )
     h7 = Section("h7", "H7: Selection", "Training on K snapshots chosen by each method.")
     b.figure(
@@ -344,7 +347,9 @@ def retention_margin(inputs: Inputs, params: Params) -> float:
 
 HEADLINES = {
     "base_success": "Base model's held-out task success",
-    "chosen_model_test_delta": "Chosen model's success gain over the base (test half of the held-out tasks)",
+    "chosen_model_test_delta": (
+        "Chosen model's success gain over the base (test half of the held-out tasks)"
+    ),
 }
 
 
@@ -372,15 +377,16 @@ def detectability(inputs: Inputs, gates: list[dict]) -> tuple[list[str], list[di
         notes.append(
             "Phase 3 evaluates every model on " + ", ".join(design) + "."
             if design
-            else f"{PATHS['phase3_metrics']} does not give the evaluation's size (n_tasks, n_rollouts, "
-            "temperature, n_seeds): written by an older version of the evaluate stage."
+            else f"{PATHS['phase3_metrics']} does not give the evaluation's "
+            "size (n_tasks, n_rollouts, temperature, n_seeds): "
+            "written by an older version of the evaluate stage."
         )
         mdd = m.get("median_min_detectable_delta")
         if isinstance(mdd, (int, float)):
             notes.append(
-                f"At that size a model's success delta against the base must be about {mdd:.3f} "
-                "(median over models) to be detected with power 0.8; smaller true effects will mostly "
-                "come out as not significant."
+                "At that size a model's success delta against the base must be about "
+                f"{mdd:.3f} (median over models) to be detected with power 0.8; "
+                "smaller true effects will mostly come out as not significant."
             )
     else:
         notes.append(f"{PATHS['phase3_metrics']} is missing: phase 3 has not run.")

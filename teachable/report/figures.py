@@ -203,7 +203,10 @@ def teachability_landscape(
         ax.legend(loc="center right", framealpha=0.9)
     ax.set(
         xlabel="U: entropy of the student's action distribution (nats)",
-        ylabel="L_local: success gain from forcing the expert action\n(points jittered by at most 0.012)",
+        ylabel=(
+            "L_local: success gain from forcing the expert action\n"
+            "(points jittered by at most 0.012)"
+        ),
         title=f"Teachability landscape ({len(frame)} snapshots)",
     )
     return _save(fig, out_dir, name)
@@ -805,7 +808,9 @@ def selection_comparison(
         ax.set(
             xlabel="selection method",
             ylabel=ylabel,
-            title=f"{title} at budget K = {selection.get('budget')} ({selection.get('format', '')})",
+            title=(
+                f"{title} at budget K = {selection.get('budget')} ({selection.get('format', '')})"
+            ),
         )
     if errors is not None:
         left.set_xlabel(f"selection method\n(error bars: {label})")

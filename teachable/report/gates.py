@@ -64,9 +64,9 @@ SEEDS = (
         "1B.cpt_validity",
         "1B",
         "CPT validity",
-        "Spearman rho(ELP_net re-measured, micro-training gain) > 0 within p_base strata, one-sided permutation "
-        "test within strata at alpha; fail when the interval rules out the target rho as the measures' "
-        "reliabilities let it show",
+        "Spearman rho(ELP_net re-measured, micro-training gain) > 0 within p_base strata, "
+        "one-sided permutation test within strata at alpha; fail when the interval "
+        "rules out the target rho as the measures' reliabilities let it show",
         "Use L_local as primary signal",
         "cpt",
         "cpt_validity",
@@ -75,8 +75,8 @@ SEEDS = (
         "1B.q1_beats_q2",
         "1B",
         "Q1 utility above Q2",
-        "mean micro-training gain Q1 - Q2 > 0, one-sided permutation test at alpha; fail when the interval rules "
-        "out the smallest useful difference (gates.min_effect)",
+        "mean micro-training gain Q1 - Q2 > 0, one-sided permutation test at alpha; "
+        "fail when the interval rules out the smallest useful difference (gates.min_effect)",
         "Revise CPT methodology",
         "cpt",
         "q1_beats_q2",
@@ -85,8 +85,8 @@ SEEDS = (
         "2.quadrant_balance",
         "2",
         "Quadrant balance",
-        "smallest quadrant's snapshot count >= quadrants.min_per_quadrant (a count, not a test; the seeds ask "
-        "N > 300 at paper scale, shown as paper_status)",
+        "smallest quadrant's snapshot count >= quadrants.min_per_quadrant (a count, not a test; "
+        "the seeds ask N > 300 at paper scale, shown as paper_status)",
         "May merge Q2+Q3",
         "quadrant_metrics",
         "quadrant_balance",
@@ -95,7 +95,8 @@ SEEDS = (
         "3.supervision_differentiation",
         "3",
         "Supervision differentiation",
-        "a non-demo format beats demo (paired test, Holm-adjusted within the quadrant) in >= 2 quadrants",
+        "a non-demo format beats demo (paired test, Holm-adjusted within "
+        "the quadrant) in >= 2 quadrants",
         "Still informative",
         "phase3_metrics",
         "supervision_differentiation",
@@ -104,8 +105,8 @@ SEEDS = (
         "3.retention",
         "3",
         "Retention",
-        "every trained model non-inferior to the base on the retention panel: the retention delta's interval "
-        "lies above -margin (the seeds' -3%)",
+        "every trained model non-inferior to the base on the retention panel: "
+        "the retention delta's interval lies above -margin (the seeds' -3%)",
         "Adjust learning rate",
         "phase3_metrics",
         "retention",
@@ -114,7 +115,8 @@ SEEDS = (
         "3.transfer_diagonal",
         "3",
         "Transfer diagonal dominates",
-        "mean diagonal minus mean off-diagonal success delta of the transfer matrix > 0, one-sided test at alpha",
+        "mean diagonal minus mean off-diagonal success delta of the transfer "
+        "matrix > 0, one-sided test at alpha",
         NO_ACTION,
         "phase3_metrics",
         "transfer_diagonal",
@@ -123,8 +125,9 @@ SEEDS = (
         "3.end_to_end_gain",
         "3",
         "End-to-end gain",
-        "the trained model chosen on a validation half of the held-out tasks beats the base on the other half: "
-        "one-sided paired test at alpha; fail when the interval rules out the smallest useful gain (threshold)",
+        "the trained model chosen on a validation half of the held-out tasks "
+        "beats the base on the other half: one-sided paired test at alpha; "
+        "fail when the interval rules out the smallest useful gain (threshold)",
         NO_ACTION,
         "phase3_metrics",
         "end_to_end_gain",
@@ -169,7 +172,8 @@ SEEDS = (
         "5.selection_ordering",
         "5",
         "Selection ordering",
-        "reliability gain predictor > entropy and entropy > random, paired one-sided tests at alpha (comparisons)",
+        "reliability gain predictor > entropy and entropy > random, paired "
+        "one-sided tests at alpha (comparisons)",
         NO_ACTION,
         "selection",
         "selection_ordering",
@@ -178,7 +182,8 @@ SEEDS = (
         "5.selection_retention",
         "5",
         "Selection retention comparable",
-        "every selection method non-inferior to the base on the retention panel (the phase 3 margin)",
+        "every selection method non-inferior to the base on the retention "
+        "panel (the phase 3 margin)",
         NO_ACTION,
         "selection",
         "selection_retention",

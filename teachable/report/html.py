@@ -26,27 +26,34 @@ from teachable.report.snapshot_view import anchor
 esc = html.escape
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1280px;
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;\
+max-width:1280px;
 padding:1em 2em;color:#222;line-height:1.4}
 h1{font-size:1.6em}h2{border-bottom:2px solid #0072B2;padding-bottom:.2em;margin-top:2em}
 h3{margin-top:1.4em}nav a{margin-right:1em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.85em}th,td{border:1px solid #ccc;padding:.25em .5em;
+table{border-collapse:collapse;margin:.6em 0;font-size:.85em}th,td{border:1px solid #ccc;\
+padding:.25em .5em;
 text-align:right;vertical-align:top}th{background:#f2f2f2}table.kv td,table.kv th{text-align:left}
-table.kv th{width:18em;font-weight:600}table.gates td{text-align:left}table.gates td.num{text-align:right}
+table.kv th{width:18em;font-weight:600}table.gates td{text-align:left}\
+table.gates td.num{text-align:right}
 td:first-child{text-align:left}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#444}
 .status{font-weight:700;padding:.1em .5em;border-radius:3px;white-space:nowrap}
 .pass{background:#cce5f6;color:#003a66}.fail{background:#f9d3bf;color:#7a2900}
 .not_applicable{background:#e6e6e6;color:#555}.inconclusive{background:#fff1b8;color:#5c4700;
-border:1px dashed #8a6d00}tr.inconclusive-row td{background:#fffbe8}.estimate{color:#555;font-style:italic}
-table.gates,table.detect{font-size:.8em}table.detect td{text-align:left}table.detect td.num{text-align:right}
-table.gates th,table.detect th{text-align:left;vertical-align:bottom}table.gates td:first-child{min-width:16em}
+border:1px dashed #8a6d00}tr.inconclusive-row td{background:#fffbe8}.estimate{color:#555;\
+font-style:italic}
+table.gates,table.detect{font-size:.8em}table.detect td{text-align:left}\
+table.detect td.num{text-align:right}
+table.gates th,table.detect th{text-align:left;vertical-align:bottom}\
+table.gates td:first-child{min-width:16em}
 td.ci{white-space:nowrap}
 .scroll{overflow-x:auto}small.aside{color:#888}
 details summary{cursor:pointer;color:#0072B2}
 .notrun{background:#fff4d6;border-left:4px solid #E69F00;padding:.5em 1em}
-.files{font-size:.8em;color:#555}details{margin:.5em 0}pre{background:#f7f7f7;padding:.6em;overflow:auto;
+.files{font-size:.8em;color:#555}details{margin:.5em 0}pre{background:#f7f7f7;padding:.6em;\
+overflow:auto;
 font-size:.8em}section.snapshot{border-top:1px dashed #aaa;margin-top:1.5em}small{color:#666}
 p.run{color:#444;font-size:.9em}p.tally span.status{margin-right:.4em}
 .keyfigs figure{margin:0 0 1.5em 0}
@@ -55,7 +62,8 @@ FIRST_PAGE, DETAIL_PAGE = "index.html", "detail.html"
 
 CHECK_SCRIPT = """
 window.__pageErrors = [];
-window.addEventListener('error', function (e) { window.__pageErrors.push(String(e.message || e.type)); }, true);
+window.addEventListener('error', \
+function (e) { window.__pageErrors.push(String(e.message || e.type)); }, true);
 (function (original) {
   console.error = function () { window.__pageErrors.push(Array.prototype.join.call(arguments, ' '));
                                 return original.apply(console, arguments); };
@@ -65,7 +73,8 @@ window.addEventListener('load', function () {
   var bad = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
                 .map(function (i) { return i.getAttribute('alt'); });
   var out = document.getElementById('page-check');
-  out.textContent = JSON.stringify({images: imgs.length, decoded: imgs.length - bad.length, bad: bad,
+  out.textContent = JSON.stringify({images: imgs.length, \
+decoded: imgs.length - bad.length, bad: bad,
                                     errors: window.__pageErrors,
                                     height: document.documentElement.scrollHeight});
   out.setAttribute('data-ready', '1');
@@ -129,10 +138,12 @@ def detect_html(notes: list[str], rows: list[dict], gate_href: str = "", tally: 
         '<section id="detect"><h2>What this run can detect</h2>',
         tally,
         *(f"<p>{esc(n)}</p>" for n in notes),
-        "<p><small>Interval: as the stage computed it (the phase 3-5 gates' intervals are two-sided at "
-        "1 - 2&alpha;, so each bound is the one-sided test at &alpha;). Minimum detectable: the smallest true "
-        "effect the pre-specified test detects with power 0.8 at this n (one-sided, at the gate's &alpha;). "
-        'n needed: the n at which an inconclusive gate would be decided ("not given" where the stage could '
+        "<p><small>Interval: as the stage computed it (the phase 3-5 gates' intervals "
+        "are two-sided at 1 - 2&alpha;, so each bound is the one-sided test at &alpha;). "
+        "Minimum detectable: the smallest true effect the pre-specified test detects "
+        "with power 0.8 at this n (one-sided, at the gate's &alpha;). "
+        "n needed: the n at which an inconclusive gate would be decided "
+        '("not given" where the stage could '
         "not give one, e.g. an observed effect on the wrong side).</small></p>",
         '<table class="detect"><tr><th>quantity</th><th>estimate [interval]</th><th>n</th>'
         "<th>minimum detectable effect</th><th>status</th><th>n needed</th></tr>",
@@ -197,17 +208,19 @@ def gates_html(gates: list[dict]) -> str:
             f"<br><small>{esc(g['condition'])}; <code>{esc(g['source'])}</code></small>"
             f"{'<br><small><i>' + esc(why) + '</i></small>' if why else ''}"
             + (
-                f"<details><summary>details</summary><small>{esc(_fmt_detail(detail))}</small></details>"
+                f"<details><summary>details</summary><small>{esc(_fmt_detail(detail))}"
+                "</small></details>"
                 if detail
                 else ""
             )
             + f"</td><td><code>{_breakable(g['statistic'] or '–')}</code></td>"
-            f'<td class="num">{esc(_fmt(g["value"]))}</td>'
-            f'<td class="num ci">{esc(f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "–")}</td>'
-            f'<td class="num">{esc(_fmt_p(g["p_value"]))}</td><td class="num">{esc(_fmt(g["alpha"]))}</td>'
-            f'<td class="num">{esc(_fmt(g["threshold"]))}</td><td class="num">{esc(_fmt(g["n"]))}</td>'
-            f'<td>{_status(g["status"])}</td><td class="num">{esc(_fmt(g["min_detectable"]))}</td>'
-            f'<td class="num">{_needed(g)}</td><td>{esc(g["fail_action"])}</td></tr>'
+            f'<td class="num">{esc(_fmt(g["value"]))}</td><td class="num ci">'
+            f"{esc(f'[{_fmt(ci[0])}, {_fmt(ci[1])}]' if ci else '–')}</td>"
+            f'<td class="num">{esc(_fmt_p(g["p_value"]))}</td><td class="num">'
+            f'{esc(_fmt(g["alpha"]))}</td><td class="num">{esc(_fmt(g["threshold"]))}'
+            f'</td><td class="num">{esc(_fmt(g["n"]))}</td><td>{_status(g["status"])}'
+            f'</td><td class="num">{esc(_fmt(g["min_detectable"]))}</td><td class="num">'
+            f"{_needed(g)}</td><td>{esc(g['fail_action'])}</td></tr>"
         )
     return "\n".join(rows) + "</table></div>"
 
@@ -333,16 +346,18 @@ def render_first_page(
         *_head("Teachable moments: report"),
         "<h1>Teachable moments: report</h1>",
         f'<p class="run">{run}</p>',
-        f'<nav><a href="#detect">What this run can detect</a> <a href="#figures">Key figures</a> '
-        f'<a href="{DETAIL_PAGE}">Detail: the run and params, each gate\'s condition and details, every figure '
-        f"and table, the snapshots &rarr;</a></nav>",
+        '<nav><a href="#detect">What this run can detect</a> '
+        f'<a href="#figures">Key figures</a> <a href="{DETAIL_PAGE}">Detail: '
+        "the run and params, each gate's condition and details, every figure "
+        "and table, the snapshots &rarr;</a></nav>",
         detect_html(*detect, gate_href=DETAIL_PAGE, tally=tally_html(gates)),
         '<section id="figures"><h2>Key figures</h2><div class="keyfigs">',
         *(
             _figure_html(caption, png, out_dir, f"{DETAIL_PAGE}#{key}")
             for key, caption, png in key_figures
         ),
-        f'</div><p>Every other figure and table: <a href="{DETAIL_PAGE}">{DETAIL_PAGE}</a>.</p></section>',
+        f'</div><p>Every other figure and table: <a href="{DETAIL_PAGE}">'
+        f"{DETAIL_PAGE}</a>.</p></section>",
         *TAIL,
     ]
     return "\n".join(body) + "\n"
@@ -364,9 +379,9 @@ def render_page(
     meta_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta)
     index = _snapshot_index([row for row, _ in snapshots]) if snapshots else ""
     problems_html = (
-        "<details><summary>Inputs not found or unreadable ({})</summary><ul>{}</ul></details>".format(
-            len(problems), "".join(f"<li><code>{esc(p)}</code></li>" for p in problems)
-        )
+        (
+            "<details><summary>Inputs not found or unreadable ({})</summary><ul>{}</ul></details>"
+        ).format(len(problems), "".join(f"<li><code>{esc(p)}</code></li>" for p in problems))
         if problems
         else ""
     )
@@ -378,17 +393,20 @@ def render_page(
     body = [
         *_head("Teachable moments: report (detail)"),
         "<h1>Teachable moments: report (detail)</h1>",
-        f'<nav><a href="{FIRST_PAGE}">&larr; First page</a> <a href="#run">Run</a> <a href="#gates">Gates</a> '
-        f'{nav} <a href="#snapshots">Snapshots</a></nav>',
+        f'<nav><a href="{FIRST_PAGE}">&larr; First page</a> <a href="#run">Run</a> '
+        f'<a href="#gates">Gates</a> {nav} <a href="#snapshots">Snapshots</a></nav>',
         f'<section id="run"><h2>Run</h2><table class="kv">{meta_rows}</table>',
-        f"<details><summary>params.yaml (as validated)</summary><pre>{esc(params_yaml)}</pre></details>",
+        "<details><summary>params.yaml (as validated)</summary><pre>"
+        f"{esc(params_yaml)}</pre></details>",
         problems_html,
         "</section>",
-        f'<section id="gates"><h2>Decision gates</h2>{tally_html(gates)}{gates_html(gates)}</section>',
+        '<section id="gates"><h2>Decision gates</h2>'
+        f"{tally_html(gates)}{gates_html(gates)}</section>",
         *(_section_html(s, out_dir) for s in sections),
-        '<section id="snapshots"><h2>Snapshots</h2><p>The highest-ELP_net snapshots of each quadrant and the '
-        "micro-trained ones, each folded (open one from the table or its line). The same view prints in a terminal "
-        "with <code>python -m teachable show ID</code>.</p>",
+        '<section id="snapshots"><h2>Snapshots</h2><p>'
+        "The highest-ELP_net snapshots of each quadrant and the "
+        "micro-trained ones, each folded (open one from the table or its line). "
+        "The same view prints in a terminal with <code>python -m teachable show ID</code>.</p>",
         index,
         *folded,
         "</section>",

@@ -53,7 +53,7 @@ def lost_stages(root: str | Path = ".") -> list[str]:
 
 def lost_stages_message(lost: list[str]) -> str:
     return (
-        f"dvc.lock lacks {len(lost)} stage(s) that the committed dvc.lock records ({', '.join(lost)}): "
-        "`dvc repro` would run them again; restore them with `git checkout dvc.lock` (or run `dvc repro` "
-        "yourself to re-run them)"
+        f"dvc.lock lacks {len(lost)} stage(s) that the committed dvc.lock records "
+        f"({', '.join(lost)}): `dvc repro` would run them again; restore them with "
+        "`git checkout dvc.lock` (or run `dvc repro` yourself to re-run them)"
     )

@@ -457,11 +457,11 @@ def selection_summary(selection: dict | None) -> pd.DataFrame | None:
 
 # -- reliability: pass^k ---------------------------------------------------------------------------
 PASS_K_NOTE = (
-    "pass^k (tau-bench's reliability metric): the chance that k rollouts of a held-out task all succeed, "
-    "estimated per task as C(c, k) / C(n, k) from its c successes in n rollouts and averaged over the "
-    "tasks (per training seed, then over the seeds), with its 95% interval over tasks (the training seeds "
-    "held as they are; Tab H5.1's interval also counts their spread). pass^1 equals the mean success "
-    "(Tab H5.1); pass^k never increases with k."
+    "pass^k (tau-bench's reliability metric): the chance that k rollouts of a held-out task all "
+    "succeed, estimated per task as C(c, k) / C(n, k) from its c successes in n rollouts and "
+    "averaged over the tasks (per training seed, then over the seeds), with its 95% interval over "
+    "tasks (the training seeds held as they are; Tab H5.1's interval also counts their spread). "
+    "pass^1 equals the mean success (Tab H5.1); pass^k never increases with k."
 )
 
 
@@ -532,8 +532,8 @@ def pass_k_caption(
     text = PASS_K_NOTE
     if not usable(pass_k, {"model", "k", "value"}):
         text += (
-            " reports/phase3/pass_k.csv is missing (an evaluate stage from before it was written): pass^1 only, "
-            "the mean success and its interval from overall_task_results.csv."
+            " reports/phase3/pass_k.csv is missing (an evaluate stage from before it was written): "
+            "pass^1 only, the mean success and its interval from overall_task_results.csv."
         )
     if n is not None and n < 2:
         text += (
@@ -551,14 +551,15 @@ def pass_k_caption(
 
 # -- parse failures per stage ----------------------------------------------------------------------
 PARSE_NOTE = (
-    "Parse failures per stage: the share of the student's replies that named no valid action (a wasted "
-    "step), with its 95% interval (phase 3: Wilson at the effective number of replies, clustered by "
-    "episode; phase 0: Wilson on the totals its metrics give). In generate mode the student writes free "
-    "text that parse_action maps to a valid action; in score mode it ranks the valid actions, so a "
-    "failure can only arise from open-action sampling (the shop's search queries). The malformed columns "
-    "count the failed replies with no action form at all (no tool call, no search[...]/click[...]; every "
-    "failed plain-text reply), which is all tau-bench counts as parse failures; the rest were well formed "
-    "but named no valid action (a miscopied id, a message not among the listed ones)."
+    "Parse failures per stage: the share of the student's replies that named no valid "
+    "action (a wasted step), with its 95% interval (phase 3: Wilson at the effective number "
+    "of replies, clustered by episode; phase 0: Wilson on the totals its metrics give). "
+    "In generate mode the student writes free text that parse_action maps to a valid action; "
+    "in score mode it ranks the valid actions, so a failure can only arise from open-action "
+    "sampling (the shop's search queries). The malformed columns count the failed replies with "
+    "no action form at all (no tool call, no search[...]/click[...]; every failed plain-text "
+    "reply), which is all tau-bench counts as parse failures; the rest were well formed but "
+    "named no valid action (a miscopied id, a message not among the listed ones)."
 )
 PARSE_TABLE_COLUMNS = [
     "stage",
@@ -593,8 +594,10 @@ def _phase0_parse_row(phase0: dict | None, mode: str | None) -> dict:
     if not (isinstance(replies, int) and isinstance(failures, int) and replies > 0):
         return {
             **row,
-            "note": "reports/phase0/metrics.json has no reply counts (n_replies, n_parse_failures): "
-            "re-run `dvc repro rollouts` for an interval",
+            "note": (
+                "reports/phase0/metrics.json has no reply counts (n_replies, n_parse_failures): "
+                "re-run `dvc repro rollouts` for an interval"
+            ),
         }
     r = rate(failures, replies)
     row.update(
@@ -604,8 +607,10 @@ def _phase0_parse_row(phase0: dict | None, mode: str | None) -> dict:
     if not isinstance(malformed, int):
         return {
             **row,
-            "note": "reports/phase0/metrics.json has no n_malformed: re-run `dvc repro rollouts` to "
-            "split the failures",
+            "note": (
+                "reports/phase0/metrics.json has no n_malformed: "
+                "re-run `dvc repro rollouts` to split the failures"
+            ),
         }
     m = rate(malformed, replies)
     return {

@@ -42,9 +42,11 @@ def find_snapshot(snapshot_id: str, root: Path) -> tuple[dict, str]:
         or f"none of {', '.join(SNAPSHOT_FILES)} exists (run `dvc repro quadrants` first)"
     )
     raise UnknownSnapshot(
-        f"unknown snapshot id {snapshot_id!r} (searched: {where}). Ids look like 'ep000002-s1'; list them with\n"
-        f"  python -c \"import json; [print(json.loads(l)['snapshot_id']) for l in open('{SNAPSHOT_FILES[0]}')]\"\n"
-        f"or open reports/detail.html, whose snapshot sections are anchored #snap-<id>."
+        f"unknown snapshot id {snapshot_id!r} (searched: {where}). "
+        "Ids look like 'ep000002-s1'; list them with\n"
+        "  python -c \"import json; [print(json.loads(l)['snapshot_id']) "
+        f"for l in open('{SNAPSHOT_FILES[0]}')]\"\n"
+        "or open reports/detail.html, whose snapshot sections are anchored #snap-<id>."
     )
 
 

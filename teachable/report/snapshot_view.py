@@ -80,12 +80,13 @@ def _rows(view: dict) -> list[tuple[str, list[tuple[str, str]]]]:
             [
                 (
                     "p_student",
-                    f"{_f(lev.get('p_student'))} {_ci(ci.get('student'))} over {_f(lev.get('n_student'))} "
-                    f"rollouts of {_f(lev.get('horizon'))} steps",
+                    f"{_f(lev.get('p_student'))} {_ci(ci.get('student'))} over "
+                    f"{_f(lev.get('n_student'))} rollouts of {_f(lev.get('horizon'))} steps",
                 ),
                 (
                     "p_force (expert action forced, then student)",
-                    f"{_f(lev.get('p_force'))} {_ci(ci.get('force'))} over {_f(lev.get('n_force'))} rollouts, same seeds",
+                    f"{_f(lev.get('p_force'))} {_ci(ci.get('force'))} over "
+                    f"{_f(lev.get('n_force'))} rollouts, same seeds",
                 ),
                 (
                     "p_expert (expert in control)",
@@ -102,8 +103,9 @@ def _rows(view: dict) -> list[tuple[str, list[tuple[str, str]]]]:
                 ),
                 (
                     "leverage side",
-                    f"{_f(lev.get('side'))} of L threshold {_f(lev.get('threshold'))} (decision "
-                    f"interval {_ci(lev.get('decision_ci'))} at {_f(lev.get('decision_confidence'))})",
+                    f"{_f(lev.get('side'))} of L threshold {_f(lev.get('threshold'))} "
+                    f"(decision interval {_ci(lev.get('decision_ci'))} at "
+                    f"{_f(lev.get('decision_confidence'))})",
                 ),
             ],
         ),
@@ -125,7 +127,8 @@ def _rows(view: dict) -> list[tuple[str, list[tuple[str, str]]]]:
             + [
                 (
                     "ELP_net (route chosen on even rollouts, scored on odd)",
-                    f"{_f(cpt.get('ELP_net'))} {_ci(cpt.get('ELP_net_ci'))} over {_f(cpt.get('n_estimation'))} rollouts",
+                    f"{_f(cpt.get('ELP_net'))} {_ci(cpt.get('ELP_net_ci'))} over "
+                    f"{_f(cpt.get('n_estimation'))} rollouts",
                 ),
                 ("route_net", _f(cpt.get("route_net"))),
                 (
@@ -142,9 +145,10 @@ def _rows(view: dict) -> list[tuple[str, list[tuple[str, str]]]]:
                     "phase 1B micro-run",
                     "(not micro-trained)"
                     if not micro
-                    else f"gain {_f(micro.get('gain'))} (p_base {_f(micro.get('p_base'))} -> p_trained "
-                    f"{_f(micro.get('p_trained'))} over {_f(micro.get('n_validation'))} rollouts, "
-                    f"format {_f(micro.get('format'))})",
+                    else f"gain {_f(micro.get('gain'))} (p_base {_f(micro.get('p_base'))} "
+                    f"-> p_trained {_f(micro.get('p_trained'))} over "
+                    f"{_f(micro.get('n_validation'))} rollouts, format "
+                    f"{_f(micro.get('format'))})",
                 ),
                 (
                     "phase 5 selection",
@@ -184,14 +188,16 @@ def to_html(view: dict) -> str:
     esc = html.escape
     parts = [
         f'<section class="snapshot" id="{anchor(view["snapshot_id"])}">',
-        f"<h3>Snapshot {esc(view['snapshot_id'])} <small>({esc(_f(view['quadrant']))})</small></h3>",
+        f"<h3>Snapshot {esc(view['snapshot_id'])} <small>"
+        f"({esc(_f(view['quadrant']))})</small></h3>",
     ]
     for title, rows in _rows(view):
         parts.append(f'<h4>{esc(title)}</h4><table class="kv">')
         parts += [f"<tr><th>{esc(label)}</th><td>{esc(text)}</td></tr>" for label, text in rows]
         parts.append("</table>")
     parts.append(
-        f'<p class="cli">Terminal: <code>python -m teachable show {esc(view["snapshot_id"])}</code></p>'
+        '<p class="cli">Terminal: <code>python -m teachable show '
+        f"{esc(view['snapshot_id'])}</code></p>"
         "</section>"
     )
     return "\n".join(parts)

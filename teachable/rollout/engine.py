@@ -99,7 +99,8 @@ class RolloutEngine:
             raise ValueError(f"action_mode must be 'score' or 'generate', got {action_mode!r}")
         if stop_cycles and temperature != 0:
             raise ValueError(
-                "stop_cycles needs greedy decoding (temperature 0): only then does a cycle repeat forever"
+                "stop_cycles needs greedy decoding (temperature 0): "
+                "only then does a cycle repeat forever"
             )
         self.policy = policy
         self.env_name = env_name

@@ -37,9 +37,9 @@ class FallbackTeacher:
         n, bad = self.ledger.get("answers", 0), self.ledger.get("invalid", 0)
         if n >= self.min_answers and bad > self.max_fallback_fraction * n:
             raise TooManyFallbacks(
-                f"teacher: {bad} of the {n} answers so far from {self.name} ({bad / n:.0%}) were unusable (an action "
-                f"outside the valid ones, malformed JSON, a refusal), more than teacher.max_fallback_fraction="
-                f"{self.max_fallback_fraction:g}"
+                f"teacher: {bad} of the {n} answers so far from {self.name} ({bad / n:.0%}) "
+                "were unusable (an action outside the valid ones, malformed JSON, a refusal), "
+                f"more than teacher.max_fallback_fraction={self.max_fallback_fraction:g}"
                 + (f"; the last: {last[:120]}" if last else "")
                 + "; check the model and its server, or raise teacher.max_fallback_fraction"
             )

@@ -58,10 +58,10 @@ from teachable.core.openai_client import (  # noqa: F401  (re-exported)
 log = logging.getLogger(__name__)
 
 SYSTEM = (
-    "You are a teacher for an agent acting in a text environment. Given the mission, what the agent sees and the "
-    "action it chose, return the best next action (one of the valid actions), a 1-2 sentence diagnosis of the "
-    "situation, a hint that helps without naming the action, and a one-sentence contrast between the agent's action "
-    "and yours. No step-by-step reasoning."
+    "You are a teacher for an agent acting in a text environment. Given the mission, what the "
+    "agent sees and the action it chose, return the best next action (one of the valid actions), "
+    "a 1-2 sentence diagnosis of the situation, a hint that helps without naming the action, and "
+    "a one-sentence contrast between the agent's action and yours. No step-by-step reasoning."
 )
 
 
@@ -94,14 +94,18 @@ def reply_model(valid_actions: list[str]) -> type[BaseModel]:
 
 class OpenAITeacher(OpenAIClient):
     role, section = "teacher", "teacher"
-    missing_key = "teacher.name is 'openai' but OPENAI_API_KEY is not set; export it (or choose teacher.name: oracle)"
+    missing_key = (
+        "teacher.name is 'openai' but OPENAI_API_KEY is not set; "
+        "export it (or choose teacher.name: oracle)"
+    )
 
     # --- advice -----------------------------------------------------------------------------------
 
     def _request(self, env, student_action: str | None) -> dict:
         user = (
             f"Mission: {env.mission}\nThe agent sees: {env.observation}\n"
-            f"Valid actions: {', '.join(env.valid_actions())}\nThe agent chose: {student_action or 'nothing yet'}"
+            f"Valid actions: {', '.join(env.valid_actions())}\n"
+            f"The agent chose: {student_action or 'nothing yet'}"
         )
         return {
             "model": self.params.model,

@@ -296,7 +296,9 @@ def summarise(results: list[dict], params: MicroTrainParams, seed: int, min_effe
         if len(with_leverage) >= 4
         else None
     )
-    mean = lambda rows, key: round(float(np.mean([r[key] for r in rows])), 6) if rows else None  # noqa: E731
+    mean = lambda rows, key: (  # noqa: E731
+        round(float(np.mean([r[key] for r in rows])), 6) if rows else None
+    )
     return {
         "n": len(results),
         "format": params.format,

@@ -150,8 +150,8 @@ class RetailWorld:
                     loaded.db, loaded.tasks, loaded.n_skipped, loaded.n_unplayable, unplayable
                 )
                 log.info(
-                    "retail: tau-bench %s split, %d tasks: %d played, %d skipped (%s); %d flagged unplayable by "
-                    "the scripted user (a condition or a change of mind), %s",
+                    "retail: tau-bench %s split, %d tasks: %d played, %d skipped (%s); %d flagged "
+                    "unplayable by the scripted user (a condition or a change of mind), %s",
                     task_split,
                     len(loaded.raw),
                     len(loaded.tasks),
@@ -423,7 +423,10 @@ class RetailEnv:
             text += f", refund ${amount:.2f} to {order['return_payment_method_id']}"
         elif name == "modify_pending_order_items":
             last = order["payment_history"][-1]
-            text += f", {last['transaction_type']} ${last['amount']:.2f} via {last['payment_method_id']}"
+            text += (
+                f", {last['transaction_type']} ${last['amount']:.2f} via "
+                f"{last['payment_method_id']}"
+            )
         elif name == "exchange_delivered_order_items":
             difference = order["exchange_price_difference"]
             text += f", difference {'-' if difference < 0 else ''}${abs(difference):.2f}"
@@ -673,8 +676,8 @@ class RetailEnv:
         if wrong:
             name, args = parse_call(wrong[0])
             prefix = (
-                f"A change the user did not ask for was made to order {args['order_id']}; the goal can no "
-                f"longer be reached. "
+                f"A change the user did not ask for was made to order {args['order_id']}; "
+                "the goal can no longer be reached. "
             )
         tells = set(self._tells())
         goal = self._next_goal()
@@ -688,15 +691,14 @@ class RetailEnv:
             if tell in tells:
                 return (
                     tell,
-                    prefix
-                    + f"The {owner.kind} was made; the user has not been told the amount ${output} yet.",
+                    prefix + f"The {owner.kind} was made; the user has not been "
+                    f"told the amount ${output} yet.",
                 )
             if goal is None:
                 return (
                     format_call("get_order_details", {"order_id": owner.order_id}),
-                    prefix
-                    + f"The {owner.kind} was made; the user has not been told the amount ${output} yet, "
-                    f"and order {owner.order_id} is not in view.",
+                    prefix + f"The {owner.kind} was made; the user has not been told the amount "
+                    f"${output} yet, and order {owner.order_id} is not in view.",
                 )
         unsaid = self._unsaid()
         # what the user asked to be told (a tracking id, a price, ...), in free text

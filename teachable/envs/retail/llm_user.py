@@ -39,16 +39,17 @@ log = logging.getLogger(__name__)
 GREETING = "Hi! How can I help you today?"
 STOP = "###STOP###"
 PROMPT = (
-    "You are role-playing a customer chatting with an online shop's support agent. This is who you are and what "
-    "you want:\n\n{instruction}\n\n"
+    "You are role-playing a customer chatting with an online shop's support agent. "
+    "This is who you are and what you want:\n\n{instruction}\n\n"
     "How to play:\n"
     "- Write only the customer's next chat message: short, plain, in the first person.\n"
-    "- Do not volunteer details. Give your name, zip code, email, order ids or other facts only when the agent asks "
-    "for them or the request cannot go on without them, and never make up a fact the description above does not "
-    "give (if you do not know something, say so).\n"
-    "- Ask for what you want a step at a time, and keep to the description: its conditions, preferences and "
-    "changes of mind.\n"
-    "- When what you came for is done, or cannot be done, write {stop} (alone, or at the end of your message)."
+    "- Do not volunteer details. Give your name, zip code, email, order ids or other facts only "
+    "when the agent asks for them or the request cannot go on without them, and never make up "
+    "a fact the description above does not give (if you do not know something, say so).\n"
+    "- Ask for what you want a step at a time, and keep to the description: "
+    "its conditions, preferences and changes of mind.\n"
+    "- When what you came for is done, or cannot be done, write {stop} "
+    "(alone, or at the end of your message)."
 )
 _ORDER_ID = re.compile(r"#?\bW(\d{7})\b")
 _YES = re.compile(
@@ -103,11 +104,14 @@ def instruction_of(task: Task, user: dict) -> str:
         return task.instruction
     name = user["name"]
     text = (
-        f"Your name is {name['first_name']} {name['last_name']}, your zip code is {user['address']['zip']} and "
-        f"your email is {user['email']}. {task.request}"
+        f"Your name is {name['first_name']} {name['last_name']}, your zip code is "
+        f"{user['address']['zip']} and your email is {user['email']}. {task.request}"
     )
     if task.known_orders:
-        text += f" Your order id{'s are' if len(task.known_orders) > 1 else ' is'} {', '.join(task.known_orders)}."
+        text += (
+            f" Your order id{'s are' if len(task.known_orders) > 1 else ' is'} "
+            f"{', '.join(task.known_orders)}."
+        )
     return text
 
 

@@ -98,7 +98,10 @@ def want_text(goal: Goal) -> str:
     """What the user says they want (an infinitive phrase; names and options, never ids)."""
     names = [f"the {n}" for n in goal.item_names]
     if goal.kind == "cancel":
-        return f"cancel my pending order with {_and(names)}, as {REASON_TEXT.get(goal.reason, goal.reason)}"
+        return (
+            f"cancel my pending order with {_and(names)}, as "
+            f"{REASON_TEXT.get(goal.reason, goal.reason)}"
+        )
     if goal.kind == "return":
         return f"return {_and(names)} I received"
     if goal.kind == "modify_address":

@@ -33,10 +33,11 @@ RESPOND = "respond"
 CALCULATOR_CHARS = "0123456789+-*/(). "
 
 POLICY = (
-    "Identify the user by email or name and zip; serve only them, one looked-up order at a time. Only pending: "
-    "cancel, change address, change items once. Only delivered: return or exchange once. New items: available "
-    "variants, same product. Refunds: original payment or gift card. Confirm writes exactly; act only on an explicit "
-    "yes. Tell a return's refund. Refuse what policy forbids; transfer to a human only on request."
+    "Identify the user by email or name and zip; serve only them, one looked-up order at a time. "
+    "Only pending: cancel, change address, change items once. Only delivered: "
+    "return or exchange once. New items: available variants, same product. Refunds: "
+    "original payment or gift card. Confirm writes exactly; act only on an explicit yes. "
+    "Tell a return's refund. Refuse what policy forbids; transfer to a human only on request."
 )
 
 
@@ -72,7 +73,12 @@ def find_user_id_by_email(db: DBView, email: str) -> str:
     return "Error: user not found"
 
 
-def find_user_id_by_name_zip(db: DBView, first_name: str, last_name: str, zip: str) -> str:  # noqa: A002
+def find_user_id_by_name_zip(
+    db: DBView,
+    first_name: str,
+    last_name: str,
+    zip: str,  # noqa: A002
+) -> str:
     for user_id, user in db.items("users"):
         if (
             user["name"]["first_name"].lower() == first_name.lower()

@@ -328,12 +328,18 @@ class ShopEnv:
         """Where the product the goal needs is, from the current page (names no action)."""
         target = self.world.products[self.wanted()]
         if self.page == "search":
-            return f"The product you need is a {self.goal.product_type}; name its type and the asked-for features."
+            return (
+                f"The product you need is a {self.goal.product_type}; "
+                "name its type and the asked-for features."
+            )
         if self.page == "results":
             if target.asin in self._shown():
                 return f"The product you need is on this page: [{target.asin}] {target.title}."
             if target.asin in self.results:
-                return f"The product you need is on results page {self.results.index(target.asin) // PAGE_SIZE + 1}."
+                return (
+                    "The product you need is on results page "
+                    f"{self.results.index(target.asin) // PAGE_SIZE + 1}."
+                )
             return "The product you need is not among these results; another search would find it."
         if self.page == "item":
             if not self.meets_goal(self.item):

@@ -101,13 +101,14 @@ EXACT_OPTIONS = frozenset({"size"})
 COLOR_WORDS = tuple(
     sorted(
         """
-    alabaster apricot aqua ash asphalt azure banana beige black blue blush bordeaux bronze brown burgundy camel
-    camo caramel champagne charcoal cheetah chestnut chocolate christmas coffee cognac copper coral cranberry
-    cream crystal dark denim eggplant elephant espresso fuchsia gold granite grape graphite grass gray green grey
-    heather indigo ivory ivy khaki lavender lemon leopard light lilac lime magenta maroon mauve merlot midnight
-    mint mocha multicolor mushroom mustard natural navy nude olive orange peach pewter pink plum purple rainbow
-    red rose royal rust sand sapphire seashell silver skull slate steel stone stonewash sunflower tan taupe teal
-    tiger turquoise violet walnut wheat white wine yellow
+    alabaster apricot aqua ash asphalt azure banana beige black blue blush bordeaux bronze brown
+    burgundy camel camo caramel champagne charcoal cheetah chestnut chocolate christmas coffee
+    cognac copper coral cranberry cream crystal dark denim eggplant elephant espresso fuchsia gold
+    granite grape graphite grass gray green grey heather indigo ivory ivy khaki lavender lemon
+    leopard light lilac lime magenta maroon mauve merlot midnight mint mocha multicolor mushroom
+    mustard natural navy nude olive orange peach pewter pink plum purple rainbow red rose royal rust
+    sand sapphire seashell silver skull slate steel stone stonewash sunflower tan taupe teal tiger
+    turquoise violet walnut wheat white wine yellow
 """.split()
     )
 )
@@ -115,17 +116,17 @@ COLOR_WORDS = tuple(
 # -- nouns without a tagger ------------------------------------------------------------------------
 _STOPWORDS = frozenset(
     """
-    a an the and or nor for with without of in on at to by from into onto up as per plus via vs x & this that
-    these those it its is are be
+    a an the and or nor for with without of in on at to by from into onto up as per plus via vs x &
+    this that these those it its is are be
 """.split()
 )
 _ADJECTIVES = frozenset(
     """
     dark green black white blue red pink purple yellow orange brown beige grey gray silver golden
-    small large big mini little medium extra tall short long wide narrow thin thick slim heavy lightweight
-    new old best great good premium original classic modern vintage casual formal cute soft hard fresh pure
-    natural organic waterproof wireless portable adjustable compatible durable comfortable breathable
-    professional elegant sturdy multi non free
+    small large big mini little medium extra tall short long wide narrow thin thick slim heavy
+    lightweight new old best great good premium original classic modern vintage casual formal cute
+    soft hard fresh pure natural organic waterproof wireless portable adjustable compatible durable
+    comfortable breathable professional elegant sturdy multi non free
 """.split()
 )
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")

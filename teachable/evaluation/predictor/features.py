@@ -113,7 +113,8 @@ def _field(record: dict, name: str) -> float:
         value = record.get("uncertainty", {}).get(name)
     if value is None:
         raise RecordError(
-            f"snapshot {record.get('snapshot_id', '?')} lacks {name!r} (a labeled snapshot is needed)"
+            f"snapshot {record.get('snapshot_id', '?')} lacks {name!r} "
+            "(a labeled snapshot is needed)"
         )
     return float(value)
 
