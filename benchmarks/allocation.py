@@ -28,9 +28,9 @@ ran to FILE (JSON, keyed by the spec); when it exists every design replays its e
 every design with at most that many rollouts per arm, so after one full run a rule is compared in
 seconds.
 
-    python benchmarks/allocation.py [--snapshots 40] [--start 0] [--reference 64] [--fixed 16] [--round 4]
-        [--cap 16] [--levels 0.02,0.05,0.1,0.2] [--level 0.05] [--priors split,dirichlet] [--split-at N]
-        [--root DIR] [--cache FILE [--time-first]]
+    python benchmarks/allocation.py [--snapshots 40] [--start 0] [--reference 64] [--fixed 16]
+        [--round 4] [--cap 16] [--levels 0.02,0.05,0.1,0.2] [--level 0.05]
+        [--priors split,dirichlet] [--split-at N] [--root DIR] [--cache FILE [--time-first]]
 
 `--root`: a project folder holding params.yaml, data/snapshots.jsonl and the student
 (`student.dir`), for a pilot run elsewhere.
@@ -150,8 +150,9 @@ def prior_line(prior) -> str:
         else ""
     )
     return (
-        f"{prior.model} prior (fitted on the {prior.n_snapshots} first rounds with an unmatched pair): pi0 "
-        f"{prior.pi0:.3f}, discordance Beta({a1:.3f}, {a2:.3f}), direction Beta({c1:.3f}, {c2:.3f}){extra}"
+        f"{prior.model} prior (fitted on the {prior.n_snapshots} first rounds "
+        f"with an unmatched pair): pi0 {prior.pi0:.3f}, discordance Beta({a1:.3f}, "
+        f"{a2:.3f}), direction Beta({c1:.3f}, {c2:.3f}){extra}"
     )
 
 
@@ -212,7 +213,10 @@ def main() -> None:
         "--cache",
         type=Path,
         default=None,
-        help="episode cache: written after a full run when absent, replayed (no seconds) when present",
+        help=(
+            "episode cache: written after a full run when absent, replayed "
+            "(no seconds) when present"
+        ),
     )
     parser.add_argument(
         "--time-first",
@@ -282,9 +286,9 @@ def main() -> None:
             + ")"
         )
     print(
-        f"{len(snapshots)} snapshots (from {args.start}), L threshold {t}, horizon {p.horizon}; reference: "
-        f"{args.reference} rollouts per arm (student, forced), its point-estimate side; reference sides: "
-        f"{truth.count('high')} high / {truth.count('low')} low"
+        f"{len(snapshots)} snapshots (from {args.start}), L threshold {t}, horizon {p.horizon}; "
+        f"reference: {args.reference} rollouts per arm (student, forced), its point-estimate side; "
+        f"reference sides: {truth.count('high')} high / {truth.count('low')} low"
     )
     for m in priors:
         print(prior_line(results[(m, args.level)][3]))
@@ -304,8 +308,8 @@ def main() -> None:
     scores = {name: score(results[name][0], truth, t, name != "fixed") for name in names}
     fixed_rate = scores["fixed"]["spent"] / max(sum(scores["fixed"]["right"]), 1)
     print(
-        "| design | rollouts | distinct episodes | seconds | agree with reference | only it right / only fixed "
-        "right | undetermined at cap | rollouts per correct side | / fixed |"
+        "| design | rollouts | distinct episodes | seconds | agree with reference | only it right "
+        "/ only fixed right | undetermined at cap | rollouts per correct side | / fixed |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
@@ -314,9 +318,11 @@ def main() -> None:
         gained = sum(a and not b for a, b in zip(sc["right"], scores["fixed"]["right"]))
         lost = sum(b and not a for a, b in zip(sc["right"], scores["fixed"]["right"]))
         print(
-            f"| {label(name)} | {sc['spent']} | {episodes} | {f'{seconds:.0f}' if name in timed else '-'} | "
-            f"{correct}/{len(records)} | {gained if name != 'fixed' else '-'} / {lost if name != 'fixed' else '-'} | "
-            f"{sc['undetermined'] if name != 'fixed' else '-'} | {rate:.1f} | {rate / fixed_rate:.2f} |"
+            f"| {label(name)} | {sc['spent']} | {episodes} | "
+            f"{f'{seconds:.0f}' if name in timed else '-'} | {correct}/{len(records)} | "
+            f"{gained if name != 'fixed' else '-'} / {lost if name != 'fixed' else '-'} "
+            f"| {sc['undetermined'] if name != 'fixed' else '-'} | {rate:.1f} "
+            f"| {rate / fixed_rate:.2f} |"
         )
     print()
     print("Calibration: decided sides (before the cap) that disagree with the reference")
@@ -338,8 +344,8 @@ def main() -> None:
         ]
         print()
         print(
-            "By part (priors fitted on all the first rounds): agree with reference, decided wrong / decided, "
-            "rollouts per correct side / fixed"
+            "By part (priors fitted on all the first rounds): agree with reference, "
+            "decided wrong / decided, rollouts per correct side / fixed"
         )
         print("| design | " + " | ".join(part for part, _ in parts) + " |")
         print("|---|" + "---|" * len(parts))
@@ -353,8 +359,8 @@ def main() -> None:
                 )
                 cells.append(
                     f"{sum(sc['right'])}/{len(sc['right'])}, "
-                    f"{sc['wrong'] if name != 'fixed' else '-'}/{sc['decided'] if name != 'fixed' else '-'}, "
-                    f"{ratio:.2f}"
+                    f"{sc['wrong'] if name != 'fixed' else '-'}/"
+                    f"{sc['decided'] if name != 'fixed' else '-'}, {ratio:.2f}"
                 )
             print(f"| {label(name)} | " + " | ".join(cells) + " |")
     print()

@@ -23,8 +23,9 @@ the split prior with other caps, mixtures of 2 or 3 Dirichlets beside the point 
 fitted from grown starts), a discrete grid prior (NPMLE by EM), rounds of 2, a first round of 4 then
 rounds of 2, and a cap of 12 per arm.
 
-    python benchmarks/allocation_variants.py --cache .cache/allocation-80x64.json --root DIR [--snapshots 80]
-        [--split-at 40] [--worlds 30] [--basis 0:40] [--world-variants "name;name"] [--seed 1]
+    python benchmarks/allocation_variants.py --cache .cache/allocation-80x64.json --root DIR
+        [--snapshots 80] [--split-at 40] [--worlds 30] [--basis 0:40] [--world-variants "name;name"]
+        [--seed 1]
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def reference_outcomes(cache_path: Path, root: str, snapshots: int) -> list[dict
     states = first_round(snaps, policy, OracleTeacher(), engine, p, params.seed)
     if len(cache) != n:
         raise SystemExit(
-            "the cache lacks some of the reference's episodes: run allocation.py with --reference 64"
+            "the cache lacks some of the reference's episodes: "
+            "run allocation.py with --reference 64"
         )
     return [
         {"p_match": s["p_match"], **{k: s["outcomes"][k] for k in ("student", "force", "matched")}}
@@ -381,10 +383,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--world-variants",
-        default="split (cap 16), level 0.2;dirichlet (unbounded, the earlier "
-        "rule), level 0.2;dirichlet, concentration at most 16, level 0.2;split (cap 16), level 0.05;"
-        "dirichlet (unbounded, the earlier rule), level 0.05;split (cap 16), level 0.1;"
-        "split (cap 16), level 0.25;split, 12 per arm at most, level 0.2",
+        default=(
+            "split (cap 16), level 0.2;dirichlet (unbounded, the earlier rule), level 0.2;"
+            "dirichlet, concentration at most 16, level 0.2;split (cap 16), level 0.05;"
+            "dirichlet (unbounded, the earlier rule), level 0.05;split (cap 16), level 0.1;"
+            "split (cap 16), level 0.25;split, 12 per arm at most, level 0.2"
+        ),
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--worlds-only", action="store_true", help="skip the replays' table")
@@ -408,11 +412,13 @@ def main() -> None:
 
 def replays(data, truth, table, k, parts, fixed) -> None:
     print(
-        f"Replays on the reference's sequences ({len(data)} snapshots, {truth.count('high')} high): agree with "
-        "the reference (fixed 16's), decided wrong / decided, rollouts per correct side / fixed 16's"
+        f"Replays on the reference's sequences ({len(data)} snapshots, "
+        f"{truth.count('high')} high): agree with the reference (fixed 16's), decided "
+        "wrong / decided, rollouts per correct side / fixed 16's"
     )
     print(
-        f"| variant | {' | '.join(name for name, _ in parts)} | 0-{k - 1}, prior fitted on 0-{k - 1} only |"
+        f"| variant | {' | '.join(name for name, _ in parts)} | 0-{k - 1}, "
+        f"prior fitted on 0-{k - 1} only |"
     )
     print("|---|---|---|---|---|")
     for name, (fit, high, level, kw) in table.items():
@@ -461,12 +467,14 @@ def world_table(args, data, table) -> None:
     w, f = args.worlds, totals["fixed 16"]
     print()
     print(
-        f"{w} simulated worlds of 80 snapshots drawn from snapshots {args.basis} (seed {args.seed}): mean agreement "
-        "with the true side and with a simulated 64-rollout reference, rollouts per correct (true) side / fixed "
+        f"{w} simulated worlds of 80 snapshots drawn from snapshots {args.basis} "
+        f"(seed {args.seed}): mean agreement with the true side and with a "
+        "simulated 64-rollout reference, rollouts per correct (true) side / fixed "
         "16's, decided sides on the wrong side of the truth"
     )
     print(
-        "| design | agree with truth | agree with reference | / fixed | decided | wrong share (Wilson 95%) |"
+        "| design | agree with truth | agree with reference | / fixed | "
+        "decided | wrong share (Wilson 95%) |"
     )
     print("|---|---|---|---|---|---|")
     print(f"| fixed, 16 per arm | {f[1] / w:.2f} | {f[2] / w:.2f} | 1.00 | - | - |")
@@ -474,8 +482,8 @@ def world_table(args, data, table) -> None:
         s = totals[name]
         lo, hi = wilson(int(s[4]), int(s[3]))
         print(
-            f"| {name} | {s[1] / w:.2f} | {s[2] / w:.2f} | {(s[0] / s[1]) / (f[0] / f[1]):.2f} | {s[3] / w:.1f} | "
-            f"{s[4] / s[3]:.3f} ({lo:.3f}-{hi:.3f}) |"
+            f"| {name} | {s[1] / w:.2f} | {s[2] / w:.2f} | {(s[0] / s[1]) / (f[0] / f[1]):.2f} "
+            f"| {s[3] / w:.1f} | {s[4] / s[3]:.3f} ({lo:.3f}-{hi:.3f}) |"
         )
 
 

@@ -10,8 +10,8 @@ base? Every arm takes the same 30 steps, so records vary the data and not the up
 are a seeded sample of the pilot's training snapshots (all quadrants; demo format), seed k's own
 sample; every model plays the same episodes with the same sample seeds.
 
-    python benchmarks/cell_size.py [--records 11 33 105] [--lrs 0.001 0.003 0.01] [--seeds 2] [--tasks 200] \
-        [--labels teacher self]
+    python benchmarks/cell_size.py [--records 11 33 105] [--lrs 0.001 0.003 0.01] [--seeds 2] \
+        [--tasks 200] [--labels teacher self]
 
 `self` labels are the control: the same snapshots labelled with the student's own most likely action
 (its `student_probs`), so an update that teaches nothing new; what it does to held-out success is
@@ -165,11 +165,15 @@ def main() -> None:
                             "interval_95": interval(diff),
                         }
                     arms.append(arm)
+                    vs_self = (
+                        "  teacher - self " + str(arm["teacher_minus_self"])
+                        if "teacher_minus_self" in arm
+                        else ""
+                    )
                     print(
-                        f"records {arm['records']:>3}  lr {lr:<6}  {labels:<7}  delta {arm['delta']:+.3f} "
-                        f"{arm['interval_95']}  by seed {arm['success_by_seed']}"
-                        f"{'  teacher - self ' + str(arm['teacher_minus_self']) if 'teacher_minus_self' in arm else ''}"
-                        f"  ({time.perf_counter() - start:.0f} s)",
+                        f"records {arm['records']:>3}  lr {lr:<6}  {labels:<7}  "
+                        f"delta {arm['delta']:+.3f} {arm['interval_95']}  by seed "
+                        f"{arm['success_by_seed']}{vs_self}  ({time.perf_counter() - start:.0f} s)",
                         flush=True,
                     )
     result = {

@@ -9,7 +9,8 @@ their depth is the depth at which those episodes spend their time. An open actio
 expert's action. The shop is built in a temporary directory first (its build time is printed, not
 counted). Usage:
 
-    python benchmarks/envs.py [--envs babyai shop retail] [--episodes 200] [--restores 300] [--max-steps 32]
+    python benchmarks/envs.py [--envs babyai shop retail] [--episodes 200] [--restores 300] \
+        [--max-steps 32]
 """
 
 from __future__ import annotations
@@ -172,8 +173,8 @@ def main() -> None:
 
     print(f"command: python {' '.join(sys.argv)}")
     print(
-        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}"
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
     rows, missing = [], []
     for name in args.envs:
@@ -189,8 +190,9 @@ def main() -> None:
 
     print()
     print(
-        "| env | levels | episodes (steps) | steps/s | restores (mean depth) | restores/s | restore / step cost "
-        "| ... per replayed step | cold restores/s | cold restore / step cost | forks/s | fork / step cost |"
+        "| env | levels | episodes (steps) | steps/s | restores (mean depth) | "
+        "restores/s | restore / step cost | ... per replayed step | cold restores/s "
+        "| cold restore / step cost | forks/s | fork / step cost |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -200,19 +202,20 @@ def main() -> None:
             else "= warm | = warm"
         )
         print(
-            f"| {r['env']} | {r['levels']} | {r['episodes']} ({r['steps']}) | {r['steps/s']:,.0f} "
-            f"| {r['restores']} ({r['depth']:.1f}) | {r['restores/s']:,.0f} | {r['restore/step']:.1f} "
-            f"| {r['per replayed step']:.2f} | {cold} "
+            f"| {r['env']} | {r['levels']} | {r['episodes']} ({r['steps']}) | "
+            f"{r['steps/s']:,.0f} | {r['restores']} ({r['depth']:.1f}) | {r['restores/s']:,.0f} "
+            f"| {r['restore/step']:.1f} | {r['per replayed step']:.2f} | {cold} "
             f"| {r['forks/s']:,.0f} | {r['fork/step']:.3f} |"
         )
     for line in missing:
         print(line)
     print(
-        "\nsteps/s: per step of random play, the reset, valid actions and random choice included (making the "
-        "environment not). A restore makes an environment, replays its state's actions and checks the hash; "
-        "restore / step cost = (1 / restores/s) / (1 / steps/s), and per replayed step divided by the mean depth. "
-        "Warm: in the process that played the episodes (the shop's search "
-        "memo holds their queries); cold: that memo emptied before each restore (a fresh process's first restore)."
+        "\nsteps/s: per step of random play, the reset, valid actions and random choice "
+        "included (making the environment not). A restore makes an environment, replays "
+        "its state's actions and checks the hash; restore / step cost = (1 / restores/s) "
+        "/ (1 / steps/s), and per replayed step divided by the mean depth. Warm: "
+        "in the process that played the episodes (the shop's search memo holds their queries); "
+        "cold: that memo emptied before each restore (a fresh process's first restore)."
     )
 
 

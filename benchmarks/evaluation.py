@@ -47,8 +47,8 @@ def main() -> None:
     (full_s, full), (stop_s, stopped) = results[False], results[True]
     same = [ep.success for ep in full] == [ep.success for ep in stopped]
     print(
-        f"{args.tasks} held-out tasks, greedy, horizon {env.max_steps}; identical outcomes: {same}; "
-        f"success {sum(ep.success for ep in full) / len(full):.2f}; "
+        f"{args.tasks} held-out tasks, greedy, horizon {env.max_steps}; identical outcomes: "
+        f"{same}; success {sum(ep.success for ep in full) / len(full):.2f}; "
         f"{sum(ep.cycled for ep in stopped)} episodes stopped in a cycle"
     )
     print(f"to the horizon : {full_s:6.1f} s, {sum(ep.n_steps for ep in full):6d} steps")

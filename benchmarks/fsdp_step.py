@@ -2,7 +2,8 @@
 params' LoRA recipe) under `accelerate launch` with the repo's FSDP2 config; benchmarks/gpu_check.py
 starts it on the GPUs present (bf16, NCCL) or, with --tiny, on two CPU processes (float32, gloo).
 
-    python benchmarks/fsdp_step.py make MODEL_DIR [--tiny]      # a random model of Qwen3's architecture, saved
+    # a random model of Qwen3's architecture, saved
+    python benchmarks/fsdp_step.py make MODEL_DIR [--tiny]
     accelerate launch --config_file teachable/training/accelerate/fsdp.yaml --num_processes N \\
         benchmarks/fsdp_step.py run MODEL_DIR OUT_DIR SCRATCH_DIR [--steps 3]
 

@@ -3,7 +3,8 @@ downloaded), scoring states with the `hf` backend (`HFPolicy.score` itself) and 
 steps of the matrix recipe. Prints a table and writes JSON. Within 8 minutes on one H100/H200
 (`--budget-s`, each phase stops at its share).
 
-    python benchmarks/gpu.py [--out benchmarks/gpu.json] [--env babyai] [--batches 32 64 128 256 512 1024]
+    python benchmarks/gpu.py [--out benchmarks/gpu.json] [--env babyai] \
+        [--batches 32 64 128 256 512 1024]
     python benchmarks/gpu.py --tiny        # a tiny config on the CPU: the mechanics, in seconds
 
 Goal (the issue): scoring >= 40% MFU, LoRA step >= 35% MFU.
@@ -448,12 +449,14 @@ def main(argv: list[str] | None = None) -> dict:
     write(args.out, result)
 
     print(
-        f"{result['device']}: peak {sig(peak)} TFLOP/s ({peak_source}); a large matmul {sig(matmul)} TFLOP/s"
+        f"{result['device']}: peak {sig(peak)} TFLOP/s ({peak_source}); "
+        f"a large matmul {sig(matmul)} TFLOP/s"
     )
     print(
-        f"model {result['model']['shape']} {result['model']['dtype']} ({result['model']['n_params']:,} parameters, "
-        f"{shape.n_layer_params:,} in the layers); {args.env}: prompt {env['prompt']} tokens, "
-        f"{env['candidates']} candidates of {env['candidate_tokens']}"
+        f"model {result['model']['shape']} {result['model']['dtype']} "
+        f"({result['model']['n_params']:,} parameters, {shape.n_layer_params:,} in the layers); "
+        f"{args.env}: prompt {env['prompt']} tokens, {env['candidates']} "
+        f"candidates of {env['candidate_tokens']}"
     )
     print(f"scoring check (padded batch vs one forward a candidate): {result['scoring_check']}")
     print(
@@ -473,8 +476,8 @@ def main(argv: list[str] | None = None) -> dict:
     for line in result["skipped"]:
         print(f"skipped: {line}")
     print(
-        f"best MFU: scoring {best['scoring_mfu']} (goal {GOALS['scoring_mfu']}), LoRA {best['lora_mfu']} "
-        f"(goal {GOALS['lora_mfu']}); {result['elapsed_s']} s"
+        f"best MFU: scoring {best['scoring_mfu']} (goal {GOALS['scoring_mfu']}), LoRA "
+        f"{best['lora_mfu']} (goal {GOALS['lora_mfu']}); {result['elapsed_s']} s"
     )
     return result
 

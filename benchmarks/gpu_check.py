@@ -18,9 +18,11 @@
 The JSON is gpu.py's (what `python -m teachable plan --calibrate` reads) with `engine_check`,
 `fsdp_lora` and `gpu_check` (phases, seconds, what passed) added.
 
-    python benchmarks/gpu_check.py [--out benchmarks/gpu_check.json] [--engine sglang --url URL --model PATH]
-    python benchmarks/gpu_check.py --tiny     # all of it on the CPU: a tiny model, float32, two gloo processes;
-                                              # the engine comparison skipped (no engine runs on a CPU)
+    python benchmarks/gpu_check.py [--out benchmarks/gpu_check.json] \
+        [--engine sglang --url URL --model PATH]
+    # all of it on the CPU: a tiny model, float32, two gloo processes; the engine comparison
+    # skipped (no engine runs on a CPU)
+    python benchmarks/gpu_check.py --tiny
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ def engine_check(args, tiny: bool) -> dict:
         "states": 8,
         "max_abs_diff": round(float(diff), 5),
         "tolerance": tolerance,
-        "tolerance_rule": f"{args.tolerance} nats a scored token x {longest} tokens (the longest candidate)",
+        "tolerance_rule": (
+            f"{args.tolerance} nats a scored token x {longest} tokens (the longest candidate)"
+        ),
         "greedy_agree": int(agree),
         "min_agree": MIN_AGREE,
         "passed": bool(diff <= tolerance and agree >= MIN_AGREE),
@@ -187,8 +191,8 @@ def fsdp_check(tiny: bool, steps: int, timeout_s: float) -> dict:
     out["expected"] = expected
     if tiny:
         out["note"] = (
-            "on the CPU accelerate runs the FSDP config as MULTI_CPU (gloo data parallel): FSDP2 sharding "
-            "and bf16 are checked only on a GPU"
+            "on the CPU accelerate runs the FSDP config as MULTI_CPU (gloo data parallel): "
+            "FSDP2 sharding and bf16 are checked only on a GPU"
         )
     out["passed"] = bool(
         len(ranks) == processes
@@ -289,8 +293,8 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"gpu check ({'tiny, CPU' if args.tiny else result['device']}): {elapsed} s of {args.budget_s:.0f}; "
-        f"phases {phases}"
+        f"gpu check ({'tiny, CPU' if args.tiny else result['device']}): "
+        f"{elapsed} s of {args.budget_s:.0f}; phases {phases}"
     )
     for name, ok in passed.items():
         reason = (

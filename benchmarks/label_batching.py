@@ -112,12 +112,13 @@ def main() -> None:
     differ = sum(json.dumps(a) != json.dumps(b) for a, b in pairs)
     outcomes = sum(rates(a) != rates(b) for a, b in pairs)
     print(
-        f"{len(snapshots)} snapshots, chunks of {params.label.chunk_size}, {torch.get_num_threads()} torch "
-        f"thread(s), {args.repeats} repeats; records that differ between the two: {differ} (in rollout outcomes: "
-        f"{outcomes})"
+        f"{len(snapshots)} snapshots, chunks of {params.label.chunk_size}, "
+        f"{torch.get_num_threads()} torch thread(s), {args.repeats} repeats; "
+        f"records that differ between the two: {differ} (in rollout outcomes: {outcomes})"
     )
     print(
-        f"per-snapshot / per-chunk time: CPU {cpu[False] / cpu[True]:.3f}, wall {wall[False] / wall[True]:.3f}"
+        f"per-snapshot / per-chunk time: CPU {cpu[False] / cpu[True]:.3f}, "
+        f"wall {wall[False] / wall[True]:.3f}"
     )
 
 

@@ -71,19 +71,20 @@ def main() -> None:
     shared, t_shared, n_shared = label_all(CountingEngine, snapshots, policy, params)
     p = params.label
     print(
-        f"{len(snapshots)} snapshots; rounds of {p.round_size} up to {p.max_rollouts} rollouts per arm, horizon "
-        f"{p.horizon}; labels identical: {separate == shared}"
+        f"{len(snapshots)} snapshots; rounds of {p.round_size} up to {p.max_rollouts} rollouts "
+        f"per arm, horizon {p.horizon}; labels identical: {separate == shared}"
     )
     print(
-        f"separate arms: {n_separate} episodes, {t_separate:.1f} s, {len(snapshots) / t_separate * 60:.1f} "
-        "snapshots/min"
+        f"separate arms: {n_separate} episodes, {t_separate:.1f} s, "
+        f"{len(snapshots) / t_separate * 60:.1f} snapshots/min"
     )
     print(
-        f"shared:        {n_shared} episodes (+ one probe step per student-chosen first step), {t_shared:.1f} s, "
-        f"{len(snapshots) / t_shared * 60:.1f} snapshots/min"
+        f"shared:        {n_shared} episodes (+ one probe step per student-chosen first "
+        f"step), {t_shared:.1f} s, {len(snapshots) / t_shared * 60:.1f} snapshots/min"
     )
     print(
-        f"shared / separate speed = {t_separate / t_shared:.2f}x; episodes run {n_shared / n_separate:.2f}"
+        f"shared / separate speed = {t_separate / t_shared:.2f}x; "
+        f"episodes run {n_shared / n_separate:.2f}"
     )
 
 

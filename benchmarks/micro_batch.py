@@ -45,7 +45,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         results[batch] = (seconds, outcomes)
         print(
-            f"batch {batch}: {episodes} episodes in {seconds:.1f} s, {episodes / seconds:.1f} episodes/s"
+            f"batch {batch}: {episodes} episodes in {seconds:.1f} s, "
+            f"{episodes / seconds:.1f} episodes/s"
         )
     (b0, (s0, o0)), *rest = results.items()
     for b, (s, o) in rest:

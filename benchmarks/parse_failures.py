@@ -29,7 +29,10 @@ def kind(reply: str, valid_actions: list[str]) -> str:
         return "no tool call in the reply (malformed: tau-bench's parse failure)"
     calls = calls_in_reply(reply)
     if not calls:
-        return "well formed but no JSON tool call (call notation or search[...] / click[...]), no valid action"
+        return (
+            "well formed but no JSON tool call (call notation or search[...] "
+            "/ click[...]), no valid action"
+        )
     name, arguments = calls[0]
     same_tool = [
         args for tool, args in filter(None, map(parse_call, valid_actions)) if tool == name
@@ -52,7 +55,8 @@ def main() -> None:
     failed = [s for s in steps if not s.parse_ok]
     if failed and getattr(failed[0], "reply", None) is None:
         raise SystemExit(
-            f"{args.rollouts}: the failed steps keep no `reply` (a run from before replies were kept)"
+            f"{args.rollouts}: the failed steps keep no `reply` (a run "
+            "from before replies were kept)"
         )
     kinds = Counter()
     examples: dict[str, list[str]] = {}
@@ -62,8 +66,9 @@ def main() -> None:
         examples.setdefault(k, []).append(step.reply)
     r = rate(len(failed), len(steps))
     print(
-        f"{args.rollouts}: {len(failed)} of {len(steps)} replies named no valid action ({r['p']:.3f}, "
-        f"95% [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]; Wilson on replies, not clustered by episode)"
+        f"{args.rollouts}: {len(failed)} of {len(steps)} replies named no "
+        f"valid action ({r['p']:.3f}, 95% [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]; "
+        "Wilson on replies, not clustered by episode)"
     )
     for k, n in kinds.most_common():
         print(f"  {n:5d}  {n / len(failed):.3f}  {k}")

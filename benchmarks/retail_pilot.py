@@ -7,8 +7,10 @@ score or generate mode, `retail.parse_failure: count | respond`, the generated w
 x` the loaded tasks, task seed s plays loaded task s mod n, so each task gets k rollouts with their
 own sample seeds: `--tasks n` reads them as pass^1 .. pass^k.
 
-    python benchmarks/retail_pilot.py summary RUN.jsonl [--tasks N]     # success, pass^k, parse failures
-    python benchmarks/retail_pilot.py paired A.jsonl B.jsonl            # B - A on the same episode ids
+    # success, pass^k, parse failures
+    python benchmarks/retail_pilot.py summary RUN.jsonl [--tasks N]
+    # B - A on the same episode ids
+    python benchmarks/retail_pilot.py paired A.jsonl B.jsonl
     python benchmarks/retail_pilot.py expert <checkout> [--split test] [--max-steps 20 30]
 
 Intervals: Wilson 95% for rates (parse failures: on replies, as phase 0 reports them; replies of one

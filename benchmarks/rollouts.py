@@ -79,8 +79,9 @@ def main() -> None:
 
     naive_rate, batched_rate = naive_states / naive_s, batched_states / batched_s
     print(
-        f"model: {policy.name} ({sum(p.numel() for p in policy.model.parameters()):,} parameters), "
-        f"threads={torch.get_num_threads()}, mean prompt tokens={np.mean([len(policy.tokenizer(p).input_ids) for p in prompts[:500]]):.0f}"
+        f"model: {policy.name} ({sum(p.numel() for p in policy.model.parameters()):,} "
+        f"parameters), threads={torch.get_num_threads()}, mean prompt "
+        f"tokens={np.mean([len(policy.tokenizer(p).input_ids) for p in prompts[:500]]):.0f}"
     )
     print(
         f"naive   (1 episode, 1 forward/candidate): {naive_rate:8.1f} states/s  "
@@ -91,11 +92,12 @@ def main() -> None:
         f"{args.episodes / batched_s:6.2f} episodes/s"
     )
     print(
-        f"forward bound (raw batched prompt pass):  {bound_states:8.1f} states/s  {bound_tokens:,.0f} tokens/s"
+        "forward bound (raw batched prompt pass):  "
+        f"{bound_states:8.1f} states/s  {bound_tokens:,.0f} tokens/s"
     )
     print(
-        f"batched / naive = {batched_rate / naive_rate:.1f}x   batched / bound = {batched_rate / bound_states:.2f}   "
-        f"bound / naive = {bound_states / naive_rate:.1f}x"
+        f"batched / naive = {batched_rate / naive_rate:.1f}x   batched / bound = "
+        f"{batched_rate / bound_states:.2f}   bound / naive = {bound_states / naive_rate:.1f}x"
     )
 
 

@@ -32,7 +32,8 @@ def main() -> None:
         start = time.perf_counter()
         build_shop(ShopParams.defaults(n_products=args.products), scratch)
         print(
-            f"index build ({args.products} products, JVM start included): {time.perf_counter() - start:.2f} s"
+            f"index build ({args.products} products, JVM start included): "
+            f"{time.perf_counter() - start:.2f} s"
         )
         world = ShopWorld.load(scratch)
         levels = [lvl for lvl in SHOP_LEVELS]
@@ -68,8 +69,8 @@ def main() -> None:
             solved += info["success"]
         elapsed = time.perf_counter() - start
         print(
-            f"env steps, expert play (valid actions + expert + step, searches included): {rate(steps, elapsed)}; "
-            f"expert success {solved / args.episodes:.3f}"
+            "env steps, expert play (valid actions + expert + step, searches included): "
+            f"{rate(steps, elapsed)}; expert success {solved / args.episodes:.3f}"
         )
 
         start = time.perf_counter()

@@ -8,7 +8,8 @@ Prints per level and rule: n, successes, rate with a Wilson 95% interval, how ma
 another product type than the goal's, and the success of the same purchases under the other rule.
 Usage:
 
-    python benchmarks/shop_expert.py [--products 1000] [--catalog-seed 0] [--tasks 40] [--first-seed 0]
+    python benchmarks/shop_expert.py [--products 1000] [--catalog-seed 0] [--tasks 40] \
+        [--first-seed 0]
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def main() -> None:
         )
         world = ShopWorld.load(scratch)
         print(
-            f"shop: {args.products} generated products (catalog seed {args.catalog_seed}), built in "
-            f"{time.perf_counter() - start:.1f} s; {args.tasks} tasks per level from seed {args.first_seed}"
+            f"shop: {args.products} generated products (catalog seed "
+            f"{args.catalog_seed}), built in {time.perf_counter() - start:.1f} s; "
+            f"{args.tasks} tasks per level from seed {args.first_seed}"
         )
         header = (
             f"{'rule':8} {'level':12} {'n':>4} {'succ':>5} {'rate':>6}  {'Wilson 95%':15} "
@@ -114,7 +116,8 @@ def main() -> None:
                 use_rule(rule)
                 check_switch(world, rule)
                 print(
-                    f"\nthe environment scores purchases by {rule!r} (checked on a purchase the rules tell apart)"
+                    f"\nthe environment scores purchases by {rule!r} (checked "
+                    "on a purchase the rules tell apart)"
                 )
                 print(header)
                 totals = [0, 0, 0, 0]
@@ -149,16 +152,16 @@ def main() -> None:
                             other_success += shop_rewards.is_success(rescored["reward"])
                     lo, hi = wilson(successes, n)
                     print(
-                        f"{rule:8} {level:12} {n:4d} {successes:5d} {successes / n:6.3f}  [{lo:.3f}, {hi:.3f}]"
-                        f"{'':1} {other_type:10d} {other_success:10d}"
+                        f"{rule:8} {level:12} {n:4d} {successes:5d} {successes / n:6.3f}  "
+                        f"[{lo:.3f}, {hi:.3f}]{'':1} {other_type:10d} {other_success:10d}"
                     )
                     for i, value in enumerate((n, successes, other_type, other_success)):
                         totals[i] += value
                 n, successes, other_type, other_success = totals
                 lo, hi = wilson(successes, n)
                 print(
-                    f"{rule:8} {'(pooled)':12} {n:4d} {successes:5d} {successes / n:6.3f}  [{lo:.3f}, {hi:.3f}]"
-                    f"{'':1} {other_type:10d} {other_success:10d}"
+                    f"{rule:8} {'(pooled)':12} {n:4d} {successes:5d} {successes / n:6.3f}  "
+                    f"[{lo:.3f}, {hi:.3f}]{'':1} {other_type:10d} {other_success:10d}"
                 )
         finally:
             ShopEnv.reward_rule = default
@@ -172,8 +175,9 @@ def main() -> None:
             f"{len(SHOP_LEVELS) * args.tasks}"
         )
         print(
-            "columns: 'other type' = purchases of a product type other than the goal's; 'other rule' = the expert's "
-            "purchases that score 1.0 when re-scored under the other rule"
+            "columns: 'other type' = purchases of a product type other than the goal's; "
+            "'other rule' = the expert's purchases that score 1.0 when re-scored under the "
+            "other rule"
         )
 
 

@@ -41,13 +41,14 @@ def main() -> None:
                         successes[rules] += 1
                         kinds[rules][f"{name} {wrong!r} for {asked!r}"] += 1
     print(
-        f"{args.goals} goals on a {args.products}-product catalogue (seed {args.catalog_seed}): {n} purchases of "
-        f"the target with one wrong option value"
+        f"{args.goals} goals on a {args.products}-product catalogue (seed {args.catalog_seed}): "
+        f"{n} purchases of the target with one wrong option value"
     )
     for rules in WEBSHOP_RULES:
         common = ", ".join(f"{kind} x{count}" for kind, count in kinds[rules].most_common(6))
         print(
-            f"  {rules:6} scored 1.0: {successes[rules]:4d}/{n} = {successes[rules] / max(1, n):.3f}  ({common})"
+            f"  {rules:6} scored 1.0: {successes[rules]:4d}/{n} = "
+            f"{successes[rules] / max(1, n):.3f}  ({common})"
         )
 
 

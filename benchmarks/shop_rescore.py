@@ -9,7 +9,8 @@ p-value on the discordant episodes; `teachable.gates.paired`). The replay is che
 episode's recorded reward under the rule it ran with. Run from a workspace whose params.yaml is the
 shop run's (`env.name: shop`) and whose `data/` holds its outputs:
 
-    python benchmarks/shop_rescore.py [--rollouts data/rollouts/student.jsonl] [--params params.yaml]
+    python benchmarks/shop_rescore.py [--rollouts data/rollouts/student.jsonl] \
+        [--params params.yaml]
 """
 
 from __future__ import annotations
@@ -71,22 +72,23 @@ def main() -> None:
 
     bought = sum(p is not None for p in purchases)
     print(
-        f"{args.rollouts}: {len(episodes)} episodes (ran with shop.reward={ran_with}, shop.webshop_rules="
-        f"{ShopEnv.webshop_rules}), {bought} bought something"
+        f"{args.rollouts}: {len(episodes)} episodes (ran with shop.reward={ran_with}, "
+        f"shop.webshop_rules={ShopEnv.webshop_rules}), {bought} bought something"
     )
     for rule in shop_rewards.RULES:
         r = success_rate(success[rule])
         rewards = [p[rule] if p else 0.0 for p in purchases]
         print(
-            f"  {rule:8} success {sum(success[rule]):4d}/{len(episodes)} = {r['success']:.3f}  "
-            f"95% [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]   mean reward {sum(rewards) / len(rewards):.3f}"
+            f"  {rule:8} success {sum(success[rule]):4d}/{len(episodes)} = {r['success']:.3f}  95% "
+            f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]   mean reward {sum(rewards) / len(rewards):.3f}"
         )
     d = compare(success["webshop"], success["simple"])
     pairs = Counter(zip(success["webshop"], success["simple"]))
     print(
-        f"  webshop - simple: {d['delta']:+.3f}, 95% [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], exact McNemar "
-        f"p = {d['p_two_sided']:.3g} ({d['method']}); success under webshop only {pairs[(True, False)]}, "
-        f"under simple only {pairs[(False, True)]}, both {pairs[(True, True)]}, neither {pairs[(False, False)]}"
+        f"  webshop - simple: {d['delta']:+.3f}, 95% [{d['ci'][0]:+.3f}, "
+        f"{d['ci'][1]:+.3f}], exact McNemar p = {d['p_two_sided']:.3g} ({d['method']}); "
+        f"success under webshop only {pairs[(True, False)]}, under simple only "
+        f"{pairs[(False, True)]}, both {pairs[(True, True)]}, neither {pairs[(False, False)]}"
     )
 
 

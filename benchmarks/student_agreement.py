@@ -98,12 +98,13 @@ def main() -> None:
     policy = load_student(params.student)
     tasks = make_tasks(params.env.levels, args.tasks, "student_eval")  # the build's held-out tasks
     print(
-        f"{params.student.dir} on {params.env.name} {params.env.levels}, {args.tasks} held-out tasks, "
-        "along the expert's path:"
+        f"{params.student.dir} on {params.env.name} {params.env.levels}, "
+        f"{args.tasks} held-out tasks, along the expert's path:"
     )
     for kind, (n, top, p_expert) in sorted(agreement(policy, tasks, params.env).items()):
         print(
-            f"  {kind:32s} {n:4d} states  top candidate = expert {interval(top, n)}  mean p(expert) {p_expert:.2f}"
+            f"  {kind:32s} {n:4d} states  top candidate = expert {interval(top, n)}  "
+            f"mean p(expert) {p_expert:.2f}"
         )
     for temperature in (0.0, 1.0):
         print(

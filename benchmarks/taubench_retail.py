@@ -12,7 +12,8 @@ them, 0 apart from 0.0), so tau-bench's reward, whose target is its own tools' d
 `--random-calls N` adds N sequences of random calls (wrong types, unknown ids, missing and extra
 arguments among them) compared the same way.
 
-    python benchmarks/taubench_retail.py <checkout> [--compare-tools [--random-calls N]] [--splits test dev train]
+    python benchmarks/taubench_retail.py <checkout> [--compare-tools [--random-calls N]] \
+        [--splits test dev train]
 """
 
 from __future__ import annotations
@@ -230,7 +231,8 @@ def main() -> None:
     tools = taubench_tools(retail) if args.compare_tools else None
     if tools is not None:
         print(
-            f"tau-bench's tools: {len(tools)}; ours: {len(TOOLS)}; the same names: {sorted(tools) == sorted(TOOLS)}"
+            f"tau-bench's tools: {len(tools)}; ours: {len(TOOLS)}; the same names: "
+            f"{sorted(tools) == sorted(TOOLS)}"
         )
     for split in args.splits:
         start = time.perf_counter()
@@ -244,37 +246,45 @@ def main() -> None:
             if not outputs_said(t.outputs, [" ".join(g.outputs) for g in t.goals])
         )
         print(
-            f"\n{split}: {len(data.raw)} tasks; the environment plays {len(data.tasks)}, skips {data.n_skipped}"
+            f"\n{split}: {len(data.raw)} tasks; the environment plays "
+            f"{len(data.tasks)}, skips {data.n_skipped}"
         )
         for reason, n in sorted(data.skipped.items(), key=lambda kv: -kv[1]):
             print(f"  skipped, {reason}: {n}")
+        withholding = sum(
+            1 for t in data.tasks if any(g.order_id not in t.known_orders for g in t.goals)
+        )
         print(
             f"  flagged unplayable by the scripted user (a condition or a change of mind; kept): "
             f"{data.n_unplayable} of {len(data.tasks)}; withholding an order id: "
-            f"{sum(1 for t in data.tasks if any(g.order_id not in t.known_orders for g in t.goals))}"
+            f"{withholding}"
         )
         print(
-            f"  gold calls replayed, reward 1 (tau-bench's rule, our tools): {int(sum(gold))}/{len(gold)}"
+            "  gold calls replayed, reward 1 (tau-bench's rule, our tools): "
+            f"{int(sum(gold))}/{len(gold)}"
         )
         failing = [t.index for t in data.raw if failing_writes(data.db, t)]
         print(
-            f"  tasks with a gold write that fails (kept; scored 1 as tau-bench scores them): {len(failing)} "
-            f"{failing}"
+            "  tasks with a gold write that fails (kept; scored 1 as tau-bench scores them): "
+            f"{len(failing)} {failing}"
         )
         print(
-            f"  the expert, reward 1 in the environment: {int(sum(expert))}/{len(expert)} "
-            f"({unsayable} loaded tasks need an output other than a return's refund, said in free text)"
+            "  the expert, reward 1 in the environment: "
+            f"{int(sum(expert))}/{len(expert)} ({unsayable} loaded tasks need an "
+            "output other than a return's refund, said in free text)"
         )
         print(
-            f"  tools called in the gold calls: {dict(Counter(n for t in data.raw for n, _ in t.actions))}"
+            "  tools called in the gold calls: "
+            f"{dict(Counter(n for t in data.raw for n, _ in t.actions))}"
         )
         if tools is not None:
             differing = {
                 t.index: d for t in data.raw if (d := compare_task(tools, retail, data.db, t))
             }
             print(
-                f"  tau-bench's tools beside ours: {len(data.raw) - len(differing)}/{len(data.raw)} tasks identical "
-                f"(every output string and the final database)"
+                "  tau-bench's tools beside ours: "
+                f"{len(data.raw) - len(differing)}/{len(data.raw)} tasks identical "
+                "(every output string and the final database)"
             )
             for index, diffs in list(differing.items())[:10]:
                 print(f"    task {index}: " + "; ".join(diffs[:3]))
@@ -287,8 +297,8 @@ def main() -> None:
                 tools, retail, load_taubench(retail, "test").db, args.random_calls
             )
         print(
-            f"\nrandom calls, tau-bench's tools beside ours: {sum(made.values())} calls in {args.random_calls} "
-            f"sequences, {len(diffs)} differences"
+            f"\nrandom calls, tau-bench's tools beside ours: {sum(made.values())} calls "
+            f"in {args.random_calls} sequences, {len(diffs)} differences"
         )
         print(
             "  (ok / error) by tool: "

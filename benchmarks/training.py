@@ -55,7 +55,8 @@ def main() -> None:
             )
         per_micro = (time.perf_counter() - start) / len(sample)
         print(
-            f"micro-run ({mp.n_steps} LoRA steps + 2 x {mp.n_validation_rollouts} rollouts): {per_micro:6.2f} s"
+            f"micro-run ({mp.n_steps} LoRA steps + 2 x {mp.n_validation_rollouts} rollouts): "
+            f"{per_micro:6.2f} s"
         )
         for cell in args.cells:
             data = (

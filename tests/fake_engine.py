@@ -2,9 +2,11 @@
 thread) that answers exactly the requests `teachable.policy.server` sends, from an in-process HF
 causal LM.
 
-Per flavour: sglang POST /generate, GET /get_model_info, POST /tokenize, POST /load_lora_adapter,
-/unload_lora_adapter
-             vllm    POST /v1/completions, GET /v1/models, POST /tokenize, POST /v1/load_lora_adapter, /unload_...
+Per flavour:
+  sglang  POST /generate, GET /get_model_info, POST /tokenize, POST /load_lora_adapter,
+          /unload_lora_adapter
+  vllm    POST /v1/completions, GET /v1/models, POST /tokenize, POST /v1/load_lora_adapter,
+          /unload_...
 Responses have the engines' shapes (see the docstrings of SGLangPolicy and VLLMPolicy): SGLang's
 `input_token_logprobs` starts with a None entry at `logprob_start_len`, vLLM's `prompt_logprobs`
 with None at 0. Every request is recorded in `calls`, every generated id list in `outputs`; `faults`

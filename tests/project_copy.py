@@ -46,7 +46,9 @@ def copy_project(work: Path, tiny: dict, env: dict | None = None):
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         **(env or {}),
     }
-    run = lambda *cmd: subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)  # noqa: E731
+    run = lambda *cmd: subprocess.run(  # noqa: E731
+        cmd, cwd=work, env=env, capture_output=True, text=True
+    )
     for cmd in (
         ["git", "init", "-q"],
         ["git", "add", "-A"],

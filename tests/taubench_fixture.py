@@ -394,8 +394,9 @@ TASKS = {
         (
             "synthetic",
             "lena_voss_8830",
-            "Your name is Lena Voss and your email is lena.voss8830@example.com. You are "
-            "precise. For #W7000004, change payment to gift_card_3300120. Ask for the gift card's balance afterwards. ",
+            "Your name is Lena Voss and your email is lena.voss8830@example.com. "
+            "You are precise. For #W7000004, change payment to gift_card_3300120. "
+            "Ask for the gift card's balance afterwards. ",
             [
                 (
                     "modify_pending_order_payment",
@@ -407,9 +408,9 @@ TASKS = {
         (
             "synthetic",
             "nina_park_7301",
-            "Your name is Nina Park and your zip code is 98105. You are busy. For "
-            "#W7000006, change address to 3 Birch Road, Portland; exchange Desk Lamp {'light': 'warm'} to "
-            "{'light': 'cool'} via credit_card_4402117. ",
+            "Your name is Nina Park and your zip code is 98105. You are busy. "
+            "For #W7000006, change address to 3 Birch Road, Portland; exchange Desk Lamp "
+            "{'light': 'warm'} to {'light': 'cool'} via credit_card_4402117. ",
             [
                 (
                     "modify_pending_order_address",

@@ -116,7 +116,10 @@ def test_bad_values_inside_sections_are_named(raw, key):
 def test_reading_params_imports_no_environment():
     """The params model is core: it must not pull in gymnasium, minigrid or the shop (level names
     are checked by `envs.configure_envs`)."""
-    code = "import sys; import teachable.core.params; print(any(m.startswith(('minigrid', 'gymnasium', 'teachable.envs')) for m in sys.modules))"
+    code = (
+        "import sys; import teachable.core.params; "
+        "print(any(m.startswith(('minigrid', 'gymnasium', 'teachable.envs')) for m in sys.modules))"
+    )
     assert (
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -140,7 +140,8 @@ def _import_or_fail(name: str) -> list[str]:
         return known_levels(name)
     except ImportError as err:
         pytest.fail(
-            f"environment {name!r} is registered (env_names) but its module does not import: {err!r}"
+            f"environment {name!r} is registered (env_names) but its "
+            f"module does not import: {err!r}"
         )
 
 

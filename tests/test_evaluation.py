@@ -154,7 +154,10 @@ def test_the_split_is_by_task_so_no_task_is_on_both_sides():
     assert {r["split"] for r in held} == {"eval"}
     # a stable hash of the seed, not Python's salted hash(): another process with another hash seed
     # agrees
-    code = "from teachable.core.tasks import is_heldout; print([is_heldout(s, 0.3) for s in range(200)])"
+    code = (
+        "from teachable.core.tasks import is_heldout; "
+        "print([is_heldout(s, 0.3) for s in range(200)])"
+    )
     other = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

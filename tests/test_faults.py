@@ -278,7 +278,8 @@ def test_the_phase_0_sample_seed_has_one_definition():
     assert "1_000_003" not in (ROOT / "stages/rollouts.py").read_text()
 
 
-# ---- issue 33: one stage per resume log; disk, database and params faults in one line; damaged resume logs ----
+# ---- issue 33: one stage per resume log; disk, database and params faults in one line;
+# damaged resume logs ----
 
 LOCKER = """
 import sys, time
@@ -323,8 +324,9 @@ def test_a_stage_that_outlived_its_dvc_repro_is_never_run_beside(tmp_path):
             err.strip()
             .splitlines()[-1]
             .startswith(
-                f"error: {line.split()[1]} is in use by process {first.pid} (a run of this stage that outlived its "
-                f"`dvc repro`?): wait for it to end or stop it (kill {first.pid}), then rerun"
+                f"error: {line.split()[1]} is in use by process {first.pid} "
+                "(a run of this stage that outlived its `dvc repro`?): "
+                f"wait for it to end or stop it (kill {first.pid}), then rerun"
             )
         ), err[-3000:]
         assert "Traceback" not in err
@@ -350,17 +352,18 @@ def quadrants_input(tmp_path, monkeypatch):
     [
         (
             PermissionError(13, "Permission denied", "reports/phase1/.quantiles.json.x.tmp"),
-            "error: permission denied (reports/phase1/.quantiles.json.x.tmp): make reports/phase1/ writable for this user "
-            "(chmod -R u+w reports/phase1) and rerun",
+            "error: permission denied (reports/phase1/.quantiles.json.x.tmp): "
+            "make reports/phase1/ writable for this user (chmod -R u+w reports/phase1) and rerun",
         ),
         (
             OSError(30, "Read-only file system", "reports/phase1/.quantiles.json.x.tmp"),
-            "error: read-only file system (reports/phase1/.quantiles.json.x.tmp): run the stage from a writable checkout",
+            "error: read-only file system (reports/phase1/.quantiles.json.x.tmp): "
+            "run the stage from a writable checkout",
         ),
         (
             OSError(28, "No space left on device"),
-            "error: no space left on the device: free space there (old .scratch/ folders, `dvc gc`) and rerun; finished "
-            "work in .scratch/ is kept",
+            "error: no space left on the device: free space there (old .scratch/ folders, "
+            "`dvc gc`) and rerun; finished work in .scratch/ is kept",
         ),
     ],
     ids=["read-only folder", "read-only file system", "full disk"],
@@ -445,7 +448,8 @@ def test_a_damaged_resume_log_says_what_to_delete_and_ends_the_killed_run(
     assert client.get_run(killed).info.status == "KILLED"  # not left RUNNING
 
 
-# ---- issue 33: a dvc.lock cut in half but still valid YAML made `dvc repro` silently re-run the stages it lost ----
+# ---- issue 33: a dvc.lock cut in half but still valid YAML made `dvc repro` silently re-run
+# the stages it lost ----
 
 
 @pytest.mark.heavy
@@ -490,9 +494,9 @@ def test_a_dvc_lock_that_lost_stages_stops_make_pilot_with_one_line(tmp_path, ca
     assert main(["check-lock", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"error: dvc.lock lacks {len(lost)} stage(s) that the committed dvc.lock records "
-        f"({', '.join(lost)}): `dvc repro` would run them again; restore them with `git checkout dvc.lock` "
-        "(or run `dvc repro` yourself to re-run them)"
+        f"error: dvc.lock lacks {len(lost)} stage(s) that the committed dvc.lock "
+        f"records ({', '.join(lost)}): `dvc repro` would run them again; "
+        "restore them with `git checkout dvc.lock` (or run `dvc repro` yourself to re-run them)"
     ]
     lock.unlink()
     assert main(["check-lock", "--root", str(tmp_path)]) == 2

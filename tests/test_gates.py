@@ -107,7 +107,7 @@ def test_q1_beats_q2_fails_at_most_alpha_when_q1_gains_exactly_the_smallest_usef
     assert fail <= ALPHA + 2.5 * np.sqrt(ALPHA * (1 - ALPHA) / 300), fail
 
 
-def test_q1_beats_q2_fails_when_the_data_rule_out_a_useful_difference_and_sizes_n_from_that_difference():
+def test_q1_beats_q2_fails_when_the_data_rule_out_a_useful_difference_and_sizes_n_from_it():
     """Equal gains measured precisely: the old rule failed only when Q2 was significantly better (so
     this was inconclusive) and sized n from the observed difference (none here); now the interval
     rules out `min_effect` and n per quadrant is what a Welch test needs for `min_effect` at these
@@ -145,7 +145,7 @@ def floor_null(rng, n=80, rollouts=24, zero_share=0.5, effect_sd=0.25):
 
 
 @pytest.mark.heavy
-def test_cpt_validity_given_p_base_holds_its_size_where_the_shared_floor_fools_the_unconditional_test():
+def test_cpt_validity_given_p_base_holds_its_size_where_the_shared_floor_fools_the_unconditional():
     """Patch and training act independently, but both measures are pinned at 0 where p_base is 0 and
     move with p_base elsewhere: the unconditional Spearman test passes far more than alpha (0.137 in
     300 runs); ranking within p_base strata and permuting within them passes at most alpha (0.059 in

@@ -316,7 +316,7 @@ def test_ordering_fails_at_most_alpha_when_every_step_is_exactly_the_smallest_us
 
 
 @pytest.mark.heavy
-def test_supervision_differentiation_fails_at_most_alpha_when_just_enough_quadrants_have_a_useful_format():
+def test_supervision_differentiation_fails_at_most_alpha_when_just_enough_quadrants_are_useful():
     """Three quadrants where hint beats demo by exactly `min_effect` (contrast far below), one where
     nothing helps, three needed: with unadjusted bounds closing any of the three failed the gate
     (0.14 in 400 runs); at alpha / required a side the fail rate is at most alpha."""

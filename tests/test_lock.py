@@ -59,11 +59,13 @@ def test_lock_pins_every_dependency_within_pyproject_bounds():
             continue
         name = canonicalize_name(requirement.name)
         assert name in pins, (
-            f"pyproject.toml names {requirement.name} but {LOCK.name} does not pin it: run `make lock`"
+            f"pyproject.toml names {requirement.name} but {LOCK.name} does not pin it: "
+            "run `make lock`"
         )
         version = pins[name][0]
         assert requirement.specifier.contains(version, prereleases=True), (
-            f"{LOCK.name} pins {name}=={version}, outside pyproject.toml's {requirement}: run `make lock`"
+            f"{LOCK.name} pins {name}=={version}, outside pyproject.toml's "
+            f"{requirement}: run `make lock`"
         )
 
 

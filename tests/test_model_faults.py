@@ -426,7 +426,7 @@ def test_a_snapshot_without_a_prediction_names_it_and_the_file(tmp_path, monkeyp
     code, err = run_stage(load_stage("select_snapshots").main, {"select": {"budget": 3}}, capsys)
     assert code == 2 and err.count("\n") == 1, err
     assert (
-        "reports/phase4/oof_predictions.csv has no predicted ELP for 2 training snapshot(s): s04, s05"
-        in err
+        "reports/phase4/oof_predictions.csv has no predicted ELP for "
+        "2 training snapshot(s): s04, s05" in err
     )
     assert "Traceback" not in err

@@ -184,7 +184,8 @@ import mlflow
 from teachable.core.tracking import EXPERIMENT, _open_experiment
 ready, n = Path(sys.argv[1]), int(sys.argv[2])
 (ready / str(os.getpid())).touch()
-while len(list(ready.iterdir())) < n:  # the workers start together, as `dvc queue start -j N` starts them
+# the workers start together, as `dvc queue start -j N` starts them
+while len(list(ready.iterdir())) < n:
     time.sleep(0.01)
 print(_open_experiment("worker").get_experiment_by_name(EXPERIMENT).experiment_id)
 """

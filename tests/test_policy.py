@@ -71,7 +71,10 @@ def test_distribution_and_greedy():
 def test_parse_plain_bracketed_and_tool_calls():
     assert parse_action("go forward", ACTIONS) == "go forward"
     assert parse_action("I think I should turn left now.<|im_end|>", ACTIONS) == "turn left"
-    call = '{"tool_calls": [{"function": {"name": "act", "arguments": "{\\"action\\": \\"pick up\\"}"}}]}'
+    call = (
+        '{"tool_calls": [{"function": {"name": "act", "arguments": '
+        '"{\\"action\\": \\"pick up\\"}"}}]}'
+    )
     assert parse_action(call, ACTIONS) == "pick up"
     assert parse_action("click[Buy Now]", ["click[buy now]", "click[back]"]) == "click[buy now]"
     assert parse_action("search[red shoes]", ["search[...]"]) == "search[red shoes]"

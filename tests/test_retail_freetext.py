@@ -96,7 +96,10 @@ def test_both_reply_forms_parse_to_the_same_free_text_action():
     action = say('Your tracking id is "123", price $1,093.34.')
     openai, qwen = tool_call_json(action), qwen_tool_call(action)
     assert parse_action(openai, valid) == parse_action(qwen + "<|im_end|>", valid) == action
-    bare = '{"name": "respond", "arguments": {"content": "Your tracking id is \\"123\\", price $1,093.34."}}'
+    bare = (
+        '{"name": "respond", "arguments": {"content": '
+        '"Your tracking id is \\"123\\", price $1,093.34."}}'
+    )
     assert parse_action(bare, valid) == action  # tau-bench's chat-react form
     listed = say(ASK_MORE)  # a listed message is itself, in both forms
     assert (

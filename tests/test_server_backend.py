@@ -208,7 +208,10 @@ def test_another_served_model_is_a_clear_error(flavour, student_dir):
     with FakeEngine(student_dir, flavour, served_name="/models/some-other-model") as engine:
         with pytest.raises(
             ServerError,
-            match=f"{re.escape(engine.url)} serves .*some-other-model.*not {re.escape(str(student_dir))}",
+            match=(
+                f"{re.escape(engine.url)} serves .*some-other-model.*not "
+                f"{re.escape(str(student_dir))}"
+            ),
         ):
             connect(flavour, engine.url, student_dir).check()
 

@@ -47,7 +47,10 @@ SHIRT = Product(
     price=20.0,
 )
 GOAL = Goal(
-    instruction="i need a cotton slim fit t-shirt with size medium, navy, and price lower than 30.00 dollars",
+    instruction=(
+        "i need a cotton slim fit t-shirt with size medium, navy, and "
+        "price lower than 30.00 dollars"
+    ),
     category="fashion",
     product_type="t-shirt",
     attributes=["cotton", "slim fit"],

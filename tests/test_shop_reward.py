@@ -26,7 +26,9 @@ SHIRT = Product(
     price=20.0,
 )
 GOAL = Goal(
-    instruction="i need a cotton slim fit t-shirt with size small, navy, and price lower than 30.00 dollars",
+    instruction=(
+        "i need a cotton slim fit t-shirt with size small, navy, and price lower than 30.00 dollars"
+    ),
     category="fashion",
     product_type="t-shirt",
     attributes=["cotton", "slim fit"],

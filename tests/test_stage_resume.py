@@ -187,7 +187,9 @@ def edit(path: Path, text: str = "\n# edited\n") -> None:
 
 def test_the_deps_fingerprint_follows_code_data_and_models(tmp_path):
     project = mini_project(tmp_path)
-    fingerprint = lambda name: resume_lib.dependency_fingerprint(project / "stages" / f"{name}.py")  # noqa: E731
+    fingerprint = lambda name: resume_lib.dependency_fingerprint(  # noqa: E731
+        project / "stages" / f"{name}.py"
+    )
     edit(project / "models/student/model.safetensors", "weights")
     edit(project / "data/snapshots.jsonl", '{"snapshot_id": "a"}\n')
     label = fingerprint("label")

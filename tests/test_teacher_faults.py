@@ -422,8 +422,8 @@ def test_the_label_stage_stops_with_exit_2_and_keeps_finished_work(
         stage_module.run(label.main, "params.yaml")
     err = capsys.readouterr().err  # the progress bar, then one line
     assert exit_.value.code == 2 and err.endswith(
-        f"\nerror: teacher: authentication failed at {server.base_url} (401): check OPENAI_API_KEY; 2 snapshots "
-        "labeled so far are kept, rerun to go on\n"
+        f"\nerror: teacher: authentication failed at {server.base_url} (401): "
+        "check OPENAI_API_KEY; 2 snapshots labeled so far are kept, rerun to go on\n"
     )
     (scratch,) = tmp_path.glob(".scratch/label-*.jsonl")
     assert [json.loads(line)["teacher"]["valid"] for line in scratch.read_text().splitlines()] == [

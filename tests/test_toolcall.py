@@ -94,7 +94,8 @@ def test_malformed_means_no_action_form_at_all_as_tau_bench_counts():
     ]
     malformed = [
         '{"tool_calls": [{"function": {"name": "cancel_pending_order", "arguments": "{bad"}}]}',
-        '{"tool_calls": [{"function": {"name": "return_delivered_order_items", "arguments": "{\\"a\\": ',
+        '{"tool_calls": [{"function": {"name": "return_delivered_order_items", '
+        '"arguments": "{\\"a\\": ',
         "<tool_call>not json</tool_call>",
         "I would cancel the order.",
         "hmm, not sure",
