@@ -41,7 +41,7 @@ from teachable.evaluation.panels import adapted, panel_sample_seed
 from teachable.rollout.engine import RolloutEngine, RolloutSpec
 from teachable.training.learning import t_interval
 from teachable.training.lora import train_lora
-from teachable.training.matrix import training_records, training_seed
+from teachable.training.matrix import self_labelled, training_records, training_seed
 from teachable.policy.student import load_student, student_path
 
 
@@ -63,15 +63,6 @@ def play(policy, adapter: str | None, specs: list[RolloutSpec], engine_kwargs: d
         episodes = RolloutEngine(p, **engine_kwargs).run(specs)
     by_id = {e.episode_id: e.success for e in episodes}
     return np.array([by_id[s.episode_id] for s in specs], dtype=float)
-
-
-def self_labelled(record: dict) -> dict:
-    """The snapshot with the student's most likely action in the teacher's place."""
-    probs = record["student_probs"]
-    return {
-        **record,
-        "teacher": {**record["teacher"], "suggested_action": max(probs, key=probs.get)},
-    }
 
 
 def interval(diffs: np.ndarray) -> list[float]:

@@ -121,6 +121,7 @@ def models() -> list[tuple[str, str, str, str]]:
     rows += [
         ("random", "baseline", "", ""),
         ("all", "baseline", "", ""),
+        ("self", "control", "", ""),
         ("recovery", "recovery", "", ""),
     ]
     rows += [

@@ -170,17 +170,18 @@ def test_the_split_is_by_task_so_no_task_is_on_both_sides():
 
 
 def test_untrained_cells_are_evaluated_as_the_base_model(tmp_path):
-    for name, trained in (("Q1-demo", True), ("Q2-hint", False), ("random", True)):
+    for name, trained in (("Q1-demo", True), ("Q2-hint", False), ("random", True), ("self", True)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(f'{{"trained": {str(trained).lower()}}}')
         if trained:
             (tmp_path / name / "adapter_config.json").write_text("{}")
-    models = {m.model: m for m in matrix_models(tmp_path, ["Q1-demo", "Q2-hint", "random"])}
+    models = {m.model: m for m in matrix_models(tmp_path, ["Q1-demo", "Q2-hint", "random", "self"])}
     assert models["Q2-hint"].adapter is None and models["Q1-demo"].adapter == str(
         tmp_path / "Q1-demo"
     )
     assert (models["Q2-hint"].train_quadrant, models["Q2-hint"].format) == ("Q2", "hint")
     assert models["random"].kind == "baseline" and models["base"].kind == "base"
+    assert models["self"].kind == "control"
 
 
 def make_tiny_plan():
@@ -372,3 +373,62 @@ def test_paired_deltas_have_intervals_exact_p_values_and_holm_across_models():
     assert table.p_value["swapped"] == 1.0 and table.delta["swapped"] == 0
     assert table.min_detectable_delta["swapped"] > table.min_detectable_delta["same"]
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_every_model_is_compared_with_the_self_control_and_the_control_is_in_no_gate():
+    """On 40 tasks the base solves 20; the `self` control loses 10 of them, a cell keeps the base's
+    20 and wins 6 more. The cell minus self is +0.4 with McNemar's exact p (16 of 16 discordant);
+    the control is in no Holm family and no gate: the gates are the same with or without it."""
+    base = [True] * 20 + [False] * 20
+    outcomes = {
+        "base": ("base", base),
+        "self": ("control", [True] * 10 + [False] * 30),
+        "Q1-demo": ("cell", [True] * 26 + [False] * 14),
+    }
+    rows = pd.DataFrame(
+        [
+            {
+                "model": m,
+                "kind": kind,
+                "train_quadrant": "Q1" if kind == "cell" else "",
+                "format": "demo" if kind == "cell" else "",
+                "panel": "task",
+                "item": f"t{i}",
+                "success": s,
+            }
+            for m, (kind, won) in outcomes.items()
+            for i, s in enumerate(won)
+        ]
+    )
+    table = overall_task_results(rows).set_index("model")
+    assert table.vs_self_delta["Q1-demo"] == pytest.approx(0.4)
+    assert table.vs_self_ci_low["Q1-demo"] > 0 and table.vs_self_p["Q1-demo"] == pytest.approx(
+        2 * 0.5**16, abs=1e-6
+    )
+    assert table.delta["self"] == pytest.approx(-0.25)
+    for name in ("base", "self"):
+        assert pd.isna(table.vs_self_delta[name])
+    # Holm's family is the trained models: the cell's p is not doubled by the control
+    assert table.p_holm["Q1-demo"] == pytest.approx(table.p_value["Q1-demo"])
+    assert pd.isna(table.p_holm["self"])
+    summary = headline(
+        {
+            "overall_task_results": overall_task_results(rows),
+            "retention_results": overall_task_results(rows)[:0],
+        },
+        {
+            "end_to_end_gain": {},
+            "transfer_diagonal": {},
+            "supervision_differentiation": {},
+            "retention": {},
+        },
+    )
+    assert summary["self_control_delta"]["value"] == pytest.approx(-0.25)
+    assert summary["self_control_delta"]["ci"][1] < 0
+
+    # the gates see the matrix without the control
+    with_control = synthetic_rows()
+    control = with_control[with_control.model == "base"].assign(model="self", kind="control")
+    control = control.assign(success=~control.success)
+    gated = phase3_gates(pd.concat([with_control, control]), GateParams.defaults(), seed=0)
+    assert gated == phase3_gates(with_control, GateParams.defaults(), seed=0)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from teachable.core.records import InputError
 from teachable.training.matrix import baseline_records, cell_records, cell_size, training_seed
 from tests.test_training import LABELED
 
@@ -21,7 +22,7 @@ def records():
 
 
 @pytest.mark.heavy
-def test_the_matrix_expands_to_exactly_14_training_runs_plus_recovery():
+def test_the_matrix_expands_to_exactly_15_training_runs_plus_recovery():
     listed = subprocess.run(
         [str(Path(sys.executable).parent / "dvc"), "stage", "list", "--name-only"],
         cwd=ROOT,
@@ -30,7 +31,8 @@ def test_the_matrix_expands_to_exactly_14_training_runs_plus_recovery():
         check=True,
     ).stdout.split()
     cells = [name for name in listed if name.startswith(("train@", "train_baseline@"))]
-    assert len(cells) == 14 and "train@Q1-demo" in cells and "train_baseline@random" in cells
+    assert len(cells) == 15 and "train@Q1-demo" in cells and "train_baseline@random" in cells
+    assert "train_baseline@self" in cells
     assert "train_recovery" in listed
 
 
@@ -69,6 +71,37 @@ def test_baselines_come_from_the_pool_of_all_cells():
     assert len(sample) == 3 and sample == baseline_records(records(), "random", seed=0)
     with pytest.raises(ValueError, match="unknown baseline"):
         baseline_records(records(), "best", seed=0)
+
+
+def test_the_self_control_labels_a_cells_size_with_the_students_own_choice():
+    """`self`: the student's most likely action in the teacher's place, demo format, a cell's
+    size drawn by seed from every snapshot (not the pool of formats)."""
+    recs = [
+        {
+            **r,
+            # the student prefers another action than the teacher's ("go forward") everywhere
+            "student_probs": {"turn left": 0.2, "turn right": 0.5 + i / 100, "go forward": 0.3},
+        }
+        for i, r in enumerate(records())
+    ]
+    control = baseline_records(recs, "self", seed=0, size=2)
+    assert len(control) == 2 and {r["format"] for r in control} == {"demo"}
+    assert {r["action"] for r in control} == {"turn right"}
+    assert control == baseline_records(recs, "self", seed=0, size=2)
+    draws = {
+        tuple(r["snapshot_id"] for r in baseline_records(recs, "self", k, size=2)) for k in range(8)
+    }
+    assert len(draws) > 1
+    # unmatched: a quadrant's mean share of the snapshots, as `random` takes of the pool
+    assert len(baseline_records(recs, "self", seed=0)) == 3
+    # the same prompt as a demo record of the snapshot, only the target differs
+    demo = {
+        r["snapshot_id"]: r for r in baseline_records(recs, "all", seed=0) if r["format"] == "demo"
+    }
+    assert all(r["messages"] == demo[r["snapshot_id"]]["messages"] for r in control)
+    assert all(demo[r["snapshot_id"]]["action"] == "go forward" for r in control)
+    with pytest.raises(InputError, match="SFT only"):
+        baseline_records(recs, "self", seed=0, method="dpo")
 
 
 def test_recovery_records_follow_the_expert_with_the_students_history():

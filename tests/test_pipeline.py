@@ -92,7 +92,7 @@ def test_repro_writes_every_output(project):
         "not_applicable",
     )
     summary = json.loads((work / "reports/phase2/training_summary.json").read_text())
-    assert summary["n_runs"] == 15  # 12 cells, 2 baselines, the recovery cell
+    assert summary["n_runs"] == 16  # 12 cells, 3 baselines (the self control one), recovery
     trained = [run for run in summary["runs"] if run["trained"]]
     assert trained and all(
         (work / run["adapter_path"] / f"seed-{k}" / "adapter_model.safetensors").exists()
@@ -103,9 +103,12 @@ def test_repro_writes_every_output(project):
     phase4 = json.loads((work / "reports/phase4/training_result.json").read_text())
     assert phase4["n_snapshots"] > 0 and (work / "models/predictor/features.json").exists()
     overall = pd.read_csv(work / "reports/phase3/overall_task_results.csv")
-    # the base student + 15 trained models
-    assert len(overall) == 16 and (overall.n_tasks == 4).all()
+    # the base student + 16 trained models
+    assert len(overall) == 17 and (overall.n_tasks == 4).all()
     assert len(pd.read_csv(work / "reports/phase3/transfer_matrix.csv")) <= 16
+    # the self control: compared with every trained model, chosen by no gate
+    assert overall.set_index("model").kind["self"] == "control"
+    assert overall[overall.kind.isin(["cell", "baseline"])].vs_self_delta.notna().all()
     selection = json.loads((work / "reports/phase5/selection_summary.json").read_text())
     assert set(selection["methods"]) == {"random", "entropy", "predictor", "oracle"}
     assert set(selection["gates"]) == {"selection_ordering", "selection_retention"}
@@ -120,6 +123,7 @@ def test_repro_writes_every_output(project):
         g["status"] in ("pass", "fail", "inconclusive", "not_applicable")
         for g in phase3["gates"].values()
     )
+    assert phase3["gates"]["end_to_end_gain"]["n_candidates"] == 15  # not the self control
     assert (overall[overall.model != "base"].n_seeds == 2).all()
     gates = json.loads((work / "reports/gates.json").read_text())
     assert gates and (work / "reports/index.html").stat().st_size > 10_000
@@ -138,8 +142,8 @@ def test_no_model_trains_on_a_held_out_snapshot(project):
         trained_on[f"{metrics.parent.parent.name}/{metrics.parent.name}"] = set(
             json.loads(metrics.read_text())["snapshot_ids"]
         )
-    # 15 cells, 4 methods x 2 seeds
-    assert len(trained_on) == 15 + 4 * 2 and any(trained_on.values())
+    # 16 cells, 4 methods x 2 seeds
+    assert len(trained_on) == 16 + 4 * 2 and any(trained_on.values())
     assert all(not ids & held_out for ids in trained_on.values())
     episodes = pd.read_csv(work / "reports/phase3/episodes.csv", keep_default_na=False)
     assert set(episodes[episodes.panel == "snapshot"].item) <= held_out
@@ -166,7 +170,7 @@ def test_each_stage_is_one_mlflow_run(project):
     runs = mlflow.search_runs(experiment_names=["teachable-moments"])
     stages = runs["tags.stage"].value_counts().to_dict()
     assert stages == {
-        "train": 31,
+        "train": 33,
         "recovery": 1,
         "label": 1,
         "micro_train": 1,
@@ -179,10 +183,10 @@ def test_each_stage_is_one_mlflow_run(project):
         "select_snapshots": 10,
         "report": 1,
     }
-    # the matrix: one parent run and 15 cells x 2 seeds nested; select_snapshots: a parent, 4
+    # the matrix: one parent run and 16 cells x 2 seeds nested; select_snapshots: a parent, 4
     # methods x 2 seeds, the evaluation
     cells = runs[(runs["tags.role"] == "cell") & (runs["tags.stage"] == "train")]
-    assert len(cells) == 30 and cells["tags.mlflow.parentRunId"].nunique() == 1
+    assert len(cells) == 32 and cells["tags.mlflow.parentRunId"].nunique() == 1
     assert (runs["tags.git_rev"].str.len() == 40).all()
     import torch  # every run says which machine and library versions made it
 

@@ -422,7 +422,7 @@ def test_seeds_preset_matches_the_seeds_counts_and_passes_its_checks(params_file
         assert compared["labeling episodes a snapshot"]["this plan"] == 21
         assert (
             compared["1B micro-runs"]["this plan"] == 200
-            and compared["2 training runs"]["this plan"] == 14
+            and compared["2 training runs"]["this plan"] == 15  # 12 cells, random, all, self
         )
         text = planner.to_text(out)
         assert (

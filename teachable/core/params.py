@@ -403,7 +403,10 @@ class TrainParams(Section):
     dpo_beta: float = Field(gt=0)
     quadrants: list[Literal["Q1", "Q2", "Q3", "Q4"]] = Field(min_length=1)
     formats: list[Literal["demo", "hint", "contrast"]] = Field(min_length=1)
-    baselines: list[Literal["random", "all"]]
+    baselines: list[Literal["random", "all", "self"]] = Field(
+        description="random, all; self: the control (a cell's size of snapshots labelled with the "
+        "student's own most likely action), reported beside the models, in no gate"
+    )
     min_records: int = Field(
         ge=0, description="cells with fewer records are trained and flagged small"
     )

@@ -51,7 +51,7 @@ class EvalModel:
     adapter."""
 
     model: str
-    kind: str  # base | cell | baseline | recovery | selection
+    kind: str  # base | cell | baseline | control (`self`) | recovery | selection
     adapter: str | None = None
     train_quadrant: str = ""
     format: str = ""
@@ -102,7 +102,7 @@ def matrix_models(phase2: str | Path, cells: list[str]) -> list[EvalModel]:
         kind, quadrant, fmt = (
             ("cell", *name.split("-", 1))
             if "-" in name
-            else ("recovery" if name == "recovery" else "baseline", "", "")
+            else ({"recovery": "recovery", "self": "control"}.get(name, "baseline"), "", "")
         )
         out += [
             EvalModel(

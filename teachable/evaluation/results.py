@@ -33,8 +33,14 @@ TABLE_COLUMNS = [
     "p_value",
     "p_holm",
     "min_detectable_delta",
+    "vs_self_delta",
+    "vs_self_ci_low",
+    "vs_self_ci_high",
+    "vs_self_p",
 ]
+# the models the gates choose among and test; the `self` control (kind "control") is only compared
 TRAINED_KINDS = ("cell", "baseline", "recovery")
+CONTROL = "self"
 # the overall table's parse-failure columns (task panel; `parse_failure_rates`)
 PARSE_COLUMNS = [
     "action_mode",
@@ -82,7 +88,8 @@ def _model_table(rows: pd.DataFrame, n_name: str) -> pd.DataFrame:
     """Per model on one panel's rows: success over seeds, items and rollouts with its 95% interval;
     against the base on the same items (`teachable.gates.paired.compare`): the delta, its 95%
     interval, the two-sided p, Holm's adjustment across the models and the minimum detectable delta
-    (two-sided 0.05, power 0.8)."""
+    (two-sided 0.05, power 0.8); where the `self` control ran, each trained model minus it, paired
+    by item (`vs_self_*`: what the model's supervision taught beyond what any update costs)."""
     columns = MODEL_COLUMNS + [n_name] + TABLE_COLUMNS
     # a panel with nothing in it (e.g. no held-out snapshots): an empty table, not an error
     if rows.empty:
@@ -90,6 +97,9 @@ def _model_table(rows: pd.DataFrame, n_name: str) -> pd.DataFrame:
     items = panel_items(rows)
     has_base = bool((rows.model == "base").any())
     base = outcomes(rows[rows.model == "base"], items) if has_base else None
+    control = (
+        outcomes(rows[rows.model == CONTROL], items) if (rows.model == CONTROL).any() else None
+    )
     out = []
     for _, model in rows.drop_duplicates("model")[MODEL_COLUMNS].iterrows():
         a = outcomes(rows[rows.model == model.model], items)
@@ -115,9 +125,17 @@ def _model_table(rows: pd.DataFrame, n_name: str) -> pd.DataFrame:
                 p_value=d["p_two_sided"],
                 min_detectable_delta=min_detectable_difference(d["se"], 0.05, two_sided=True),
             )
+        if control is not None and model.model not in ("base", CONTROL):
+            v = compare(a, control)
+            row.update(
+                vs_self_delta=v["delta"],
+                vs_self_ci_low=v["ci"][0],
+                vs_self_ci_high=v["ci"][1],
+                vs_self_p=v["p_two_sided"],
+            )
         out.append(row)
     table = pd.DataFrame(out).reindex(columns=columns)
-    trained = (table.model != "base") & table.p_value.notna()
+    trained = ~table.model.isin(["base", CONTROL]) & table.p_value.notna()
     table.loc[trained, "p_holm"] = holm(table.loc[trained, "p_value"].tolist())
     return table.round(6)
 
@@ -533,9 +551,24 @@ def headline(results: dict[str, pd.DataFrame], verdicts: dict[str, dict]) -> dic
                 "min_detectable": gain.get("min_detectable"),
             },
         },
+        # the `self` control minus the base: what an update that teaches nothing costs (each
+        # model minus it: the tables' vs_self columns)
+        "self_control_delta": _control_delta(overall),
         "pass_k": pass_k_summary(results.get("pass_k"), ["base", gain.get("chosen_model")]),
         "parse_failures": parse_failure_summary(overall),
         "gates": verdicts,
+    }
+
+
+def _control_delta(overall: pd.DataFrame) -> dict | None:
+    control = overall[overall.model == CONTROL]
+    if control.empty:
+        return None
+    row = control.iloc[0]
+    return {
+        "value": _number(row.delta),
+        "ci": [_number(row.delta_ci_low), _number(row.delta_ci_high)],
+        "n": int(row.n_tasks),
     }
 
 

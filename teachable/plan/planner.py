@@ -277,10 +277,11 @@ def workload(p: Params, path: Path = THROUGHPUT) -> list[dict]:
     quadrant = s["train_side"] // q  # balanced: `min` (the smallest quadrant) is at most this
     cell = quadrant if t.records_per_cell in ("min", None) else min(t.records_per_cell, quadrant)
     cells = len(t.quadrants) * len(t.formats)
-    # `all`: every snapshot in all three formats
+    # `random` and the `self` control: a cell's size; `all`: every snapshot in all three formats
     runs = [
         (cells, cell),
         (int("random" in t.baselines), cell),
+        (int("self" in t.baselines), cell),
         (int("all" in t.baselines), s["train_side"] * 3),
     ]
     n_runs = sum(n for n, _ in runs) * t.n_seeds

@@ -43,6 +43,7 @@ FORMAT_COLORS = {
     "hint": "#E69F00",
     "contrast": "#009E73",
     "baseline": "#CC79A7",
+    "control": "#999999",
     "recovery": "#D55E00",
     "selection": "#56B4E9",
     "base": "#000000",

@@ -223,8 +223,8 @@ def main_results(
 ) -> pd.DataFrame | None:
     """Tab H5.1: every evaluated model: held-out tasks and training seeds, held-out task success
     with its 95% CI, its delta against the base with the paired 95% interval, Holm-adjusted p and
-    the smallest delta detectable at this n, retention and its delta (with the same), and loop rate.
-    Columns the inputs lack are left out."""
+    the smallest delta detectable at this n, minus the `self` control (paired), retention and its
+    delta (with the same), and loop rate. Columns the inputs lack are left out."""
     if not usable(overall, {"model", "kind", "train_quadrant", "success", "delta"}):
         return None
     cols = [
@@ -242,8 +242,15 @@ def main_results(
         "delta_ci_high",
         "p_holm",
         "min_detectable_delta",
+        "vs_self_delta",
+        "vs_self_ci_low",
+        "vs_self_ci_high",
     ]
     table = overall[[c for c in cols if c in overall]].copy()
+    # no `self` control in this run: its columns are empty
+    table = table.drop(
+        columns=[c for c in table if c.startswith("vs_self") and table[c].isna().all()]
+    )
     if usable(retention, {"model", "success", "delta"}):
         kept = [
             c

@@ -6,7 +6,10 @@ of its quadrant of the same size, so a difference between cells is not a differe
 training. Every cell is trained `train.n_seeds` times; training seed k draws its own subsample
 (shared by the formats of a quadrant, so formats compare on the same snapshots) and its own
 initialisation. `random` is a uniform sample of the cell size from the pool of every (snapshot,
-format) record; `all` is the whole pool.
+format) record; `all` is the whole pool. `self` is the control: a cell's size of snapshots in the
+demo format with the student's own most likely action in the teacher's place, an update of the
+same size that teaches nothing new, so a model minus `self` is what its supervision taught net of
+what any update costs (docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
 from teachable.training.supervision import FORMATS, preference_pair, supervision_record
 
 QUADRANT_BY_SHORT = {short: q for q, short in SHORT_NAMES.items()}  # Q1 -> Q1_highU_highL
-BASELINES = ("random", "all")
+BASELINES = ("random", "all", "self")
 
 
 def training_records(snapshots: list[dict], fmt: str, method: str = "sft") -> list[dict]:
@@ -69,9 +72,30 @@ def cell_records(
     return training_records(chosen, fmt, method)
 
 
+def self_labelled(record: dict) -> dict:
+    """The snapshot with the student's most likely action (its `student_probs`; ties to the first
+    listed) in the teacher's place."""
+    probs = record["student_probs"]
+    return {
+        **record,
+        "teacher": {**record["teacher"], "suggested_action": max(probs, key=probs.get)},
+    }
+
+
 def baseline_records(
     records: list[dict], name: str, seed: int, method: str = "sft", size: int | None = None
 ) -> list[dict]:
+    """A baseline's records with training seed `seed`; `size` None: `random` and `self` take the
+    mean cell size of an unmatched matrix (the pool over quadrants x formats)."""
+    if name == "self":
+        if method != "sft":
+            raise InputError(
+                "train.baselines: `self` trains SFT only (its chosen and rejected actions would be "
+                "the student's own); remove it for train.method dpo"
+            )
+        size = size if size is not None else round(len(records) / len(QUADRANTS))
+        chosen = _subsample(records, size, f"self|{seed}")
+        return training_records([self_labelled(r) for r in chosen], "demo")
     pool = [rec for r in records for fmt in FORMATS for rec in training_records([r], fmt, method)]
     if name == "all":
         return pool
