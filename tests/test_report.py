@@ -485,3 +485,28 @@ def test_ranking_intervals_reproduce_the_stage_and_bracket_it(tmp_path):
         assert (merged[f"{metric}_ci_low"] <= merged[metric] + 1e-9).all()
         assert (merged[metric] <= merged[f"{metric}_ci_high"] + 1e-9).all()
     assert paper_tables.ranking_intervals(None, records, [5]) is None
+
+
+def test_the_main_table_adjusts_the_comparisons_with_the_self_control_by_holm():
+    """Tab H5.1 shows each model minus the self control with Holm's p over those comparisons (not
+    over the base's), and leaves the columns out where no control ran."""
+    from teachable.report.paper_tables import main_results
+
+    overall = pd.DataFrame(
+        {
+            "model": ["base", "self", "Q1-demo", "Q2-demo", "all"],
+            "kind": ["base", "control", "cell", "cell", "baseline"],
+            "train_quadrant": ["", "", "Q1", "Q2", ""],
+            "success": [0.4, 0.2, 0.5, 0.3, 0.35],
+            "delta": [0.0, -0.2, 0.1, -0.1, -0.05],
+            "vs_self_delta": [None, None, 0.3, 0.1, 0.15],
+            "vs_self_p": [None, None, 0.01, 0.2, 0.04],
+        }
+    )
+    table = main_results(overall, None, None).set_index("model")
+    assert table.vs_self_p_holm.to_dict() == pytest.approx(
+        {"base": float("nan"), "self": float("nan"), "Q1-demo": 0.03, "Q2-demo": 0.2, "all": 0.08},
+        nan_ok=True,
+    )
+    without = main_results(overall.drop(columns=["vs_self_delta", "vs_self_p"]), None, None)
+    assert not [c for c in without if c.startswith("vs_self")]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from teachable.gates.core import holm
 from teachable.gates.predictor import cluster_weights, tie_groups, weighted_ndcg
 from teachable.labeling.estimates import rate
 from teachable.labeling.quadrants import QUADRANTS, SHORT_NAMES
@@ -223,8 +224,9 @@ def main_results(
 ) -> pd.DataFrame | None:
     """Tab H5.1: every evaluated model: held-out tasks and training seeds, held-out task success
     with its 95% CI, its delta against the base with the paired 95% interval, Holm-adjusted p and
-    the smallest delta detectable at this n, minus the `self` control (paired), retention and its
-    delta (with the same), and loop rate. Columns the inputs lack are left out."""
+    the smallest delta detectable at this n, minus the `self` control (paired, Holm over the
+    models), retention and its delta (with the same), and loop rate. Columns the inputs lack are
+    left out."""
     if not usable(overall, {"model", "kind", "train_quadrant", "success", "delta"}):
         return None
     cols = [
@@ -247,6 +249,10 @@ def main_results(
         "vs_self_ci_high",
     ]
     table = overall[[c for c in cols if c in overall]].copy()
+    if "vs_self_p" in overall and overall.vs_self_p.notna().any():
+        # each model minus the self control: Holm over those comparisons, as p_holm over the base's
+        compared = overall.vs_self_p.notna()
+        table.loc[compared, "vs_self_p_holm"] = holm(overall.vs_self_p[compared].tolist())
     # no `self` control in this run: its columns are empty
     table = table.drop(
         columns=[c for c in table if c.startswith("vs_self") and table[c].isna().all()]
