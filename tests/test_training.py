@@ -12,24 +12,19 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from teachable.core.params import TrainParams
 from teachable.policy.hf import HFPolicy
-from teachable.training.supervision import preference_pair, supervision_record
+from teachable.training.supervision import (
+    EXAMPLE_LABELED,
+    preference_pair,
+    supervision_record,
+)
 from teachable.training.lora import train_lora
 
+# the example record with a hint, so that the hint format differs from demo
 LABELED = {
-    "snapshot_id": "s1",
-    "mission": "go to the red ball",
-    "obs": "You see: red ball 2 forward. You carry nothing.",
-    "valid_actions": ["turn left", "turn right", "go forward", "pick up", "drop", "toggle"],
-    "history": [{"obs": "x", "action": "turn left"}],
-    "student_action": "turn left",
-    "contrast_action": "turn left",
+    **EXAMPLE_LABELED,
     "teacher": {
-        "suggested_action": "go forward",
+        **EXAMPLE_LABELED["teacher"],
         "hint": "The red ball you need is 2 forward from you.",
-        "diagnosis": "",
-        "contrast": "",
-        "source": "oracle",
-        "valid": True,
     },
 }
 
